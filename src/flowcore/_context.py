@@ -1,0 +1,209 @@
+"""Ambient helpers for workflow and activity code, found through context variables.
+
+Inside a workflow, ``gather``, ``now``, ``uuid4``, ``random`` and ``info`` talk to the engine that
+drives the coroutine; they are deterministic under replay. Inside an activity, ``info`` and
+``activity_info`` describe the running attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, overload
+
+from flowcore._status import from_timestamp
+from flowcore.engine._traps import GatherTrap, ScheduleActivityTrap, yield_trap
+from flowcore.errors import WorkflowMisuseError
+
+if TYPE_CHECKING:
+    import random as _random
+    from collections.abc import Awaitable
+
+    from flowcore._definitions import ActivityDef
+
+__all__ = [
+    "Info",
+    "activity_info",
+    "gather",
+    "in_workflow",
+    "info",
+    "now",
+    "random",
+    "uuid4",
+]
+
+T = TypeVar("T")
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Info:
+    """What the running workflow or activity attempt is."""
+
+    workflow_id: str
+    """The workflow instance id."""
+    workflow_name: str
+    """The workflow's registered name."""
+    version: str
+    """The workflow version this instance started with (branch on it to evolve code)."""
+    parent_id: str | None = None
+    """The parent workflow's id, for a child."""
+    is_replaying: bool = False
+    """True while the engine replays history (use only to silence side effects like logs)."""
+    activity: str | None = None
+    """Inside an activity: its registered name."""
+    step: int | None = None
+    """Inside an activity: the command number of its schedule."""
+    attempt: int | None = None
+    """Inside an activity: the attempt number, from 1."""
+
+    @property
+    def idempotency_key(self) -> str | None:
+        """Inside an activity: ``workflow_id/step/attempt``, stable across a crash and recovery."""
+        if self.step is None:
+            return None
+        return f"{self.workflow_id}/{self.step}/{self.attempt}"
+
+    @property
+    def operation_key(self) -> str | None:
+        """Inside an activity: ``workflow_id/step``, the same for every attempt (dedupe retries)."""
+        if self.step is None:
+            return None
+        return f"{self.workflow_id}/{self.step}"
+
+
+class WorkflowContext(Protocol):
+    """What the engine exposes to ambient helpers while it drives a workflow."""
+
+    def now(self) -> float:
+        """Epoch seconds of the event being processed."""
+        ...
+
+    def rng(self) -> _random.Random:
+        """The workflow's deterministic random generator."""
+        ...
+
+    def info(self) -> Info:
+        """The running workflow's description."""
+        ...
+
+
+_workflow: ContextVar[WorkflowContext | None] = ContextVar("flowcore_workflow", default=None)
+_activity: ContextVar[Info | None] = ContextVar("flowcore_activity", default=None)
+
+
+def enter_workflow(ctx: WorkflowContext) -> Token[WorkflowContext | None]:
+    """Engine hook: make ``ctx`` the ambient workflow (undo with :func:`exit_workflow`)."""
+    return _workflow.set(ctx)
+
+
+def exit_workflow(token: Token[WorkflowContext | None]) -> None:
+    """Engine hook: undo :func:`enter_workflow`."""
+    _workflow.reset(token)
+
+
+def enter_activity(info: Info) -> Token[Info | None]:
+    """Backend hook: describe the running activity attempt."""
+    return _activity.set(info)
+
+
+def exit_activity(token: Token[Info | None]) -> None:
+    """Backend hook: undo :func:`enter_activity`."""
+    _activity.reset(token)
+
+
+def in_workflow() -> bool:
+    """Tell whether the caller runs inside a workflow driven by flowcore's engine."""
+    return _workflow.get() is not None
+
+
+def _require(helper: str) -> WorkflowContext:
+    ctx = _workflow.get()
+    if ctx is None:
+        raise WorkflowMisuseError(
+            f"flowcore.{helper}() was called outside a workflow; call it from the body of an "
+            "@flowcore.workflow function (or code it awaits)",
+            workflow_id="",
+        )
+    return ctx
+
+
+def schedule_activity(
+    defn: ActivityDef[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Awaitable[Any]:
+    """Engine hook used by ActivityDef: the awaitable of a journaled activity call."""
+    return yield_trap(ScheduleActivityTrap(defn, args, kwargs))
+
+
+@overload
+async def gather(a1: Awaitable[T1], /) -> list[T1]: ...
+@overload
+async def gather(a1: Awaitable[T1], a2: Awaitable[T2], /) -> list[T1 | T2]: ...
+@overload
+async def gather(
+    a1: Awaitable[T1], a2: Awaitable[T2], a3: Awaitable[T3], /
+) -> list[T1 | T2 | T3]: ...
+@overload
+async def gather(*awaitables: Awaitable[T]) -> list[T]: ...
+async def gather(*awaitables: Awaitable[Any]) -> list[Any]:
+    """Run activity calls and sub-coroutines concurrently; return their results in argument order.
+
+    Inside a workflow the branches interleave deterministically; the first exception is raised
+    (the other branches still run to their end, their results ignored). Outside a workflow this
+    is ``asyncio.gather``.
+    """
+    if _workflow.get() is None:
+        return list(await asyncio.gather(*awaitables))
+    return list(await yield_trap(GatherTrap(tuple(awaitables))))
+
+
+def now() -> datetime:
+    """The workflow's current time: when the event being processed happened (aware, UTC).
+
+    Replay gives the same value, so use it instead of ``datetime.now()`` in workflows.
+    """
+    return from_timestamp(_require("now").now())
+
+
+def random() -> float:
+    """A deterministic random float in [0, 1), seeded by the workflow id."""
+    return _require("random").rng().random()
+
+
+def uuid4() -> uuid.UUID:
+    """A deterministic random UUID (version 4), seeded by the workflow id."""
+    return uuid.UUID(int=_require("uuid4").rng().getrandbits(128), version=4)
+
+
+def info() -> Info:
+    """Describe the running workflow, or the running activity attempt.
+
+    Raises:
+        WorkflowMisuseError: called outside a workflow and outside an activity.
+    """
+    act = _activity.get()
+    if act is not None:
+        return act
+    return _require("info").info()
+
+
+def activity_info() -> Info:
+    """Describe the running activity attempt (its idempotency key included).
+
+    Raises:
+        WorkflowMisuseError: not called from inside an activity.
+    """
+    act = _activity.get()
+    if act is None:
+        raise WorkflowMisuseError(
+            "flowcore.activity_info() was called outside an activity; call it from the body of "
+            "an @flowcore.activity function while the runtime runs it",
+            workflow_id="",
+        )
+    return act

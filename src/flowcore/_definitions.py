@@ -1,0 +1,296 @@
+"""The @workflow and @activity decorators, the definitions they make, and the registry of names."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Generic, ParamSpec, TypeVar, cast, final, overload
+
+from flowcore import _context
+from flowcore.errors import RegistrationError, UnknownVersionError
+from flowcore.retry import NO_RETRY, RetryPolicy
+
+__all__ = [
+    "ActivityDef",
+    "Registry",
+    "WorkflowDef",
+    "activity",
+    "default_registry",
+    "workflow",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+I = TypeVar("I")  # noqa: E741 - the conventional name for an input type
+
+
+def _origin(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+@final
+class ActivityDef(Generic[P, R]):
+    """A registered activity: a sync or async function whose calls inside a workflow are journaled.
+
+    Calling it inside a workflow returns an awaitable that the runtime schedules, records and
+    replays. Outside any workflow it simply runs the function: an async activity returns its
+    coroutine, a sync one its value.
+    """
+
+    __slots__ = ("__dict__", "fn", "is_async", "name", "retry", "timeout")
+
+    def __init__(
+        self,
+        fn: Callable[P, Any],
+        *,
+        name: str,
+        retry: RetryPolicy,
+        timeout: float | None,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.retry = retry
+        self.timeout = timeout
+        self.is_async = inspect.iscoroutinefunction(fn)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+        if _context.in_workflow():
+            return _context.schedule_activity(self, args, kwargs)
+        return cast("Awaitable[R]", self.fn(*args, **kwargs))
+
+    def __repr__(self) -> str:
+        return f"<flowcore activity {self.name!r} ({_origin(self.fn)})>"
+
+
+@final
+class WorkflowDef(Generic[I, R]):
+    """A registered workflow: an ``async def`` taking at most one payload and returning a result."""
+
+    __slots__ = ("__dict__", "fn", "name", "takes_input", "version")
+
+    def __init__(
+        self, fn: Callable[..., Coroutine[Any, Any, R]], *, name: str, version: str
+    ) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            raise RegistrationError(
+                f"@workflow needs an 'async def' function; {_origin(fn)} is not one. Move "
+                "blocking work into an @activity and make the workflow async."
+            )
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        if len(params) > 1:
+            raise RegistrationError(
+                f"workflow {name!r} ({_origin(fn)}) takes {len(params)} required parameters; a "
+                "workflow takes one payload: wrap them in a dataclass or a dict."
+            )
+        self.fn = fn
+        self.name = name
+        self.version = version
+        self.takes_input = bool(inspect.signature(fn).parameters)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, payload: I) -> Coroutine[Any, Any, R]:
+        if self.takes_input:
+            return self.fn(payload)
+        return self.fn()
+
+    def __repr__(self) -> str:
+        return f"<flowcore workflow {self.name!r} v{self.version} ({_origin(self.fn)})>"
+
+
+@final
+@dataclass(slots=True)
+class Registry:
+    """Workflow and activity definitions by name (workflows also by version)."""
+
+    workflows: dict[str, dict[str, WorkflowDef[Any, Any]]] = field(default_factory=dict)
+    """name -> version -> definition, versions in registration order."""
+    activities: dict[str, ActivityDef[..., Any]] = field(default_factory=dict)
+    """name -> definition."""
+
+    def add_workflow(self, defn: WorkflowDef[Any, Any]) -> None:
+        """Register a workflow definition.
+
+        Raises:
+            RegistrationError: another function already holds this name and version.
+        """
+        versions = self.workflows.setdefault(defn.name, {})
+        old = versions.get(defn.version)
+        if old is not None and _origin(old.fn) != _origin(defn.fn):
+            raise RegistrationError(
+                f"workflow {defn.name!r} version {defn.version!r} is already registered by "
+                f"{_origin(old.fn)}; give {_origin(defn.fn)} another name or version"
+            )
+        versions.pop(defn.version, None)
+        versions[defn.version] = defn
+
+    def add_activity(self, defn: ActivityDef[..., Any]) -> None:
+        """Register an activity definition.
+
+        Raises:
+            RegistrationError: another function already holds this name.
+        """
+        old = self.activities.get(defn.name)
+        if old is not None and _origin(old.fn) != _origin(defn.fn):
+            raise RegistrationError(
+                f"activity {defn.name!r} is already registered by {_origin(old.fn)}; give "
+                f"{_origin(defn.fn)} another name with @activity(name=...)"
+            )
+        self.activities[defn.name] = defn
+
+    def workflow(self, name: str, version: str | None = None) -> WorkflowDef[Any, Any]:
+        """Find a workflow by name, at ``version`` or the latest registered one.
+
+        Raises:
+            RegistrationError: no workflow has that name (the message lists the known ones).
+            UnknownVersionError: the name exists but not at that version.
+        """
+        versions = self.workflows.get(name)
+        if not versions:
+            known = ", ".join(sorted(self.workflows)) or "none"
+            raise RegistrationError(
+                f"no workflow named {name!r} is registered (known: {known}); decorate it with "
+                "@flowcore.workflow and import its module before starting the runtime, or pass "
+                "it in Runtime(workflows=[...])"
+            )
+        if version is None:
+            return versions[next(reversed(versions))]
+        if version not in versions:
+            raise UnknownVersionError(name, version, list(versions))
+        return versions[version]
+
+    def for_replay(self, name: str, version: str) -> WorkflowDef[Any, Any]:
+        """The code to replay an instance recorded at ``version``: that version, else the latest.
+
+        Code that handles older instances branches on ``flowcore.info().version``.
+        """
+        versions = self.workflows.get(name)
+        if versions and version in versions:
+            return versions[version]
+        return self.workflow(name)
+
+    def copy(self) -> Registry:
+        """A shallow copy (for tests that need to restore the global registry)."""
+        return Registry(
+            {k: dict(v) for k, v in self.workflows.items()}, dict(self.activities)
+        )
+
+
+default_registry = Registry()
+"""Where the decorators register, unless a Runtime is given its own list."""
+
+
+@overload
+def activity(fn: Callable[P, Coroutine[Any, Any, R]], /) -> ActivityDef[P, R]: ...
+@overload
+def activity(fn: Callable[P, R], /) -> ActivityDef[P, R]: ...
+@overload
+def activity(
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+) -> _ActivityDecorator: ...
+def activity(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+) -> ActivityDef[..., Any] | _ActivityDecorator:
+    """Declare an activity: a sync or async function that does real work.
+
+    Sync activities run in a worker thread, async ones on the event loop. Inside a workflow,
+    ``await my_activity(...)`` is journaled: after a crash its recorded result is reused.
+
+    Args:
+        fn: The function (when used as a bare ``@activity``).
+        name: Registered name; defaults to the function's ``__qualname__``.
+        retry: Retry policy; default is a single attempt.
+        timeout: Seconds one attempt may take before it fails with ActivityTimeoutError.
+
+    Returns:
+        The activity definition, or a decorator that makes one.
+    """
+    if timeout is not None and timeout <= 0:
+        raise ValueError("activity timeout must be a positive number of seconds")
+
+    def decorate(f: Callable[..., Any]) -> ActivityDef[..., Any]:
+        defn: ActivityDef[..., Any] = ActivityDef(
+            f, name=name or f.__qualname__, retry=retry or NO_RETRY, timeout=timeout
+        )
+        default_registry.add_activity(defn)
+        return defn
+
+    if fn is not None:
+        return decorate(fn)
+    return cast("_ActivityDecorator", decorate)
+
+
+class _ActivityDecorator:
+    """Typing helper: what ``@activity(...)`` returns."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> ActivityDef[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> ActivityDef[P, R]: ...
+    def __call__(self, fn: Callable[..., Any], /) -> ActivityDef[..., Any]:
+        raise NotImplementedError  # pragma: no cover - typing only
+
+
+@overload
+def workflow(fn: Callable[[I], Coroutine[Any, Any, R]], /) -> WorkflowDef[I, R]: ...
+@overload
+def workflow(fn: Callable[[], Coroutine[Any, Any, R]], /) -> WorkflowDef[None, R]: ...
+@overload
+def workflow(*, name: str | None = None, version: str = "1") -> _WorkflowDecorator: ...
+def workflow(
+    fn: Callable[..., Coroutine[Any, Any, Any]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    version: str = "1",
+) -> WorkflowDef[Any, Any] | _WorkflowDecorator:
+    """Declare a workflow: an ``async def`` whose awaits of activities are journaled and replayed.
+
+    Workflow code must be deterministic: use ``flowcore.now()``, ``flowcore.random()`` and
+    ``flowcore.uuid4()`` instead of the clock and ``random``; do I/O in activities.
+
+    Args:
+        fn: The coroutine function (when used as a bare ``@workflow``).
+        name: Registered name; defaults to the function's ``__qualname__``.
+        version: The code version recorded by each instance it starts.
+
+    Returns:
+        The workflow definition, or a decorator that makes one.
+    """
+
+    def decorate(f: Callable[..., Coroutine[Any, Any, Any]]) -> WorkflowDef[Any, Any]:
+        defn: WorkflowDef[Any, Any] = WorkflowDef(
+            f, name=name or f.__qualname__, version=str(version)
+        )
+        default_registry.add_workflow(defn)
+        return defn
+
+    if fn is not None:
+        return decorate(fn)
+    return cast("_WorkflowDecorator", decorate)
+
+
+class _WorkflowDecorator:
+    """Typing helper: what ``@workflow(...)`` returns."""
+
+    @overload
+    def __call__(self, fn: Callable[[I], Coroutine[Any, Any, R]], /) -> WorkflowDef[I, R]: ...
+    @overload
+    def __call__(self, fn: Callable[[], Coroutine[Any, Any, R]], /) -> WorkflowDef[None, R]: ...
+    def __call__(self, fn: Callable[..., Any], /) -> WorkflowDef[Any, Any]:
+        raise NotImplementedError  # pragma: no cover - typing only

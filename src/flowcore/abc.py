@@ -1,0 +1,47 @@
+"""Protocols users plug in: Backend (where activities run), Journal (where history lives), Clock."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol, final
+
+import anyio
+
+from flowcore.backends.base import ActivityOutcome, ActivityTask, Backend
+from flowcore.journal.base import Append, Journal
+
+__all__ = [
+    "ActivityOutcome",
+    "ActivityTask",
+    "Append",
+    "Backend",
+    "Clock",
+    "Journal",
+    "SystemClock",
+]
+
+
+class Clock(Protocol):
+    """Wall-clock time for the runtime: event timestamps, retry delays and timers."""
+
+    def now(self) -> float:
+        """Seconds since the epoch (UTC)."""
+        ...
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Return once ``now() >= deadline``."""
+        ...
+
+
+@final
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> float:
+        """``time.time()``."""
+        return time.time()
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Sleep on the event loop until the deadline (re-checking after early wake-ups)."""
+        while (left := deadline - time.time()) > 0:
+            await anyio.sleep(left)

@@ -1,0 +1,1 @@
+"""Where activities run: the Backend protocol and the local (in-process) implementation."""

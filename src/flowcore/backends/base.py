@@ -1,0 +1,79 @@
+"""The Backend protocol: run one attempt of one activity and report its outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, final
+
+if TYPE_CHECKING:
+    from flowcore._definitions import ActivityDef
+    from flowcore.engine.events import Json
+    from flowcore.errors import FailureInfo
+
+__all__ = ["ActivityOutcome", "ActivityTask", "Backend"]
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityTask:
+    """One attempt of one activity, as the runtime hands it to a backend."""
+
+    workflow_id: str
+    """The workflow that scheduled it."""
+    step: int
+    """The command number of its schedule."""
+    attempt: int
+    """Attempt number, from 1."""
+    activity: ActivityDef[..., Any]
+    """What to run."""
+    args: tuple[Any, ...]
+    """Positional arguments as the workflow passed them (local backends use these)."""
+    kwargs: dict[str, Any]
+    """Keyword arguments as the workflow passed them."""
+    encoded_args: Json
+    """The arguments encoded as JSON (remote backends send these)."""
+    encoded_kwargs: Json
+    """The keyword arguments encoded as JSON, or None."""
+    workflow_name: str = ""
+    """The workflow's registered name."""
+    workflow_version: str = ""
+    """The workflow's recorded version."""
+
+    @property
+    def idempotency_key(self) -> str:
+        """``workflow_id/step/attempt``: stable for this attempt across a crash and recovery."""
+        return f"{self.workflow_id}/{self.step}/{self.attempt}"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityOutcome:
+    """How one attempt ended: a JSON result, or a failure."""
+
+    result: Json = None
+    """The encoded return value, when it succeeded."""
+    failure: FailureInfo | None = None
+    """Why it failed, when it did."""
+    timed_out: bool = False
+    """True when the attempt exceeded the activity's timeout."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the attempt succeeded."""
+        return self.failure is None
+
+
+class Backend(Protocol):
+    """Runs activity attempts somewhere: on the event loop, in threads, on remote workers."""
+
+    async def open(self) -> None:
+        """Get ready to run attempts (connect to a broker, start a pool)."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources; attempts still running may be abandoned (recovery retries them)."""
+        ...
+
+    async def execute(self, task: ActivityTask, *, timeout: float | None) -> ActivityOutcome:
+        """Run one attempt and report how it ended; never raise for the activity's own errors."""
+        ...

@@ -1,0 +1,76 @@
+"""LocalBackend: async activities on the event loop, sync ones in a bounded pool of threads."""
+
+from __future__ import annotations
+
+import contextvars
+from typing import TYPE_CHECKING, Any, final
+
+import anyio
+
+from flowcore import _context, serde
+from flowcore.backends.base import ActivityOutcome, ActivityTask
+from flowcore.errors import FailureInfo, PayloadError
+
+__all__ = ["LocalBackend"]
+
+
+@final
+class LocalBackend:
+    """Run activities in this process.
+
+    Args:
+        max_threads: How many sync activities may run at once in worker threads.
+    """
+
+    def __init__(self, *, max_threads: int = 40) -> None:
+        self._threads = anyio.CapacityLimiter(max_threads)
+
+    async def open(self) -> None:
+        """Nothing to prepare."""
+
+    async def close(self) -> None:
+        """Nothing to release: running threads finish on their own."""
+
+    async def execute(self, task: ActivityTask, *, timeout: float | None) -> ActivityOutcome:
+        """Run one attempt; exceptions and timeouts become a failed outcome."""
+        token = _context.enter_activity(
+            _context.Info(
+                workflow_id=task.workflow_id,
+                workflow_name=task.workflow_name,
+                version=task.workflow_version,
+                activity=task.activity.name,
+                step=task.step,
+                attempt=task.attempt,
+            )
+        )
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                value = await self._call(task)
+        except Exception as exc:  # noqa: BLE001 - the activity's own error becomes its outcome
+            return ActivityOutcome(failure=FailureInfo.from_exception(exc))
+        finally:
+            _context.exit_activity(token)
+        if scope.cancelled_caught:
+            error = TimeoutError(f"activity {task.activity.name!r} exceeded its {timeout}s timeout")
+            return ActivityOutcome(failure=FailureInfo.from_exception(error), timed_out=True)
+        try:
+            return ActivityOutcome(result=serde.encode(value))
+        except PayloadError as exc:
+            return ActivityOutcome(failure=FailureInfo.from_exception(exc, non_retryable=True))
+
+    async def _call(self, task: ActivityTask) -> Any:
+        fn = task.activity.fn
+        if task.activity.is_async:
+            return await fn(*task.args, **task.kwargs)
+        ctx = contextvars.copy_context()
+        return await anyio.to_thread.run_sync(
+            lambda: ctx.run(fn, *task.args, **task.kwargs),
+            limiter=self._threads,
+            abandon_on_cancel=True,
+        )
+
+
+if TYPE_CHECKING:
+    from flowcore.backends.base import Backend
+
+    _check: Backend = LocalBackend()

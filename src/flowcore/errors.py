@@ -1,0 +1,325 @@
+"""Every exception flowcore raises, and the frozen failure record that crosses process boundaries.
+
+The tree::
+
+    FlowcoreError
+    ├── RegistrationError          unknown or duplicate workflow/activity name
+    │   └── UnknownVersionError    a version no registered code provides
+    ├── WorkflowError              .workflow_id
+    │   ├── WorkflowNotFoundError
+    │   ├── WorkflowAlreadyExistsError
+    │   ├── WorkflowCanceledError
+    │   ├── WorkflowFailedError    .failure (raised by handle.result())
+    │   ├── NondeterminismError    .step .recorded .attempted
+    │   └── WorkflowMisuseError    a wrong await or call inside a workflow
+    ├── ActivityError              .activity .step .attempts .failure
+    │   └── ActivityTimeoutError
+    ├── PayloadError               a value that cannot be encoded or decoded; names its path
+    ├── JournalError
+    │   ├── JournalLockedError     another runtime owns the database
+    │   ├── JournalCorruptError    not a flowcore journal, or a damaged one
+    │   └── SchemaVersionError     written by a newer flowcore
+    └── BackendError
+        └── BackendUnavailableError
+
+    NonRetryableError              raised by activity code to stop retries
+
+A failure that crosses a process or disk boundary is a :class:`FailureInfo`, never a pickled exception.
+"""
+
+from __future__ import annotations
+
+import traceback as _traceback
+from dataclasses import dataclass, field
+from typing import Any, final
+
+__all__ = [
+    "ActivityError",
+    "ActivityTimeoutError",
+    "BackendError",
+    "BackendUnavailableError",
+    "FailureInfo",
+    "FlowcoreError",
+    "JournalCorruptError",
+    "JournalError",
+    "JournalLockedError",
+    "NondeterminismError",
+    "NonRetryableError",
+    "PayloadError",
+    "RegistrationError",
+    "SchemaVersionError",
+    "UnknownVersionError",
+    "WorkflowAlreadyExistsError",
+    "WorkflowCanceledError",
+    "WorkflowError",
+    "WorkflowFailedError",
+    "WorkflowMisuseError",
+    "WorkflowNotFoundError",
+]
+
+_MAX_TRACEBACK = 16_000
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailureInfo:
+    """A serialisable description of an exception, safe to journal and to send across processes."""
+
+    type_name: str
+    """Qualified name of the exception type, e.g. ``builtins.ValueError``."""
+    message: str
+    """``str()`` of the exception."""
+    traceback: str = ""
+    """Formatted traceback, truncated to a bounded size."""
+    mro: tuple[str, ...] = ()
+    """Qualified names of the exception's base classes, most specific first (for ``is_caused_by``)."""
+    non_retryable: bool = False
+    """True when the failure must not be retried (``NonRetryableError`` or a policy's list)."""
+    cause: FailureInfo | None = None
+    """The failure this one was raised from, if any."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Extra JSON-compatible facts (e.g. the activity name and step of a nested ActivityError)."""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, *, non_retryable: bool = False) -> FailureInfo:
+        """Describe ``exc`` (and its ``__cause__`` chain) as a FailureInfo."""
+        tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if len(tb) > _MAX_TRACEBACK:
+            tb = tb[:_MAX_TRACEBACK // 2] + "\n...\n" + tb[-_MAX_TRACEBACK // 2 :]
+        cause = exc.__cause__
+        details: dict[str, Any] = {}
+        if isinstance(exc, ActivityError):
+            details = {"activity": exc.activity, "step": exc.step, "attempts": exc.attempts}
+            if cause is None:
+                return cls(
+                    type_name=qualname(type(exc)),
+                    message=str(exc),
+                    traceback=tb,
+                    mro=_mro(type(exc)),
+                    non_retryable=non_retryable,
+                    cause=exc.failure,
+                    details=details,
+                )
+        return cls(
+            type_name=qualname(type(exc)),
+            message=str(exc),
+            traceback=tb,
+            mro=_mro(type(exc)),
+            non_retryable=non_retryable or isinstance(exc, NonRetryableError),
+            cause=cls.from_exception(cause) if cause is not None and cause is not exc else None,
+            details=details,
+        )
+
+    @property
+    def short_type(self) -> str:
+        """The type's name without its module, e.g. ``ValueError``."""
+        return self.type_name.rpartition(".")[2]
+
+    def is_caused_by(self, exc_type: type[BaseException] | str) -> bool:
+        """Tell whether this failure, or one in its cause chain, is an instance of ``exc_type``.
+
+        Args:
+            exc_type: An exception class, or its qualified or short name.
+        """
+        wanted = exc_type if isinstance(exc_type, str) else qualname(exc_type)
+        info: FailureInfo | None = self
+        while info is not None:
+            names = (info.type_name, *info.mro)
+            if wanted in names or any(n.rpartition(".")[2] == wanted for n in names):
+                return True
+            info = info.cause
+        return False
+
+    def to_json(self) -> dict[str, Any]:
+        """Encode as a JSON-compatible dict."""
+        out: dict[str, Any] = {"type": self.type_name, "message": self.message}
+        if self.traceback:
+            out["traceback"] = self.traceback
+        if self.mro:
+            out["mro"] = list(self.mro)
+        if self.non_retryable:
+            out["non_retryable"] = True
+        if self.cause is not None:
+            out["cause"] = self.cause.to_json()
+        if self.details:
+            out["details"] = self.details
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FailureInfo:
+        """Decode what :meth:`to_json` produced."""
+        cause = data.get("cause")
+        return cls(
+            type_name=str(data["type"]),
+            message=str(data.get("message", "")),
+            traceback=str(data.get("traceback", "")),
+            mro=tuple(data.get("mro", ())),
+            non_retryable=bool(data.get("non_retryable", False)),
+            cause=cls.from_json(cause) if cause else None,
+            details=dict(data.get("details", {})),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.short_type}: {self.message}"
+
+
+def qualname(tp: type) -> str:
+    """Return ``module.QualName`` for a type (``builtins.`` kept for clarity)."""
+    return f"{tp.__module__}.{tp.__qualname__}"
+
+
+def _mro(tp: type) -> tuple[str, ...]:
+    return tuple(qualname(t) for t in tp.__mro__[1:] if t not in (object, BaseException))
+
+
+class FlowcoreError(Exception):
+    """Base class of every error flowcore raises."""
+
+
+class RegistrationError(FlowcoreError):
+    """A workflow or activity name is unknown, or registered twice with different code."""
+
+
+class UnknownVersionError(RegistrationError):
+    """A workflow was asked for at a version that no registered code provides."""
+
+    def __init__(self, name: str, version: str, known: list[str]) -> None:
+        self.name = name
+        self.version = version
+        self.known = known
+        super().__init__(
+            f"workflow {name!r} has no registered version {version!r}; known versions: "
+            f"{', '.join(map(repr, known)) or 'none'}. Register the code for that version "
+            f"(@workflow(name={name!r}, version={version!r})) or start a known one."
+        )
+
+
+class WorkflowError(FlowcoreError):
+    """An error about one workflow instance."""
+
+    def __init__(self, message: str, *, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(message)
+
+
+class WorkflowNotFoundError(WorkflowError):
+    """No workflow instance has this id."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(
+            f"no workflow with id {workflow_id!r} in this journal; "
+            "check the id, or list instances with runtime.list()",
+            workflow_id=workflow_id,
+        )
+
+
+class WorkflowAlreadyExistsError(WorkflowError):
+    """A workflow instance with this id already exists."""
+
+    def __init__(self, workflow_id: str, *, status: str) -> None:
+        self.status = status
+        super().__init__(
+            f"a workflow with id {workflow_id!r} already exists (status {status}); pick another "
+            "id, or pass if_exists='return' to get a handle to the existing one",
+            workflow_id=workflow_id,
+        )
+
+
+class WorkflowCanceledError(WorkflowError):
+    """The workflow was canceled before it produced a result."""
+
+
+class WorkflowFailedError(WorkflowError):
+    """The workflow ended with an exception; ``failure`` describes it."""
+
+    def __init__(self, workflow_id: str, failure: FailureInfo) -> None:
+        self.failure = failure
+        super().__init__(f"workflow {workflow_id!r} failed: {failure}", workflow_id=workflow_id)
+
+
+class NondeterminismError(WorkflowError):
+    """Replaying a workflow's code did not issue the commands its journal recorded."""
+
+    def __init__(
+        self, *, workflow_id: str, workflow: str, step: int, recorded: str, attempted: str
+    ) -> None:
+        self.workflow = workflow
+        self.step = step
+        self.recorded = recorded
+        self.attempted = attempted
+        super().__init__(
+            f"workflow {workflow!r} (id {workflow_id!r}) is not deterministic at step {step}: "
+            f"the journal recorded {recorded} but the code now does {attempted}. The code changed "
+            "under a running instance: restore the old code path (branch on "
+            "flowcore.info().version) or start a new version of the workflow.",
+            workflow_id=workflow_id,
+        )
+
+
+class WorkflowMisuseError(WorkflowError):
+    """Workflow code awaited or called something it must not."""
+
+
+class ActivityError(FlowcoreError):
+    """An activity failed after all its attempts; raised inside the workflow that awaited it."""
+
+    def __init__(self, *, activity: str, step: int, attempts: int, failure: FailureInfo) -> None:
+        self.activity = activity
+        self.step = step
+        self.attempts = attempts
+        self.failure = failure
+        plural = "s" if attempts != 1 else ""
+        super().__init__(
+            f"activity {activity!r} (step {step}) failed after {attempts} attempt{plural}: {failure}"
+        )
+
+
+class ActivityTimeoutError(ActivityError):
+    """An activity did not finish within its timeout."""
+
+
+class PayloadError(FlowcoreError):
+    """A value cannot be encoded to, or decoded from, the journal's JSON."""
+
+    def __init__(self, reason: str, *, path: str = "$", hint: str | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.hint = hint
+        where = f" (expected {hint})" if hint else ""
+        super().__init__(f"cannot serialise value at {path}{where}: {reason}")
+
+
+class JournalError(FlowcoreError):
+    """The journal database cannot be used."""
+
+
+class JournalLockedError(JournalError):
+    """Another runtime owns this journal."""
+
+    def __init__(self, path: str, owner: str) -> None:
+        self.path = path
+        self.owner = owner
+        super().__init__(
+            f"journal {path!r} is owned by another runtime ({owner}); only one runtime may serve a "
+            "database. Stop the other one, or open it read-only for inspection."
+        )
+
+
+class JournalCorruptError(JournalError):
+    """The file is not a flowcore journal, or its contents are damaged."""
+
+
+class SchemaVersionError(JournalError):
+    """The journal was written by a newer flowcore than this one."""
+
+
+class BackendError(FlowcoreError):
+    """An activity backend failed."""
+
+
+class BackendUnavailableError(BackendError):
+    """An activity backend (a broker, a webhook) cannot be reached."""
+
+
+class NonRetryableError(Exception):
+    """Raise from activity code to fail the activity at once, without further retries."""

@@ -1,0 +1,118 @@
+"""The journal protocol: what the runtime needs from an event store, and the values it exchanges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol, final
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Sequence
+
+    from flowcore._status import WorkflowState, WorkflowStatus
+    from flowcore.engine.events import Event
+
+__all__ = ["Append", "Durability", "Journal", "StatusRow"]
+
+Durability = Literal["full", "normal"]
+"""``full``: fsync every commit (nothing acknowledged is lost on power loss);
+``normal``: WAL without fsync per commit (safe against process crashes, not power loss)."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusRow:
+    """One row of the ``workflows`` status table, exactly as stored."""
+
+    id: str
+    """The instance id."""
+    name: str
+    """Registered workflow name."""
+    version: str
+    """Workflow version."""
+    status: str
+    """A ``WorkflowState`` value."""
+    input: str | None
+    """JSON text of the input payload."""
+    output: str | None
+    """JSON text of the result."""
+    error: str | None
+    """Failure or park reason."""
+    current_activity: str | None
+    """Latest pending activity name."""
+    created_at: float
+    """Epoch seconds."""
+    updated_at: float
+    """Epoch seconds."""
+    parent_id: str | None
+    """Parent instance id."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Append:
+    """A unit of work for the writer: events of one workflow plus its status row after them."""
+
+    workflow_id: str
+    """Which workflow."""
+    first_seq: int
+    """Journal position of ``events[0]``; a workflow's positions are contiguous from 1."""
+    events: Sequence[Event]
+    """Events to append, in order (may be empty to update only the row)."""
+    row: StatusRow
+    """The status row as it is after these events."""
+    create: bool = False
+    """True for a workflow's first append: fails with WorkflowAlreadyExistsError if the id exists."""
+
+
+class Journal(Protocol):
+    """An append-only event store with a status projection, owned by one runtime at a time."""
+
+    @property
+    def path(self) -> str:
+        """Where the journal lives (for messages)."""
+        ...
+
+    async def open(self) -> None:
+        """Open (creating if needed), check the schema and take ownership.
+
+        Raises:
+            JournalLockedError: another runtime owns it.
+            JournalCorruptError: it is not a flowcore journal; it is left untouched.
+            SchemaVersionError: a newer flowcore wrote it.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Commit what is queued, stop the writer and release ownership."""
+        ...
+
+    def submit(self, op: Append) -> Awaitable[None]:
+        """Queue ``op`` for the next group commit; the result resolves once it is durable.
+
+        Ops are committed in submission order: once an op is durable, so is every op submitted
+        before it. The awaitable raises WorkflowAlreadyExistsError for a ``create`` op whose id
+        exists (other ops of the batch still commit) and JournalError if the commit failed.
+        """
+        ...
+
+    async def history(self, workflow_id: str) -> list[Event]:
+        """All events of a workflow in journal order (empty if unknown)."""
+        ...
+
+    async def status(self, workflow_id: str) -> WorkflowStatus | None:
+        """The status row of a workflow, or None if unknown."""
+        ...
+
+    async def list(
+        self,
+        *,
+        name: str | None = None,
+        status: WorkflowState | str | None = None,
+        limit: int = 100,
+    ) -> list[WorkflowStatus]:
+        """Status rows, newest first, filtered by name and status."""
+        ...
+
+    async def unfinished(self) -> list[str]:
+        """Ids of instances not in a terminal state, oldest first (what recovery replays)."""
+        ...

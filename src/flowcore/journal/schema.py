@@ -1,0 +1,193 @@
+"""The journal's on-disk format: DDL, the file header marks and forward migrations.
+
+A flowcore journal is a SQLite file whose ``PRAGMA application_id`` is :data:`APPLICATION_ID` and
+whose ``PRAGMA user_version`` is the schema version. :data:`MIGRATIONS` holds one step per version:
+``MIGRATIONS[v]`` turns a version-``v`` file into a version ``v + 1`` one, so a fresh file is simply
+migrated from version 0. Steps only ever get appended; a released step is never edited.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, TypeAlias, final
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    import aiosqlite
+
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Header",
+    "Migration",
+    "migrate",
+    "read_header",
+]
+
+APPLICATION_ID: Final = 0x466C6F77
+"""``PRAGMA application_id`` of every flowcore journal (ASCII ``Flow``)."""
+
+Migration: TypeAlias = "tuple[str, ...] | Callable[[aiosqlite.Connection], Awaitable[None]]"
+"""A schema step: SQL statements run in order, or a coroutine function given the connection.
+
+Either runs inside the migration's single transaction and must not commit.
+"""
+
+_V1: Final = (
+    """CREATE TABLE events (
+        workflow_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (workflow_id, seq)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE workflows (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        status TEXT NOT NULL,
+        input TEXT,
+        output TEXT,
+        error TEXT,
+        current_activity TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        parent_id TEXT
+    )""",
+    "CREATE INDEX workflows_by_status ON workflows (status, created_at)",
+    "CREATE INDEX workflows_by_name ON workflows (name, created_at)",
+    "CREATE INDEX workflows_by_created ON workflows (created_at)",
+    """CREATE TABLE owner (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        pid INTEGER,
+        host TEXT,
+        started_at REAL,
+        token TEXT
+    )""",
+)
+
+MIGRATIONS: Final[Sequence[Migration]] = (_V1,)
+"""Forward steps; ``MIGRATIONS[v]`` upgrades version ``v`` to ``v + 1``. Append only."""
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+"""The schema version this code reads and writes."""
+
+_MAGIC: Final = b"SQLite format 3\x00"
+_HEADER_SIZE: Final = 100
+_USER_VERSION_AT: Final = 60
+_APPLICATION_ID_AT: Final = 68
+_WAL_FORMAT_AT: Final = 18
+_WAL_FORMAT: Final = 2
+_PAGE1_TYPE_AT: Final = 100
+_PAGE1_CELLS_AT: Final = 103
+_LEAF_TABLE_PAGE: Final = 0x0D
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Header:
+    """What the first page of a SQLite file says, read without opening it through SQLite.
+
+    Reading the bytes directly touches nothing (no ``-wal``/``-shm``/``-journal`` side files), so a
+    file that turns out not to be a flowcore journal is left exactly as it was.
+    """
+
+    application_id: int
+    """``PRAGMA application_id`` as stored in the main file."""
+    user_version: int
+    """``PRAGMA user_version`` as stored in the main file."""
+    wal: bool
+    """True when the file is in WAL mode (its latest header may then live in the ``-wal`` file)."""
+    empty_schema: bool
+    """True when the schema table on page 1 has no entries (no tables, indexes or views)."""
+
+
+def read_header(path: str | os.PathLike[str]) -> Header | None:
+    """Read a SQLite file's header bytes.
+
+    Args:
+        path: The database file.
+
+    Returns:
+        None when the file does not exist or is empty (a fresh journal may be created there).
+
+    Raises:
+        ValueError: the file is not a SQLite database (too short, or the magic string is missing).
+    """
+    try:
+        with open(path, "rb") as file:  # noqa: PTH123 -- path may be any PathLike; open() is plain
+            page = file.read(_PAGE1_CELLS_AT + 2)
+    except FileNotFoundError:
+        return None
+    if not page:
+        return None
+    if len(page) < _HEADER_SIZE or not page.startswith(_MAGIC):
+        msg = "it does not start with the SQLite header"
+        raise ValueError(msg)
+    cells = int.from_bytes(page[_PAGE1_CELLS_AT : _PAGE1_CELLS_AT + 2], "big")
+    return Header(
+        application_id=_int32(page, _APPLICATION_ID_AT),
+        user_version=_int32(page, _USER_VERSION_AT),
+        wal=page[_WAL_FORMAT_AT] == _WAL_FORMAT,
+        empty_schema=len(page) > _PAGE1_TYPE_AT
+        and page[_PAGE1_TYPE_AT] == _LEAF_TABLE_PAGE
+        and cells == 0,
+    )
+
+
+def _int32(page: bytes, offset: int) -> int:
+    return int.from_bytes(page[offset : offset + 4], "big", signed=True)
+
+
+async def migrate(
+    conn: aiosqlite.Connection,
+    from_version: int,
+    migrations: Sequence[Migration] = MIGRATIONS,
+) -> int:
+    """Upgrade a journal from ``from_version`` to ``len(migrations)`` in one transaction.
+
+    The connection must be in autocommit mode (``isolation_level=None``). Every step, the new
+    ``user_version`` and the ``application_id`` commit together, or nothing does.
+
+    Args:
+        conn: A writable connection that owns the journal.
+        from_version: The file's current ``user_version``.
+        migrations: The steps to use (the default is this code's schema).
+
+    Returns:
+        The new schema version.
+
+    Raises:
+        ValueError: ``from_version`` is newer than ``migrations`` knows.
+    """
+    target = len(migrations)
+    if from_version > target:
+        msg = f"cannot migrate from schema version {from_version} down to {target}"
+        raise ValueError(msg)
+    if from_version == target:
+        return target
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        for step in migrations[from_version:]:
+            await _run_step(conn, step)
+        # PRAGMA values cannot be bound parameters; both are ints we computed.
+        await conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
+        await conn.execute(f"PRAGMA user_version = {target:d}")
+        await conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            await conn.execute("ROLLBACK")
+        raise
+    return target
+
+
+async def _run_step(conn: aiosqlite.Connection, step: Migration) -> None:
+    if isinstance(step, tuple):
+        for statement in step:
+            await conn.execute(statement)
+    else:
+        await step(conn)
