@@ -213,7 +213,7 @@ def activity(
 
     Args:
         fn: The function (when used as a bare ``@activity``).
-        name: Registered name; defaults to the function's ``__qualname__``.
+        name: Registered name; defaults to the function's ``__name__``.
         retry: Retry policy; default is a single attempt.
         timeout: Seconds one attempt may take before it fails with ActivityTimeoutError.
 
@@ -225,7 +225,7 @@ def activity(
 
     def decorate(f: Callable[..., Any]) -> ActivityDef[..., Any]:
         defn: ActivityDef[..., Any] = ActivityDef(
-            f, name=name or f.__qualname__, retry=retry or NO_RETRY, timeout=timeout
+            f, name=name or f.__name__, retry=retry or NO_RETRY, timeout=timeout
         )
         default_registry.add_activity(defn)
         return defn
@@ -266,7 +266,7 @@ def workflow(
 
     Args:
         fn: The coroutine function (when used as a bare ``@workflow``).
-        name: Registered name; defaults to the function's ``__qualname__``.
+        name: Registered name; defaults to the function's ``__name__``.
         version: The code version recorded by each instance it starts.
 
     Returns:
@@ -275,7 +275,7 @@ def workflow(
 
     def decorate(f: Callable[..., Coroutine[Any, Any, Any]]) -> WorkflowDef[Any, Any]:
         defn: WorkflowDef[Any, Any] = WorkflowDef(
-            f, name=name or f.__qualname__, version=str(version)
+            f, name=name or f.__name__, version=str(version)
         )
         default_registry.add_workflow(defn)
         return defn

@@ -30,14 +30,13 @@ from flowcore.errors import (
     WorkflowAlreadyExistsError,
     WorkflowNotFoundError,
 )
-from flowcore.journal.base import StatusRow
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
     from types import TracebackType
 
     from flowcore.engine.events import Event
-    from flowcore.journal.base import Append
+    from flowcore.journal.base import Append, StatusRow
 
 __all__ = [
     "BatchPlan",
@@ -47,6 +46,7 @@ __all__ = [
     "Known",
     "check_list_args",
     "encode_append",
+    "is_finished",
     "plan_batch",
     "to_status",
 ]
@@ -250,7 +250,7 @@ class InMemoryJournal:
         """Queue ``op`` for the next batch; the future resolves once it is committed."""
         future = asyncio.get_running_loop().create_future()
         try:
-            self._check_usable()
+            self._check_open()
             encoded = encode_append(op)
         except (JournalError, PayloadError) as exc:
             future.set_exception(exc)
@@ -260,12 +260,10 @@ class InMemoryJournal:
         self._pending.append((encoded, future))
         return future
 
-    def _check_usable(self) -> None:
-        if self._closed:
-            msg = f"journal {self._path!r} is closed; open it again to write"
-            raise JournalError(msg)
-        if not self._opened:
-            msg = f"journal {self._path!r} is not open; call open() first (or use 'async with')"
+    def _check_open(self) -> None:
+        if self._closed or not self._opened:
+            state = "closed" if self._closed else "not open; call open() first (or 'async with')"
+            msg = f"journal {self._path!r} is {state}"
             raise JournalError(msg)
 
     def _flush(self) -> None:
@@ -295,18 +293,19 @@ class InMemoryJournal:
 
     async def history(self, workflow_id: str) -> builtins.list[Event]:
         """All events of a workflow in journal order (empty if unknown)."""
-        return [decode_event(kind, data, at) for _, _, kind, data, at in self._events_of(workflow_id)]
-
-    def _events_of(self, workflow_id: str) -> Iterable[EventRow]:
-        return builtins.list(self._events.get(workflow_id, ()))
+        self._check_open()
+        rows = self._events.get(workflow_id, ())
+        return [decode_event(kind, data, at) for _, _, kind, data, at in rows]
 
     async def status(self, workflow_id: str) -> WorkflowStatus | None:
         """The status of a workflow, or None if unknown."""
+        self._check_open()
         row = self._rows.get(workflow_id)
         return None if row is None else to_status(row)
 
     async def unfinished(self) -> builtins.list[str]:
         """Ids of instances not in a terminal state, oldest first."""
+        self._check_open()
         rows = sorted(self._rows.values(), key=lambda r: (r.created_at, r.id))
         return [r.id for r in rows if not is_finished(r.status)]
 
@@ -322,6 +321,7 @@ class InMemoryJournal:
         Raises:
             ValueError: unknown status, or a negative limit.
         """
+        self._check_open()
         wanted = check_list_args(status, limit)
         rows = sorted(self._rows.values(), key=lambda r: (r.created_at, r.id), reverse=True)
         chosen = [

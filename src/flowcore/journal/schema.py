@@ -8,11 +8,14 @@ migrated from version 0. Steps only ever get appended; a released step is never 
 
 from __future__ import annotations
 
-import os
+import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypeAlias, final
 
+from flowcore.errors import JournalCorruptError, JournalError, SchemaVersionError
+
 if TYPE_CHECKING:
+    import os
     from collections.abc import Awaitable, Callable, Sequence
 
     import aiosqlite
@@ -23,8 +26,11 @@ __all__ = [
     "SCHEMA_VERSION",
     "Header",
     "Migration",
+    "check",
     "migrate",
+    "precheck",
     "read_header",
+    "scalar",
 ]
 
 APPLICATION_ID: Final = 0x466C6F77
@@ -136,6 +142,80 @@ def read_header(path: str | os.PathLike[str]) -> Header | None:
         empty_schema=len(page) > _PAGE1_TYPE_AT
         and page[_PAGE1_TYPE_AT] == _LEAF_TABLE_PAGE
         and cells == 0,
+    )
+
+
+def precheck(path: str) -> Header | None:
+    """Refuse a foreign file from its header bytes alone, before anything touches it.
+
+    Returns:
+        The header of a flowcore journal, or None for a file to create (missing, empty, or an
+        empty SQLite database).
+
+    Raises:
+        JournalCorruptError: not SQLite, or another application's database.
+        JournalError: the file cannot be read.
+    """
+    try:
+        header = read_header(path)
+    except ValueError as exc:
+        raise JournalCorruptError(_not_sqlite(path, exc)) from exc
+    except OSError as exc:
+        msg = f"cannot read journal {path!r}: {exc}"
+        raise JournalError(msg) from exc
+    if header is None or header.application_id == APPLICATION_ID:
+        return header
+    if header.application_id == 0 and header.empty_schema and not header.wal:
+        return None
+    raise JournalCorruptError(_foreign(path, header.application_id))
+
+
+async def check(conn: aiosqlite.Connection, path: str) -> int:
+    """Validate an opened file, reading only; return its schema version (0: fresh, to create).
+
+    Raises:
+        JournalCorruptError: not SQLite, or another application's database.
+        SchemaVersionError: a newer flowcore wrote it.
+    """
+    try:
+        app_id = await scalar(conn, "PRAGMA application_id")
+        version = await scalar(conn, "PRAGMA user_version")
+        tables = await scalar(conn, "SELECT count(*) FROM sqlite_master")
+    except sqlite3.DatabaseError as exc:
+        raise JournalCorruptError(_not_sqlite(path, exc)) from exc
+    if app_id == 0 and tables == 0:
+        return 0
+    if app_id != APPLICATION_ID or not isinstance(version, int):
+        raise JournalCorruptError(_foreign(path, app_id))
+    if version > SCHEMA_VERSION:
+        msg = (
+            f"journal {path!r} has schema version {version} but this flowcore reads up to "
+            f"version {SCHEMA_VERSION}; it was written by a newer flowcore: upgrade flowcore"
+        )
+        raise SchemaVersionError(msg)
+    return version
+
+
+async def scalar(conn: aiosqlite.Connection, query: str) -> object:
+    """The first column of the first row a query returns."""
+    rows = await conn.execute_fetchall(query)
+    value: object = next(iter(rows))[0]
+    return value
+
+
+def _not_sqlite(path: str, cause: object) -> str:
+    return (
+        f"{path!r} is not a flowcore journal (not a SQLite database: {cause}); it was left "
+        "untouched. Point flowcore at another file."
+    )
+
+
+def _foreign(path: str, app_id: object) -> str:
+    shown = f"{app_id:#x}" if isinstance(app_id, int) else repr(app_id)
+    return (
+        f"{path!r} is a SQLite database but not a flowcore journal (application_id {shown}, "
+        f"flowcore uses {APPLICATION_ID:#x}); it was left untouched. Point flowcore at another "
+        "file."
     )
 
 

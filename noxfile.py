@@ -1,0 +1,47 @@
+# /// script
+# dependencies = ["nox>=2024.10.9"]
+# ///
+"""Developer sessions: tests, lint, typecheck, bench."""
+
+from __future__ import annotations
+
+import nox
+
+nox.needs_version = ">=2024.10.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+PYTHONS = nox.project.python_versions(PYPROJECT)
+DEV = nox.project.dependency_groups(PYPROJECT, "dev")
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the test suite with branch coverage."""
+    session.install("-e", ".", *DEV, "coverage[toml]>=7.5")
+    session.env["COVERAGE_FILE"] = f".coverage.{session.python}"
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "combine", success_codes=[0, 1])
+    session.run("coverage", "report", "--skip-covered", "--show-missing")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy strict on src/ and the typing tests."""
+    session.install("-e", ".", "mypy>=1.13", "pytest>=8.3", "pydantic>=2.6")
+    session.run("mypy")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks; writes JSON under benchmarks/results/."""
+    session.install("-e", ".")
+    session.run("python", "-m", "benchmarks", *session.posargs)

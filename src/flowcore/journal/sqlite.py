@@ -1,0 +1,543 @@
+"""SqliteJournal: the embedded journal, one SQLite file in WAL mode with one writer task.
+
+Ownership: a runtime owns the file through an exclusive ``flock`` on the sidecar ``<path>.lock``
+(the kernel drops it when the process dies, so a SIGKILL never leaves a stale lock) and records
+itself in the ``owner`` row, which only serves error messages. Read-only journals take no lock.
+
+Writes: :meth:`SqliteJournal.submit` queues an op and returns a future. One writer task takes
+everything queued, checks it against the batch rules of :mod:`flowcore.journal.memory` and writes
+it in one ``BEGIN IMMEDIATE`` transaction with a constant number of statements, then resolves
+every future of the batch (group commit). A failed commit fails its whole batch and leaves the
+journal failed: nothing of that batch was acknowledged, and the runtime must restart to recover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import json
+import operator
+import os
+import socket
+import sqlite3
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, final
+
+import aiosqlite
+
+from flowcore.engine.events import decode_event
+from flowcore.errors import JournalError, JournalLockedError, PayloadError
+from flowcore.journal import schema
+from flowcore.journal.base import StatusRow
+from flowcore.journal.memory import (
+    BatchPlan,
+    Encoded,
+    Known,
+    check_list_args,
+    encode_append,
+    is_finished,
+    plan_batch,
+    to_status,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Iterable, Sequence
+    from types import TracebackType
+
+    from flowcore._status import WorkflowState, WorkflowStatus
+    from flowcore.engine.events import Event
+    from flowcore.journal.base import Append, Durability
+
+__all__ = ["MAX_BATCH", "SqliteJournal"]
+
+MAX_BATCH: Final = 5_000
+"""Most ops one transaction takes; the rest wait for the next one."""
+
+_BUSY_TIMEOUT_MS: Final = 5_000
+_SYNCHRONOUS: Final = {"full": "FULL", "normal": "NORMAL"}
+_INSERT_EVENTS: Final = (
+    "INSERT INTO events (workflow_id, seq, kind, data, at) VALUES (?, ?, ?, ?, ?)"
+)
+_INSERT_ROWS: Final = """
+    INSERT INTO workflows (id, name, version, status, input, output, error, current_activity,
+                           created_at, updated_at, parent_id)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_UPSERT_ROWS: Final = """
+    INSERT INTO workflows (id, name, version, status, input, output, error, current_activity,
+                           created_at, updated_at, parent_id)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET
+        name = excluded.name, version = excluded.version, status = excluded.status,
+        input = excluded.input, output = excluded.output, error = excluded.error,
+        current_activity = excluded.current_activity, created_at = excluded.created_at,
+        updated_at = excluded.updated_at, parent_id = excluded.parent_id"""
+_KNOWN: Final = """
+    SELECT w.id, w.status,
+           COALESCE((SELECT MAX(e.seq) FROM events e WHERE e.workflow_id = w.id), 0)
+    FROM workflows w WHERE w.id IN (SELECT value FROM json_each(?))"""
+_HISTORY: Final = "SELECT kind, data, at FROM events WHERE workflow_id = ? ORDER BY seq"
+_SELECT_ROWS: Final = """
+    SELECT id, name, version, status, input, output, error, current_activity,
+           created_at, updated_at, parent_id
+    FROM workflows"""
+_STATUS: Final = _SELECT_ROWS + " WHERE id = ?"
+_UNFINISHED: Final = "SELECT id, status FROM workflows ORDER BY created_at, id"
+_LIST_ORDER: Final = " ORDER BY created_at DESC, id DESC LIMIT ?"
+_LIST: Final = {
+    (False, False): _SELECT_ROWS + _LIST_ORDER,
+    (True, False): _SELECT_ROWS + " WHERE name = ?" + _LIST_ORDER,
+    (False, True): _SELECT_ROWS + " WHERE status = ?" + _LIST_ORDER,
+    (True, True): _SELECT_ROWS + " WHERE name = ? AND status = ?" + _LIST_ORDER,
+}
+"""``list()`` statements by (filter on name, filter on status); values are always bound."""
+_OWNER: Final = "SELECT pid, host, started_at FROM owner WHERE id = 1"
+
+_ROW_FIELDS: Final = (
+    "id", "name", "version", "status", "input", "output", "error", "current_activity",
+    "created_at", "updated_at", "parent_id",
+)  # fmt: skip
+_row_values: Final = operator.attrgetter(*_ROW_FIELDS)
+
+_Pending = tuple[Encoded, "asyncio.Future[None]"]
+_State = Literal["new", "open", "closing", "closed"]
+
+
+@final
+class SqliteJournal:
+    """The journal in one SQLite file: WAL, group commit, one owner at a time.
+
+    Args:
+        path: The database file; created (with its schema) if missing or empty.
+        durability: ``"full"`` fsyncs every commit; ``"normal"`` survives process crashes only.
+        readonly: Inspect without owning: no lock, no writer; works beside a running owner.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "full",
+        readonly: bool = False,
+    ) -> None:
+        if durability not in _SYNCHRONOUS:
+            msg = f"durability must be 'full' or 'normal', got {durability!r}"
+            raise ValueError(msg)
+        self._path = os.fspath(path)
+        self._ro_uri = Path(self._path).absolute().as_uri() + "?mode=ro"
+        self._durability: Durability = durability
+        self._readonly = readonly
+        self._lock = _FileLock(self._path + ".lock")
+        self._state: _State = "new"
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self._token = ""
+        self._commits = 0
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    @property
+    def durability(self) -> Durability:
+        """The durability mode commits use."""
+        return self._durability
+
+    @property
+    def readonly(self) -> bool:
+        """True for an inspection-only journal."""
+        return self._readonly
+
+    @property
+    def commits(self) -> int:
+        """How many batches (transactions) the writer has committed since ``open()``."""
+        return self._commits
+
+    def __repr__(self) -> str:
+        mode = "readonly" if self._readonly else f"durability={self._durability!r}"
+        return f"SqliteJournal({self._path!r}, {mode})"
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- opening --------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (creating if needed), check the schema and take ownership.
+
+        Raises:
+            JournalLockedError: another runtime owns it.
+            JournalCorruptError: it is not a flowcore journal; it is left untouched.
+            SchemaVersionError: a newer flowcore wrote it.
+            JournalError: it cannot be opened (read-only and missing, unreadable, ...).
+        """
+        if self._state not in ("new", "closed"):
+            msg = f"journal {self._path!r} is already open"
+            raise JournalError(msg)
+        try:
+            if self._readonly:
+                await self._open_readonly()
+            else:
+                await self._open_owner()
+        except BaseException:
+            await self._release()
+            raise
+        self._failure, self._commits, self._state = None, 0, "open"
+        if not self._readonly:
+            self._queue = asyncio.Queue()
+            name = f"flowcore journal writer {self._path}"
+            self._task = asyncio.create_task(self._run(), name=name)
+
+    async def _open_owner(self) -> None:
+        schema.precheck(self._path)
+        if not self._lock.acquire():
+            raise JournalLockedError(self._path, await self._describe_owner())
+        self._writer = writer = await self._connect(readonly=False)
+        version = await schema.check(writer, self._path)
+        if version < schema.SCHEMA_VERSION:
+            await schema.migrate(writer, version)
+        mode = await schema.scalar(writer, "PRAGMA journal_mode = WAL")
+        if str(mode).lower() != "wal":
+            msg = f"journal {self._path!r} cannot use WAL mode (got {mode!r}); use a local disk"
+            raise JournalError(msg)
+        await writer.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self._durability]}")
+        self._token = uuid.uuid4().hex
+        await writer.execute(
+            "INSERT OR REPLACE INTO owner (id, pid, host, started_at, token) "
+            "VALUES (1, ?, ?, ?, ?)",
+            (os.getpid(), socket.gethostname(), time.time(), self._token),
+        )
+        self._reader = await self._connect(readonly=False)
+        await self._reader.execute("PRAGMA query_only = ON")
+
+    async def _open_readonly(self) -> None:
+        if schema.precheck(self._path) is None:
+            msg = f"no flowcore journal at {self._path!r} to open read-only"
+            raise JournalError(msg)
+        self._reader = reader = await self._connect(readonly=True)
+        version = await schema.check(reader, self._path)
+        if version == 0:
+            msg = f"no flowcore journal at {self._path!r} (an empty database) to open read-only"
+            raise JournalError(msg)
+        if version < schema.SCHEMA_VERSION:
+            msg = (
+                f"journal {self._path!r} has schema version {version}, older than this flowcore's "
+                f"{schema.SCHEMA_VERSION}; open it read-write once to migrate it"
+            )
+            raise JournalError(msg)
+
+    async def _connect(self, *, readonly: bool) -> aiosqlite.Connection:
+        if readonly:
+            conn = await aiosqlite.connect(self._ro_uri, uri=True, isolation_level=None)
+        else:
+            conn = await aiosqlite.connect(self._path, isolation_level=None)
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS:d}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _describe_owner(self) -> str:
+        try:
+            conn = await self._connect(readonly=True)
+            try:
+                rows = builtins.list(await conn.execute_fetchall(_OWNER))
+            finally:
+                await conn.close()
+        except sqlite3.Error:
+            return "an unknown process (its owner row cannot be read)"
+        if not rows:
+            return "a process that has not recorded itself yet"
+        pid, host, started_at = rows[0]
+        since = datetime.fromtimestamp(float(started_at), tz=UTC).isoformat(timespec="seconds")
+        return f"pid {pid} on host {host} since {since}"
+
+    # -- closing --------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Commit what is queued, stop the writer and release ownership. Idempotent."""
+        if self._state in ("closing", "closed", "new"):
+            self._state = "closed" if self._state == "new" else self._state
+            return
+        self._state = "closing"
+        task = self._task
+        try:
+            if task is not None:
+                self._queue.put_nowait(None)
+                await asyncio.wait({task})
+        finally:
+            if task is not None and not task.done():
+                task.cancel()
+            await self._release()
+            self._task, self._state = None, "closed"
+
+    async def _release(self) -> None:
+        writer, reader, self._writer, self._reader = self._writer, self._reader, None, None
+        try:
+            if writer is not None and self._token:
+                await _quietly(writer.execute("DELETE FROM owner WHERE token = ?", (self._token,)))
+            for conn in (writer, reader):
+                if conn is not None:
+                    await _quietly(conn.close())
+        finally:
+            self._token = ""
+            self._lock.release()
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def submit(self, op: Append) -> asyncio.Future[None]:
+        """Queue ``op`` for the next group commit; the future resolves once it is durable.
+
+        Never blocks. The future raises WorkflowAlreadyExistsError, WorkflowNotFoundError or an
+        out-of-sequence JournalError for a refused op (see :mod:`flowcore.journal.memory`),
+        PayloadError for an event JSON cannot encode, and JournalError when the journal is
+        read-only, not open, closed, or failed, or when the batch's commit failed.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
+            self._check_writable()
+            encoded = encode_append(op)
+        except (JournalError, PayloadError) as exc:
+            future.set_exception(exc)
+            return future
+        self._queue.put_nowait((encoded, future))
+        return future
+
+    def _check_writable(self) -> None:
+        if self._readonly:
+            msg = f"journal {self._path!r} was opened read-only; it accepts no writes"
+            raise JournalError(msg)
+        if self._failure is not None:
+            raise self._failed_error()
+        if self._state != "open":
+            msg = f"journal {self._path!r} is {'not open' if self._state == 'new' else 'closed'}"
+            raise JournalError(msg)
+
+    def _failed_error(self) -> JournalError:
+        error = JournalError(
+            f"journal {self._path!r} failed to commit ({self._failure!r}) and accepts no more "
+            "writes; the failed batch was not acknowledged, and everything acknowledged before it "
+            "is durable. Restart the runtime to recover from the journal."
+        )
+        error.__cause__ = self._failure
+        return error
+
+    async def _run(self) -> None:
+        """The writer task: commit everything queued, batch after batch, in submission order."""
+        try:
+            while self._failure is None:
+                batch, stop = self._drain(await self._queue.get())
+                if batch:
+                    await self._commit(batch)
+                if stop:
+                    return
+        finally:
+            self._reject_queued()
+
+    def _drain(self, item: _Pending | None) -> tuple[builtins.list[_Pending], bool]:
+        batch: builtins.list[_Pending] = []
+        while item is not None:
+            batch.append(item)
+            if len(batch) >= MAX_BATCH:
+                return batch, False
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return batch, False
+        return batch, True
+
+    def _reject_queued(self) -> None:
+        error = self._failed_error if self._failure is not None else self._stopped_error
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                _reject(item[1], error())
+
+    def _stopped_error(self) -> JournalError:
+        return JournalError(f"journal {self._path!r} stopped its writer before this op committed")
+
+    async def _commit(self, batch: Sequence[_Pending]) -> None:
+        try:
+            plan = await self._transaction([encoded for encoded, _ in batch])
+        except BaseException as exc:
+            self._failure = exc
+            for _, future in batch:
+                _reject(future, self._failed_error())
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._commits += 1
+        for index, (_, future) in enumerate(batch):
+            error = plan.errors.get(index)
+            if error is not None:
+                _reject(future, error)
+            elif not future.done():
+                future.set_result(None)
+
+    async def _transaction(self, batch: Sequence[Encoded]) -> BatchPlan:
+        conn = self._writer
+        if conn is None:
+            msg = "the writer connection is closed"
+            raise JournalError(msg)
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            ids = builtins.list(dict.fromkeys(item.op.workflow_id for item in batch))
+            rows = await conn.execute_fetchall(_KNOWN, (json.dumps(ids),))
+            plan = plan_batch(batch, {wid: Known(status, seq) for wid, status, seq in rows})
+            if plan.events:
+                await conn.executemany(_INSERT_EVENTS, plan.events)
+            if plan.inserts:
+                await conn.executemany(_INSERT_ROWS, map(_row_values, plan.inserts.values()))
+            if plan.updates:
+                await conn.executemany(_UPSERT_ROWS, map(_row_values, plan.updates.values()))
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await _quietly(conn.execute("ROLLBACK"))
+            raise
+        return plan
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def _read(self, sql: str, params: Sequence[object]) -> builtins.list[Any]:
+        if self._reader is None or self._state != "open":
+            msg = f"journal {self._path!r} is {'not open' if self._state == 'new' else 'closed'}"
+            raise JournalError(msg)
+        try:
+            return builtins.list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            msg = f"reading journal {self._path!r} failed: {exc}"
+            raise JournalError(msg) from exc
+
+    async def history(self, workflow_id: str) -> builtins.list[Event]:
+        """All events of a workflow in journal order (empty if unknown).
+
+        Raises:
+            JournalCorruptError: a stored event cannot be decoded.
+        """
+        rows = await self._read(_HISTORY, (workflow_id,))
+        return [decode_event(kind, data, at) for kind, data, at in rows]
+
+    async def status(self, workflow_id: str) -> WorkflowStatus | None:
+        """The status of a workflow, or None if unknown."""
+        rows = await self._read(_STATUS, (workflow_id,))
+        return to_status(_status_row(rows[0])) if rows else None
+
+    async def unfinished(self) -> builtins.list[str]:
+        """Ids of instances not in a terminal state, oldest first (what recovery replays)."""
+        rows = await self._read(_UNFINISHED, ())
+        return [wid for wid, status in rows if not is_finished(status)]
+
+    async def list(
+        self,
+        *,
+        name: str | None = None,
+        status: WorkflowState | str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[WorkflowStatus]:
+        """Status records, newest first (by creation time, then id), filtered by name and status.
+
+        Raises:
+            ValueError: unknown status, or a negative limit.
+        """
+        wanted = check_list_args(status, limit)
+        params = [p for p in (name, wanted) if p is not None]
+        rows = await self._read(_LIST[name is not None, wanted is not None], [*params, limit])
+        return [to_status(_status_row(row)) for row in rows]
+
+
+def _status_row(values: Iterable[Any]) -> StatusRow:
+    return StatusRow(**dict(zip(_ROW_FIELDS, values, strict=True)))
+
+
+def _reject(future: asyncio.Future[None], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+async def _quietly(step: Awaitable[object]) -> None:
+    """Await a best-effort cleanup step, ignoring database errors."""
+    with contextlib.suppress(sqlite3.Error, ValueError):
+        await step
+
+
+@final
+class _FileLock:
+    """An exclusive, non-blocking lock on a sidecar file, dropped by the OS when the process dies.
+
+    ``flock`` locks belong to an open file description, so two opens in one process conflict too.
+    The file is never deleted: removing a lock file while others may hold it open is racy.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock; False when someone else holds it.
+
+        Raises:
+            JournalError: the lock file cannot be created or locked.
+        """
+        try:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            msg = f"cannot create the journal's lock file {self._path!r}: {exc}"
+            raise JournalError(msg) from exc
+        try:
+            taken = _lock_fd(fd)
+        except OSError as exc:
+            os.close(fd)
+            msg = f"cannot lock {self._path!r}: {exc}; use a local file system"
+            raise JournalError(msg) from exc
+        if not taken:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Drop the lock (closing the descriptor releases it). Idempotent."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+if sys.platform == "win32":  # pragma: no cover
+    import msvcrt
+
+    def _lock_fd(fd: int) -> bool:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except PermissionError:
+            return False
+        return True
+
+else:
+    import fcntl
+
+    def _lock_fd(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True

@@ -1,0 +1,28 @@
+"""Shared fixtures: a fresh global registry per test, a journal path, and a runtime factory."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from flowcore import _definitions
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry() -> Iterator[None]:
+    """Each test registers its own workflows and activities; restore the registry after it."""
+    saved = _definitions.default_registry.copy()
+    yield
+    _definitions.default_registry.workflows = saved.workflows
+    _definitions.default_registry.activities = saved.activities
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """A journal file path in a fresh temporary directory."""
+    return tmp_path / "flowcore.db"

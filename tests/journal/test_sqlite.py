@@ -1,0 +1,319 @@
+"""SqliteJournal on real files: ownership, foreign files, schema versions, group commit, failures.
+
+The behaviour it shares with InMemoryJournal is pinned in test_memory.py, on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+import flowcore.journal.sqlite as sqlite_module
+from flowcore.engine.events import ActivityScheduled, WorkflowStarted
+from flowcore.errors import (
+    JournalCorruptError,
+    JournalError,
+    JournalLockedError,
+    SchemaVersionError,
+)
+from flowcore.journal import schema
+from flowcore.journal.base import Append
+from flowcore.journal.projection import Projection
+from flowcore.journal.sqlite import MAX_BATCH, SqliteJournal
+
+
+def start(wid, *, at=1.0):
+    """The create op of a workflow."""
+    event = WorkflowStarted(at=at, name="wf", version="1")
+    row = Projection.from_events(wid, [event]).row()
+    return Append(workflow_id=wid, first_seq=1, events=(event,), row=row, create=True)
+
+
+def schedule(wid, seq, *, at=2.0):
+    """An op appending one ActivityScheduled at position ``seq`` (step ``seq - 1``)."""
+    started = WorkflowStarted(at=1.0, name="wf", version="1")
+    events = [ActivityScheduled(at=at, step=step, name="act") for step in range(1, seq)]
+    row = Projection.from_events(wid, [started, *events]).row()
+    return Append(workflow_id=wid, first_seq=seq, events=(events[-1],), row=row)
+
+
+def sql(path, *statements):
+    """Run statements on a plain sqlite3 connection of our own; return the last one's rows."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        rows = []
+        for statement in statements:
+            rows = conn.execute(statement).fetchall()
+        return rows
+
+
+def snapshot(directory):
+    """Every file in ``directory`` with its bytes."""
+    return {p.name: p.read_bytes() for p in sorted(Path(directory).iterdir())}
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "journal.db"
+
+
+@pytest.fixture
+async def journal(path):
+    async with SqliteJournal(path) as journal:
+        yield journal
+
+
+class TestFile:
+    @pytest.mark.usefixtures("journal")
+    async def test_fresh_file_is_marked(self, path):
+        """A new journal carries flowcore's application_id, the schema version and WAL mode."""
+        assert sql(path, "PRAGMA application_id") == [(schema.APPLICATION_ID,)]
+        assert sql(path, "PRAGMA user_version") == [(schema.SCHEMA_VERSION,)]
+        assert sql(path, "PRAGMA journal_mode") == [("wal",)]
+
+    @pytest.mark.parametrize(("durability", "level"), [("full", 2), ("normal", 1)])
+    async def test_durability_sets_synchronous(self, path, durability, level):
+        """The durability mode chooses the writer's synchronous level."""
+        async with SqliteJournal(path, durability=durability) as journal:
+            assert journal.durability == durability
+            assert journal._writer is not None
+            assert list(await journal._writer.execute_fetchall("PRAGMA synchronous")) == [(level,)]
+
+    def test_unknown_durability(self, path):
+        """An unknown durability mode is refused at construction."""
+        with pytest.raises(ValueError, match="durability"):
+            SqliteJournal(path, durability="eventually")
+
+    async def test_empty_file_is_initialised(self, path):
+        """An existing empty file becomes a journal."""
+        path.touch()
+        async with SqliteJournal(path) as journal:
+            await journal.submit(start("w1"))
+        assert sql(path, "SELECT id FROM workflows") == [("w1",)]
+
+    async def test_group_commit_caps_batches(self, journal):
+        """More ops than MAX_BATCH queued at once are committed in two transactions."""
+        before = journal.commits
+        ops = [start(f"w{i}") for i in range(MAX_BATCH + 10)]
+        await asyncio.gather(*(journal.submit(op) for op in ops))
+        assert journal.commits - before == 2
+
+
+class TestOwnership:
+    @pytest.mark.usefixtures("journal")
+    async def test_second_owner_refused(self, path):
+        """A second open of an owned file fails with JournalLockedError naming the owner's pid."""
+        with pytest.raises(JournalLockedError, match=f"pid {os.getpid()} on host"):
+            await SqliteJournal(path).open()
+
+    async def test_owner_released_on_close(self, path, journal):
+        """Once the owner closes, another journal can own the file."""
+        await journal.close()
+        async with SqliteJournal(path) as other:
+            assert await other.list() == []
+
+    async def test_owner_row(self, path, journal):
+        """The owner row names this process while it owns the file and is gone after close."""
+        assert sql(path, "SELECT pid FROM owner") == [(os.getpid(),)]
+        await journal.close()
+        assert sql(path, "SELECT pid FROM owner") == []
+
+    async def test_failed_open_releases_lock(self, path):
+        """An open that fails validation leaves the file free for the next attempt."""
+        async with SqliteJournal(path):
+            pass
+        sql(path, f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
+        with pytest.raises(SchemaVersionError):
+            await SqliteJournal(path).open()
+        sql(path, f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
+        async with SqliteJournal(path):
+            pass
+
+    @pytest.mark.crash
+    async def test_killed_owner_leaves_no_stale_lock(self, path):
+        """After its owner is SIGKILLed, the file can be owned again."""
+        src = Path(sqlite_module.__file__).parents[2]
+        pythonpath = os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])
+        env = {**os.environ, "PYTHONPATH": pythonpath}
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _OWNER_SCRIPT,
+            str(path),
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        try:
+            assert child.stdout is not None
+            line = await asyncio.wait_for(child.stdout.readline(), timeout=60)
+            assert line.strip() == b"ready"
+            with pytest.raises(JournalLockedError, match=f"pid {child.pid} "):
+                await SqliteJournal(path).open()
+        finally:
+            child.kill()
+            await child.wait()
+        async with SqliteJournal(path) as journal:
+            assert await journal.unfinished() == ["w1"]
+            await journal.submit(schedule("w1", 2))
+
+
+_OWNER_SCRIPT = """
+import asyncio, sys
+from flowcore.journal.base import Append
+from flowcore.journal.projection import Projection
+from flowcore.engine.events import WorkflowStarted
+from flowcore.journal.sqlite import SqliteJournal
+
+async def main():
+    journal = SqliteJournal(sys.argv[1])
+    await journal.open()
+    event = WorkflowStarted(at=1.0, name="wf", version="1")
+    row = Projection.from_events("w1", [event]).row()
+    op = Append(workflow_id="w1", first_seq=1, events=(event,), row=row, create=True)
+    await journal.submit(op)
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+class TestReadonly:
+    async def test_reads_beside_the_owner(self, path, journal):
+        """A read-only journal opens while another owns the file and sees its commits."""
+        await journal.submit(start("w1"))
+        async with SqliteJournal(path, readonly=True) as reader:
+            assert reader.readonly
+            assert await reader.unfinished() == ["w1"]
+            await journal.submit(schedule("w1", 2))
+            assert len(await reader.history("w1")) == 2
+
+    @pytest.mark.usefixtures("journal")
+    async def test_submit_refused(self, path):
+        """Submitting to a read-only journal fails with JournalError."""
+        async with SqliteJournal(path, readonly=True) as reader:
+            with pytest.raises(JournalError, match="read-only"):
+                await reader.submit(start("w1"))
+
+    async def test_missing_file(self, path):
+        """Opening a missing file read-only fails and creates nothing."""
+        with pytest.raises(JournalError, match="no flowcore journal"):
+            await SqliteJournal(path, readonly=True).open()
+        assert not path.parent.exists() or list(path.parent.iterdir()) == []
+
+
+class TestForeignFiles:
+    async def test_text_file(self, path):
+        """A text file is refused with JournalCorruptError and left byte-for-byte as it was."""
+        path.write_text("my notes\n" * 50)
+        before = snapshot(path.parent)
+        with pytest.raises(JournalCorruptError, match=r"not a SQLite database.*left untouched"):
+            await SqliteJournal(path).open()
+        assert snapshot(path.parent) == before
+
+    @pytest.mark.parametrize(
+        "setup",
+        [
+            ["CREATE TABLE notes (body TEXT)", "INSERT INTO notes VALUES ('keep me')"],
+            ["PRAGMA application_id = 42"],
+            ["PRAGMA journal_mode = WAL", "CREATE TABLE notes (body TEXT)"],
+        ],
+        ids=["tables", "other-app-id", "wal"],
+    )
+    async def test_other_sqlite_database(self, path, setup):
+        """Another application's SQLite database is refused and left byte-for-byte as it was."""
+        sql(path, *setup)
+        before = snapshot(path.parent)
+        with pytest.raises(JournalCorruptError, match="SQLite database but not a flowcore"):
+            await SqliteJournal(path).open()
+        with pytest.raises(JournalCorruptError):
+            await SqliteJournal(path, readonly=True).open()
+        assert snapshot(path.parent) == before
+
+    async def test_newer_schema(self, path):
+        """A journal from a newer flowcore fails with SchemaVersionError naming both versions."""
+        async with SqliteJournal(path):
+            pass
+        newer = schema.SCHEMA_VERSION + 1
+        sql(path, f"PRAGMA user_version = {newer}")
+        expected = rf"version {newer} .* up to version {schema.SCHEMA_VERSION}\b"
+        with pytest.raises(SchemaVersionError, match=expected):
+            await SqliteJournal(path).open()
+
+    async def test_unknown_event_kind(self, path, journal):
+        """history() raises JournalCorruptError for an event kind this code does not know."""
+        await journal.submit(start("w1"))
+        sql(path, "INSERT INTO events VALUES ('w1', 2, 'teleported', '{}', 2.0)")
+        with pytest.raises(JournalCorruptError, match="teleported"):
+            await journal.history("w1")
+
+
+class TestMigrations:
+    async def test_steps_run_in_order(self, path):
+        """migrate() applies the steps past the file's version and records the new version."""
+        async with SqliteJournal(path):
+            pass
+        seen = []
+
+        async def add_index(conn):
+            seen.append("callable")
+            await conn.execute("CREATE INDEX events_by_kind ON events (kind)")
+
+        steps = [*schema.MIGRATIONS, ("ALTER TABLE workflows ADD COLUMN tags TEXT",), add_index]
+        async with aiosqlite.connect(path, isolation_level=None) as conn:
+            assert await schema.migrate(conn, schema.SCHEMA_VERSION, steps) == len(steps)
+        assert seen == ["callable"]
+        assert sql(path, "PRAGMA user_version") == [(len(steps),)]
+        assert ("tags",) in sql(path, "SELECT name FROM pragma_table_info('workflows')")
+
+    async def test_failed_step_changes_nothing(self, path):
+        """A failing step rolls back every step of the migration and the version."""
+        async with SqliteJournal(path):
+            pass
+        steps = [*schema.MIGRATIONS, ("ALTER TABLE workflows ADD COLUMN tags TEXT",), ("BOGUS",)]
+        async with aiosqlite.connect(path, isolation_level=None) as conn:
+            with pytest.raises(sqlite3.OperationalError):
+                await schema.migrate(conn, schema.SCHEMA_VERSION, steps)
+        assert sql(path, "PRAGMA user_version") == [(schema.SCHEMA_VERSION,)]
+        assert ("tags",) not in sql(path, "SELECT name FROM pragma_table_info('workflows')")
+
+
+class TestCommitFailure:
+    async def test_failed_commit_fails_the_batch_and_the_journal(self, path, journal):
+        """A commit that fails fails every op of its batch, and later submits fail at once."""
+        await journal.submit(start("before"))
+        sql(
+            path,
+            "CREATE TRIGGER doom BEFORE INSERT ON events WHEN NEW.workflow_id = 'doomed' "
+            "BEGIN SELECT RAISE(ABORT, 'simulated I/O failure'); END",
+        )
+        commits = journal.commits
+        fine, doomed = journal.submit(start("fine")), journal.submit(start("doomed"))
+        for future in (fine, doomed):
+            with pytest.raises(JournalError, match="simulated I/O failure"):
+                await future
+        assert journal.commits == commits
+        later = journal.submit(start("later"))
+        assert later.done()
+        with pytest.raises(JournalError, match="accepts no more writes"):
+            await later
+        await journal.close()
+        sql(path, "DROP TRIGGER doom")
+        async with SqliteJournal(path) as reopened:
+            assert [s.id for s in await reopened.list()] == ["before"]
+
+    async def test_disk_full(self, journal):
+        """A full disk fails the batch with a JournalError caused by the SQLite error."""
+        await journal.submit(start("w1"))
+        assert journal._writer is not None
+        await journal._writer.execute("PRAGMA max_page_count = 1")
+        with pytest.raises(JournalError) as info:
+            await asyncio.gather(*(journal.submit(start(f"big{i}")) for i in range(2000)))
+        assert isinstance(info.value.__cause__, sqlite3.Error)
+        assert "full" in str(info.value.__cause__)
