@@ -68,7 +68,9 @@ async def place_order(order: Order) -> Receipt:
 
 
 async def main(db: str) -> None:
-    order = Order(id="order-42", items=[Item("apple", Decimal("1.20")), Item("pear", Decimal("2.05"))])
+    order = Order(
+        id="order-42", items=[Item("apple", Decimal("1.20")), Item("pear", Decimal("2.05"))]
+    )
     async with Runtime(db) as runtime:
         handle = await runtime.start(place_order, order, id=order.id, if_exists="return")
         receipt = await handle.result(timeout=30)

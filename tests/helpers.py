@@ -41,7 +41,9 @@ async def assert_eventually(
         await anyio.sleep(interval)
 
 
-def started(name: str, payload: Any = None, *, version: str = "1", at: float = T0) -> WorkflowStarted:
+def started(
+    name: str, payload: Any = None, *, version: str = "1", at: float = T0
+) -> WorkflowStarted:
     """A WorkflowStarted event."""
     return WorkflowStarted(at=at, name=name, version=version, input=payload)
 
@@ -56,8 +58,14 @@ def completed(step: int, result: Any = None, *, at: float = T0) -> ActivityCompl
     return ActivityCompleted(at=at, step=step, result=result)
 
 
-def failed(step: int, type_name: str = "builtins.ValueError", message: str = "boom",
-           *, attempts: int = 1, at: float = T0) -> ActivityFailed:
+def failed(
+    step: int,
+    type_name: str = "builtins.ValueError",
+    message: str = "boom",
+    *,
+    attempts: int = 1,
+    at: float = T0,
+) -> ActivityFailed:
     """An ActivityFailed event."""
     return ActivityFailed(
         at=at,

@@ -11,7 +11,6 @@ import asyncio
 import uuid
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, overload
 
 from flowcore._status import from_timestamp
@@ -21,6 +20,7 @@ from flowcore.errors import WorkflowMisuseError
 if TYPE_CHECKING:
     import random as _random
     from collections.abc import Awaitable
+    from datetime import datetime
 
     from flowcore._definitions import ActivityDef
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Generic, ParamSpec, TypeVar, cast, final, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, final, overload
 
 from flowcore import _context
 from flowcore.errors import RegistrationError, UnknownVersionError
 from flowcore.retry import NO_RETRY, RetryPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine
 
 __all__ = [
     "ActivityDef",
@@ -178,9 +180,7 @@ class Registry:
 
     def copy(self) -> Registry:
         """A shallow copy (for tests that need to restore the global registry)."""
-        return Registry(
-            {k: dict(v) for k, v in self.workflows.items()}, dict(self.activities)
-        )
+        return Registry({k: dict(v) for k, v in self.workflows.items()}, dict(self.activities))
 
 
 default_registry = Registry()
@@ -274,9 +274,7 @@ def workflow(
     """
 
     def decorate(f: Callable[..., Coroutine[Any, Any, Any]]) -> WorkflowDef[Any, Any]:
-        defn: WorkflowDef[Any, Any] = WorkflowDef(
-            f, name=name or f.__name__, version=str(version)
-        )
+        defn: WorkflowDef[Any, Any] = WorkflowDef(f, name=name or f.__name__, version=str(version))
         default_registry.add_workflow(defn)
         return defn
 

@@ -36,7 +36,12 @@ class WorkflowState(enum.StrEnum):
 
 
 _TERMINAL = frozenset(
-    {WorkflowState.COMPLETED, WorkflowState.FAILED, WorkflowState.CANCELED, WorkflowState.TERMINATED}
+    {
+        WorkflowState.COMPLETED,
+        WorkflowState.FAILED,
+        WorkflowState.CANCELED,
+        WorkflowState.TERMINATED,
+    }
 )
 
 

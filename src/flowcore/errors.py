@@ -24,7 +24,7 @@ The tree::
 
     NonRetryableError              raised by activity code to stop retries
 
-A failure that crosses a process or disk boundary is a :class:`FailureInfo`, never a pickled exception.
+A failure that crosses a process or disk boundary is a :class:`FailureInfo`, never a pickle.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ __all__ = [
     "JournalCorruptError",
     "JournalError",
     "JournalLockedError",
-    "NondeterminismError",
     "NonRetryableError",
+    "NondeterminismError",
     "PayloadError",
     "RegistrationError",
     "SchemaVersionError",
@@ -72,7 +72,7 @@ class FailureInfo:
     traceback: str = ""
     """Formatted traceback, truncated to a bounded size."""
     mro: tuple[str, ...] = ()
-    """Qualified names of the exception's base classes, most specific first (for ``is_caused_by``)."""
+    """Qualified names of the exception's base classes, most specific first."""
     non_retryable: bool = False
     """True when the failure must not be retried (``NonRetryableError`` or a policy's list)."""
     cause: FailureInfo | None = None
@@ -85,7 +85,7 @@ class FailureInfo:
         """Describe ``exc`` (and its ``__cause__`` chain) as a FailureInfo."""
         tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
         if len(tb) > _MAX_TRACEBACK:
-            tb = tb[:_MAX_TRACEBACK // 2] + "\n...\n" + tb[-_MAX_TRACEBACK // 2 :]
+            tb = tb[: _MAX_TRACEBACK // 2] + "\n...\n" + tb[-_MAX_TRACEBACK // 2 :]
         cause = exc.__cause__
         details: dict[str, Any] = {}
         if isinstance(exc, ActivityError):
@@ -270,7 +270,8 @@ class ActivityError(FlowcoreError):
         self.failure = failure
         plural = "s" if attempts != 1 else ""
         super().__init__(
-            f"activity {activity!r} (step {step}) failed after {attempts} attempt{plural}: {failure}"
+            f"activity {activity!r} (step {step}) failed after {attempts} "
+            f"attempt{plural}: {failure}"
         )
 
 

@@ -1,4 +1,4 @@
-"""RetryPolicy: when a failed activity attempt is tried again, and after how long (pure arithmetic)."""
+"""RetryPolicy: whether a failed activity attempt is tried again, and after how long."""
 
 from __future__ import annotations
 

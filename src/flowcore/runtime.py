@@ -51,6 +51,7 @@ from flowcore.journal.projection import Projection
 from flowcore.journal.sqlite import SqliteJournal
 
 if TYPE_CHECKING:
+    import builtins
     import os
     from collections.abc import Iterable, Sequence
     from types import TracebackType
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = ["Runtime"]
 
 _Terminal = WorkflowCompleted | WorkflowFailed
+_MAX_ID = 512
 
 
 @dataclass(slots=True, eq=False)
@@ -278,11 +280,11 @@ class Runtime:
         name: str | None = None,
         status: WorkflowState | str | None = None,
         limit: int = 100,
-    ) -> list[WorkflowStatus]:
+    ) -> builtins.list[WorkflowStatus]:
         """Status records, newest first, optionally filtered by workflow name and state."""
         return await self._journal.list(name=name, status=status, limit=limit)
 
-    async def history(self, workflow_id: str) -> list[Event]:
+    async def history(self, workflow_id: str) -> builtins.list[Event]:
         """Every committed event of an instance, in order.
 
         Raises:
@@ -324,9 +326,9 @@ class Runtime:
                 f"the runtime is {self._state}; use 'async with Runtime(...)' or await open() first"
             )
 
-    def _resolve(self, workflow: str | WorkflowDef[Any, Any], version: str | None) -> WorkflowDef[
-        Any, Any
-    ]:
+    def _resolve(
+        self, workflow: str | WorkflowDef[Any, Any], version: str | None
+    ) -> WorkflowDef[Any, Any]:
         if isinstance(workflow, WorkflowDef):
             if version is None or version == workflow.version:
                 if workflow.name not in self._registry.workflows:
@@ -392,14 +394,19 @@ class Runtime:
         if future.cancelled():
             return
         exc = future.exception()
-        if exc is not None and not isinstance(exc, WorkflowAlreadyExistsError):
-            if self._failure is None:
-                self._failure = exc
-                self._log.error("journal commit failed; runtime stops accepting work", error=str(exc))
+        if (
+            exc is not None
+            and not isinstance(exc, WorkflowAlreadyExistsError)
+            and self._failure is None
+        ):
+            self._failure = exc
+            self._log.error("journal commit failed; runtime stops accepting work", error=str(exc))
 
-    def _carry_out(self, inst: _Instance, commands: Sequence[Command], events: list[Event]) -> None:
+    def _carry_out(
+        self, inst: _Instance, commands: Sequence[Command], events: builtins.list[Event]
+    ) -> None:
         now = self._clock.now()
-        dispatch: list[ScheduleActivity] = []
+        dispatch: builtins.list[ScheduleActivity] = []
         terminal: _Terminal | None = None
         for cmd in commands:
             match cmd:
@@ -527,7 +534,7 @@ class Runtime:
             if history:
                 self._recover_one(wid, history)
 
-    def _recover_one(self, wid: str, history: list[Event]) -> None:
+    def _recover_one(self, wid: str, history: builtins.list[Event]) -> None:
         loop = asyncio.get_running_loop()
         inst = _Instance(wid, Projection.from_events(wid, history), loop.create_future())
         inst.next_seq = len(history) + 1
@@ -573,10 +580,9 @@ def _retry_state(history: Sequence[Event]) -> dict[int, tuple[int, float]]:
 
 
 def _check_id(workflow_id: object) -> str:
-    if not isinstance(workflow_id, str) or not workflow_id or len(workflow_id) > 512:
+    if not isinstance(workflow_id, str) or not workflow_id or len(workflow_id) > _MAX_ID:
         raise ValueError(
             f"a workflow id must be a non-empty string of at most 512 characters, not "
             f"{workflow_id!r}"
         )
     return workflow_id
-

@@ -8,8 +8,6 @@ PurePath and pydantic v2 models (never imported here). Every failure is a
 :class:`~flowcore.errors.PayloadError` whose ``path`` names the value, e.g. ``$.items[2].owner``.
 """
 
-# ruff: noqa: ANN401  (a codec takes and returns arbitrary values: Any is its honest type)
-
 from __future__ import annotations
 
 import base64

@@ -215,27 +215,36 @@ class TestLiveRun:
 class TestReplay:
     def test_full_replay_issues_nothing_new(self):
         """Replaying a history up to an in-flight activity re-dispatches only that activity."""
-        history = [started("chain", {"sku": "x", "qty": 2}), scheduled(1, "reserve", "x"),
-                   completed(1, "r-x"), scheduled(2, "charge", {"sku": "x", "qty": 2})]
+        history = [
+            started("chain", {"sku": "x", "qty": 2}),
+            scheduled(1, "reserve", "x"),
+            completed(1, "r-x"),
+            scheduled(2, "charge", {"sku": "x", "qty": 2}),
+        ]
         cmds = WorkflowExecutor(chain, "w1").replay(history)
         assert kinds(cmds) == ["2:charge"]
         assert cmds[0].recorded
 
     def test_replay_with_unrecorded_tail_issues_new_command(self):
         """A completion whose follow-up schedule was not journaled yields a new command."""
-        history = [started("chain", {"sku": "x", "qty": 2}), scheduled(1, "reserve", "x"),
-                   completed(1, "r-x")]
+        history = [
+            started("chain", {"sku": "x", "qty": 2}),
+            scheduled(1, "reserve", "x"),
+            completed(1, "r-x"),
+        ]
         [cmd] = WorkflowExecutor(chain, "w1").replay(history)
         assert (cmd.step, cmd.activity.name, cmd.recorded) == (2, "charge", False)
 
     def test_replay_of_finished_history_completes(self):
         """Replaying a whole history reproduces the completion command."""
-        history = [started("chain", {"sku": "x", "qty": 2}), scheduled(1, "reserve", "x"),
-                   completed(1, "r-x"), scheduled(2, "charge", {"sku": "x", "qty": 2}),
-                   completed(2, 20)]
-        assert WorkflowExecutor(chain, "w1").replay(history) == [
-            CompleteWorkflow(result="r-x:20")
+        history = [
+            started("chain", {"sku": "x", "qty": 2}),
+            scheduled(1, "reserve", "x"),
+            completed(1, "r-x"),
+            scheduled(2, "charge", {"sku": "x", "qty": 2}),
+            completed(2, 20),
         ]
+        assert WorkflowExecutor(chain, "w1").replay(history) == [CompleteWorkflow(result="r-x:20")]
 
     def test_changed_activity_name_is_nondeterministic(self):
         """A recorded step whose activity the code no longer calls raises NondeterminismError."""
@@ -243,8 +252,11 @@ class TestReplay:
         with pytest.raises(NondeterminismError) as info:
             WorkflowExecutor(chain, "w1").replay(history)
         err = info.value
-        assert (err.step, err.recorded, err.attempted) == (1, "activity 'notify'",
-                                                          "activity 'reserve'")
+        assert (err.step, err.recorded, err.attempted) == (
+            1,
+            "activity 'notify'",
+            "activity 'reserve'",
+        )
         assert "chain" in str(err)
         assert "w1" in str(err)
 
@@ -263,9 +275,16 @@ class TestReplay:
 
     def test_replay_order_of_gather_follows_history(self):
         """Out-of-order completions in a gather replay to the same next commands."""
-        history = [started("fan_pairs", 2), scheduled(1, "reserve", "a0"), scheduled(2, "reserve", "a1"),
-                   completed(2, "A1"), scheduled(3, "reserve", "b1"), completed(1, "A0"),
-                   scheduled(4, "reserve", "b0"), completed(4, "B0")]
+        history = [
+            started("fan_pairs", 2),
+            scheduled(1, "reserve", "a0"),
+            scheduled(2, "reserve", "a1"),
+            completed(2, "A1"),
+            scheduled(3, "reserve", "b1"),
+            completed(1, "A0"),
+            scheduled(4, "reserve", "b0"),
+            completed(4, "B0"),
+        ]
         cmds = WorkflowExecutor(fan_pairs, "w5").replay(history)
         assert kinds(cmds) == ["3:reserve"]
         assert cmds[0].args == ("b1",)

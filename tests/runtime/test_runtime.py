@@ -149,8 +149,12 @@ class TestStatusListHistory:
         async with Runtime(db_path) as rt:
             await (await rt.start(arith, 1, id="s1")).result(timeout=10)
             st = await rt.status("s1")
-        assert (st.id, st.name, st.version, st.status) == ("s1", "arith", "1",
-                                                          WorkflowState.COMPLETED)
+        assert (st.id, st.name, st.version, st.status) == (
+            "s1",
+            "arith",
+            "1",
+            WorkflowState.COMPLETED,
+        )
         assert st.output == 4
         assert st.current_activity is None
         assert st.created_at <= st.updated_at
@@ -201,8 +205,12 @@ class TestStatusListHistory:
             await (await rt.start(arith, 1, id="h")).result(timeout=10)
             events = await rt.history("h")
         assert [type(e) for e in events] == [
-            WorkflowStarted, ActivityScheduled, ActivityCompleted, ActivityScheduled,
-            ActivityCompleted, WorkflowCompleted,
+            WorkflowStarted,
+            ActivityScheduled,
+            ActivityCompleted,
+            ActivityScheduled,
+            ActivityCompleted,
+            WorkflowCompleted,
         ]
         assert [e.step for e in events if isinstance(e, ActivityScheduled)] == [1, 2]
 
@@ -255,7 +263,7 @@ class TestBadInput:
                 await rt.start(arith, 1, version="7")
 
     async def test_unencodable_payload_writes_nothing(self, db_path):
-        """A payload that cannot be encoded raises PayloadError naming the path; no row is written."""
+        """An unencodable payload raises PayloadError naming the path; nothing is written."""
         async with Runtime(db_path) as rt:
             with pytest.raises(PayloadError) as info:
                 await rt.start(arith, {"ok": 1, "bad": [1, object()]}, id="p")
@@ -378,8 +386,11 @@ class TestFailuresAndRetries:
         """NonRetryableError and the policy's non_retryable types fail at the first attempt."""
         calls = []
 
-        @activity(retry=RetryPolicy(max_attempts=5, initial_interval=0.001,
-                                    non_retryable=(PermissionError,)))
+        @activity(
+            retry=RetryPolicy(
+                max_attempts=5, initial_interval=0.001, non_retryable=(PermissionError,)
+            )
+        )
         def forbidden(kind: str) -> None:
             calls.append(kind)
             if kind == "perm":
@@ -469,7 +480,13 @@ class TestLogs:
             ("activity completed", 2),
             ("workflow completed", None),
         ] or sorted(events, key=str) == sorted(
-            [("workflow started", None), ("activity completed", 1), ("activity completed", 2),
-             ("workflow completed", None)], key=str)
+            [
+                ("workflow started", None),
+                ("activity completed", 1),
+                ("activity completed", 2),
+                ("workflow completed", None),
+            ],
+            key=str,
+        )
         act = next(e for e in logs if e["event"] == "activity completed")
         assert {"activity", "attempt", "duration_ms", "step"} <= act.keys()

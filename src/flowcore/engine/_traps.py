@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Awaitable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Generator
+
     from flowcore._definitions import ActivityDef
 
 __all__ = ["GatherTrap", "ScheduleActivityTrap", "Trap", "yield_trap"]

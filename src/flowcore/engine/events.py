@@ -135,7 +135,7 @@ class WorkflowFailed(_EventBase):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowParked(_EventBase):
-    """Replay found the code nondeterministic; the instance waits for fixed code. Replay ignores it."""
+    """Replay found the code nondeterministic; the instance waits for fixed code (not replayed)."""
 
     kind: ClassVar[str] = "workflow_parked"
     reason: str

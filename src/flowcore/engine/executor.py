@@ -11,6 +11,7 @@ creation, so the same history always interleaves them the same way.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random as _random
 from collections import deque
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from flowcore._definitions import ActivityDef, WorkflowDef
 
 __all__ = ["WorkflowExecutor"]
+
 
 @dataclass(slots=True, eq=False)
 class _Gather:
@@ -141,10 +143,9 @@ class WorkflowExecutor:
         token = _context.enter_workflow(self)
         try:
             for task in self._tasks:
-                try:
+                # RuntimeError: it awaited in a finally block while being closed
+                with contextlib.suppress(RuntimeError):
                     task.coro.close()
-                except RuntimeError:
-                    pass  # it awaited in a finally block while being closed
         finally:
             _context.exit_workflow(token)
         self._tasks.clear()

@@ -1,0 +1,1 @@
+"""Journal: the append-only event store (SQLite, in-memory) and the status projection."""

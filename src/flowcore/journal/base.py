@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, final
 
 if TYPE_CHECKING:
+    import builtins
     from collections.abc import Awaitable, Sequence
 
     from flowcore._status import WorkflowState, WorkflowStatus
@@ -61,7 +62,7 @@ class Append:
     row: StatusRow
     """The status row as it is after these events."""
     create: bool = False
-    """True for a workflow's first append: fails with WorkflowAlreadyExistsError if the id exists."""
+    """True for a workflow's first append (WorkflowAlreadyExistsError if the id exists)."""
 
 
 class Journal(Protocol):
@@ -109,10 +110,10 @@ class Journal(Protocol):
         name: str | None = None,
         status: WorkflowState | str | None = None,
         limit: int = 100,
-    ) -> list[WorkflowStatus]:
+    ) -> builtins.list[WorkflowStatus]:
         """Status rows, newest first, filtered by name and status."""
         ...
 
-    async def unfinished(self) -> list[str]:
+    async def unfinished(self) -> builtins.list[str]:
         """Ids of instances not in a terminal state, oldest first (what recovery replays)."""
         ...

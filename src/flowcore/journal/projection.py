@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, final
 
-import json
-
 from flowcore._status import WorkflowState, WorkflowStatus, from_timestamp
-from flowcore.journal.base import StatusRow
 from flowcore.engine.events import (
     ActivityCompleted,
     ActivityFailed,
@@ -19,6 +17,7 @@ from flowcore.engine.events import (
     WorkflowParked,
     WorkflowStarted,
 )
+from flowcore.journal.base import StatusRow
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
