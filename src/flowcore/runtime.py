@@ -10,6 +10,7 @@ commit. On open, every unfinished workflow is replayed from its journal and cont
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -255,9 +256,9 @@ class Runtime:
         )
         inst.executor = WorkflowExecutor(defn, wid)
         commit = self._append(inst, [started], create=True)
+        self._log.info("workflow started", workflow_id=wid, workflow=defn.name)
         self._carry_out(inst, inst.executor.start(started), [])
         await commit
-        self._log.info("workflow started", workflow_id=wid, workflow=defn.name)
         return WorkflowHandle(self, wid)
 
     def handle(self, workflow_id: str) -> WorkflowHandle:
@@ -373,7 +374,9 @@ class Runtime:
 
     # -- internals: the step loop ------------------------------------------------------------
 
-    def _append(self, inst: _Instance, events: Sequence[Event], *, create: bool = False) -> Any:
+    def _append(
+        self, inst: _Instance, events: Sequence[Event], *, create: bool = False
+    ) -> asyncio.Future[None]:
         for event in events:
             inst.projection.apply(event)
         op = Append(
@@ -430,7 +433,7 @@ class Runtime:
                     events.append(terminal)
         commit = self._append(inst, events) if events else None
         if terminal is not None and commit is not None:
-            commit.add_done_callback(lambda f, t=terminal: self._finished(inst, t, f))
+            commit.add_done_callback(functools.partial(self._finished, inst, terminal))
             return
         tg = self._tg
         if tg is None:
@@ -529,12 +532,17 @@ class Runtime:
     # -- internals: recovery -------------------------------------------------------------------
 
     async def _recover(self) -> None:
+        parks = []
         for wid in await self._journal.unfinished():
             history = await self._journal.history(wid)
             if history:
-                self._recover_one(wid, history)
+                park = self._recover_one(wid, history)
+                if park is not None:
+                    parks.append(park)
+        for park in parks:  # open() returns once every parked status is visible
+            await park
 
-    def _recover_one(self, wid: str, history: builtins.list[Event]) -> None:
+    def _recover_one(self, wid: str, history: builtins.list[Event]) -> asyncio.Future[None] | None:
         loop = asyncio.get_running_loop()
         inst = _Instance(wid, Projection.from_events(wid, history), loop.create_future())
         inst.next_seq = len(history) + 1
@@ -547,25 +555,24 @@ class Runtime:
             executor = WorkflowExecutor(defn, wid)
             commands = executor.replay(history)
         except NondeterminismError as exc:
-            self._park(inst, str(exc), exc.step)
-            return
+            return self._park(inst, str(exc), exc.step)
         except FlowcoreError as exc:
-            self._park(inst, str(exc), 0)
-            return
+            return self._park(inst, str(exc), 0)
         inst.executor = executor
         inst.retries = _retry_state(history)
         self._log.info(
             "workflow recovered", workflow_id=wid, workflow=started.name, events=len(history)
         )
         self._carry_out(inst, commands, [])
+        return None
 
-    def _park(self, inst: _Instance, reason: str, step: int) -> None:
+    def _park(self, inst: _Instance, reason: str, step: int) -> asyncio.Future[None] | None:
         inst.parked = True
         self._log.error("workflow parked", workflow_id=inst.id, reason=reason)
         last = inst.last_event
         if isinstance(last, WorkflowParked) and last.reason == reason:
-            return
-        self._append(inst, [WorkflowParked(at=self._clock.now(), reason=reason, step=step)])
+            return None
+        return self._append(inst, [WorkflowParked(at=self._clock.now(), reason=reason, step=step)])
 
 
 def _retry_state(history: Sequence[Event]) -> dict[int, tuple[int, float]]:
