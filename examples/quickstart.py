@@ -80,5 +80,9 @@ async def main(db: str) -> None:
 
 
 if __name__ == "__main__":
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    # Progress logs go to stderr at INFO; the result goes to stdout.
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
     asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "quickstart.db"))

@@ -23,7 +23,7 @@ from flowcore import serde
 from flowcore._definitions import Registry, WorkflowDef, default_registry
 from flowcore._handle import WorkflowHandle
 from flowcore.abc import SystemClock
-from flowcore.backends.base import ActivityTask
+from flowcore.backends.base import ActivityOutcome, ActivityTask
 from flowcore.backends.local import LocalBackend
 from flowcore.engine.commands import CompleteWorkflow, FailWorkflow, ScheduleActivity
 from flowcore.engine.events import (
@@ -39,6 +39,7 @@ from flowcore.engine.events import (
 )
 from flowcore.engine.executor import WorkflowExecutor
 from flowcore.errors import (
+    FailureInfo,
     FlowcoreError,
     JournalError,
     NondeterminismError,
@@ -402,8 +403,23 @@ class Runtime:
             and not isinstance(exc, WorkflowAlreadyExistsError)
             and self._failure is None
         ):
-            self._failure = exc
-            self._log.error("journal commit failed; runtime stops accepting work", error=str(exc))
+            self._fail_stop(exc)
+
+    def _fail_stop(self, exc: BaseException) -> None:
+        """The journal can no longer be trusted: stop all progress; waiters get the error."""
+        self._failure = exc
+        self._log.error("journal commit failed; runtime stops accepting work", error=str(exc))
+        error = JournalError(
+            f"the journal failed ({exc}); the workflow continues when a runtime is opened on "
+            "the database again"
+        )
+        for inst in self._instances.values():
+            if inst.executor is not None:
+                inst.executor.close()
+                inst.executor = None
+            if not inst.done.done():
+                inst.done.set_exception(error)
+                inst.done.exception()  # retrieved here; result() re-raises it to any waiter
 
     def _carry_out(
         self, inst: _Instance, commands: Sequence[Command], events: builtins.list[Event]
@@ -436,7 +452,7 @@ class Runtime:
             commit.add_done_callback(functools.partial(self._finished, inst, terminal))
             return
         tg = self._tg
-        if tg is None:
+        if tg is None or self._failure is not None:
             return
         for cmd in dispatch:
             attempt, due = inst.retries.pop(cmd.step, (1, None))
@@ -482,7 +498,10 @@ class Runtime:
             )
             began = time.perf_counter()
             async with self._limiter:
-                outcome = await self._backend.execute(task, timeout=defn.timeout)
+                try:
+                    outcome = await self._backend.execute(task, timeout=defn.timeout)
+                except Exception as exc:  # noqa: BLE001 - a backend fault is a failed attempt
+                    outcome = ActivityOutcome(failure=FailureInfo.from_exception(exc))
             log = self._log.bind(
                 workflow_id=inst.id,
                 step=cmd.step,
@@ -526,7 +545,14 @@ class Runtime:
         executor = inst.executor
         if executor is None or executor.done or self._instances.get(inst.id) is not inst:
             return
-        commands = executor.apply(event)
+        try:
+            commands = executor.apply(event)
+        except Exception as exc:  # noqa: BLE001 - an engine bug must not stop other workflows
+            self._log.exception("engine error; workflow parked", workflow_id=inst.id)
+            executor.close()
+            inst.executor = None
+            self._park(inst, f"internal engine error: {exc!r}", 0)
+            return
         self._carry_out(inst, commands, [event])
 
     # -- internals: recovery -------------------------------------------------------------------
@@ -558,6 +584,9 @@ class Runtime:
             return self._park(inst, str(exc), exc.step)
         except FlowcoreError as exc:
             return self._park(inst, str(exc), 0)
+        except Exception as exc:  # noqa: BLE001 - one broken instance must not block the others
+            self._log.exception("replay error", workflow_id=wid)
+            return self._park(inst, f"replay failed: {exc!r}", 0)
         inst.executor = executor
         inst.retries = _retry_state(history)
         self._log.info(

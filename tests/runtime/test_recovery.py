@@ -189,3 +189,32 @@ async def _history(db_path, wid):
 
     async with SqliteJournal(db_path, readonly=True) as journal:
         return await journal.history(wid)
+
+
+class TestJournalFailure:
+    async def test_commit_failure_stops_work_and_loses_nothing(self, db_path):
+        """A failing commit stops the runtime with JournalError; reopening finishes the work."""
+        import sqlite3
+
+        from flowcore import JournalError
+
+        async with Runtime(db_path) as rt:
+            await rt.start(two_steps, 3, id="j1")
+            await waiting_on(rt, "j1", "blocked")
+            with sqlite3.connect(db_path) as conn:
+                conn.execute(
+                    "CREATE TRIGGER fail_completions BEFORE INSERT ON events "
+                    "WHEN NEW.kind = 'activity_completed' "
+                    "BEGIN SELECT RAISE(ABORT, 'simulated I/O error'); END"
+                )
+            gate.set()
+            with pytest.raises(JournalError, match="simulated I/O error"):
+                await rt.handle("j1").result(timeout=10)
+            with pytest.raises(JournalError, match="stopped accepting work"):
+                await rt.start(two_steps, 4, id="j2")
+        with sqlite3.connect(db_path) as conn:
+            conn.execute("DROP TRIGGER fail_completions")
+        async with Runtime(db_path) as rt:
+            assert await rt.handle("j1").result(timeout=10) == 40
+            with pytest.raises(flowcore.WorkflowNotFoundError):
+                await rt.status("j2")

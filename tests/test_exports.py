@@ -1,0 +1,85 @@
+"""The public surface: what `import flowcore` offers is deliberate and pinned here."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import flowcore
+
+EXPECTED = {
+    "ActivityDef", "ActivityError", "ActivityTimeoutError", "BackendError",
+    "BackendUnavailableError", "FailureInfo", "FlowcoreError", "Info", "JournalCorruptError",
+    "JournalError", "JournalLockedError", "NonRetryableError", "NondeterminismError",
+    "PayloadError", "RegistrationError", "RetryPolicy", "Runtime", "SchemaVersionError",
+    "UnknownVersionError", "WorkflowAlreadyExistsError", "WorkflowCanceledError", "WorkflowDef",
+    "WorkflowError", "WorkflowFailedError", "WorkflowHandle", "WorkflowMisuseError",
+    "WorkflowNotFoundError", "WorkflowState", "WorkflowStatus", "activity", "activity_info",
+    "gather", "info", "now", "random", "uuid4",
+}  # fmt: skip
+
+SRC = pathlib.Path(flowcore.__file__).parent
+
+
+class TestExports:
+    def test_all_is_the_expected_surface(self):
+        """__all__ lists exactly the public names, sorted."""
+        assert set(flowcore.__all__) == EXPECTED
+        assert list(flowcore.__all__) == sorted(flowcore.__all__)
+
+    def test_every_name_resolves(self):
+        """Every exported name is an attribute of the package."""
+        for name in flowcore.__all__:
+            assert getattr(flowcore, name) is not None
+
+    def test_classes_show_the_public_module(self):
+        """Exported classes report `flowcore` as their module, as users import them."""
+        assert repr(flowcore.Runtime).startswith("<class 'flowcore.Runtime'")
+        assert flowcore.WorkflowFailedError.__module__ == "flowcore"
+
+    def test_error_tree(self):
+        """The exception hierarchy matches the documented tree."""
+        assert issubclass(flowcore.UnknownVersionError, flowcore.RegistrationError)
+        assert issubclass(flowcore.NondeterminismError, flowcore.WorkflowError)
+        assert issubclass(flowcore.WorkflowFailedError, flowcore.WorkflowError)
+        assert issubclass(flowcore.ActivityTimeoutError, flowcore.ActivityError)
+        assert issubclass(flowcore.JournalLockedError, flowcore.JournalError)
+        assert issubclass(flowcore.BackendUnavailableError, flowcore.BackendError)
+        for name in EXPECTED:
+            obj = getattr(flowcore, name)
+            if isinstance(obj, type) and issubclass(obj, Exception) and name.endswith("Error"):
+                assert issubclass(obj, flowcore.FlowcoreError) or obj is flowcore.NonRetryableError
+
+    def test_py_typed_is_shipped(self):
+        """The package is marked as typed."""
+        assert (SRC / "py.typed").exists()
+
+
+class TestLayering:
+    def test_engine_imports_no_io_layer(self):
+        """The engine imports nothing from the runtime, the journal or the backends."""
+        forbidden = (
+            "flowcore.runtime",
+            "flowcore.journal",
+            "flowcore.backends",
+            "aiosqlite",
+            "anyio",
+            "asyncio",
+            "sqlite3",
+            "time",
+        )
+        for path in (SRC / "engine").glob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                for name in names:
+                    assert not name.startswith(forbidden), f"{path.name} imports {name}"
+
+    def test_no_pickle_anywhere(self):
+        """No module of the package imports pickle."""
+        for path in SRC.rglob("*.py"):
+            assert "import pickle" not in path.read_text(), path
