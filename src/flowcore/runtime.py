@@ -246,21 +246,38 @@ class Runtime:
         defn = self._resolve(workflow, version)
         encoded = serde.encode(payload)
         wid = _check_id(id) if id is not None else uuid.uuid4().hex
-        existing = await self._existing(wid)
-        if existing is not None:
-            if if_exists == "return":
-                return WorkflowHandle(self, wid)
-            raise WorkflowAlreadyExistsError(wid, status=existing)
-        inst = self._instances[wid]
+        inst = self._instances.get(wid)
+        if inst is not None:
+            return self._exists(wid, inst.projection.status.value, if_exists)
+        inst = _Instance(wid, Projection(wid), asyncio.get_running_loop().create_future())
+        self._instances[wid] = inst
         started = WorkflowStarted(
             at=self._clock.now(), name=defn.name, version=defn.version, input=encoded
         )
-        inst.executor = WorkflowExecutor(defn, wid)
+        executor = WorkflowExecutor(defn, wid)
         commit = self._append(inst, [started], create=True)
+        if id is None:
+            # A fresh random id cannot collide: run the first step while the start commits.
+            inst.executor = executor
+            self._carry_out(inst, executor.start(started), [])
+            await commit
+        else:
+            # The journal refuses a duplicate id atomically; only then may the workflow run.
+            try:
+                await commit
+            except WorkflowAlreadyExistsError as exc:
+                if self._instances.get(wid) is inst:
+                    del self._instances[wid]
+                return self._exists(wid, exc.status, if_exists)
+            inst.executor = executor
+            self._carry_out(inst, executor.start(started), [])
         self._log.info("workflow started", workflow_id=wid, workflow=defn.name)
-        self._carry_out(inst, inst.executor.start(started), [])
-        await commit
         return WorkflowHandle(self, wid)
+
+    def _exists(self, wid: str, status: str, if_exists: str) -> WorkflowHandle:
+        if if_exists == "return":
+            return WorkflowHandle(self, wid)
+        raise WorkflowAlreadyExistsError(wid, status=status)
 
     def handle(self, workflow_id: str) -> WorkflowHandle:
         """A handle to an existing instance (not checked until used)."""
@@ -338,23 +355,6 @@ class Runtime:
                 return workflow
             return self._registry.workflow(workflow.name, version)
         return self._registry.workflow(workflow, version)
-
-    async def _existing(self, wid: str) -> str | None:
-        """Reserve ``wid`` for a new instance, or return the state of the one holding it."""
-        inst = self._instances.get(wid)
-        if inst is not None:
-            return inst.projection.status.value
-        loop = asyncio.get_running_loop()
-        self._instances[wid] = _Instance(wid, Projection(wid), loop.create_future())
-        try:
-            row = await self._journal.status(wid)
-        except BaseException:
-            del self._instances[wid]
-            raise
-        if row is not None:
-            del self._instances[wid]
-            return row.status.value
-        return None
 
     async def _terminal_event(self, wid: str) -> tuple[_Terminal, str, str]:
         inst = self._instances.get(wid)

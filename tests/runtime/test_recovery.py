@@ -178,7 +178,9 @@ class TestNondeterminism:
         async def other() -> None:
             return None
 
-        async with Runtime(db_path, workflows=[WorkflowDef(other, name="other", version="1")]) as rt:
+        async with Runtime(
+            db_path, workflows=[WorkflowDef(other, name="other", version="1")]
+        ) as rt:
             st = await rt.status("n3")
             assert st.status is WorkflowState.PARKED
             assert "two_steps" in (st.error or "")

@@ -44,15 +44,22 @@ class LocalBackend:
             )
         )
         try:
-            with anyio.move_on_after(timeout) as scope:
+            if timeout is None:
                 value = await self._call(task)
+            else:
+                with anyio.move_on_after(timeout) as scope:
+                    value = await self._call(task)
+                if scope.cancelled_caught:
+                    error = TimeoutError(
+                        f"activity {task.activity.name!r} exceeded its {timeout}s timeout"
+                    )
+                    return ActivityOutcome(
+                        failure=FailureInfo.from_exception(error), timed_out=True
+                    )
         except Exception as exc:  # noqa: BLE001 - the activity's own error becomes its outcome
             return ActivityOutcome(failure=FailureInfo.from_exception(exc))
         finally:
             _context.exit_activity(token)
-        if scope.cancelled_caught:
-            error = TimeoutError(f"activity {task.activity.name!r} exceeded its {timeout}s timeout")
-            return ActivityOutcome(failure=FailureInfo.from_exception(error), timed_out=True)
         try:
             return ActivityOutcome(result=serde.encode(value))
         except PayloadError as exc:

@@ -86,7 +86,7 @@ class WorkflowExecutor:
     done: bool = False
     """True once the workflow returned or failed."""
     _now: float = 0.0
-    _rng: _random.Random = field(default_factory=_random.Random)
+    _rng: _random.Random | None = None
     _next_step: int = 1
     _ready: deque[tuple[_Task, Any, BaseException | None]] = field(default_factory=deque)
     _pending: dict[int, _Pending] = field(default_factory=dict)
@@ -159,7 +159,10 @@ class WorkflowExecutor:
         return self._now
 
     def rng(self) -> _random.Random:
-        """The workflow's deterministic random generator."""
+        """The workflow's deterministic random generator, seeded by the workflow id."""
+        if self._rng is None:
+            seed = int.from_bytes(hashlib.sha256(self.workflow_id.encode()).digest()[:8], "big")
+            self._rng = _random.Random(seed)  # noqa: S311 - deterministic on purpose
         return self._rng
 
     def info(self) -> _context.Info:
@@ -182,8 +185,6 @@ class WorkflowExecutor:
         self.version = started.version
         self.parent_id = started.parent_id
         self._now = started.at
-        seed = hashlib.sha256(self.workflow_id.encode()).digest()[:8]
-        self._rng = _random.Random(int.from_bytes(seed, "big"))  # noqa: S311 - deterministic on purpose
         try:
             payload = serde.decode(started.input, _input_hint(self.definition))
         except PayloadError as exc:
