@@ -5,7 +5,7 @@ Ownership: a runtime owns the file through an exclusive ``flock`` on the sidecar
 itself in the ``owner`` row, which only serves error messages. Read-only journals take no lock.
 
 Writes: :meth:`SqliteJournal.submit` queues an op and returns a future. One writer task takes
-everything queued, checks it against the batch rules of :mod:`flowcore.journal.memory` and writes
+everything queued, checks it against the batch rules of :mod:`flowcore.journal._batch` and writes
 it in one ``BEGIN IMMEDIATE`` transaction with a constant number of statements, then resolves
 every future of the batch (group commit). A failed commit fails its whole batch and leaves the
 journal failed: nothing of that batch was acknowledged, and the runtime must restart to recover.
@@ -33,8 +33,7 @@ import aiosqlite
 from flowcore.engine.events import decode_event
 from flowcore.errors import JournalError, JournalLockedError, PayloadError
 from flowcore.journal import schema
-from flowcore.journal.base import StatusRow
-from flowcore.journal.memory import (
+from flowcore.journal._batch import (
     BatchPlan,
     Encoded,
     Known,
@@ -44,6 +43,7 @@ from flowcore.journal.memory import (
     plan_batch,
     to_status,
 )
+from flowcore.journal.base import StatusRow
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Iterable, Sequence
