@@ -220,3 +220,23 @@ class TestJournalFailure:
             assert await rt.handle("j1").result(timeout=10) == 40
             with pytest.raises(flowcore.WorkflowNotFoundError):
                 await rt.status("j2")
+
+
+class TestReplayIsSilent:
+    async def test_recovery_logs_no_replayed_steps(self, db_path):
+        """Recovery logs one line for the workflow and nothing for the steps it replays."""
+        from structlog.testing import capture_logs
+
+        async with Runtime(db_path) as rt:
+            await rt.start(two_steps, 1, id="q1")
+            await waiting_on(rt, "q1", "blocked")
+        gate.set()
+        with capture_logs() as logs:
+            async with Runtime(db_path) as rt:
+                await rt.handle("q1").result(timeout=10)
+        lines = [(e["event"], e.get("step")) for e in logs if e.get("workflow_id") == "q1"]
+        assert lines == [
+            ("workflow recovered", None),
+            ("activity completed", 2),
+            ("workflow completed", None),
+        ]
