@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+import flowcore
 from flowcore import Runtime, activity, workflow
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
     from flowcore.journal.base import Durability
 
@@ -30,8 +31,6 @@ async def three_steps(x: int) -> int:
 
 @workflow
 async def fan_out(n: int) -> int:
-    import flowcore
-
     results = await flowcore.gather(*(noop(i) for i in range(n)))
     return len(results)
 
