@@ -105,48 +105,51 @@ async def prop_program(program: list[Any]) -> list[Any]:
     return await run_program(program)
 
 
-class ModelFailure(Exception):
-    """An activity failure escaping a modelled program."""
+class EscapedError(Exception):
+    """In the model: an activity failure escaping the program being evaluated."""
+
+
+def model_call(index: int, arg: int) -> Any:
+    """Run an activity's function directly; its failure escapes as EscapedError."""
+    try:
+        return ACTIVITIES[index].fn(arg)
+    except ValueError:
+        raise EscapedError from None
+
+
+def model_all(thunks: list[Any]) -> list[Any]:
+    """Run every branch of a gather (each to its own end); fail if any of them failed."""
+    values, failed = [], False
+    for thunk in thunks:
+        try:
+            values.append(thunk())
+        except EscapedError:
+            failed = True
+    if failed:
+        raise EscapedError
+    return values
 
 
 def evaluate(program: list[Any]) -> list[Any]:
-    """What a program returns, computed directly, or ModelFailure if an activity error escapes.
+    """What a program returns, computed directly, or EscapedError if an activity error escapes.
 
     The outcome does not depend on completion order: a gather fails if any branch fails (each
     branch runs on its own), and a sequence stops at its first failing op.
     """
-
-    def call(index: int, arg: int) -> Any:
-        try:
-            return ACTIVITIES[index].fn(arg)
-        except ValueError:
-            raise ModelFailure from None
-
-    def all_of(thunks: list[Any]) -> list[Any]:
-        values, failed = [], False
-        for thunk in thunks:
-            try:
-                values.append(thunk())
-            except ModelFailure:
-                failed = True
-        if failed:
-            raise ModelFailure
-        return values
-
     results: list[Any] = []
     for op in program:
         match op:
             case ["act", index, arg]:
-                results.append(call(index, arg))
+                results.append(model_call(index, arg))
             case ["acts", calls]:
-                results.append(all_of([lambda i=i, x=x: call(i, x) for i, x in calls]))
+                results.append(model_all([lambda i=i, x=x: model_call(i, x) for i, x in calls]))
             case ["gather", branches]:
-                results.append(all_of([lambda b=b: evaluate(b) for b in branches]))
+                results.append(model_all([lambda b=b: evaluate(b) for b in branches]))
             case ["try", body, [index, arg]]:
                 try:
                     results.append(evaluate(body))
-                except ModelFailure:
-                    results.append(["caught", call(index, arg)])
+                except EscapedError:
+                    results.append(["caught", model_call(index, arg)])
     return results
 
 
@@ -306,7 +309,7 @@ class TestReplayProperties:
     @settings(max_examples=EXAMPLES, deadline=None)
     @given(programs(), st.data())
     def test_every_prefix_replays_to_the_live_commands(self, program, data):
-        """Replaying any prefix returns in-flight schedules as recorded plus the missing new ones."""
+        """Replaying any prefix returns in-flight steps as recorded, plus unjournaled new ones."""
         run = live_run(program, data)
         for cut in range(1, len(run.history) + 1):
             got = WorkflowExecutor(prop_program, WORKFLOW_ID).replay(run.history[:cut])
@@ -322,7 +325,7 @@ class TestReplayProperties:
         assert replayed == [run.terminal]
         try:
             expected = evaluate(program)
-        except ModelFailure:
+        except EscapedError:
             assert isinstance(run.terminal, FailWorkflow)
             assert run.terminal.failure.short_type == "ActivityError"
             assert run.terminal.failure.cause is not None
