@@ -42,6 +42,8 @@ class Projection:
     parent_id: str | None = None
     pending: dict[int, str] = field(default_factory=dict)
     """Activities scheduled and not yet finished, step -> name, in schedule order."""
+    _input_json: tuple[Any, str | None] | None = None
+    """The input and its JSON text, encoded once rather than at every step."""
 
     @classmethod
     def from_events(cls, workflow_id: str, events: Iterable[Event]) -> Projection:
@@ -103,6 +105,13 @@ class Projection:
             parent_id=self.parent_id,
         )
 
+    def _input_text(self) -> str | None:
+        cached = self._input_json
+        if cached is None or cached[0] is not self.input:
+            cached = (self.input, _json_text(self.input))
+            self._input_json = cached
+        return cached[1]
+
     def row(self) -> StatusRow:
         """The row to store, frozen as it is now."""
         return StatusRow(
@@ -110,7 +119,7 @@ class Projection:
             name=self.name,
             version=self.version,
             status=self.status.value,
-            input=_json_text(self.input),
+            input=self._input_text(),
             output=_json_text(self.output),
             error=self.error,
             current_activity=self.current_activity,
