@@ -451,8 +451,25 @@ class Runtime:
         if terminal is not None and commit is not None:
             commit.add_done_callback(functools.partial(self._finished, inst, terminal))
             return
+        if not dispatch:
+            return
+        if commit is None:  # recovery: every command is already recorded
+            self._dispatch(inst, dispatch)
+        else:
+            # An activity may run only once its step number is durable: otherwise a crash could
+            # hand the same step (and so the same idempotency key) to another call on replay.
+            commit.add_done_callback(functools.partial(self._dispatch_after, inst, dispatch))
+
+    def _dispatch_after(
+        self, inst: _Instance, dispatch: Sequence[ScheduleActivity], commit: asyncio.Future[None]
+    ) -> None:
+        if commit.cancelled() or commit.exception() is not None:
+            return  # not durable: the runtime fail-stops and recovery re-issues the commands
+        self._dispatch(inst, dispatch)
+
+    def _dispatch(self, inst: _Instance, dispatch: Sequence[ScheduleActivity]) -> None:
         tg = self._tg
-        if tg is None or self._failure is not None:
+        if tg is None or self._failure is not None or self._instances.get(inst.id) is not inst:
             return
         for cmd in dispatch:
             attempt, due = inst.retries.pop(cmd.step, (1, None))
@@ -520,14 +537,14 @@ class Runtime:
             if defn.retry.should_retry(failure, attempt):
                 due = now + defn.retry.delay(attempt)
                 log.info("activity attempt failed; retrying", error=str(failure), retry_at=due)
-                self._append(
-                    inst,
-                    [
-                        ActivityAttemptFailed(
-                            at=now, step=cmd.step, attempt=attempt, failure=failure, retry_at=due
-                        )
-                    ],
+                failed = ActivityAttemptFailed(
+                    at=now, step=cmd.step, attempt=attempt, failure=failure, retry_at=due
                 )
+                try:
+                    # The next attempt's idempotency key is valid only once this is durable.
+                    await self._append(inst, [failed])
+                except Exception:  # noqa: BLE001 - _on_commit fail-stops; recovery retries
+                    return
                 attempt += 1
                 continue
             log.warning("activity failed", error=str(failure))

@@ -145,9 +145,7 @@ def _between(rng: random.Random, wid: str) -> tuple[Workflow, list[tuple[str, st
     return wf, [(wid, f"c{k + 1}")], waits
 
 
-def _mid_fanout(
-    rng: random.Random, wid: str
-) -> tuple[Workflow, list[tuple[str, str]], list[Wait]]:
+def _mid_fanout(rng: random.Random, wid: str) -> tuple[Workflow, list[tuple[str, str]], list[Wait]]:
     """A fan-out killed when about half its activities logged ``end``; some are held in flight."""
     wf = _fanout(rng, wid)
     labels = fanout_labels(wf.payload["branches"])[:-1]  # "fin" cannot run before the gather
@@ -160,7 +158,7 @@ def _mid_fanout(
 
 def build_plan(scenario: str, seed: int) -> Plan:
     """The workflows, holds and kill conditions of ``scenario`` for ``seed``."""
-    rng = random.Random(f"{scenario}/{seed}")
+    rng = random.Random(f"{scenario}/{seed}")  # noqa: S311 - seeded on purpose: reproducible kills
     makers = {"during": _during, "between": _between, "fanout": _mid_fanout}
     if scenario in makers:
         wf, holds, waits = makers[scenario](rng, f"{scenario}-{seed}")
@@ -225,11 +223,11 @@ def _give_up() -> None:
     os._exit(3)
 
 
-def define() -> dict[str, Any]:
-    """Define and register the workflows and activities; return the workflows by shape."""
+def _activities() -> tuple[Any, Any]:
+    """Define and register the two activities: a sync one (a thread) and an async one."""
     import flowcore
 
-    retry = flowcore.RetryPolicy(max_attempts=4, initial_interval=0.01, backoff=1.0)
+    retry = flowcore.RetryPolicy(max_attempts=4, initial_interval=0.0, backoff=1.0)
 
     @flowcore.activity(name="crash_step_sync", retry=retry)
     def step_sync(x: int, label: str, fail_first: bool) -> int:
@@ -248,6 +246,15 @@ def define() -> dict[str, Any]:
         await asyncio.sleep(_delay(label))
         _log("end", label)
         return mix(x, label)
+
+    return step_sync, step_async
+
+
+def define() -> dict[str, Any]:
+    """Define and register the workflows and activities; return the workflows by shape."""
+    import flowcore
+
+    step_sync, step_async = _activities()
 
     @flowcore.workflow(name="crash_chain")
     async def chain(payload: dict[str, Any]) -> int:
