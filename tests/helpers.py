@@ -1,8 +1,9 @@
-"""Test helpers: deadline polling and history builders."""
+"""Test helpers: deadline polling, history builders and journal-op builders."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -11,9 +12,12 @@ from flowcore.engine.events import (
     ActivityCompleted,
     ActivityFailed,
     ActivityScheduled,
+    WorkflowCompleted,
     WorkflowStarted,
 )
 from flowcore.errors import FailureInfo
+from flowcore.journal.base import Append
+from flowcore.journal.projection import Projection
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -73,3 +77,34 @@ def failed(
         failure=FailureInfo(type_name=type_name, message=message),
         attempts=attempts,
     )
+
+
+@dataclass
+class Flow:
+    """Builds the ops of one workflow the way a runtime would: contiguous positions, fresh rows."""
+
+    wid: str
+    name: str = "wf"
+    proj: Projection = field(init=False)
+    next_seq: int = 1
+
+    def __post_init__(self):
+        self.proj = Projection(self.wid)
+
+    def ops(self, *events, create=False):
+        first = self.next_seq
+        for event in events:
+            self.proj.apply(event)
+        self.next_seq += len(events)
+        row = self.proj.row()
+        return Append(workflow_id=self.wid, first_seq=first, events=events, row=row, create=create)
+
+    def start(self, *, at=1.0, payload=None):
+        started = WorkflowStarted(at=at, name=self.name, version="1", input=payload)
+        return self.ops(started, create=True)
+
+    def schedule(self, step, *, at=2.0, activity="act"):
+        return self.ops(ActivityScheduled(at=at, step=step, name=activity))
+
+    def complete(self, *, at=3.0, result=None):
+        return self.ops(WorkflowCompleted(at=at, result=result))

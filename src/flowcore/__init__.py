@@ -8,16 +8,24 @@ from __future__ import annotations
 
 from flowcore._context import Info as Info
 from flowcore._context import activity_info as activity_info
+from flowcore._context import child as child
+from flowcore._context import continue_as_new as continue_as_new
+from flowcore._context import first as first
 from flowcore._context import gather as gather
 from flowcore._context import info as info
 from flowcore._context import now as now
 from flowcore._context import random as random
+from flowcore._context import set_status as set_status
+from flowcore._context import sleep as sleep
+from flowcore._context import sleep_until as sleep_until
 from flowcore._context import uuid4 as uuid4
+from flowcore._context import wait_event as wait_event
 from flowcore._definitions import ActivityDef as ActivityDef
 from flowcore._definitions import WorkflowDef as WorkflowDef
 from flowcore._definitions import activity as activity
 from flowcore._definitions import workflow as workflow
 from flowcore._handle import WorkflowHandle as WorkflowHandle
+from flowcore.engine._traps import First as First
 from flowcore._status import WorkflowState as WorkflowState
 from flowcore._status import WorkflowStatus as WorkflowStatus
 from flowcore.errors import ActivityError as ActivityError
@@ -39,6 +47,7 @@ from flowcore.errors import WorkflowAlreadyExistsError as WorkflowAlreadyExistsE
 from flowcore.errors import WorkflowCanceledError as WorkflowCanceledError
 from flowcore.errors import WorkflowError as WorkflowError
 from flowcore.errors import WorkflowFailedError as WorkflowFailedError
+from flowcore.errors import WorkflowFinishedError as WorkflowFinishedError
 from flowcore.errors import WorkflowMisuseError as WorkflowMisuseError
 from flowcore.errors import WorkflowNotFoundError as WorkflowNotFoundError
 from flowcore.retry import RetryPolicy as RetryPolicy
@@ -53,6 +62,7 @@ __all__ = [
     "BackendError",
     "BackendUnavailableError",
     "FailureInfo",
+    "First",
     "FlowcoreError",
     "Info",
     "JournalCorruptError",
@@ -71,6 +81,7 @@ __all__ = [
     "WorkflowDef",
     "WorkflowError",
     "WorkflowFailedError",
+    "WorkflowFinishedError",
     "WorkflowHandle",
     "WorkflowMisuseError",
     "WorkflowNotFoundError",
@@ -78,11 +89,19 @@ __all__ = [
     "WorkflowStatus",
     "activity",
     "activity_info",
+    "child",
+    "continue_as_new",
+    "first",
     "gather",
     "info",
     "now",
     "random",
+    "set_status",
+    "sleep",
+    "sleep_until",
     "uuid4",
+    "wait_event",
+    "workflow",
 ]
 
 # Show the public home in reprs and tracebacks (flowcore.Runtime, not flowcore.runtime.Runtime).

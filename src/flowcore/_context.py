@@ -10,29 +10,48 @@ from __future__ import annotations
 import asyncio
 import uuid
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, overload
+from dataclasses import dataclass, field
+from datetime import UTC, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar, final, overload
 
 from flowcore._status import from_timestamp
-from flowcore.engine._traps import GatherTrap, ScheduleActivityTrap, yield_trap
+from flowcore.engine._traps import (
+    ChildTrap,
+    First,
+    FirstTrap,
+    GatherTrap,
+    ScheduleActivityTrap,
+    TimerTrap,
+    WaitEventTrap,
+    yield_trap,
+)
 from flowcore.errors import WorkflowMisuseError
 
 if TYPE_CHECKING:
     import random as _random
+    import threading
     from collections.abc import Awaitable
     from datetime import datetime
 
     from flowcore._definitions import ActivityDef
 
 __all__ = [
+    "ContinueAsNewSignal",
     "Info",
     "activity_info",
+    "child",
+    "continue_as_new",
+    "first",
     "gather",
     "in_workflow",
     "info",
     "now",
     "random",
+    "set_status",
+    "sleep",
+    "sleep_until",
     "uuid4",
+    "wait_event",
 ]
 
 T = TypeVar("T")
@@ -62,6 +81,7 @@ class Info:
     """Inside an activity: the command number of its schedule."""
     attempt: int | None = None
     """Inside an activity: the attempt number, from 1."""
+    _cancel: threading.Event | None = field(default=None, repr=False, compare=False)
 
     @property
     def idempotency_key(self) -> str | None:
@@ -69,6 +89,11 @@ class Info:
         if self.step is None:
             return None
         return f"{self.workflow_id}/{self.step}/{self.attempt}"
+
+    @property
+    def cancelled(self) -> bool:
+        """Inside an activity: True once its workflow asked it to stop (poll it in long loops)."""
+        return self._cancel is not None and self._cancel.is_set()
 
     @property
     def operation_key(self) -> str | None:
@@ -80,6 +105,10 @@ class Info:
 
 class WorkflowContext(Protocol):
     """What the engine exposes to ambient helpers while it drives a workflow."""
+
+    def set_custom_status(self, value: Any) -> None:
+        """Journal a custom status value."""
+        ...
 
     def now(self) -> float:
         """Epoch seconds of the event being processed."""
@@ -207,3 +236,122 @@ def activity_info() -> Info:
             workflow_id="",
         )
     return act
+
+
+class ContinueAsNewSignal(BaseException):
+    """Raised by :func:`continue_as_new`; a BaseException so ``except Exception`` cannot eat it."""
+
+    def __init__(self, payload: Any) -> None:
+        super().__init__("continue_as_new")
+        self.payload = payload
+
+
+def _seconds(duration: float | timedelta) -> float:
+    return duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
+
+
+async def sleep(duration: float | timedelta) -> None:
+    """Sleep on a durable timer: its absolute deadline is journaled, so downtime counts.
+
+    Args:
+        duration: Seconds, or a timedelta.
+    """
+    ctx = _require("sleep")
+    await yield_trap(TimerTrap(ctx.now() + _seconds(duration)))
+
+
+async def sleep_until(when: datetime) -> None:
+    """Sleep on a durable timer until ``when`` (an aware datetime; naive means UTC)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    _require("sleep_until")
+    await yield_trap(TimerTrap(when.timestamp()))
+
+
+@overload
+async def wait_event(
+    name: str, *, timeout: float | timedelta | None = None, type: None = None
+) -> Any: ...
+@overload
+async def wait_event(
+    name: str, *, timeout: float | timedelta | None = None, type: type[T]
+) -> T | None: ...
+async def wait_event(
+    name: str,
+    *,
+    timeout: float | timedelta | None = None,
+    type: Any = None,  # noqa: A002 - reads naturally at the call site
+) -> Any:
+    """Wait for the next external event called ``name``; return its payload, or None on timeout.
+
+    Events sent before the wait are kept in order; several waits on one name take them first in,
+    first out. The timeout is a durable timer.
+
+    Args:
+        name: The event name, as given to ``runtime.send_event``.
+        timeout: Seconds (or a timedelta) to wait at most; None waits for ever.
+        type: Decode the payload as this type (a dataclass, a pydantic model ...).
+    """
+    ctx = _require("wait_event")
+    deadline = None if timeout is None else ctx.now() + _seconds(timeout)
+    return await yield_trap(WaitEventTrap(name, deadline, Any if type is None else type))
+
+
+async def first(*awaitables: Awaitable[Any]) -> First:
+    """Run awaitables concurrently; return ``First(index, value)`` of the first to finish.
+
+    The losers are abandoned: their timers and event waits are cancelled, their running
+    activities are left to finish and their results ignored. If the first to finish raised,
+    ``first`` raises it.
+    """
+    _require("first")
+    result: First = await yield_trap(FirstTrap(tuple(awaitables)))
+    return result
+
+
+async def child(
+    workflow: Any,
+    payload: Any = None,
+    *,
+    id: str | None = None,  # noqa: A002 - the public name users expect
+    version: str | None = None,
+) -> Any:
+    """Start a child workflow and wait for its result.
+
+    Args:
+        workflow: The child's ``@workflow`` function or registered name.
+        payload: Its input.
+        id: The child's instance id; default ``<parent id>:<step>``.
+        version: Which registered version to run; default: the latest.
+
+    Raises:
+        WorkflowFailedError: the child failed.
+        WorkflowCanceledError: the child was canceled.
+    """
+    _require("child")
+    name = workflow if isinstance(workflow, str) else workflow.name
+    hint: Any = Any
+    if not isinstance(workflow, str):
+        from flowcore import serde  # noqa: PLC0415 - serde imports this module's siblings
+
+        hint = serde.signature_hints(workflow.fn)[2]
+    return await yield_trap(ChildTrap(name, version, payload, id, hint))
+
+
+def set_status(value: Any) -> None:
+    """Show ``value`` (any encodable value) as the workflow's custom status.
+
+    It appears next to ``current_activity`` in ``runtime.status()`` and is journaled, so it
+    survives a restart.
+    """
+    _require("set_status").set_custom_status(value)
+
+
+def continue_as_new(payload: Any = None) -> NoReturn:
+    """End this run and start the workflow again under the same id with ``payload``.
+
+    The new run starts with an empty history: use it for loops that would otherwise grow the
+    history for ever (a monitor that wakes every minute).
+    """
+    _require("continue_as_new")
+    raise ContinueAsNewSignal(payload)

@@ -20,6 +20,8 @@ class WorkflowState(enum.StrEnum):
     """Making progress, or waiting on activities."""
     PARKED = "parked"
     """Replay found the code nondeterministic; waits for fixed code (see ``error``)."""
+    SUSPENDED = "suspended"
+    """Suspended on request; events queue until resumed."""
     COMPLETED = "completed"
     """Returned a result."""
     FAILED = "failed"
@@ -65,6 +67,8 @@ class WorkflowStatus:
     """Lifecycle state."""
     current_activity: str | None = None
     """Name of the activity the workflow waits on (the latest scheduled one still pending)."""
+    custom_status: Any = None
+    """The value last given to flowcore.set_status()."""
     error: str | None = None
     """Why it failed or is parked."""
     input: Any = None

@@ -9,6 +9,7 @@ The tree::
     │   ├── WorkflowNotFoundError
     │   ├── WorkflowAlreadyExistsError
     │   ├── WorkflowCanceledError
+    │   ├── WorkflowFinishedError  the instance already ended (no events, no cancel)
     │   ├── WorkflowFailedError    .failure (raised by handle.result())
     │   ├── NondeterminismError    .step .recorded .attempted
     │   └── WorkflowMisuseError    a wrong await or call inside a workflow
@@ -53,6 +54,7 @@ __all__ = [
     "WorkflowCanceledError",
     "WorkflowError",
     "WorkflowFailedError",
+    "WorkflowFinishedError",
     "WorkflowMisuseError",
     "WorkflowNotFoundError",
 ]
@@ -227,6 +229,18 @@ class WorkflowAlreadyExistsError(WorkflowError):
 
 class WorkflowCanceledError(WorkflowError):
     """The workflow was canceled before it produced a result."""
+
+
+class WorkflowFinishedError(WorkflowError):
+    """The instance already ended, so it takes no more events or requests."""
+
+    def __init__(self, workflow_id: str, *, status: str, action: str) -> None:
+        self.status = status
+        super().__init__(
+            f"cannot {action} workflow {workflow_id!r}: it already ended ({status}); only "
+            "unfinished workflows take events, cancellation, suspension or termination",
+            workflow_id=workflow_id,
+        )
 
 
 class WorkflowFailedError(WorkflowError):

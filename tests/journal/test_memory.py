@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import UTC
 
 import pytest
@@ -12,7 +11,6 @@ from flowcore._status import WorkflowState
 from flowcore.engine.events import (
     ActivityCompleted,
     ActivityScheduled,
-    WorkflowCompleted,
     WorkflowStarted,
 )
 from flowcore.errors import (
@@ -25,37 +23,7 @@ from flowcore.journal.base import Append
 from flowcore.journal.memory import InMemoryJournal
 from flowcore.journal.projection import Projection
 from flowcore.journal.sqlite import SqliteJournal
-
-
-@dataclass
-class Flow:
-    """Builds the ops of one workflow the way a runtime would: contiguous positions, fresh rows."""
-
-    wid: str
-    name: str = "wf"
-    proj: Projection = field(init=False)
-    next_seq: int = 1
-
-    def __post_init__(self):
-        self.proj = Projection(self.wid)
-
-    def ops(self, *events, create=False):
-        first = self.next_seq
-        for event in events:
-            self.proj.apply(event)
-        self.next_seq += len(events)
-        row = self.proj.row()
-        return Append(workflow_id=self.wid, first_seq=first, events=events, row=row, create=create)
-
-    def start(self, *, at=1.0, payload=None):
-        started = WorkflowStarted(at=at, name=self.name, version="1", input=payload)
-        return self.ops(started, create=True)
-
-    def schedule(self, step, *, at=2.0, activity="act"):
-        return self.ops(ActivityScheduled(at=at, step=step, name=activity))
-
-    def complete(self, *, at=3.0, result=None):
-        return self.ops(WorkflowCompleted(at=at, result=result))
+from tests.helpers import Flow
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -16,7 +16,6 @@ import aiosqlite
 import pytest
 
 import flowcore.journal.sqlite as sqlite_module
-from flowcore.engine.events import ActivityScheduled, WorkflowStarted
 from flowcore.errors import (
     JournalCorruptError,
     JournalError,
@@ -24,24 +23,22 @@ from flowcore.errors import (
     SchemaVersionError,
 )
 from flowcore.journal import schema
-from flowcore.journal.base import Append
-from flowcore.journal.projection import Projection
 from flowcore.journal.sqlite import MAX_BATCH, SqliteJournal
+from tests.helpers import Flow
 
 
 def start(wid, *, at=1.0):
     """The create op of a workflow."""
-    event = WorkflowStarted(at=at, name="wf", version="1")
-    row = Projection.from_events(wid, [event]).row()
-    return Append(workflow_id=wid, first_seq=1, events=(event,), row=row, create=True)
+    return Flow(wid).start(at=at)
 
 
 def schedule(wid, seq, *, at=2.0):
     """An op appending one ActivityScheduled at position ``seq`` (step ``seq - 1``)."""
-    started = WorkflowStarted(at=1.0, name="wf", version="1")
-    events = [ActivityScheduled(at=at, step=step, name="act") for step in range(1, seq)]
-    row = Projection.from_events(wid, [started, *events]).row()
-    return Append(workflow_id=wid, first_seq=seq, events=(events[-1],), row=row)
+    flow = Flow(wid)
+    flow.start()
+    for step in range(1, seq - 1):
+        flow.schedule(step, at=at)
+    return flow.schedule(seq - 1, at=at)
 
 
 def sql(path, *statements):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, final
 
 if TYPE_CHECKING:
+    import threading
+
     from flowcore._definitions import ActivityDef
     from flowcore.engine.events import Json
     from flowcore.errors import FailureInfo
@@ -38,6 +40,8 @@ class ActivityTask:
     """The workflow's registered name."""
     workflow_version: str = ""
     """The workflow's recorded version."""
+    cancelled: threading.Event | None = field(default=None, compare=False, repr=False)
+    """Set when the workflow no longer wants the result (cancellation); sync code may poll it."""
 
     @property
     def idempotency_key(self) -> str:

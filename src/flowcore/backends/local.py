@@ -41,6 +41,7 @@ class LocalBackend:
                 activity=task.activity.name,
                 step=task.step,
                 attempt=task.attempt,
+                _cancel=task.cancelled,
             )
         )
         try:

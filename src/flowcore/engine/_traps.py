@@ -7,11 +7,38 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Generator
+    from collections.abc import Awaitable, Generator, Iterator
 
     from flowcore._definitions import ActivityDef
 
-__all__ = ["GatherTrap", "ScheduleActivityTrap", "Trap", "yield_trap"]
+__all__ = [
+    "ChildTrap",
+    "First",
+    "FirstTrap",
+    "GatherTrap",
+    "ScheduleActivityTrap",
+    "TimerTrap",
+    "Trap",
+    "WaitEventTrap",
+    "yield_trap",
+]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class First:
+    """What ``flowcore.first`` returns: which awaitable finished first, and its value.
+
+    Unpacks as ``index, value = await flowcore.first(a, b)``.
+    """
+
+    index: int
+    """Position of the winner among the arguments."""
+    value: Any
+    """Its result."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.index, self.value))
 
 
 @final
@@ -32,7 +59,45 @@ class GatherTrap:
     awaitables: tuple[Awaitable[Any], ...]
 
 
-Trap = ScheduleActivityTrap | GatherTrap
+@final
+@dataclass(frozen=True, slots=True)
+class FirstTrap:
+    """Run awaitables concurrently and resume with ``(index, value)`` of the first to finish."""
+
+    awaitables: tuple[Awaitable[Any], ...]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class TimerTrap:
+    """Resume at an absolute time (epoch seconds)."""
+
+    fire_at: float
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class WaitEventTrap:
+    """Resume with the next external event of this name, or None at the deadline."""
+
+    name: str
+    deadline: float | None
+    hint: Any
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ChildTrap:
+    """Start a child workflow and resume with its result."""
+
+    workflow: str
+    version: str | None
+    payload: Any
+    child_id: str | None
+    hint: Any
+
+
+Trap = ScheduleActivityTrap | GatherTrap | FirstTrap | TimerTrap | WaitEventTrap | ChildTrap
 """Everything a workflow coroutine may yield to the engine."""
 
 

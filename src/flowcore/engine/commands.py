@@ -1,4 +1,8 @@
-"""Commands the engine emits for the runtime to carry out (imperative names)."""
+"""Commands the engine emits for the runtime to carry out (imperative names).
+
+Commands with a ``step`` are journaled as the matching ``*Scheduled``/``*Started`` event; the
+others (cancellations) act on work the journal already holds.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,21 @@ if TYPE_CHECKING:
     from flowcore.engine.events import Json
     from flowcore.errors import FailureInfo
 
-__all__ = ["Command", "CompleteWorkflow", "FailWorkflow", "ScheduleActivity"]
+__all__ = [
+    "CancelActivity",
+    "CancelChild",
+    "CancelTimer",
+    "CancelWorkflow",
+    "Command",
+    "CompleteWorkflow",
+    "ContinueAsNew",
+    "FailWorkflow",
+    "ScheduleActivity",
+    "SetCustomStatus",
+    "StartChild",
+    "StartTimer",
+    "WaitForEvent",
+]
 
 
 @final
@@ -36,6 +54,89 @@ class ScheduleActivity:
 
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StartTimer:
+    """Report ``TimerFired(step)`` at ``fire_at`` (epoch seconds)."""
+
+    step: int
+    """Command sequence number."""
+    fire_at: float
+    """Absolute deadline."""
+    recorded: bool = False
+    """True when the journal already holds the timer (re-armed by recovery)."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WaitForEvent:
+    """The workflow waits for an external event; with a deadline, report ``TimerFired(step)``."""
+
+    step: int
+    """Command sequence number."""
+    name: str
+    """Event name."""
+    deadline: float | None
+    """Absolute time the wait gives up, or None."""
+    recorded: bool = False
+    """True when the journal already holds the wait (re-armed by recovery)."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartChild:
+    """Start child workflow ``child_id`` and report its outcome back at ``step``."""
+
+    step: int
+    """Command sequence number."""
+    workflow: str
+    """Registered name of the child workflow."""
+    version: str | None
+    """Requested version, or None for the latest."""
+    input: Json
+    """Encoded payload."""
+    child_id: str
+    """The child's instance id."""
+    recorded: bool = False
+    """True when the journal already holds the start (re-attached by recovery)."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetCustomStatus:
+    """Record a custom status value shown next to ``current_activity``."""
+
+    step: int
+    """Command sequence number."""
+    value: Json
+    """Encoded value."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelTimer:
+    """Disarm the timer (or event-wait deadline) of ``step``: its firing no longer matters."""
+
+    step: int
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelActivity:
+    """Stop the running attempt of the activity at ``step``; its outcome no longer matters."""
+
+    step: int
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelChild:
+    """Request cancellation of the child workflow started at ``step``."""
+
+    step: int
+    child_id: str
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CompleteWorkflow:
     """The workflow returned ``result`` (already encoded)."""
 
@@ -50,5 +151,37 @@ class FailWorkflow:
     failure: FailureInfo
 
 
-Command = ScheduleActivity | CompleteWorkflow | FailWorkflow
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelWorkflow:
+    """The workflow ended after a cancellation request."""
+
+    reason: str | None
+    """The reason given to ``cancel``."""
+    result: Json = None
+    """What the workflow returned after handling the cancellation, if it returned."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContinueAsNew:
+    """End this run and start a fresh history under the same id with ``input``."""
+
+    input: Json
+
+
+Command = (
+    ScheduleActivity
+    | StartTimer
+    | WaitForEvent
+    | StartChild
+    | SetCustomStatus
+    | CancelTimer
+    | CancelActivity
+    | CancelChild
+    | CompleteWorkflow
+    | FailWorkflow
+    | CancelWorkflow
+    | ContinueAsNew
+)
 """Any command."""

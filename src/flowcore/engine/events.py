@@ -19,12 +19,25 @@ __all__ = [
     "ActivityCompleted",
     "ActivityFailed",
     "ActivityScheduled",
+    "CancelRequested",
+    "ChildCompleted",
+    "ChildFailed",
+    "ChildScheduled",
+    "CustomStatusSet",
     "Event",
+    "EventReceived",
+    "EventWaitStarted",
     "Json",
+    "TimerFired",
+    "TimerScheduled",
+    "WorkflowCanceled",
     "WorkflowCompleted",
     "WorkflowFailed",
     "WorkflowParked",
+    "WorkflowResumed",
     "WorkflowStarted",
+    "WorkflowSuspended",
+    "WorkflowTerminated",
     "decode_event",
     "encode_event",
 ]
@@ -144,6 +157,145 @@ class WorkflowParked(_EventBase):
     """The step where the code diverged."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerScheduled(_EventBase):
+    """The workflow sleeps until ``fire_at`` (a durable timer, step ``step``)."""
+
+    kind: ClassVar[str] = "timer_scheduled"
+    step: int
+    """Command sequence number."""
+    fire_at: float
+    """Absolute deadline, epoch seconds: downtime counts against it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerFired(_EventBase):
+    """The timer (or event-wait deadline) of ``step`` expired."""
+
+    kind: ClassVar[str] = "timer_fired"
+    step: int
+    """Step of the timer or of the event wait."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventWaitStarted(_EventBase):
+    """The workflow waits for an external event ``name`` (until ``deadline``, if set)."""
+
+    kind: ClassVar[str] = "event_wait_started"
+    step: int
+    """Command sequence number."""
+    name: str
+    """Event name."""
+    deadline: float | None = None
+    """When the wait gives up (epoch seconds), or None."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventReceived(_EventBase):
+    """An external event arrived; waits on its name consume such events first in, first out."""
+
+    kind: ClassVar[str] = "event_received"
+    name: str
+    """Event name."""
+    payload: Json = None
+    """Encoded payload."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildScheduled(_EventBase):
+    """The workflow started child workflow ``child_id`` at ``step``."""
+
+    kind: ClassVar[str] = "child_scheduled"
+    step: int
+    """Command sequence number."""
+    name: str
+    """Registered name of the child workflow."""
+    child_id: str
+    """The child's instance id."""
+    version: str | None = None
+    """Requested version (None: the latest)."""
+    input: Json = None
+    """Encoded payload."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildCompleted(_EventBase):
+    """The child workflow of ``step`` returned."""
+
+    kind: ClassVar[str] = "child_completed"
+    step: int
+    """Step of the ChildScheduled event."""
+    result: Json = None
+    """Encoded return value."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildFailed(_EventBase):
+    """The child workflow of ``step`` failed, was canceled or terminated."""
+
+    kind: ClassVar[str] = "child_failed"
+    step: int
+    """Step of the ChildScheduled event."""
+    failure: FailureInfo
+    """Why."""
+    canceled: bool = False
+    """True when it ended canceled or terminated."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CustomStatusSet(_EventBase):
+    """``flowcore.set_status(value)`` was called at ``step``."""
+
+    kind: ClassVar[str] = "custom_status_set"
+    step: int
+    """Command sequence number."""
+    value: Json = None
+    """Encoded value."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelRequested(_EventBase):
+    """``cancel()`` was called: the workflow's current awaits raise WorkflowCanceledError."""
+
+    kind: ClassVar[str] = "cancel_requested"
+    reason: str | None = None
+    """Why, as given to cancel()."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowSuspended(_EventBase):
+    """``suspend()`` was called: events queue up, nothing makes progress until resumed."""
+
+    kind: ClassVar[str] = "workflow_suspended"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowResumed(_EventBase):
+    """``resume()`` was called: queued events are applied in order."""
+
+    kind: ClassVar[str] = "workflow_resumed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowCanceled(_EventBase):
+    """The workflow ended after a cancellation request."""
+
+    kind: ClassVar[str] = "workflow_canceled"
+    reason: str | None = None
+    """The reason given to cancel()."""
+    result: Json = None
+    """What the workflow returned after handling the cancellation, if anything."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowTerminated(_EventBase):
+    """``terminate()`` ended the workflow at once, without running its cleanup."""
+
+    kind: ClassVar[str] = "workflow_terminated"
+    reason: str | None = None
+    """Why, as given to terminate()."""
+
+
 Event = (
     WorkflowStarted
     | ActivityScheduled
@@ -153,6 +305,19 @@ Event = (
     | WorkflowCompleted
     | WorkflowFailed
     | WorkflowParked
+    | TimerScheduled
+    | TimerFired
+    | EventWaitStarted
+    | EventReceived
+    | ChildScheduled
+    | ChildCompleted
+    | ChildFailed
+    | CustomStatusSet
+    | CancelRequested
+    | WorkflowSuspended
+    | WorkflowResumed
+    | WorkflowCanceled
+    | WorkflowTerminated
 )
 """Any journal event."""
 
@@ -167,6 +332,19 @@ EVENT_TYPES: dict[str, type[Event]] = {
         WorkflowCompleted,
         WorkflowFailed,
         WorkflowParked,
+        TimerScheduled,
+        TimerFired,
+        EventWaitStarted,
+        EventReceived,
+        ChildScheduled,
+        ChildCompleted,
+        ChildFailed,
+        CustomStatusSet,
+        CancelRequested,
+        WorkflowSuspended,
+        WorkflowResumed,
+        WorkflowCanceled,
+        WorkflowTerminated,
     )
 }
 """Wire name -> event class. Names are persisted: never rename one."""

@@ -3,15 +3,17 @@
 ``replay(history)`` runs the code against what the journal recorded and returns the commands that
 are still to carry out; ``apply(event)`` feeds a new event and returns the commands it causes.
 Commands are numbered (``step``) in the order the code issues them; on replay each one must
-match the recorded schedule at its step, else :class:`NondeterminismError`.
+match the recorded schedule at its step (kind and name), else :class:`NondeterminismError`.
 
-Workflow tasks (the main coroutine and gather branches) run from a strict FIFO queue ordered by
-creation, so the same history always interleaves them the same way.
+Workflow tasks (the main coroutine and gather/first branches) run from a strict FIFO queue ordered
+by creation, so the same history always interleaves them the same way. A task suspended on an
+activity, a timer, an event wait or a child workflow is a *leaf* keyed by that step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import random as _random
 from collections import deque
@@ -19,55 +21,76 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, final
 
 from flowcore import _context, serde
-from flowcore.engine._traps import GatherTrap, ScheduleActivityTrap
-from flowcore.engine.commands import Command, CompleteWorkflow, FailWorkflow, ScheduleActivity
-from flowcore.engine.events import (
-    ActivityCompleted,
-    ActivityFailed,
-    ActivityScheduled,
-    Event,
-    WorkflowStarted,
-)
+from flowcore.engine import _traps as traps
+from flowcore.engine import commands as cmd
+from flowcore.engine import events as ev
 from flowcore.errors import (
     ActivityError,
     ActivityTimeoutError,
     FailureInfo,
     NondeterminismError,
     PayloadError,
+    WorkflowCanceledError,
+    WorkflowFailedError,
     WorkflowMisuseError,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from flowcore._definitions import ActivityDef, WorkflowDef
+    from flowcore._definitions import WorkflowDef
 
 __all__ = ["WorkflowExecutor"]
 
-
-@dataclass(slots=True, eq=False)
-class _Gather:
-    parent: _Task
-    results: list[Any]
-    remaining: int
-    done: bool = False
+_Scheduling = (
+    ev.ActivityScheduled
+    | ev.TimerScheduled
+    | ev.EventWaitStarted
+    | ev.ChildScheduled
+    | ev.CustomStatusSet
+)
+_SCHEDULING = (
+    ev.ActivityScheduled,
+    ev.TimerScheduled,
+    ev.EventWaitStarted,
+    ev.ChildScheduled,
+    ev.CustomStatusSet,
+)
 
 
 @dataclass(slots=True, eq=False)
 class _Task:
     coro: Any
     """A coroutine (or generator-based coroutine) driven with send/throw."""
-    gather: _Gather | None = None
+    group: _Group | None = None
     index: int = 0
+    children: list[_Task] = field(default_factory=list)
+    leaf: int | None = None
+    """The step this task is suspended on, if it waits on a leaf."""
+    done: bool = False
 
 
 @dataclass(slots=True, eq=False)
-class _Pending:
-    task: _Task
-    trap: ScheduleActivityTrap
-    encoded_args: Any
-    encoded_kwargs: Any
-    recorded: bool
+class _Group:
+    parent: _Task
+    results: list[Any]
+    remaining: int
+    first: bool
+    done: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _Leaf:
+    step: int
+    kind: str
+    """activity | timer | event | child"""
+    task: _Task | None
+    """None once abandoned: its outcome is then ignored."""
+    command: cmd.Command
+    hint: Any = Any
+    name: str = ""
+    deadline: float | None = None
+    recorded: bool = False
 
 
 @final
@@ -84,33 +107,43 @@ class WorkflowExecutor:
     parent_id: str | None = None
     """The parent instance, for a child."""
     done: bool = False
-    """True once the workflow returned or failed."""
+    """True once the workflow returned, failed, was canceled or continued as new."""
+    cancel_requested: bool = False
+    """True once a CancelRequested event was applied."""
+    suspended: bool = False
+    """True between WorkflowSuspended and WorkflowResumed: events queue up."""
+    _cancel_reason: str | None = None
     _now: float = 0.0
     _rng: _random.Random | None = None
     _next_step: int = 1
     _ready: deque[tuple[_Task, Any, BaseException | None]] = field(default_factory=deque)
-    _pending: dict[int, _Pending] = field(default_factory=dict)
-    _recorded: dict[int, ActivityScheduled] = field(default_factory=dict)
+    _leaves: dict[int, _Leaf] = field(default_factory=dict)
+    _waits: dict[str, deque[_Leaf]] = field(default_factory=dict)
+    _inbox: dict[str, deque[Any]] = field(default_factory=dict)
+    _held: list[ev.Event] = field(default_factory=list)
+    _recorded: dict[int, _Scheduling] = field(default_factory=dict)
+    _last_recorded: int = 0
     _confirmed: set[int] = field(default_factory=set)
     _replaying: bool = False
-    _tasks: list[_Task] = field(default_factory=list)
-    _commands: list[Command] = field(default_factory=list)
+    _tasks: set[_Task] = field(default_factory=set)
+    _commands: list[cmd.Command] = field(default_factory=list)
 
     # -- the engine's public face -----------------------------------------------------------
 
-    def replay(self, history: Sequence[Event]) -> list[Command]:
+    def replay(self, history: Sequence[ev.Event]) -> list[cmd.Command]:
         """Run the code against a recorded history; return the commands still to carry out.
 
-        In-flight activities (scheduled, never finished) come back as ``ScheduleActivity``
-        commands with ``recorded=True``.
+        Work the history shows in flight (activities, timers, event waits, children) comes back
+        as commands with ``recorded=True`` for the runtime to resume.
 
         Raises:
             NondeterminismError: the code issues other commands than the history recorded.
         """
-        if not history or not isinstance(history[0], WorkflowStarted):
+        if not history or not isinstance(history[0], ev.WorkflowStarted):
             msg = f"history of {self.workflow_id!r} does not begin with workflow_started"
             raise ValueError(msg)
-        self._recorded = {e.step: e for e in history if isinstance(e, ActivityScheduled)}
+        self._recorded = {e.step: e for e in history if isinstance(e, _SCHEDULING)}
+        self._last_recorded = max(self._recorded, default=0)
         self._replaying = True
         try:
             self._start(history[0])
@@ -119,26 +152,26 @@ class WorkflowExecutor:
             self._check_all_reissued()
         finally:
             self._replaying = False
-        for step, pending in self._pending.items():
-            if pending.recorded:
-                self._commands.append(self._schedule_command(step, pending))
+        for leaf in self._leaves.values():
+            if leaf.recorded and leaf.task is not None:
+                self._commands.append(_as_recorded(leaf.command))
         return self._take()
 
-    def start(self, started: WorkflowStarted) -> list[Command]:
+    def start(self, started: ev.WorkflowStarted) -> list[cmd.Command]:
         """Begin a new instance; return its first commands."""
         self._start(started)
         return self._take()
 
-    def apply(self, event: Event) -> list[Command]:
-        """Feed one new event (an activity's outcome); return the commands it causes."""
+    def apply(self, event: ev.Event) -> list[cmd.Command]:
+        """Feed one new event; return the commands it causes."""
         self._apply(event)
         return self._take()
 
     def close(self) -> None:
-        """Abandon the instance: close every coroutine (e.g. on eviction or shutdown).
+        """Abandon the instance: close every coroutine (e.g. on shutdown).
 
-        ``finally`` blocks that await activities cannot run here; they are dropped, never run
-        outside the journal.
+        ``finally`` blocks that await cannot run here; they are dropped, never run outside the
+        journal.
         """
         token = _context.enter_workflow(self)
         try:
@@ -150,7 +183,8 @@ class WorkflowExecutor:
             _context.exit_workflow(token)
         self._tasks.clear()
         self._ready.clear()
-        self._pending.clear()
+        self._leaves.clear()
+        self._waits.clear()
 
     # -- the WorkflowContext protocol the ambient helpers use ----------------------------
 
@@ -175,13 +209,20 @@ class WorkflowExecutor:
             is_replaying=self._replaying,
         )
 
-    # -- internals ------------------------------------------------------------------------
+    def set_custom_status(self, value: Any) -> None:
+        """Record a custom status (journaled as a step)."""
+        encoded = serde.encode(value)
+        step, recorded = self._issue(ev.CustomStatusSet, "", "set_status()")
+        if not recorded:
+            self._commands.append(cmd.SetCustomStatus(step=step, value=encoded))
 
-    def _take(self) -> list[Command]:
+    # -- running tasks -------------------------------------------------------------------
+
+    def _take(self) -> list[cmd.Command]:
         out, self._commands = self._commands, []
         return out
 
-    def _start(self, started: WorkflowStarted) -> None:
+    def _start(self, started: ev.WorkflowStarted) -> None:
         self.version = started.version
         self.parent_id = started.parent_id
         self._now = started.at
@@ -190,58 +231,72 @@ class WorkflowExecutor:
         except PayloadError as exc:
             self._finish(None, exc)
             return
-        main = _Task(self.definition(payload))
-        self._tasks.append(main)
-        self._ready.append((main, None, None))
+        self._spawn(self.definition(payload), None, 0)
         self._run()
 
-    def _apply(self, event: Event) -> None:
-        if self.done:
-            return
-        match event:
-            case ActivityCompleted() | ActivityFailed():
-                self._now = event.at
-                self._on_activity_outcome(event)
-            case _:
-                return  # bookkeeping events (attempts, parking, scheduling) change nothing here
-        self._run()
+    def _spawn(self, coro: Any, group: _Group | None, index: int) -> _Task:
+        task = _Task(coro, group=group, index=index)
+        self._tasks.add(task)
+        self._ready.append((task, None, None))
+        return task
 
     def _run(self) -> None:
         ready = self._ready
         while ready and not self.done:
             task, value, exc = ready.popleft()
-            self._step(task, value, exc)
+            if not task.done:
+                self._step(task, value, exc)
 
     def _step(self, task: _Task, value: Any, exc: BaseException | None) -> None:
+        task.leaf = None
         token = _context.enter_workflow(self)
         try:
             trap = task.coro.send(value) if exc is None else task.coro.throw(exc)
         except StopIteration as stop:
             self._task_done(task, stop.value, None)
             return
+        except _context.ContinueAsNewSignal as signal:
+            self._continue_as_new(signal.payload)
+            return
         except Exception as error:  # noqa: BLE001 - workflow code may raise anything
             self._task_done(task, None, error)
             return
         finally:
             _context.exit_workflow(token)
+        self._on_trap(task, trap)
+
+    def _on_trap(self, task: _Task, trap: object) -> None:
         match trap:
-            case ScheduleActivityTrap():
-                self._on_schedule_activity(task, trap)
-            case GatherTrap():
-                self._on_gather(task, trap)
+            case traps.ScheduleActivityTrap():
+                self._on_activity(task, trap)
+            case traps.GatherTrap() | traps.FirstTrap():
+                self._on_group(task, trap.awaitables, first=isinstance(trap, traps.FirstTrap))
+            case traps.TimerTrap():
+                self._on_timer(task, trap)
+            case traps.WaitEventTrap():
+                self._on_wait_event(task, trap)
+            case traps.ChildTrap():
+                self._on_child(task, trap)
             case _:
                 self._on_foreign_yield(trap)
 
     def _task_done(self, task: _Task, value: Any, exc: BaseException | None) -> None:
-        group = task.gather
+        task.done = True
+        self._tasks.discard(task)
+        group = task.group
         if group is None:
             self._finish(value, exc)
             return
         if group.done:
             return
-        if exc is not None:
+        if group.first or exc is not None:
             group.done = True
-            self._ready.append((group.parent, None, exc))
+            if group.first:
+                for sibling in group.parent.children:
+                    if not sibling.done:
+                        self._abandon(sibling)
+            outcome = traps.First(task.index, value) if group.first and exc is None else value
+            self._ready.append((group.parent, None if exc else outcome, exc))
             return
         group.results[task.index] = value
         group.remaining -= 1
@@ -249,82 +304,130 @@ class WorkflowExecutor:
             group.done = True
             self._ready.append((group.parent, group.results, None))
 
+    def _abandon(self, task: _Task) -> None:
+        """Stop a losing branch of first(): its timers and waits are cancelled, work ignored."""
+        task.done = True
+        self._tasks.discard(task)
+        for child in task.children:
+            if not child.done:
+                self._abandon(child)
+        if task.leaf is not None and task.leaf in self._leaves:
+            self._detach(self._leaves[task.leaf], cancel_work=False)
+        token = _context.enter_workflow(self)
+        try:
+            with contextlib.suppress(RuntimeError):
+                task.coro.close()
+        finally:
+            _context.exit_workflow(token)
+
     def _finish(self, value: Any, exc: BaseException | None) -> None:
-        if exc is None:
-            try:
-                self._commands.append(CompleteWorkflow(result=serde.encode(value)))
-            except PayloadError as error:
-                exc = error
-        if exc is not None:
-            self._commands.append(FailWorkflow(failure=FailureInfo.from_exception(exc)))
+        if self.cancel_requested and (exc is None or isinstance(exc, WorkflowCanceledError)):
+            result = None
+            with contextlib.suppress(PayloadError):
+                result = serde.encode(value)
+            self._commands.append(cmd.CancelWorkflow(reason=self._cancel_reason, result=result))
+        else:
+            if exc is None:
+                try:
+                    self._commands.append(cmd.CompleteWorkflow(result=serde.encode(value)))
+                except PayloadError as error:
+                    exc = error
+            if exc is not None:
+                self._commands.append(cmd.FailWorkflow(failure=FailureInfo.from_exception(exc)))
         self.done = True
         self.close()
 
-    def _on_gather(self, task: _Task, trap: GatherTrap) -> None:
-        count = len(trap.awaitables)
-        if count == 0:
-            self._ready.append((task, [], None))
+    def _continue_as_new(self, payload: Any) -> None:
+        try:
+            encoded = serde.encode(payload)
+        except PayloadError as exc:
+            self._finish(None, exc)
             return
-        group = _Gather(parent=task, results=[None] * count, remaining=count)
-        for index, awaitable in enumerate(trap.awaitables):
-            child = _Task(_as_coroutine(awaitable), gather=group, index=index)
-            self._tasks.append(child)
-            self._ready.append((child, None, None))
+        self._commands.append(cmd.ContinueAsNew(input=encoded))
+        self.done = True
+        self.close()
 
-    def _on_schedule_activity(self, task: _Task, trap: ScheduleActivityTrap) -> None:
+    # -- traps -----------------------------------------------------------------------------
+
+    def _issue(self, kind: type[_Scheduling], target: str, attempted: str) -> tuple[int, bool]:
+        """Number a new command; check it against the recorded one. Returns (step, recorded)."""
+        step = self._next_step
+        self._next_step += 1
+        recorded = self._recorded.get(step)
+        if recorded is not None:
+            if type(recorded) is not kind or _target(recorded) != target:
+                raise self._mismatch(step, _describe(recorded), attempted)
+            self._confirmed.add(step)
+            return step, True
+        if self._replaying and step < self._last_recorded:
+            raise self._mismatch(step, "no command", attempted)
+        return step, False
+
+    def _wait_on(self, task: _Task, leaf: _Leaf) -> None:
+        self._leaves[leaf.step] = leaf
+        task.leaf = leaf.step
+        if not leaf.recorded:
+            self._commands.append(leaf.command)
+
+    def _on_group(self, task: _Task, awaitables: tuple[Any, ...], *, first: bool) -> None:
+        count = len(awaitables)
+        if count == 0:
+            error = WorkflowMisuseError("flowcore.first() needs at least one awaitable",
+                                        workflow_id=self.workflow_id)  # fmt: skip
+            self._ready.append((task, None, error) if first else (task, [], None))
+            return
+        group = _Group(parent=task, results=[None] * count, remaining=count, first=first)
+        task.children = [
+            self._spawn(_as_coroutine(aw), group, index) for index, aw in enumerate(awaitables)
+        ]
+
+    def _on_activity(self, task: _Task, trap: traps.ScheduleActivityTrap) -> None:
         defn = trap.activity
         try:
             args, kwargs = serde.encode_args(defn.fn, trap.args, trap.kwargs)
         except PayloadError as exc:
             self._ready.append((task, None, exc))
             return
-        step = self._next_step
-        self._next_step += 1
-        recorded = self._recorded.get(step)
-        if recorded is not None:
-            if recorded.name != defn.name:
-                raise self._mismatch(step, f"activity {recorded.name!r}", f"activity {defn.name!r}")
-            self._confirmed.add(step)
-        elif self._replaying and self._recorded and step < max(self._recorded):
-            raise self._mismatch(step, "no command", f"activity {defn.name!r}")
-        pending = _Pending(task, trap, args, kwargs, recorded=recorded is not None)
-        self._pending[step] = pending
-        if recorded is None:
-            self._commands.append(self._schedule_command(step, pending))
+        step, recorded = self._issue(ev.ActivityScheduled, defn.name, f"activity {defn.name!r}")
+        command = cmd.ScheduleActivity(step=step, activity=defn, args=trap.args,
+                                       kwargs=trap.kwargs, encoded_args=args,
+                                       encoded_kwargs=kwargs)  # fmt: skip
+        leaf = _Leaf(step, "activity", task, command, serde.signature_hints(defn.fn)[2],
+                     defn.name, recorded=recorded)  # fmt: skip
+        self._wait_on(task, leaf)
 
-    def _schedule_command(self, step: int, pending: _Pending) -> ScheduleActivity:
-        trap = pending.trap
-        return ScheduleActivity(
-            step=step,
-            activity=trap.activity,
-            args=trap.args,
-            kwargs=trap.kwargs,
-            encoded_args=pending.encoded_args,
-            encoded_kwargs=pending.encoded_kwargs,
-            recorded=pending.recorded,
-        )
+    def _on_timer(self, task: _Task, trap: traps.TimerTrap) -> None:
+        step, recorded = self._issue(ev.TimerScheduled, "", "a timer")
+        command = cmd.StartTimer(step=step, fire_at=trap.fire_at)
+        self._wait_on(task, _Leaf(step, "timer", task, command, recorded=recorded))
 
-    def _on_activity_outcome(self, event: ActivityCompleted | ActivityFailed) -> None:
-        pending = self._pending.pop(event.step, None)
-        if pending is None:
-            recorded = self._recorded.get(event.step)
-            if self._replaying and recorded is not None and event.step not in self._confirmed:
-                raise self._mismatch(event.step, f"activity {recorded.name!r}", "no command")
-            return  # a duplicate or late outcome: recorded once, ignored here
-        defn = pending.trap.activity
-        if isinstance(event, ActivityCompleted):
-            try:
-                value = serde.decode(event.result, _return_hint(defn))
-            except PayloadError as exc:
-                self._ready.append((pending.task, None, exc))
-                return
-            self._ready.append((pending.task, value, None))
+    def _on_wait_event(self, task: _Task, trap: traps.WaitEventTrap) -> None:
+        step, recorded = self._issue(ev.EventWaitStarted, trap.name, f"wait_event({trap.name!r})")
+        queued = self._inbox.get(trap.name)
+        if queued:  # an event sent earlier satisfies the wait at once
+            if not recorded:
+                self._commands.append(cmd.WaitForEvent(step=step, name=trap.name, deadline=None))
+            self._resume_with_payload(task, queued.popleft(), trap.hint)
             return
-        error_type = ActivityTimeoutError if event.timed_out else ActivityError
-        error = error_type(
-            activity=defn.name, step=event.step, attempts=event.attempts, failure=event.failure
+        command = cmd.WaitForEvent(step=step, name=trap.name, deadline=trap.deadline)
+        leaf = _Leaf(step, "event", task, command, trap.hint, trap.name, trap.deadline, recorded)
+        self._waits.setdefault(trap.name, deque()).append(leaf)
+        self._wait_on(task, leaf)
+
+    def _on_child(self, task: _Task, trap: traps.ChildTrap) -> None:
+        try:
+            encoded = serde.encode(trap.payload)
+        except PayloadError as exc:
+            self._ready.append((task, None, exc))
+            return
+        step, recorded = self._issue(
+            ev.ChildScheduled, trap.workflow, f"child workflow {trap.workflow!r}"
         )
-        self._ready.append((pending.task, None, error))
+        child_id = trap.child_id or f"{self.workflow_id}:{step}"
+        command = cmd.StartChild(step=step, workflow=trap.workflow, version=trap.version,
+                                 input=encoded, child_id=child_id)  # fmt: skip
+        self._wait_on(task, _Leaf(step, "child", task, command, trap.hint, child_id,
+                                  recorded=recorded))  # fmt: skip
 
     def _on_foreign_yield(self, trap: object) -> None:
         what = type(trap).__qualname__
@@ -338,12 +441,153 @@ class WorkflowExecutor:
         )
         self._finish(None, error)
 
+    # -- events ------------------------------------------------------------------------------
+
+    def _apply(self, event: ev.Event) -> None:
+        if self.done:
+            return
+        if self.suspended and not isinstance(event, ev.WorkflowResumed):
+            self._held.append(event)
+            return
+        self._now = event.at
+        match event:
+            case ev.ActivityCompleted() | ev.ActivityFailed():
+                self._on_activity_outcome(event)
+            case ev.TimerFired():
+                self._on_timer_fired(event.step)
+            case ev.EventReceived():
+                self._on_event_received(event)
+            case ev.ChildCompleted() | ev.ChildFailed():
+                self._on_child_outcome(event)
+            case ev.CancelRequested():
+                self._on_cancel(event.reason)
+            case ev.WorkflowSuspended():
+                self.suspended = True
+                return
+            case ev.WorkflowResumed():
+                self._on_resume()
+                return
+            case _:
+                return  # bookkeeping events change nothing here
+        self._run()
+
+    def _on_resume(self) -> None:
+        self.suspended = False
+        held, self._held = self._held, []
+        for queued in held:
+            self._apply(queued)
+
+    def _outcome_leaf(self, step: int, kind: str) -> _Leaf | None:
+        leaf = self._leaves.get(step)
+        if leaf is None or leaf.kind != kind:
+            recorded = self._recorded.get(step)
+            if self._replaying and recorded is not None and step not in self._confirmed:
+                raise self._mismatch(step, _describe(recorded), "no command")
+            return None  # a late or duplicate outcome: recorded once, ignored here
+        del self._leaves[step]
+        return leaf
+
+    def _on_activity_outcome(self, event: ev.ActivityCompleted | ev.ActivityFailed) -> None:
+        leaf = self._outcome_leaf(event.step, "activity")
+        if leaf is None or leaf.task is None:
+            return
+        if isinstance(event, ev.ActivityCompleted):
+            self._resume_with_payload(leaf.task, event.result, leaf.hint)
+            return
+        error_type = ActivityTimeoutError if event.timed_out else ActivityError
+        error = error_type(
+            activity=leaf.name, step=event.step, attempts=event.attempts, failure=event.failure
+        )
+        self._ready.append((leaf.task, None, error))
+
+    def _on_timer_fired(self, step: int) -> None:
+        leaf = self._leaves.get(step)
+        if leaf is None or leaf.kind not in ("timer", "event"):
+            recorded = self._recorded.get(step)
+            if self._replaying and recorded is not None and step not in self._confirmed:
+                raise self._mismatch(step, _describe(recorded), "no command")
+            return  # a timer that was disarmed, or a wait already satisfied
+        del self._leaves[step]
+        if leaf.kind == "event":
+            self._waits[leaf.name].remove(leaf)
+        if leaf.task is not None:
+            self._ready.append((leaf.task, None, None))
+
+    def _on_event_received(self, event: ev.EventReceived) -> None:
+        waiting = self._waits.get(event.name)
+        if not waiting:
+            self._inbox.setdefault(event.name, deque()).append(event.payload)
+            return
+        leaf = waiting.popleft()
+        del self._leaves[leaf.step]
+        if leaf.deadline is not None and not self._replaying:
+            self._commands.append(cmd.CancelTimer(step=leaf.step))
+        if leaf.task is not None:
+            self._resume_with_payload(leaf.task, event.payload, leaf.hint)
+
+    def _on_child_outcome(self, event: ev.ChildCompleted | ev.ChildFailed) -> None:
+        leaf = self._outcome_leaf(event.step, "child")
+        if leaf is None or leaf.task is None:
+            return
+        if isinstance(event, ev.ChildCompleted):
+            self._resume_with_payload(leaf.task, event.result, leaf.hint)
+            return
+        error: Exception
+        if event.canceled:
+            error = WorkflowCanceledError(
+                f"child workflow {leaf.name!r} was canceled: {event.failure.message}",
+                workflow_id=leaf.name,
+            )
+        else:
+            error = WorkflowFailedError(leaf.name, event.failure)
+        self._ready.append((leaf.task, None, error))
+
+    def _on_cancel(self, reason: str | None) -> None:
+        if self.cancel_requested:
+            return
+        self.cancel_requested = True
+        self._cancel_reason = reason
+        message = f"workflow {self.workflow_id!r} was canceled" + (f": {reason}" if reason else "")
+        for leaf in sorted(self._leaves.values(), key=lambda lf: lf.step):
+            task = leaf.task
+            if task is None or task.done:
+                continue
+            self._detach(leaf, cancel_work=True)
+            self._ready.append(
+                (task, None, WorkflowCanceledError(message, workflow_id=self.workflow_id))
+            )
+
+    def _detach(self, leaf: _Leaf, *, cancel_work: bool) -> None:
+        """Unhook a leaf from its task; disarm timers and waits, optionally cancel the work."""
+        leaf.task = None
+        notify = not self._replaying
+        if leaf.kind in ("timer", "event"):
+            del self._leaves[leaf.step]
+            if leaf.kind == "event":
+                self._waits[leaf.name].remove(leaf)
+            if notify and (leaf.kind == "timer" or leaf.deadline is not None):
+                self._commands.append(cmd.CancelTimer(step=leaf.step))
+        elif cancel_work and notify and leaf.kind == "activity":
+            self._commands.append(cmd.CancelActivity(step=leaf.step))
+        elif cancel_work and notify and leaf.kind == "child":
+            self._commands.append(cmd.CancelChild(step=leaf.step, child_id=leaf.name))
+
+    def _resume_with_payload(self, task: _Task, payload: Any, hint: Any) -> None:
+        try:
+            value = serde.decode(payload, hint)
+        except PayloadError as exc:
+            self._ready.append((task, None, exc))
+            return
+        self._ready.append((task, value, None))
+
+    # -- determinism checks -------------------------------------------------------------------
+
     def _check_all_reissued(self) -> None:
         missing = sorted(set(self._recorded) - self._confirmed)
         if missing:
             step = missing[0]
             attempted = "nothing (the workflow ended)" if self.done else "no command"
-            raise self._mismatch(step, f"activity {self._recorded[step].name!r}", attempted)
+            raise self._mismatch(step, _describe(self._recorded[step]), attempted)
 
     def _mismatch(self, step: int, recorded: str, attempted: str) -> NondeterminismError:
         return NondeterminismError(
@@ -355,16 +599,42 @@ class WorkflowExecutor:
         )
 
 
+def _target(event: _Scheduling) -> str:
+    match event:
+        case ev.ActivityScheduled() | ev.ChildScheduled() | ev.EventWaitStarted():
+            return event.name
+        case _:
+            return ""
+
+
+def _describe(event: _Scheduling) -> str:
+    match event:
+        case ev.ActivityScheduled():
+            return f"activity {event.name!r}"
+        case ev.TimerScheduled():
+            return "a timer"
+        case ev.EventWaitStarted():
+            return f"wait_event({event.name!r})"
+        case ev.ChildScheduled():
+            return f"child workflow {event.name!r}"
+        case _:
+            return "set_status()"
+
+
+def _as_recorded(command: cmd.Command) -> cmd.Command:
+    match command:
+        case cmd.ScheduleActivity() | cmd.StartTimer() | cmd.WaitForEvent() | cmd.StartChild():
+            return dataclasses.replace(command, recorded=True)
+        case _:
+            return command
+
+
 def _input_hint(defn: WorkflowDef[Any, Any]) -> Any:
     if not defn.takes_input:
         return Any
     signature, hints, _ = serde.signature_hints(defn.fn)
     first = next(iter(signature.parameters))
     return hints.get(first, Any)
-
-
-def _return_hint(defn: ActivityDef[..., Any]) -> Any:
-    return serde.signature_hints(defn.fn)[2]
 
 
 async def _await(awaitable: Any) -> Any:

@@ -10,7 +10,16 @@ what a batch writes:
 * An op whose ``first_seq`` does not continue its workflow's journal (1 for a create, last seq + 1
   otherwise) is refused with ``JournalError``, so a stale caller can neither overwrite nor leave
   holes in a history. An op with no events only updates the row.
+* A ``reset`` op (continue-as-new) replaces its workflow's whole history. Like any non-create op
+  it needs an existing id; it must also start at position 1, carry at least one event and not be
+  a create, else it is refused with ``JournalError``. Once accepted, the workflow's last seq is
+  ``len(events)``: later ops of the batch continue from there, and the events that earlier ops of
+  the same batch appended to that workflow are wiped along with the stored ones (they are never
+  written). The journal deletes the stored events of every id in :attr:`BatchPlan.resets` before
+  it writes :attr:`BatchPlan.events`, in the same transaction.
 * A refused op never stops the others of its batch; the last accepted op's row for an id wins.
+* An update never changes a row's ``created_at``: the create op fixes it, and it stays the first
+  run's across resets (each journal keeps the stored value).
 """
 
 from __future__ import annotations
@@ -81,7 +90,9 @@ class BatchPlan:
     """What one batch writes, and which of its ops are refused."""
 
     events: builtins.list[EventRow] = field(default_factory=builtins.list)
-    """Event rows of the accepted ops, in submission order."""
+    """Event rows to write, in submission order (those of accepted ops not wiped by a reset)."""
+    resets: builtins.list[str] = field(default_factory=builtins.list)
+    """Ids whose stored events are deleted before ``events`` are written, each once."""
     inserts: dict[str, StatusRow] = field(default_factory=dict)
     """Final rows of ids the batch creates."""
     updates: dict[str, StatusRow] = field(default_factory=dict)
@@ -121,6 +132,8 @@ def plan_batch(batch: Sequence[Encoded], known: Mapping[str, Known]) -> BatchPla
     """
     plan = BatchPlan()
     state = {wid: Known(k.status, k.last_seq) for wid, k in known.items()}
+    accepted: builtins.list[Encoded] = []
+    reset_at: dict[str, int] = {}  # id -> index in `accepted` of its last reset (wipes earlier)
     for index, item in enumerate(batch):
         op = item.op
         error = _refusal(op, state.get(op.workflow_id))
@@ -129,26 +142,49 @@ def plan_batch(batch: Sequence[Encoded], known: Mapping[str, Known]) -> BatchPla
             continue
         current = state.setdefault(op.workflow_id, Known(op.row.status, 0))
         current.status = op.row.status
-        current.last_seq += len(item.events)
-        plan.events.extend(item.events)
+        if op.reset:
+            current.last_seq = len(item.events)
+            reset_at[op.workflow_id] = len(accepted)
+        else:
+            current.last_seq += len(item.events)
+        accepted.append(item)
         target = plan.updates if op.workflow_id in known else plan.inserts
         target[op.workflow_id] = op.row
+    plan.resets.extend(reset_at)
+    for position, item in enumerate(accepted):
+        if position >= reset_at.get(item.op.workflow_id, 0):
+            plan.events.extend(item.events)
     return plan
 
 
 def _refusal(op: Append, current: Known | None) -> Exception | None:
+    if op.create and op.reset:
+        return _invalid_reset(op, "it is also a create (a reset replaces an existing history)")
     if op.create and current is not None:
         return WorkflowAlreadyExistsError(op.workflow_id, status=current.status)
     if not op.create and current is None:
         return WorkflowNotFoundError(op.workflow_id)
-    expected = 1 if current is None else current.last_seq + 1
-    if op.events and op.first_seq != expected:
+    return _sequence_refusal(op, 0 if current is None else current.last_seq)
+
+
+def _sequence_refusal(op: Append, last_seq: int) -> JournalError | None:
+    if op.reset:
+        if op.first_seq != 1:
+            return _invalid_reset(op, f"it starts at position {op.first_seq}, not 1")
+        if not op.events:
+            return _invalid_reset(op, "it has no events (a new history starts with one)")
+        return None
+    if op.events and op.first_seq != last_seq + 1:
         return JournalError(
             f"out-of-sequence append for workflow {op.workflow_id!r}: it starts at position "
-            f"{op.first_seq} but the journal's next position is {expected}; the caller's view of "
-            "this workflow is stale (reload it from the journal)"
+            f"{op.first_seq} but the journal's next position is {last_seq + 1}; the caller's view "
+            "of this workflow is stale (reload it from the journal)"
         )
     return None
+
+
+def _invalid_reset(op: Append, problem: str) -> JournalError:
+    return JournalError(f"invalid reset of workflow {op.workflow_id!r}: {problem}")
 
 
 def to_status(row: StatusRow) -> WorkflowStatus:
@@ -164,6 +200,7 @@ def to_status(row: StatusRow) -> WorkflowStatus:
             version=row.version,
             status=WorkflowState(row.status),
             current_activity=row.current_activity,
+            custom_status=None if row.custom_status is None else json.loads(row.custom_status),
             error=row.error,
             input=None if row.input is None else json.loads(row.input),
             output=None if row.output is None else json.loads(row.output),

@@ -46,6 +46,8 @@ class StatusRow:
     """Epoch seconds."""
     parent_id: str | None
     """Parent instance id."""
+    custom_status: str | None = None
+    """JSON text of the value last given to ``flowcore.set_status()``."""
 
 
 @final
@@ -63,6 +65,15 @@ class Append:
     """The status row as it is after these events."""
     create: bool = False
     """True for a workflow's first append (WorkflowAlreadyExistsError if the id exists)."""
+    reset: bool = False
+    """Replace the workflow's whole history: its events are deleted and these are written from
+    seq 1, in the same transaction.
+
+    Used for continue-as-new. The workflow must exist (WorkflowNotFoundError otherwise),
+    ``first_seq`` must be 1 and ``events`` must not be empty. Events that earlier ops of the same
+    batch appended to this workflow are wiped with the rest; later ops continue the new history
+    from ``len(events) + 1``. The row's ``created_at`` stays the first run's.
+    """
 
 
 class Journal(Protocol):
@@ -92,7 +103,9 @@ class Journal(Protocol):
 
         Ops are committed in submission order: once an op is durable, so is every op submitted
         before it. The awaitable raises WorkflowAlreadyExistsError for a ``create`` op whose id
-        exists (other ops of the batch still commit) and JournalError if the commit failed.
+        exists, WorkflowNotFoundError for another op whose id does not, JournalError for an op
+        that does not continue its workflow's history (other ops of the batch still commit), and
+        JournalError if the commit failed.
         """
         ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import TYPE_CHECKING, Self, final
 
 from flowcore.engine.events import decode_event
@@ -112,10 +113,16 @@ class InMemoryJournal:
             if wid in self._rows
         }
         plan = plan_batch([item for item, _ in batch], known)
+        for wid in plan.resets:
+            self._events.pop(wid, None)
         for event in plan.events:
             self._events.setdefault(event[0], []).append(event)
         self._rows.update(plan.inserts)
-        self._rows.update(plan.updates)
+        for wid, row in plan.updates.items():
+            created_at = self._rows[wid].created_at
+            self._rows[wid] = (
+                row if row.created_at == created_at else replace(row, created_at=created_at)
+            )
         self._commits += 1
         for index, (_, future) in enumerate(batch):
             if future.done():

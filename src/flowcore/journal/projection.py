@@ -1,4 +1,9 @@
-"""Pure projection of a workflow's events onto its status row (status, current activity, times)."""
+"""Pure projection of a workflow's events onto its status row (status, current activity, times).
+
+A ``WorkflowStarted`` that arrives after the first one starts a new run of the same instance
+(continue-as-new, journaled as a reset): it begins afresh (running, no output, error, custom status
+or pending activities) but keeps the first run's ``created_at``.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,22 @@ from flowcore.engine.events import (
     ActivityCompleted,
     ActivityFailed,
     ActivityScheduled,
+    ChildCompleted,
+    ChildFailed,
+    ChildScheduled,
+    CustomStatusSet,
     Event,
+    EventWaitStarted,
+    TimerFired,
+    TimerScheduled,
+    WorkflowCanceled,
     WorkflowCompleted,
     WorkflowFailed,
     WorkflowParked,
+    WorkflowResumed,
     WorkflowStarted,
+    WorkflowSuspended,
+    WorkflowTerminated,
 )
 from flowcore.journal.base import StatusRow
 
@@ -37,7 +53,10 @@ class Projection:
     input: Any = None
     output: Any = None
     error: str | None = None
+    custom_status: Any = None
+    """The value last given to ``flowcore.set_status()`` (encoded JSON)."""
     created_at: float = 0.0
+    """When the first run started (0.0 until a WorkflowStarted is applied, unless seeded)."""
     updated_at: float = 0.0
     parent_id: str | None = None
     pending: dict[int, str] = field(default_factory=dict)
@@ -65,27 +84,64 @@ class Projection:
         self.updated_at = event.at
         match event:
             case WorkflowStarted():
-                self.name, self.version, self.input = event.name, event.version, event.input
-                self.parent_id, self.created_at = event.parent_id, event.at
-                self.status = WorkflowState.RUNNING
+                self._start(event)
             case ActivityScheduled():
                 self.pending[event.step] = event.name
-                self._resume()
+                self._unpark()
             case ActivityCompleted() | ActivityFailed():
                 self.pending.pop(event.step, None)
-                self._resume()
-            case WorkflowCompleted():
-                self.status, self.output = WorkflowState.COMPLETED, event.result
-                self.pending.clear()
-            case WorkflowFailed():
-                self.status, self.error = WorkflowState.FAILED, str(event.failure)
-                self.pending.clear()
+                self._unpark()
+            case CustomStatusSet():
+                self.custom_status = event.value
+                self._unpark()
+            case (
+                TimerScheduled()
+                | TimerFired()
+                | EventWaitStarted()
+                | ChildScheduled()
+                | ChildCompleted()
+                | ChildFailed()
+            ):
+                self._unpark()
+            case WorkflowCompleted() | WorkflowFailed() | WorkflowCanceled() | WorkflowTerminated():
+                self._finish(event)
             case WorkflowParked():
                 self.status, self.error = WorkflowState.PARKED, event.reason
+            case WorkflowSuspended():
+                self.status = WorkflowState.SUSPENDED
+            case WorkflowResumed():
+                self.status, self.error = WorkflowState.RUNNING, None
             case _:
                 pass
 
-    def _resume(self) -> None:
+    def _start(self, event: WorkflowStarted) -> None:
+        """Start the first run, or a new run after a reset (keeping the first run's created_at)."""
+        self.name, self.version, self.input = event.name, event.version, event.input
+        self.parent_id = event.parent_id
+        self.created_at = self.created_at or event.at
+        self.status = WorkflowState.RUNNING
+        self.output = self.error = self.custom_status = None
+        self.pending.clear()
+
+    def _finish(
+        self, event: WorkflowCompleted | WorkflowFailed | WorkflowCanceled | WorkflowTerminated
+    ) -> None:
+        """Record a terminal event: nothing is pending any more."""
+        self.pending.clear()
+        match event:
+            case WorkflowCompleted():
+                self.status, self.output = WorkflowState.COMPLETED, event.result
+            case WorkflowFailed():
+                self.status, self.error = WorkflowState.FAILED, str(event.failure)
+            case WorkflowCanceled():
+                self.status, self.output = WorkflowState.CANCELED, event.result
+                self.error = f"canceled: {event.reason}" if event.reason else "canceled"
+            case WorkflowTerminated():
+                self.status = WorkflowState.TERMINATED
+                self.error = f"terminated: {event.reason}" if event.reason else "terminated"
+
+    def _unpark(self) -> None:
+        """Progress of the workflow's code ends a park (a suspension ends only on resume)."""
         if self.status is WorkflowState.PARKED:
             self.status, self.error = WorkflowState.RUNNING, None
 
@@ -97,6 +153,7 @@ class Projection:
             version=self.version,
             status=self.status,
             current_activity=self.current_activity,
+            custom_status=self.custom_status,
             error=self.error,
             input=self.input,
             output=self.output,
@@ -126,6 +183,7 @@ class Projection:
             created_at=self.created_at,
             updated_at=self.updated_at,
             parent_id=self.parent_id,
+            custom_status=_json_text(self.custom_status),
         )
 
 

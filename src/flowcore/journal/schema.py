@@ -76,7 +76,10 @@ _V1: Final = (
     )""",
 )
 
-MIGRATIONS: Final[Sequence[Migration]] = (_V1,)
+_V2: Final = ("ALTER TABLE workflows ADD COLUMN custom_status TEXT",)
+"""Version 2: ``workflows.custom_status``, the JSON text of the value last given to set_status()."""
+
+MIGRATIONS: Final[Sequence[Migration]] = (_V1, _V2)
 """Forward steps; ``MIGRATIONS[v]`` upgrades version ``v`` to ``v + 1``. Append only."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

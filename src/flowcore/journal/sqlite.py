@@ -6,7 +6,8 @@ itself in the ``owner`` row, which only serves error messages. Read-only journal
 
 Writes: :meth:`SqliteJournal.submit` queues an op and returns a future. One writer task takes
 everything queued, checks it against the batch rules of :mod:`flowcore.journal._batch` and writes
-it in one ``BEGIN IMMEDIATE`` transaction with a constant number of statements, then resolves
+it in one ``BEGIN IMMEDIATE`` transaction with a constant number of statements (the events of
+reset workflows are deleted before the batch's events are inserted), then resolves
 every future of the batch (group commit). A failed commit fails its whole batch and leaves the
 journal failed: nothing of that batch was acknowledged, and the runtime must restart to recover.
 """
@@ -63,19 +64,21 @@ _SYNCHRONOUS: Final = {"full": "FULL", "normal": "NORMAL"}
 _INSERT_EVENTS: Final = (
     "INSERT INTO events (workflow_id, seq, kind, data, at) VALUES (?, ?, ?, ?, ?)"
 )
+_DELETE_EVENTS: Final = "DELETE FROM events WHERE workflow_id = ?"
 _INSERT_ROWS: Final = """
     INSERT INTO workflows (id, name, version, status, input, output, error, current_activity,
-                           created_at, updated_at, parent_id)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+                           created_at, updated_at, parent_id, custom_status)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _UPSERT_ROWS: Final = """
     INSERT INTO workflows (id, name, version, status, input, output, error, current_activity,
-                           created_at, updated_at, parent_id)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                           created_at, updated_at, parent_id, custom_status)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET
         name = excluded.name, version = excluded.version, status = excluded.status,
         input = excluded.input, output = excluded.output, error = excluded.error,
-        current_activity = excluded.current_activity, created_at = excluded.created_at,
-        updated_at = excluded.updated_at, parent_id = excluded.parent_id"""
+        current_activity = excluded.current_activity, updated_at = excluded.updated_at,
+        parent_id = excluded.parent_id, custom_status = excluded.custom_status"""
+"""Updates keep the stored ``created_at`` (the first run's, across continue-as-new resets)."""
 _KNOWN: Final = """
     SELECT w.id, w.status,
            COALESCE((SELECT MAX(e.seq) FROM events e WHERE e.workflow_id = w.id), 0)
@@ -83,7 +86,7 @@ _KNOWN: Final = """
 _HISTORY: Final = "SELECT kind, data, at FROM events WHERE workflow_id = ? ORDER BY seq"
 _SELECT_ROWS: Final = """
     SELECT id, name, version, status, input, output, error, current_activity,
-           created_at, updated_at, parent_id
+           created_at, updated_at, parent_id, custom_status
     FROM workflows"""
 _STATUS: Final = _SELECT_ROWS + " WHERE id = ?"
 _UNFINISHED: Final = "SELECT id, status FROM workflows ORDER BY created_at, id"
@@ -99,7 +102,7 @@ _OWNER: Final = "SELECT pid, host, started_at FROM owner WHERE id = 1"
 
 _ROW_FIELDS: Final = (
     "id", "name", "version", "status", "input", "output", "error", "current_activity",
-    "created_at", "updated_at", "parent_id",
+    "created_at", "updated_at", "parent_id", "custom_status",
 )  # fmt: skip
 _row_values: Final = operator.attrgetter(*_ROW_FIELDS)
 
@@ -403,6 +406,8 @@ class SqliteJournal:
             ids = builtins.list(dict.fromkeys(item.op.workflow_id for item in batch))
             rows = await conn.execute_fetchall(_KNOWN, (json.dumps(ids),))
             plan = plan_batch(batch, {wid: Known(status, seq) for wid, status, seq in rows})
+            if plan.resets:
+                await conn.executemany(_DELETE_EVENTS, [(wid,) for wid in plan.resets])
             if plan.events:
                 await conn.executemany(_INSERT_EVENTS, plan.events)
             if plan.inserts:
