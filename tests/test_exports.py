@@ -16,6 +16,9 @@ EXPECTED = {
     "WorkflowError", "WorkflowFailedError", "WorkflowHandle", "WorkflowMisuseError",
     "WorkflowNotFoundError", "WorkflowState", "WorkflowStatus", "activity", "activity_info",
     "gather", "info", "now", "random", "uuid4",
+    # issue 3: timers, events, races, children, continue-as-new, custom status
+    "First", "WorkflowFinishedError", "child", "continue_as_new", "first", "set_status", "sleep",
+    "sleep_until", "wait_event",
 }  # fmt: skip
 
 SRC = pathlib.Path(flowcore.__file__).parent

@@ -25,9 +25,9 @@ from flowcore._definitions import WorkflowDef as WorkflowDef
 from flowcore._definitions import activity as activity
 from flowcore._definitions import workflow as workflow
 from flowcore._handle import WorkflowHandle as WorkflowHandle
-from flowcore.engine._traps import First as First
 from flowcore._status import WorkflowState as WorkflowState
 from flowcore._status import WorkflowStatus as WorkflowStatus
+from flowcore.engine._traps import First as First
 from flowcore.errors import ActivityError as ActivityError
 from flowcore.errors import ActivityTimeoutError as ActivityTimeoutError
 from flowcore.errors import BackendError as BackendError

@@ -6,6 +6,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import anyio
+
+from flowcore.backends.base import ActivityTask
 from flowcore.engine.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
@@ -20,13 +23,12 @@ if TYPE_CHECKING:
     import asyncio
     from collections.abc import Sequence
 
-    import anyio
-
+    from flowcore.engine.commands import ScheduleActivity
     from flowcore.engine.events import Event
     from flowcore.engine.executor import WorkflowExecutor
     from flowcore.journal.projection import Projection
 
-__all__ = ["Terminal", "_Instance", "retry_state"]
+__all__ = ["TERMINAL_TYPES", "ActivityJob", "Terminal", "_Instance", "retry_state"]
 
 Terminal = WorkflowCompleted | WorkflowFailed | WorkflowCanceled | WorkflowTerminated
 """The events that end a workflow."""
@@ -34,11 +36,36 @@ TERMINAL_TYPES = (WorkflowCompleted, WorkflowFailed, WorkflowCanceled, WorkflowT
 
 
 @dataclass(slots=True, eq=False)
-class _Running:
-    """One activity attempt loop in flight: how to stop it."""
+class ActivityJob:
+    """One activity's attempt loop in flight: what it runs, where it stands, how to stop it."""
 
-    scope: anyio.CancelScope
+    inst: _Instance
+    executor: WorkflowExecutor
+    command: ScheduleActivity
+    attempt: int
+    """The attempt about to run (or running), from 1."""
+    due: float | None
+    """When that attempt may start (a journaled retry deadline), or None for now."""
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    """Set when the workflow no longer wants the result; sync activities may poll it."""
+
+    def task(self) -> ActivityTask:
+        """The backend's view of the current attempt."""
+        command = self.command
+        return ActivityTask(
+            workflow_id=self.inst.id,
+            step=command.step,
+            attempt=self.attempt,
+            activity=command.activity,
+            args=command.args,
+            kwargs=command.kwargs,
+            encoded_args=command.encoded_args,
+            encoded_kwargs=command.encoded_kwargs,
+            workflow_name=self.executor.definition.name,
+            workflow_version=self.executor.version,
+            cancelled=self.cancelled,
+        )
 
 
 @dataclass(slots=True, eq=False)
@@ -53,7 +80,7 @@ class _Instance:
     last_event: Event | None = None
     retries: dict[int, tuple[int, float]] = field(default_factory=dict)
     """For recovery: step -> (next attempt, when it is due)."""
-    activities: dict[int, _Running] = field(default_factory=dict)
+    activities: dict[int, ActivityJob] = field(default_factory=dict)
     """Running activity loops by step."""
     timers: dict[int, anyio.CancelScope] = field(default_factory=dict)
     """Armed timers (and event-wait deadlines) by step."""

@@ -1,43 +1,110 @@
-"""Helpers for users' tests: a manually driven clock."""
+"""Helpers for users' tests: clocks that do not really wait."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import final
+import heapq
+import itertools
+from typing import TYPE_CHECKING, final
 
-__all__ = ["FakeClock"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["FakeClock", "VirtualClock"]
+
+_DEFAULT_START = 1_700_000_000.0
+_SETTLE_ROUNDS = 8
+
+
+class _ManualClock:
+    """A clock whose time moves only when told; sleepers wake when it passes their deadline."""
+
+    def __init__(self, start: float = _DEFAULT_START) -> None:
+        self._now = start
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def now(self) -> float:
+        """The current fake time, in seconds since the epoch."""
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds`` and wake the sleepers that are due."""
+        self.set(self._now + seconds)
+
+    def set(self, timestamp: float) -> None:
+        """Jump to ``timestamp`` (never backwards) and wake the sleepers that are due."""
+        self._now = max(self._now, timestamp)
+        while self._sleepers and self._sleepers[0][0] <= self._now:
+            _, _, waiter = heapq.heappop(self._sleepers)
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Wait until the fake time reaches ``deadline``."""
+        if deadline <= self._now:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (deadline, next(self._order), waiter))
+        self._sleeping()
+        try:
+            await waiter
+        finally:
+            waiter.cancel()  # a cancelled sleeper is skipped when popped
+
+    def _sleeping(self) -> None:
+        """Hook: a sleeper was added."""
+
+    def _next_deadline(self) -> float | None:
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)
+        return self._sleepers[0][0] if self._sleepers else None
 
 
 @final
-class FakeClock:
-    """A clock that moves only when told to: ``advance(seconds)`` or ``set(timestamp)``.
+class FakeClock(_ManualClock):
+    """A clock that moves only when the test says so: ``advance(seconds)`` or ``set(timestamp)``.
 
-    Pass it as ``Runtime(clock=FakeClock())``: retry delays (and timers) then wait for the test to
-    move time instead of really sleeping.
+    Pass it as ``Runtime(clock=FakeClock())``: timers and retry delays wait for the test to move
+    time instead of really sleeping.
 
     Args:
         start: The initial time, in seconds since the epoch.
     """
 
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self._now = start
-        self._changed = asyncio.Event()
 
-    def now(self) -> float:
-        """The current fake time."""
-        return self._now
+@final
+class VirtualClock(_ManualClock):
+    """A clock that skips ahead when there is nothing else to do.
 
-    def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds``."""
-        self.set(self._now + seconds)
+    Pass it as ``Runtime(clock=VirtualClock())``. While a caller waits in ``result()`` and no
+    activity runs and no journal write is pending, time jumps to the next timer's deadline, so
+    a test of a 24-hour approval timeout runs in milliseconds. Time never skips while the test
+    itself is doing something else (such as sending an event), because nobody waits for a
+    result then. ``advance`` and ``set`` work too.
 
-    def set(self, timestamp: float) -> None:
-        """Jump to ``timestamp`` (never backwards)."""
-        self._now = max(self._now, timestamp)
-        self._changed.set()
-        self._changed = asyncio.Event()
+    Args:
+        start: The initial time, in seconds since the epoch.
+    """
 
-    async def sleep_until(self, deadline: float) -> None:
-        """Wait until the fake time reaches ``deadline``."""
-        while self._now < deadline:
-            await self._changed.wait()
+    def __init__(self, start: float = _DEFAULT_START) -> None:
+        super().__init__(start)
+        self._idle: Callable[[], bool] = lambda: False
+        self._skipper: asyncio.Task[None] | None = None
+
+    def bind(self, idle: Callable[[], bool]) -> None:
+        """Runtime hook: how to tell that the runtime has nothing to do but wait."""
+        self._idle = idle
+
+    def _sleeping(self) -> None:
+        if self._skipper is None or self._skipper.done():
+            self._skipper = asyncio.get_running_loop().create_task(self._skip())
+
+    async def _skip(self) -> None:
+        while (deadline := self._next_deadline()) is not None:
+            for _ in range(_SETTLE_ROUNDS):  # let callbacks and fresh tasks run first
+                await asyncio.sleep(0)
+            if self._idle() and self._next_deadline() == deadline:
+                self.set(deadline)
+            else:
+                await asyncio.sleep(0.001)  # real work is running: look again shortly

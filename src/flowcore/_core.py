@@ -1,0 +1,611 @@
+"""The runtime's machinery: the step loop, dispatch of activities, timers and children, recovery.
+
+:class:`flowcore.Runtime` is the public face; this base class holds what it does underneath.
+An outcome (an activity result, a timer, an external event) is journaled, fed to the instance's
+executor, and the commands it returns are journaled and carried out. Appends are pipelined
+through the journal's group-commit writer; new work is dispatched only once its schedule is
+durable, so a step number (an idempotency key) is never handed to two different calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+from flowcore._definitions import WorkflowDef
+from flowcore._instance import TERMINAL_TYPES, ActivityJob, Terminal, _Instance, retry_state
+from flowcore.backends.base import ActivityOutcome
+from flowcore.engine import commands as cmd
+from flowcore.engine import events as ev
+from flowcore.engine.executor import WorkflowExecutor
+from flowcore.errors import (
+    FailureInfo,
+    FlowcoreError,
+    JournalError,
+    NondeterminismError,
+    WorkflowAlreadyExistsError,
+    WorkflowFinishedError,
+    WorkflowNotFoundError,
+)
+from flowcore.journal.base import Append
+from flowcore.journal.projection import Projection
+
+if TYPE_CHECKING:
+    import builtins
+    from collections.abc import Callable, Sequence
+
+    from anyio.abc import TaskGroup
+    from structlog.typing import FilteringBoundLogger
+
+    from flowcore._definitions import Registry
+    from flowcore.abc import Backend, Clock, Journal
+    from flowcore.backends.base import ActivityTask
+
+__all__ = ["MAX_ID", "Core", "check_id"]
+
+MAX_ID = 512
+"""Longest workflow id accepted."""
+_Work = cmd.ScheduleActivity | cmd.StartTimer | cmd.WaitForEvent | cmd.StartChild
+
+
+class Core:
+    """State and machinery shared by :class:`flowcore.Runtime`; not used on its own."""
+
+    _journal: Journal
+    _registry: Registry
+    _backend: Backend
+    _clock: Clock
+    _limiter: anyio.CapacityLimiter
+    _instances: dict[str, _Instance]
+    _state: Literal["new", "open", "closing", "closed"]
+    _failure: BaseException | None
+    _tg: TaskGroup | None
+    _busy: int
+    _waiters: int
+    _log: FilteringBoundLogger
+
+    # -- internals: starting -------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._failure is not None:
+            raise JournalError(
+                f"the runtime stopped accepting work after a journal failure ({self._failure}); "
+                "nothing acknowledged was lost: fix the cause and open a new Runtime"
+            ) from self._failure
+        if self._state != "open":
+            raise FlowcoreError(
+                f"the runtime is {self._state}; use 'async with Runtime(...)' or await open() first"
+            )
+
+    def _resolve(
+        self, workflow: str | WorkflowDef[Any, Any], version: str | None
+    ) -> WorkflowDef[Any, Any]:
+        if isinstance(workflow, WorkflowDef):
+            if version is None or version == workflow.version:
+                if workflow.name not in self._registry.workflows:
+                    self._registry.add_workflow(workflow)
+                return workflow
+            return self._registry.workflow(workflow.name, version)
+        return self._registry.workflow(workflow, version)
+
+    async def _start(
+        self,
+        defn: WorkflowDef[Any, Any],
+        encoded: Any,
+        wid: str,
+        *,
+        if_exists: str,
+        fresh_id: bool = False,
+        parent_id: str | None = None,
+    ) -> None:
+        inst = self._instances.get(wid)
+        if inst is not None:
+            self._exists(wid, inst.projection.status.value, if_exists)
+            return
+        inst = _Instance(wid, Projection(wid), asyncio.get_running_loop().create_future())
+        self._instances[wid] = inst
+        started = ev.WorkflowStarted(
+            at=self._clock.now(),
+            name=defn.name,
+            version=defn.version,
+            input=encoded,
+            parent_id=parent_id,
+        )
+        executor = WorkflowExecutor(defn, wid)
+        commit = self._append(inst, [started], create=True)
+        if fresh_id:
+            # A fresh random id cannot collide: run the first step while the start commits.
+            inst.executor = executor
+            self._carry_out(inst, executor, executor.start(started), [])
+            await commit
+        else:
+            # The journal refuses a duplicate id atomically; only then may the workflow run.
+            try:
+                await commit
+            except WorkflowAlreadyExistsError as exc:
+                if self._instances.get(wid) is inst:
+                    del self._instances[wid]
+                self._exists(wid, exc.status, if_exists)
+                return
+            inst.executor = executor
+            self._carry_out(inst, executor, executor.start(started), [])
+        self._log.info("workflow started", workflow_id=wid, workflow=defn.name)
+
+    def _exists(self, wid: str, status: str, if_exists: str) -> None:
+        if if_exists != "return":
+            raise WorkflowAlreadyExistsError(wid, status=status)
+
+    async def _unfinished(self, wid: str, action: str) -> _Instance:
+        self._check_open()
+        inst = self._instances.get(wid)
+        if inst is not None and not inst.done.done():
+            return inst
+        row = await self._journal.status(wid)
+        if row is None:
+            raise WorkflowNotFoundError(wid)
+        raise WorkflowFinishedError(wid, status=row.status.value, action=action)
+
+    async def _request(
+        self, wid: str, action: str, event_type: Callable[..., ev.Event], **fields: Any
+    ) -> None:
+        inst = await self._unfinished(wid, action)
+        event = event_type(at=self._clock.now(), **fields)
+        executor = inst.executor
+        if executor is None:  # parked: the event waits in the journal for fixed code
+            await self._append(inst, [event])
+            return
+        commit = self._deliver(inst, executor, event)
+        if commit is not None:
+            await commit
+
+    async def _terminate(self, inst: _Instance, reason: str | None) -> None:
+        if inst.executor is not None:
+            inst.executor.close()
+            inst.executor = None
+        inst.cancel_work()
+        children = list(inst.children.values())
+        terminal = ev.WorkflowTerminated(at=self._clock.now(), reason=reason)
+        commit = self._append(inst, [terminal])
+        commit.add_done_callback(functools.partial(self._finished, inst, terminal))
+        await commit
+        for child_id in children:
+            child = self._instances.get(child_id)
+            if child is not None and not child.done.done():
+                await self._terminate(child, f"parent {inst.id!r} was terminated")
+
+    # -- internals: the step loop ------------------------------------------------------------
+
+    def _append(
+        self,
+        inst: _Instance,
+        events: Sequence[ev.Event],
+        *,
+        create: bool = False,
+        reset: bool = False,
+    ) -> asyncio.Future[None]:
+        for event in events:
+            inst.projection.apply(event)
+        if reset:
+            inst.next_seq = 1
+        op = Append(
+            workflow_id=inst.id,
+            first_seq=inst.next_seq,
+            events=tuple(events),
+            row=inst.projection.row(),
+            create=create,
+            reset=reset,
+        )
+        inst.next_seq += len(events)
+        if events:
+            inst.last_event = events[-1]
+        future = asyncio.ensure_future(self._journal.submit(op))
+        self._busy += 1
+        future.add_done_callback(self._on_commit)
+        return future
+
+    def _on_commit(self, future: asyncio.Future[None]) -> None:
+        self._busy -= 1
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if (
+            exc is not None
+            and not isinstance(exc, WorkflowAlreadyExistsError)
+            and self._failure is None
+        ):
+            self._fail_stop(exc)
+
+    def _fail_stop(self, exc: BaseException) -> None:
+        """The journal can no longer be trusted: stop all progress; waiters get the error."""
+        self._failure = exc
+        self._log.error("journal commit failed; runtime stops accepting work", error=str(exc))
+        error = JournalError(
+            f"the journal failed ({exc}); the workflow continues when a runtime is opened on "
+            "the database again"
+        )
+        for inst in self._instances.values():
+            if inst.executor is not None:
+                inst.executor.close()
+                inst.executor = None
+            inst.cancel_work()
+            if not inst.done.done():
+                inst.done.set_exception(error)
+                inst.done.exception()  # retrieved here; result() re-raises it to any waiter
+
+    def _deliver(
+        self, inst: _Instance, executor: WorkflowExecutor, event: ev.Event
+    ) -> asyncio.Future[None] | None:
+        """Journal ``event`` and feed it to the instance's current run."""
+        if inst.executor is not executor or executor.done:
+            return None
+        try:
+            commands = executor.apply(event)
+        except Exception as exc:  # noqa: BLE001 - an engine bug must not stop other workflows
+            self._log.exception("engine error; workflow parked", workflow_id=inst.id)
+            executor.close()
+            inst.executor = None
+            inst.cancel_work()
+            return self._park(inst, f"internal engine error: {exc!r}", 0, [event])
+        return self._carry_out(inst, executor, commands, [event])
+
+    def _carry_out(
+        self,
+        inst: _Instance,
+        executor: WorkflowExecutor,
+        commands: Sequence[cmd.Command],
+        events: builtins.list[ev.Event],
+    ) -> asyncio.Future[None] | None:
+        """Journal what the commands record, then carry them out; return the commit."""
+        now = self._clock.now()
+        work: builtins.list[_Work] = []
+        restart: cmd.ContinueAsNew | None = None
+        for command in commands:
+            if isinstance(command, cmd.ContinueAsNew):
+                restart = command
+            else:
+                self._record(inst, command, now, events, work)
+        commit = self._append(inst, events) if events else None
+        terminal = events[-1] if events and isinstance(events[-1], TERMINAL_TYPES) else None
+        if terminal is not None and commit is not None:
+            inst.cancel_work()
+            commit.add_done_callback(functools.partial(self._finished, inst, terminal))
+        elif restart is not None:
+            self._continue_as_new(inst, restart.input)
+        elif work and commit is None:  # recovery: every command is already recorded
+            self._dispatch(inst, executor, work)
+        elif work and commit is not None:
+            # New work may start only once its step is durable: otherwise a crash could hand the
+            # same step (and so the same idempotency key) to another call on replay.
+            commit.add_done_callback(functools.partial(self._dispatch_after, inst, executor, work))
+        return commit
+
+    def _record(
+        self,
+        inst: _Instance,
+        command: cmd.Command,
+        now: float,
+        events: builtins.list[ev.Event],
+        work: builtins.list[_Work],
+    ) -> None:
+        """Sort one command: an event to journal, work to start, or a cancellation to apply."""
+        match command:
+            case cmd.ScheduleActivity() | cmd.StartTimer() | cmd.WaitForEvent() | cmd.StartChild():
+                if not command.recorded:
+                    events.append(_scheduling_event(command, now))
+                work.append(command)
+            case cmd.SetCustomStatus():
+                events.append(ev.CustomStatusSet(at=now, step=command.step, value=command.value))
+            case cmd.CancelTimer():
+                inst.cancel_timer(command.step)
+            case cmd.CancelActivity():
+                inst.cancel_activity(command.step)
+            case cmd.CancelChild():
+                self._spawn(self._cancel_child, command.child_id, inst.id)
+            case _:
+                events.append(_terminal_event(command, now))
+
+    def _dispatch_after(
+        self,
+        inst: _Instance,
+        executor: WorkflowExecutor,
+        work: Sequence[_Work],
+        commit: asyncio.Future[None],
+    ) -> None:
+        if commit.cancelled() or commit.exception() is not None:
+            return  # not durable: the runtime fail-stops and recovery re-issues the commands
+        self._dispatch(inst, executor, work)
+
+    def _dispatch(self, inst: _Instance, executor: WorkflowExecutor, work: Sequence[_Work]) -> None:
+        if inst.executor is not executor or executor.done:
+            return
+        for command in work:
+            match command:
+                case cmd.ScheduleActivity():
+                    attempt, due = inst.retries.pop(command.step, (1, None))
+                    job = ActivityJob(inst, executor, command, attempt, due)
+                    inst.activities[command.step] = job
+                    self._spawn(self._run_activity, job)
+                case cmd.StartTimer():
+                    self._arm(inst, executor, command.step, command.fire_at)
+                case cmd.WaitForEvent():
+                    if command.deadline is not None:
+                        self._arm(inst, executor, command.step, command.deadline)
+                case cmd.StartChild():
+                    inst.children[command.step] = command.child_id
+                    self._spawn(self._await_child, inst, executor, command)
+
+    def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        tg = self._tg
+        if tg is not None and self._failure is None:
+            tg.start_soon(fn, *args)
+
+    def _finished(self, inst: _Instance, terminal: Terminal, commit: asyncio.Future[None]) -> None:
+        if commit.cancelled() or commit.exception() is not None:
+            return
+        if not inst.done.done():
+            inst.done.set_result(terminal)
+        if self._instances.get(inst.id) is inst:
+            del self._instances[inst.id]
+        log = self._log.bind(workflow_id=inst.id, workflow=inst.projection.name)
+        match terminal:
+            case ev.WorkflowCompleted():
+                log.info("workflow completed")
+            case ev.WorkflowFailed():
+                log.warning("workflow failed", error=str(terminal.failure))
+            case ev.WorkflowCanceled():
+                log.info("workflow canceled", reason=terminal.reason)
+            case ev.WorkflowTerminated():
+                log.info("workflow terminated", reason=terminal.reason)
+
+    def _continue_as_new(self, inst: _Instance, encoded: Any) -> None:
+        inst.cancel_work()
+        inst.retries.clear()
+        inst.children.clear()
+        defn = self._registry.workflow(inst.projection.name)
+        started = ev.WorkflowStarted(
+            at=self._clock.now(),
+            name=defn.name,
+            version=defn.version,
+            input=encoded,
+            parent_id=inst.projection.parent_id,
+        )
+        executor = WorkflowExecutor(defn, inst.id)
+        inst.executor = executor
+        self._append(inst, [started], reset=True)
+        self._log.info("workflow continued as new", workflow_id=inst.id, workflow=defn.name)
+        self._carry_out(inst, executor, executor.start(started), [])
+
+    # -- internals: running work ----------------------------------------------------------------
+
+    async def _run_activity(self, job: ActivityJob) -> None:
+        with job.scope:
+            event = await self._attempts(job)
+        inst, step = job.inst, job.command.step
+        if inst.activities.get(step) is job:
+            del inst.activities[step]
+        if event is not None and not job.scope.cancel_called:
+            self._deliver(inst, job.executor, event)
+
+    async def _attempts(self, job: ActivityJob) -> ev.Event | None:
+        command, defn = job.command, job.command.activity
+        while True:
+            if job.due is not None:
+                await self._clock.sleep_until(job.due)
+            began = time.perf_counter()
+            outcome = await self._attempt(job.task(), defn.timeout)
+            elapsed_ms = round((time.perf_counter() - began) * 1000, 3)
+            log = self._log.bind(
+                workflow_id=job.inst.id,
+                step=command.step,
+                activity=defn.name,
+                attempt=job.attempt,
+                duration_ms=elapsed_ms,
+            )
+            now = self._clock.now()
+            if outcome.failure is None:
+                log.debug("activity completed")
+                return ev.ActivityCompleted(
+                    at=now, step=command.step, result=outcome.result, attempt=job.attempt
+                )
+            failure = outcome.failure
+            if not defn.retry.should_retry(failure, job.attempt):
+                log.warning("activity failed", error=str(failure))
+                return ev.ActivityFailed(
+                    at=now,
+                    step=command.step,
+                    failure=failure,
+                    attempts=job.attempt,
+                    timed_out=outcome.timed_out,
+                )
+            job.due = now + defn.retry.delay(job.attempt)
+            log.info("activity attempt failed; retrying", error=str(failure), retry_at=job.due)
+            failed = ev.ActivityAttemptFailed(
+                at=now, step=command.step, attempt=job.attempt, failure=failure, retry_at=job.due
+            )
+            try:
+                # The next attempt's idempotency key is valid only once this is durable.
+                await self._append(job.inst, [failed])
+            except Exception:  # noqa: BLE001 - _on_commit fail-stops; recovery retries
+                return None
+            job.attempt += 1
+
+    async def _attempt(self, task: ActivityTask, timeout: float | None) -> ActivityOutcome:
+        async with self._limiter:
+            self._busy += 1
+            try:
+                return await self._backend.execute(task, timeout=timeout)
+            except Exception as exc:  # noqa: BLE001 - a backend fault is a failed attempt
+                return ActivityOutcome(failure=FailureInfo.from_exception(exc))
+            finally:
+                self._busy -= 1
+
+    def _arm(self, inst: _Instance, executor: WorkflowExecutor, step: int, fire_at: float) -> None:
+        scope = anyio.CancelScope()
+        inst.timers[step] = scope
+        self._spawn(self._run_timer, inst, executor, step, fire_at, scope)
+
+    async def _run_timer(
+        self,
+        inst: _Instance,
+        executor: WorkflowExecutor,
+        step: int,
+        fire_at: float,
+        scope: anyio.CancelScope,
+    ) -> None:
+        with scope:
+            await self._clock.sleep_until(fire_at)
+        if scope.cancel_called or inst.timers.get(step) is not scope:
+            return
+        del inst.timers[step]
+        self._deliver(inst, executor, ev.TimerFired(at=self._clock.now(), step=step))
+
+    async def _await_child(
+        self, inst: _Instance, executor: WorkflowExecutor, command: cmd.StartChild
+    ) -> None:
+        try:
+            defn = self._registry.workflow(command.workflow, command.version)
+            await self._start(defn, command.input, command.child_id, if_exists="return",
+                              parent_id=inst.id)  # fmt: skip
+            terminal, _, _ = await self._terminal_event(command.child_id)
+        except FlowcoreError as exc:
+            self._deliver_child(inst, executor, command, ev.ChildFailed(
+                at=self._clock.now(), step=command.step,
+                failure=FailureInfo.from_exception(exc)))  # fmt: skip
+            return
+        now = self._clock.now()
+        event: ev.Event
+        match terminal:
+            case ev.WorkflowCompleted():
+                event = ev.ChildCompleted(at=now, step=command.step, result=terminal.result)
+            case ev.WorkflowFailed():
+                event = ev.ChildFailed(at=now, step=command.step, failure=terminal.failure)
+            case _:
+                failure = FailureInfo(type_name="flowcore.WorkflowCanceledError",
+                                      message=terminal.reason or terminal.kind)  # fmt: skip
+                event = ev.ChildFailed(at=now, step=command.step, failure=failure, canceled=True)
+        self._deliver_child(inst, executor, command, event)
+
+    def _deliver_child(
+        self, inst: _Instance, executor: WorkflowExecutor, command: cmd.StartChild, event: ev.Event
+    ) -> None:
+        inst.children.pop(command.step, None)
+        self._deliver(inst, executor, event)
+
+    async def _cancel_child(self, child_id: str, parent_id: str) -> None:
+        # FlowcoreError: already finished, or never started: nothing to cancel
+        with contextlib.suppress(FlowcoreError):
+            reason = f"parent {parent_id!r} was canceled"
+            await self._request(child_id, "cancel", ev.CancelRequested, reason=reason)
+
+    async def _terminal_event(self, wid: str) -> tuple[Terminal, str, str]:
+        inst = self._instances.get(wid)
+        if inst is not None:
+            terminal = await asyncio.shield(inst.done)
+            return terminal, inst.projection.name, inst.projection.version
+        events = await self._journal.history(wid)
+        if not events:
+            raise WorkflowNotFoundError(wid)
+        first, last = events[0], events[-1]
+        assert isinstance(first, ev.WorkflowStarted)  # noqa: S101 - decode guarantees the kind
+        if isinstance(last, TERMINAL_TYPES):
+            return last, first.name, first.version
+        raise FlowcoreError(
+            f"workflow {wid!r} is unfinished but not running in this runtime; open a runtime "
+            "that serves it to continue it"
+        )
+
+    # -- internals: recovery -------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        parks = []
+        for wid in await self._journal.unfinished():
+            history = await self._journal.history(wid)
+            if history:
+                park = self._recover_one(wid, history)
+                if park is not None:
+                    parks.append(park)
+        for park in parks:  # open() returns once every parked status is visible
+            await park
+
+    def _recover_one(
+        self, wid: str, history: builtins.list[ev.Event]
+    ) -> asyncio.Future[None] | None:
+        loop = asyncio.get_running_loop()
+        inst = _Instance(wid, Projection.from_events(wid, history), loop.create_future())
+        inst.next_seq = len(history) + 1
+        inst.last_event = history[-1]
+        self._instances[wid] = inst
+        started = history[0]
+        assert isinstance(started, ev.WorkflowStarted)  # noqa: S101 - decode guarantees the kind
+        try:
+            defn = self._registry.for_replay(started.name, started.version)
+            executor = WorkflowExecutor(defn, wid)
+            commands = executor.replay(history)
+        except NondeterminismError as exc:
+            return self._park(inst, str(exc), exc.step)
+        except FlowcoreError as exc:
+            return self._park(inst, str(exc), 0)
+        except Exception as exc:  # noqa: BLE001 - one broken instance must not block the others
+            self._log.exception("replay error", workflow_id=wid)
+            return self._park(inst, f"replay failed: {exc!r}", 0)
+        inst.executor = executor
+        inst.retries = retry_state(history)
+        self._log.info(
+            "workflow recovered", workflow_id=wid, workflow=started.name, events=len(history)
+        )
+        self._carry_out(inst, executor, commands, [])
+        return None
+
+    def _park(
+        self, inst: _Instance, reason: str, step: int, events: Sequence[ev.Event] = ()
+    ) -> asyncio.Future[None] | None:
+        self._log.error("workflow parked", workflow_id=inst.id, reason=reason)
+        last = inst.last_event
+        if not events and isinstance(last, ev.WorkflowParked) and last.reason == reason:
+            return None
+        parked = ev.WorkflowParked(at=self._clock.now(), reason=reason, step=step)
+        return self._append(inst, [*events, parked])
+
+
+def _scheduling_event(command: _Work, now: float) -> ev.Event:
+    match command:
+        case cmd.ScheduleActivity():
+            return ev.ActivityScheduled(at=now, step=command.step, name=command.activity.name,
+                                        args=command.encoded_args,
+                                        kwargs=command.encoded_kwargs)  # fmt: skip
+        case cmd.StartTimer():
+            return ev.TimerScheduled(at=now, step=command.step, fire_at=command.fire_at)
+        case cmd.WaitForEvent():
+            return ev.EventWaitStarted(at=now, step=command.step, name=command.name,
+                                       deadline=command.deadline)  # fmt: skip
+        case cmd.StartChild():
+            return ev.ChildScheduled(at=now, step=command.step, name=command.workflow,
+                                     child_id=command.child_id, version=command.version,
+                                     input=command.input)  # fmt: skip
+
+
+def _terminal_event(command: cmd.Command, now: float) -> Terminal:
+    match command:
+        case cmd.CompleteWorkflow():
+            return ev.WorkflowCompleted(at=now, result=command.result)
+        case cmd.FailWorkflow():
+            return ev.WorkflowFailed(at=now, failure=command.failure)
+        case cmd.CancelWorkflow():
+            return ev.WorkflowCanceled(at=now, reason=command.reason, result=command.result)
+        case _:
+            msg = f"not a terminal command: {command!r}"
+            raise TypeError(msg)
+
+
+def check_id(workflow_id: object) -> str:
+    if not isinstance(workflow_id, str) or not workflow_id or len(workflow_id) > MAX_ID:
+        raise ValueError(
+            f"a workflow id must be a non-empty string of at most {MAX_ID} characters, not "
+            f"{workflow_id!r}"
+        )
+    return workflow_id
