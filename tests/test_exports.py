@@ -18,7 +18,7 @@ EXPECTED = {
     "gather", "info", "now", "random", "uuid4",
     # issue 3: timers, events, races, children, continue-as-new, custom status
     "First", "WorkflowFinishedError", "child", "continue_as_new", "first", "set_status", "sleep",
-    "sleep_until", "wait_event",
+    "sleep_until", "wait_event", "workflow",
 }  # fmt: skip
 
 SRC = pathlib.Path(flowcore.__file__).parent
