@@ -156,6 +156,10 @@ class Core:
         inst = await self._unfinished(wid, action)
         event = event_type(at=self._clock.now(), **fields)
         executor = inst.executor
+        if executor is not None and executor.done:  # its end is being committed
+            terminal = await asyncio.shield(inst.done)
+            raise WorkflowFinishedError(wid, status=terminal.kind.removeprefix("workflow_"),
+                                        action=action)  # fmt: skip
         if executor is None:  # parked: the event waits in the journal for fixed code
             await self._append(inst, [event])
             return
@@ -522,21 +526,27 @@ class Core:
     # -- internals: recovery -------------------------------------------------------------------
 
     async def _recover(self) -> None:
-        parks = []
+        found = []
         for wid in await self._journal.unfinished():
-            history = await self._journal.history(wid)
-            if history:
-                park = self._recover_one(wid, history)
-                if park is not None:
-                    parks.append(park)
+            history, row = await self._journal.history(wid), await self._journal.status(wid)
+            if history and row is not None:
+                # A continued-as-new history starts at its last run: keep the first created_at.
+                projection = Projection(wid, created_at=row.created_at.timestamp())
+                for event in history:
+                    projection.apply(event)
+                found.append((wid, history, projection))
+        # Every instance is registered before any recovered work runs (a parent's child-waiter
+        # must find its recovered child in memory).
+        parks = [self._recover_one(*args) for args in found]
         for park in parks:  # open() returns once every parked status is visible
-            await park
+            if park is not None:
+                await park
 
     def _recover_one(
-        self, wid: str, history: builtins.list[ev.Event]
+        self, wid: str, history: builtins.list[ev.Event], projection: Projection
     ) -> asyncio.Future[None] | None:
         loop = asyncio.get_running_loop()
-        inst = _Instance(wid, Projection.from_events(wid, history), loop.create_future())
+        inst = _Instance(wid, projection, loop.create_future())
         inst.next_seq = len(history) + 1
         inst.last_event = history[-1]
         self._instances[wid] = inst

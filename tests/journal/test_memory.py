@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC
 
 import pytest
@@ -11,7 +12,10 @@ from flowcore._status import WorkflowState
 from flowcore.engine.events import (
     ActivityCompleted,
     ActivityScheduled,
+    CustomStatusSet,
+    WorkflowCompleted,
     WorkflowStarted,
+    WorkflowSuspended,
 )
 from flowcore.errors import (
     JournalError,
@@ -24,6 +28,13 @@ from flowcore.journal.memory import InMemoryJournal
 from flowcore.journal.projection import Projection
 from flowcore.journal.sqlite import SqliteJournal
 from tests.helpers import Flow
+
+
+def restart(flow, *, at=10.0, payload=None, more=()):
+    """The reset op of a continue-as-new: a new run whose positions start again at 1."""
+    flow.next_seq = 1
+    started = WorkflowStarted(at=at, name=flow.name, version="1", input=payload)
+    return dataclasses.replace(flow.ops(started, *more), reset=True)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -223,6 +234,170 @@ class TestRefusedOps:
         with pytest.raises(PayloadError, match="not JSON serializable"):
             await journal.submit(op)
         assert await journal.status("w1") is None
+
+
+class TestCustomStatus:
+    async def test_round_trip(self, journal):
+        """status() and list() decode the custom status; a suspended workflow is unfinished."""
+        flow = Flow("w1")
+        await journal.submit(flow.start())
+        await journal.submit(flow.ops(CustomStatusSet(at=2.0, step=1, value={"pct": 50})))
+        status = await journal.status("w1")
+        assert status is not None
+        assert status.custom_status == {"pct": 50}
+        await journal.submit(flow.ops(WorkflowSuspended(at=3.0)))
+        [listed] = await journal.list(status=WorkflowState.SUSPENDED)
+        assert (listed.id, listed.custom_status) == ("w1", {"pct": 50})
+        assert await journal.unfinished() == ["w1"]
+
+    async def test_unset_is_none(self, journal):
+        """A workflow that never set a status has custom_status None."""
+        await journal.submit(Flow("w1").start())
+        status = await journal.status("w1")
+        assert status is not None
+        assert status.custom_status is None
+
+
+class TestReset:
+    async def test_replaces_history_and_row(self, journal):
+        """A reset deletes the old events, writes the new run from 1 and updates the row."""
+        flow = Flow("w1")
+        await journal.submit(flow.start(at=1.0, payload={"run": 1}))
+        await journal.submit(flow.ops(CustomStatusSet(at=1.5, step=1, value="old")))
+        await journal.submit(flow.schedule(2, at=2.0, activity="old"))
+        await journal.submit(flow.complete(at=3.0, result={"next": 2}))
+        op = restart(
+            flow,
+            at=10.0,
+            payload={"run": 2},
+            more=[ActivityScheduled(at=11.0, step=1, name="new")],
+        )
+        await journal.submit(op)
+        assert await journal.history("w1") == list(op.events)
+        status = await journal.status("w1")
+        assert status is not None
+        assert status.status is WorkflowState.RUNNING
+        assert status.input == {"run": 2}
+        assert (status.output, status.error, status.custom_status) == (None, None, None)
+        assert status.current_activity == "new"
+        assert status.created_at.timestamp() == 1.0
+        assert status.updated_at.timestamp() == 11.0
+        assert await journal.unfinished() == ["w1"]
+
+    async def test_seq_continues_across_batches(self, journal):
+        """After a reset the next position is len(events) + 1; a stale position is refused."""
+        flow = Flow("w1")
+        await journal.submit(flow.start())
+        for step in range(1, 5):
+            await journal.submit(flow.schedule(step))
+        await journal.submit(restart(flow))
+        await journal.submit(flow.schedule(1, at=11.0))
+        stale = dataclasses.replace(flow.schedule(2, at=12.0), first_seq=7)
+        with pytest.raises(JournalError, match="next position is 3"):
+            await journal.submit(stale)
+        assert [e.kind for e in await journal.history("w1")] == [
+            "workflow_started",
+            "activity_scheduled",
+        ]
+
+    async def test_within_one_batch(self, journal):
+        """Ops before a reset in its batch are wiped with the history; ops after it continue it."""
+        flow, other = Flow("w1"), Flow("w2")
+        await journal.submit(flow.start())
+        await journal.submit(other.start())
+        before = journal.commits
+        wiped = journal.submit(flow.schedule(1, at=2.0, activity="wiped"))
+        kept_other = journal.submit(other.schedule(1, at=2.0))
+        first_reset = journal.submit(restart(flow, at=10.0))
+        middle = journal.submit(flow.schedule(1, at=11.0, activity="also wiped"))
+        op = restart(flow, at=20.0, payload=2)
+        second_reset = journal.submit(op)
+        after = [flow.schedule(1, at=21.0, activity="a"), flow.schedule(2, at=22.0, activity="b")]
+        futures = [journal.submit(o) for o in after]
+        await asyncio.gather(wiped, kept_other, first_reset, middle, second_reset, *futures)
+        assert journal.commits - before == 1
+        history = await journal.history("w1")
+        assert history == [*op.events, *(e for o in after for e in o.events)]
+        assert len(await journal.history("w2")) == 2
+        status = await journal.status("w1")
+        assert status is not None
+        assert (status.input, status.current_activity) == (2, "b")
+        assert status.created_at.timestamp() == 1.0
+
+    async def test_create_then_reset_in_one_batch(self, journal):
+        """A workflow created earlier in the batch can be reset later in it."""
+        flow = Flow("w1")
+        created = journal.submit(flow.start(at=1.0))
+        scheduled = journal.submit(flow.schedule(1))
+        op = restart(flow, at=5.0)
+        reset = journal.submit(op)
+        await asyncio.gather(created, scheduled, reset)
+        assert await journal.history("w1") == list(op.events)
+        status = await journal.status("w1")
+        assert status is not None
+        assert status.created_at.timestamp() == 1.0
+
+    async def test_unknown_id_refused_alone(self, journal):
+        """A reset of an id never created fails with WorkflowNotFoundError; the batch commits."""
+        ghost, fresh = Flow("ghost"), Flow("fresh")
+        ghost.start()
+        refused = journal.submit(restart(ghost))
+        created = journal.submit(fresh.start())
+        with pytest.raises(WorkflowNotFoundError):
+            await refused
+        await created
+        assert await journal.status("ghost") is None
+        assert await journal.history("ghost") == []
+        assert await journal.status("fresh") is not None
+
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            ({"first_seq": 2}, "starts at position 2, not 1"),
+            ({"events": ()}, "has no events"),
+            ({"create": True}, "is also a create"),
+        ],
+        ids=["first-seq", "no-events", "create"],
+    )
+    async def test_invalid_reset_refused_alone(self, journal, change, message):
+        """A reset not starting at 1, without events or also creating is refused; others commit."""
+        flow, other = Flow("w1"), Flow("w2")
+        await journal.submit(flow.start())
+        await journal.submit(flow.schedule(1))
+        await journal.submit(other.start())
+        bad = dataclasses.replace(restart(Flow("w1")), **change)
+        refused = journal.submit(bad)
+        accepted = journal.submit(other.schedule(1))
+        with pytest.raises(JournalError, match=f"invalid reset of workflow 'w1': it {message}"):
+            await refused
+        await accepted
+        assert len(await journal.history("w1")) == 2
+        assert len(await journal.history("w2")) == 2
+
+    async def test_update_keeps_created_at(self, journal):
+        """A row update never moves created_at, even when a rebuilt projection lost it."""
+        flow = Flow("w1")
+        await journal.submit(flow.start(at=1.0))
+        await journal.submit(restart(flow, at=10.0))
+        rebuilt = Flow("w1")
+        rebuilt.ops(*await journal.history("w1"))
+        assert rebuilt.proj.created_at == 10.0
+        await journal.submit(rebuilt.ops(WorkflowCompleted(at=12.0, result=1)))
+        status = await journal.status("w1")
+        assert status is not None
+        assert status.created_at.timestamp() == 1.0
+        assert status.updated_at.timestamp() == 12.0
+
+    async def test_durable_after_reopen(self, make):
+        """A committed reset is what a reopened journal holds."""
+        flow = Flow("w1")
+        async with make() as first:
+            await first.submit(flow.start())
+            await first.submit(flow.schedule(1))
+            op = restart(flow, payload="again")
+            await first.submit(op)
+        async with make() as second:
+            assert await second.history("w1") == list(op.events)
 
 
 class TestQueries:

@@ -6,6 +6,7 @@ The behaviour it shares with InMemoryJournal is pinned in test_memory.py, on bot
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sqlite3
 import sys
@@ -16,6 +17,7 @@ import aiosqlite
 import pytest
 
 import flowcore.journal.sqlite as sqlite_module
+from flowcore.engine.events import CustomStatusSet, WorkflowStarted
 from flowcore.errors import (
     JournalCorruptError,
     JournalError,
@@ -279,6 +281,93 @@ class TestMigrations:
                 await schema.migrate(conn, schema.SCHEMA_VERSION, steps)
         assert sql(path, "PRAGMA user_version") == [(schema.SCHEMA_VERSION,)]
         assert ("tags",) not in sql(path, "SELECT name FROM pragma_table_info('workflows')")
+
+
+class TestSchemaV2:
+    async def test_v1_file_is_upgraded_in_place(self, path):
+        """A version-1 journal gains custom_status on open; its rows and events are intact."""
+        async with aiosqlite.connect(path, isolation_level=None) as conn:
+            assert await schema.migrate(conn, 0, schema.MIGRATIONS[:1]) == 1
+        sql(
+            path,
+            "INSERT INTO workflows (id, name, version, status, input, output, error, "
+            "current_activity, created_at, updated_at, parent_id) "
+            """VALUES ('old', 'wf', '1', 'running', '{"n":1}', NULL, NULL, 'charge', 1.0, 2.0, """
+            "NULL)",
+            "INSERT INTO events VALUES ('old', 1, 'workflow_started', "
+            """'{"name":"wf","version":"1","input":{"n":1}}', 1.0)""",
+        )
+        assert ("custom_status",) not in sql(
+            path, "SELECT name FROM pragma_table_info('workflows')"
+        )
+        with pytest.raises(JournalError, match="open it read-write once to migrate it"):
+            await SqliteJournal(path, readonly=True).open()
+        async with SqliteJournal(path) as journal:
+            status = await journal.status("old")
+            assert status is not None
+            assert (status.name, status.input, status.current_activity) == (
+                "wf",
+                {"n": 1},
+                "charge",
+            )
+            assert status.created_at.timestamp() == 1.0
+            assert status.custom_status is None
+            assert [e.kind for e in await journal.history("old")] == ["workflow_started"]
+        assert sql(path, "PRAGMA user_version") == [(2,)]
+        assert sql(path, "SELECT custom_status FROM workflows") == [(None,)]
+
+    def test_version(self):
+        """This code writes schema version 2."""
+        assert schema.SCHEMA_VERSION == len(schema.MIGRATIONS) == 2
+
+    async def test_custom_status_stored_as_json_text(self, path, journal):
+        """The column holds the compact JSON text of the value."""
+        flow = Flow("w1")
+        await journal.submit(flow.start())
+        await journal.submit(flow.ops(CustomStatusSet(at=2.0, step=1, value={"a": [1, "é"]})))
+        assert sql(path, "SELECT custom_status FROM workflows") == [('{"a":[1,"é"]}',)]
+
+
+class TestResetStatements:
+    async def _count(self, journal, monkeypatch, ops):
+        """Submit ops as one batch; return the statements the writer ran, in order."""
+        writer = journal._writer
+        assert writer is not None
+        seen = []
+
+        def spy(method):
+            real = getattr(writer, method)
+
+            def run(sql, *args):
+                seen.append(sql.split()[0])
+                return real(sql, *args)
+
+            monkeypatch.setattr(writer, method, run)
+
+        for method in ("execute", "executemany", "execute_fetchall"):
+            spy(method)
+        before = journal.commits
+        await asyncio.gather(*(journal.submit(op) for op in ops))
+        assert journal.commits - before == 1
+        monkeypatch.undo()
+        return seen
+
+    async def test_delete_precedes_inserts_and_is_one_statement(self, journal, monkeypatch):
+        """Any number of resets costs one DELETE, before the events' INSERT; none costs nothing."""
+        flows = [Flow(f"w{i}") for i in range(50)]
+        await asyncio.gather(*(journal.submit(f.start()) for f in flows))
+        plain = await self._count(journal, monkeypatch, [f.schedule(1) for f in flows])
+        assert "DELETE" not in plain
+        many = await self._count(journal, monkeypatch, [_restart(f) for f in flows])
+        one = await self._count(journal, monkeypatch, [_restart(flows[0])])
+        assert many == one == ["BEGIN", "SELECT", "DELETE", "INSERT", "INSERT", "COMMIT"]
+        assert plain == ["BEGIN", "SELECT", "INSERT", "INSERT", "COMMIT"]
+
+
+def _restart(flow):
+    flow.next_seq = 1
+    started = WorkflowStarted(at=10.0, name=flow.name, version="1")
+    return dataclasses.replace(flow.ops(started), reset=True)
 
 
 class TestCommitFailure:
