@@ -241,9 +241,10 @@ def activity_info() -> Info:
 class ContinueAsNewSignal(BaseException):
     """Raised by :func:`continue_as_new`; a BaseException so ``except Exception`` cannot eat it."""
 
-    def __init__(self, payload: Any) -> None:
+    def __init__(self, payload: Any, version: str | None = None) -> None:
         super().__init__("continue_as_new")
         self.payload = payload
+        self.version = version
 
 
 def _seconds(duration: float | timedelta) -> float:
@@ -347,11 +348,16 @@ def set_status(value: Any) -> None:
     _require("set_status").set_custom_status(value)
 
 
-def continue_as_new(payload: Any = None) -> NoReturn:
+def continue_as_new(payload: Any = None, *, version: str | None = None) -> NoReturn:
     """End this run and start the workflow again under the same id with ``payload``.
 
     The new run starts with an empty history: use it for loops that would otherwise grow the
     history for ever (a monitor that wakes every minute).
+
+    Args:
+        payload: The next run's input.
+        version: The next run's workflow version; default: the current run's. Pass the newest
+            version to move a long-lived loop onto new code.
     """
     _require("continue_as_new")
-    raise ContinueAsNewSignal(payload)
+    raise ContinueAsNewSignal(payload, version)

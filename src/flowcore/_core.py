@@ -87,8 +87,9 @@ class Core:
     ) -> WorkflowDef[Any, Any]:
         if isinstance(workflow, WorkflowDef):
             if version is None or version == workflow.version:
-                if workflow.name not in self._registry.workflows:
-                    self._registry.add_workflow(workflow)
+                known = self._registry.workflows.get(workflow.name, {})
+                if known.get(workflow.version) is not workflow:
+                    self._registry.add_workflow(workflow)  # recovery and result() need it
                 return workflow
             return self._registry.workflow(workflow.name, version)
         return self._registry.workflow(workflow, version)
@@ -279,7 +280,7 @@ class Core:
             inst.cancel_work()
             commit.add_done_callback(functools.partial(self._finished, inst, terminal))
         elif restart is not None:
-            self._continue_as_new(inst, restart.input)
+            self._continue_as_new(inst, restart.input, restart.version)
         elif work and commit is None:  # recovery: every command is already recorded
             self._dispatch(inst, executor, work)
         elif work and commit is not None:
@@ -366,11 +367,11 @@ class Core:
             case ev.WorkflowTerminated():
                 log.info("workflow terminated", reason=terminal.reason)
 
-    def _continue_as_new(self, inst: _Instance, encoded: Any) -> None:
+    def _continue_as_new(self, inst: _Instance, encoded: Any, version: str | None) -> None:
         inst.cancel_work()
         inst.retries.clear()
         inst.children.clear()
-        defn = self._registry.workflow(inst.projection.name)
+        defn = self._registry.for_replay(inst.projection.name, version or inst.projection.version)
         started = ev.WorkflowStarted(
             at=self._clock.now(),
             name=defn.name,

@@ -168,6 +168,9 @@ class ContinueAsNew:
     """End this run and start a fresh history under the same id with ``input``."""
 
     input: Json
+    """Encoded payload of the next run."""
+    version: str | None = None
+    """Version of the next run; None keeps the current one."""
 
 
 Command = (

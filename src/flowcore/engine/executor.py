@@ -256,7 +256,7 @@ class WorkflowExecutor:
             self._task_done(task, stop.value, None)
             return
         except _context.ContinueAsNewSignal as signal:
-            self._continue_as_new(signal.payload)
+            self._continue_as_new(signal.payload, signal.version)
             return
         except Exception as error:  # noqa: BLE001 - workflow code may raise anything
             self._task_done(task, None, error)
@@ -337,13 +337,13 @@ class WorkflowExecutor:
         self.done = True
         self.close()
 
-    def _continue_as_new(self, payload: Any) -> None:
+    def _continue_as_new(self, payload: Any, version: str | None) -> None:
         try:
             encoded = serde.encode(payload)
         except PayloadError as exc:
             self._finish(None, exc)
             return
-        self._commands.append(cmd.ContinueAsNew(input=encoded))
+        self._commands.append(cmd.ContinueAsNew(input=encoded, version=version))
         self.done = True
         self.close()
 
