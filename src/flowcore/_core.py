@@ -60,7 +60,9 @@ class Core:
     _registry: Registry
     _backend: Backend
     _clock: Clock
-    _limiter: anyio.CapacityLimiter
+    _limiter: asyncio.Semaphore
+    _jobs: set[asyncio.Task[None]]
+    """Running activity loops (plain tasks), cancelled on close."""
     _instances: dict[str, _Instance]
     _state: Literal["new", "open", "closing", "closed"]
     _failure: BaseException | None
@@ -334,7 +336,7 @@ class Core:
                     attempt, due = inst.retries.pop(command.step, (1, None))
                     job = ActivityJob(inst, executor, command, attempt, due)
                     inst.activities[command.step] = job
-                    self._spawn(self._run_activity, job)
+                    self._start_job(job)
                 case cmd.StartTimer():
                     self._arm(inst, executor, command.step, command.fire_at)
                 case cmd.WaitForEvent():
@@ -348,6 +350,20 @@ class Core:
         tg = self._tg
         if tg is not None and self._failure is None:
             tg.start_soon(fn, *args)
+
+    def _start_job(self, job: ActivityJob) -> None:
+        """Run an activity's attempt loop as a plain task: the hot path skips task-group upkeep."""
+        if self._tg is None or self._failure is not None:
+            return
+        job.runner = asyncio.get_running_loop().create_task(self._run_activity(job))
+        self._jobs.add(job.runner)
+        job.runner.add_done_callback(self._job_done)
+
+    def _job_done(self, runner: asyncio.Task[None]) -> None:
+        self._jobs.discard(runner)
+        if not runner.cancelled() and (exc := runner.exception()) is not None:
+            self._log.error("activity runner crashed", error=repr(exc))
+            self._fail_stop(exc)
 
     def _finished(self, inst: _Instance, terminal: Terminal, commit: asyncio.Future[None]) -> None:
         if commit.cancelled() or commit.exception() is not None:
@@ -388,12 +404,16 @@ class Core:
     # -- internals: running work ----------------------------------------------------------------
 
     async def _run_activity(self, job: ActivityJob) -> None:
-        with job.scope:
+        try:
             event = await self._attempts(job)
+        except asyncio.CancelledError:
+            if not job.stopped:
+                raise  # the runtime is closing
+            return  # the workflow no longer wants this activity
         inst, step = job.inst, job.command.step
         if inst.activities.get(step) is job:
             del inst.activities[step]
-        if event is not None and not job.scope.cancel_called:
+        if event is not None and not job.stopped:
             self._deliver(inst, job.executor, event)
 
     async def _attempts(self, job: ActivityJob) -> ev.Event | None:
@@ -403,23 +423,22 @@ class Core:
                 await self._clock.sleep_until(job.due)
             began = time.perf_counter()
             outcome = await self._attempt(job.task(), defn.timeout)
-            elapsed_ms = round((time.perf_counter() - began) * 1000, 3)
-            log = self._log.bind(
-                workflow_id=job.inst.id,
-                step=command.step,
-                activity=defn.name,
-                attempt=job.attempt,
-                duration_ms=elapsed_ms,
-            )
+            fields = {
+                "workflow_id": job.inst.id,
+                "step": command.step,
+                "activity": defn.name,
+                "attempt": job.attempt,
+                "duration_ms": round((time.perf_counter() - began) * 1000, 3),
+            }
             now = self._clock.now()
             if outcome.failure is None:
-                log.debug("activity completed")
+                self._log.debug("activity completed", **fields)
                 return ev.ActivityCompleted(
                     at=now, step=command.step, result=outcome.result, attempt=job.attempt
                 )
             failure = outcome.failure
             if not defn.retry.should_retry(failure, job.attempt):
-                log.warning("activity failed", error=str(failure))
+                self._log.warning("activity failed", error=str(failure), **fields)
                 return ev.ActivityFailed(
                     at=now,
                     step=command.step,
@@ -428,7 +447,9 @@ class Core:
                     timed_out=outcome.timed_out,
                 )
             job.due = now + defn.retry.delay(job.attempt)
-            log.info("activity attempt failed; retrying", error=str(failure), retry_at=job.due)
+            self._log.info(
+                "activity attempt failed; retrying", error=str(failure), retry_at=job.due, **fields
+            )
             failed = ev.ActivityAttemptFailed(
                 at=now, step=command.step, attempt=job.attempt, failure=failure, retry_at=job.due
             )
@@ -440,7 +461,7 @@ class Core:
             job.attempt += 1
 
     async def _attempt(self, task: ActivityTask, timeout: float | None) -> ActivityOutcome:
-        async with self._limiter:
+        async with self._limiter:  # an asyncio.Semaphore: cheap when a slot is free
             self._busy += 1
             try:
                 return await self._backend.execute(task, timeout=timeout)

@@ -6,8 +6,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import anyio
-
 from flowcore.backends.base import ActivityTask
 from flowcore.engine.events import (
     ActivityAttemptFailed,
@@ -22,6 +20,8 @@ from flowcore.engine.events import (
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Sequence
+
+    import anyio
 
     from flowcore.engine.commands import ScheduleActivity
     from flowcore.engine.events import Event
@@ -46,9 +46,19 @@ class ActivityJob:
     """The attempt about to run (or running), from 1."""
     due: float | None
     """When that attempt may start (a journaled retry deadline), or None for now."""
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     cancelled: threading.Event = field(default_factory=threading.Event)
     """Set when the workflow no longer wants the result; sync activities may poll it."""
+    runner: asyncio.Task[None] | None = None
+    """The task running the attempt loop."""
+    stopped: bool = False
+    """True once the workflow asked to stop it (its outcome is then dropped)."""
+
+    def stop(self) -> None:
+        """Cancel the attempt loop: async attempts are cancelled, sync ones see ``cancelled``."""
+        self.stopped = True
+        self.cancelled.set()
+        if self.runner is not None:
+            self.runner.cancel()
 
     def task(self) -> ActivityTask:
         """The backend's view of the current attempt."""
@@ -89,9 +99,8 @@ class _Instance:
 
     def cancel_work(self) -> None:
         """Stop every activity loop and timer of the instance (its run is over)."""
-        for running in self.activities.values():
-            running.cancelled.set()
-            running.scope.cancel()
+        for job in self.activities.values():
+            job.stop()
         for scope in self.timers.values():
             scope.cancel()
         self.activities.clear()
@@ -99,10 +108,9 @@ class _Instance:
 
     def cancel_activity(self, step: int) -> None:
         """Stop one activity loop: async attempts are cancelled, sync ones see ``cancelled``."""
-        running = self.activities.pop(step, None)
-        if running is not None:
-            running.cancelled.set()
-            running.scope.cancel()
+        job = self.activities.pop(step, None)
+        if job is not None:
+            job.stop()
 
     def cancel_timer(self, step: int) -> None:
         """Disarm one timer."""

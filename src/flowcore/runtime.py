@@ -92,7 +92,8 @@ class Runtime(Core):
                 self._registry.add_workflow(defn)
         self._backend: Backend = backend or LocalBackend(max_threads=max_concurrent_activities)
         self._clock: Clock = clock or SystemClock()
-        self._limiter = anyio.CapacityLimiter(max_concurrent_activities)
+        self._limiter = asyncio.Semaphore(max_concurrent_activities)
+        self._jobs = set()
         self._instances = {}
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._failure: BaseException | None = None
@@ -140,6 +141,9 @@ class Runtime(Core):
             return
         self._state = "closing"
         self._stop.set()
+        for runner in list(self._jobs):
+            runner.cancel()
+        await asyncio.gather(*self._jobs, return_exceptions=True)
         if self._supervisor is not None:
             await self._supervisor
         closed = FlowcoreError(
