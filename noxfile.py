@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.needs_version = ">=2024.10.9"
@@ -42,6 +44,34 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks; writes JSON under benchmarks/results/."""
+    """Run the benchmarks; writes JSON under benchmarks/results/ (options: --help)."""
     session.install("-e", ".")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(default=False)
+def bench_dbos(session: nox.Session) -> None:
+    """DBOS Transact's own virtualenv for bench_compare: dbos only, never flowcore."""
+    session.install("dbos>=3")
+    session.run(
+        "python", "-c", "import dbos, importlib.metadata as m; print('dbos', m.version('dbos'))"
+    )
+
+
+@nox.session(default=False, requires=["bench_dbos"])
+def bench_compare(session: nox.Session) -> None:
+    """flowcore and DBOS Transact (SQLite) side by side, with ratios (options after --)."""
+    session.install("-e", ".")
+    venv = session.virtualenv.location
+    dbos_python = Path(venv).parent / "bench_dbos" / "bin" / "python"
+    if not dbos_python.exists():
+        session.error(f"the bench_dbos session's virtualenv is missing: {dbos_python}")
+    session.run(
+        "python",
+        "-m",
+        "benchmarks",
+        "--compare",
+        "--dbos-python",
+        str(dbos_python),
+        *session.posargs,
+    )

@@ -1,53 +1,190 @@
-"""Run the benchmarks: a warm-up, then several runs each; print a table and write JSON."""
+"""Run the benchmarks: per workload a warm-up, then several runs; print a table, write JSON.
+
+Workloads (sizes as the issue asks; ``--quick`` shrinks them to a smoke test):
+  W1          2,000 workflows x 3 sequential no-op async activities, started concurrently
+  W1-normal   the same with durability="normal"
+  W1-lat      200 such workflows one after another: start-to-result latency p50/p99
+  W2          one workflow gathering 1,000 activities
+  W3-2k/20k   one workflow with 2,000 / 20,000 sequential activities
+  W4-events   500 workflows blocked on an event, SIGKILL, fresh process: recover, send, all done
+  W4-timers   500 workflows on a 1 s timer, SIGKILL, restart after the timers expired
+  W4-history  one workflow with a 2,000-step history blocked on an event, SIGKILL, recover
+  W5          resident memory per workflow with 10,000 workflows waiting on events
+
+--compare also runs W1, W1-lat, W2, W3-2k and W4 on DBOS Transact (SQLite) in its own
+virtualenv, right after flowcore's run of the same workload, and prints the ratios.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
+import os
 import platform
-import statistics
-import tempfile
+import sqlite3
+import subprocess
+import sys
 import time
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import structlog
 
+from benchmarks import compare
+from benchmarks.common import COMPARED, REPO, measure, sizes_for, workload_record
 from benchmarks.workloads import WORKLOADS
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--runs", type=int, default=5, help="measured runs per workload")
-    parser.add_argument("--only", nargs="*", default=None, help="workload names to run")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args()
+    parser.add_argument("--warmup", type=int, default=1, help="discarded runs before them")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help=f"workloads to run, of: {' '.join(WORKLOADS)}",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "benchmarks" / "results",
+        help="directory for the JSON report",
+    )
+    group = parser.add_argument_group("comparison with DBOS Transact")
+    group.add_argument(
+        "--compare", action="store_true", help=f"also run {', '.join(COMPARED)} on DBOS"
+    )
+    group.add_argument(
+        "--dbos-python",
+        type=Path,
+        default=None,
+        help=f"Python of a virtualenv with dbos (default: {compare.DEFAULT_VENV})",
+    )
+    group.add_argument(
+        "--dbos-runs",
+        type=int,
+        default=None,
+        help="measured DBOS runs per workload (default: --runs)",
+    )
+    group.add_argument(
+        "--dbos-warmup", type=int, default=None, help="discarded DBOS runs (default: --warmup)"
+    )
+    group.add_argument(
+        "--dbos-scale",
+        type=float,
+        default=1.0,
+        help="multiply DBOS's workflow/step counts (sizes go in the JSON)",
+    )
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.only or () if n not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload(s) {', '.join(unknown)}; known: {' '.join(WORKLOADS)}")
+    if args.runs < 1 or args.warmup < 0:
+        parser.error("--runs must be at least 1 and --warmup at least 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-
     names = args.only or list(WORKLOADS)
-    report: dict[str, dict[str, dict[str, float]]] = {}
-    print(f"{'workload':<12} {'metric':<16} {'median':>12} {'min':>12} {'max':>12}")
+    dbos_python = compare.find_dbos_python(args.dbos_python) if args.compare else None
+
+    results: dict[str, dict[str, Any]] = {}
+    dbos_results: dict[str, dict[str, Any]] = {}
+    dbos_meta: dict[str, Any] | None = None
+    print(
+        f"{'engine':<9}{'workload':<12} {'metric':<16} {'median':>12} {'min':>12} "
+        f"{'max':>12}  sizes",
+        flush=True,
+    )
     for name in names:
-        runs = [_run(name) for _ in range(args.runs + 1)][1:]  # the first is a warm-up
-        report[name] = {}
-        for metric in runs[0]:
-            values = [r[metric] for r in runs]
-            stats = {"median": statistics.median(values), "min": min(values), "max": max(values)}
-            report[name][metric] = stats
-            print(f"{name:<12} {metric:<16} {stats['median']:>12.3f} {stats['min']:>12.3f} "
-                  f"{stats['max']:>12.3f}")  # fmt: skip
+        sizes = sizes_for(name, quick=args.quick)
+        warmups, runs = measure(
+            lambda s=sizes, n=name: WORKLOADS[n](s), runs=args.runs, warmup=args.warmup
+        )
+        results[name] = workload_record(name, sizes, warmups, runs)
+        _print_record("flowcore", results[name])
+        if dbos_python is not None and name in COMPARED:
+            dbos_meta, records = compare.run_dbos(
+                dbos_python,
+                [name],
+                runs=args.runs if args.dbos_runs is None else args.dbos_runs,
+                warmup=args.warmup if args.dbos_warmup is None else args.dbos_warmup,
+                quick=args.quick,
+                scale=args.dbos_scale,
+            )
+            dbos_results.update(records)
+            _print_record("DBOS", records[name])
+
+    report: dict[str, Any] = {"meta": _meta(args), "results": results}
+    if dbos_python is not None:
+        rows = compare.compare_rows(results, dbos_results)
+        print()
+        print(compare.format_table(rows))
+        report["dbos"] = {"meta": dbos_meta, "results": dbos_results}
+        report["comparison"] = rows
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    meta = {"python": platform.python_version(), "machine": platform.machine(),
-            "runs": args.runs}  # fmt: skip
-    path.write_text(json.dumps({"meta": meta, "results": report}, indent=2))
+    suffix = "-compare" if args.compare else "-quick" if args.quick else ""
+    path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}{suffix}.json"
+    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
     print(f"wrote {path}")
+    return path
 
 
-def _run(name: str) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        return asyncio.run(WORKLOADS[name](Path(tmp) / "bench.db"))
+def _print_record(engine: str, record: dict[str, Any]) -> None:
+    sizes = " ".join(f"{k}={v:g}" for k, v in record["sizes"].items())
+    for metric, stats in record["metrics"].items():
+        print(
+            f"{engine:<9}{record['workload']:<12} {metric:<16} {stats['median']:>12.3f} "
+            f"{stats['min']:>12.3f} {stats['max']:>12.3f}  {sizes}",
+            flush=True,
+        )
+
+
+def _meta(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "engine": "flowcore",
+        "flowcore_version": metadata.version("flowcore"),
+        "commit": _commit(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "sqlite": sqlite3.sqlite_version,
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "quick": args.quick,
+        "compare": args.compare,
+        "dbos_scale": args.dbos_scale if args.compare else None,
+        "argv": sys.argv[1:],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],  # noqa: S607 - read-only, git from PATH
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 if __name__ == "__main__":

@@ -268,21 +268,24 @@ class Core:
         events: builtins.list[ev.Event],
     ) -> asyncio.Future[None] | None:
         """Journal what the commands record, then carry them out; return the commit."""
-        now = self._clock.now()
-        work: builtins.list[_Work] = []
-        restart: cmd.ContinueAsNew | None = None
-        for command in commands:
-            if isinstance(command, cmd.ContinueAsNew):
-                restart = command
-            else:
-                self._record(inst, command, now, events, work)
-        commit = self._append(inst, events) if events else None
+        while True:  # a loop, not recursion: a run may continue as new many times at once
+            now = self._clock.now()
+            work: builtins.list[_Work] = []
+            restart: cmd.ContinueAsNew | None = None
+            for command in commands:
+                if isinstance(command, cmd.ContinueAsNew):
+                    restart = command
+                else:
+                    self._record(inst, command, now, events, work)
+            commit = self._append(inst, events) if events else None
+            if restart is None:
+                break
+            executor, commands = self._new_run(inst, restart.input, restart.version)
+            events = []
         terminal = events[-1] if events and isinstance(events[-1], TERMINAL_TYPES) else None
         if terminal is not None and commit is not None:
             inst.cancel_work()
             commit.add_done_callback(functools.partial(self._finished, inst, terminal))
-        elif restart is not None:
-            self._continue_as_new(inst, restart.input, restart.version)
         elif work and commit is None:  # recovery: every command is already recorded
             self._dispatch(inst, executor, work)
         elif work and commit is not None:
@@ -309,6 +312,8 @@ class Core:
                 events.append(ev.CustomStatusSet(at=now, step=command.step, value=command.value))
             case cmd.CancelTimer():
                 inst.cancel_timer(command.step)
+                # armed and disarmed in one batch (first() found its event waiting): skip it
+                work[:] = [w for w in work if w.step != command.step]
             case cmd.CancelActivity():
                 inst.cancel_activity(command.step)
             case cmd.CancelChild():
@@ -383,7 +388,10 @@ class Core:
             case ev.WorkflowTerminated():
                 log.info("workflow terminated", reason=terminal.reason)
 
-    def _continue_as_new(self, inst: _Instance, encoded: Any, version: str | None) -> None:
+    def _new_run(
+        self, inst: _Instance, encoded: Any, version: str | None
+    ) -> tuple[WorkflowExecutor, builtins.list[cmd.Command]]:
+        """Continue as new: journal the next run's start; return its executor and commands."""
         inst.cancel_work()
         inst.retries.clear()
         inst.children.clear()
@@ -399,7 +407,7 @@ class Core:
         inst.executor = executor
         self._append(inst, [started], reset=True)
         self._log.info("workflow continued as new", workflow_id=inst.id, workflow=defn.name)
-        self._carry_out(inst, executor, executor.start(started), [])
+        return executor, executor.start(started)
 
     # -- internals: running work ----------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,30 +22,58 @@ import flowcore
 from flowcore import (
     ActivityError,
     NondeterminismError,
+    NonRetryableError,
     RetryPolicy,
+    WorkflowCanceledError,
     WorkflowDef,
+    WorkflowFailedError,
     activity,
     workflow,
 )
 from flowcore._definitions import default_registry
-from flowcore.engine.commands import Command, CompleteWorkflow, FailWorkflow, ScheduleActivity
+from flowcore.engine.commands import (
+    CancelWorkflow,
+    Command,
+    CompleteWorkflow,
+    ContinueAsNew,
+    FailWorkflow,
+    ScheduleActivity,
+    StartChild,
+    StartTimer,
+    WaitForEvent,
+)
 from flowcore.engine.events import (
     EVENT_TYPES,
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
     ActivityScheduled,
+    CancelRequested,
+    ChildCompleted,
+    ChildFailed,
+    ChildScheduled,
+    CustomStatusSet,
     Event,
+    EventReceived,
+    EventWaitStarted,
+    TimerFired,
+    TimerScheduled,
+    WorkflowCanceled,
     WorkflowCompleted,
     WorkflowFailed,
     WorkflowParked,
+    WorkflowResumed,
     WorkflowStarted,
+    WorkflowSuspended,
+    WorkflowTerminated,
     decode_event,
     encode_event,
 )
 from flowcore.engine.executor import WorkflowExecutor
 
 HISTORIES = Path(__file__).parent / "histories"
+T0 = 1_700_000_000.0
+"""When every golden history starts (make_histories.T0)."""
 
 # -- the code the golden histories belong to -----------------------------------------------
 
@@ -182,6 +211,138 @@ async def _ship_order_recorded(order: Order) -> str:
 SHIP_ORDER_RECORDED = WorkflowDef(_ship_order_recorded, name="ship_order", version="1")
 """The code that wrote ``nondeterministic.json`` (not registered: the registry has the new code)."""
 
+
+@dataclass(frozen=True)
+class Expense:
+    id: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    approved: bool
+    by: str
+
+
+@activity(name="submit_expense")
+def submit_expense(expense: Expense) -> str:
+    return f"EXP-{expense.id}"
+
+
+@activity(name="pay_expense")
+def pay_expense(ref: str, amount: int) -> str:
+    return f"paid {amount} on {ref}"
+
+
+@activity(name="escalate_expense")
+def escalate_expense(ref: str) -> str:
+    return f"{ref} escalated"
+
+
+@workflow(name="approve_expense")
+async def approve_expense(expense: Expense) -> str:
+    """An approval raced against a one-day reminder timer; the status shows where it stands."""
+    ref = await submit_expense(expense)
+    flowcore.set_status({"waiting_for": "decision", "ref": ref})
+    index, decision = await flowcore.first(
+        flowcore.wait_event("decision", type=Decision, timeout=timedelta(days=7)),
+        flowcore.sleep(timedelta(days=1)),
+    )
+    if index == 1 or decision is None:
+        flowcore.set_status({"waiting_for": "manager", "ref": ref})
+        return await escalate_expense(ref)
+    flowcore.set_status({"decided_by": decision.by, "ref": ref})
+    if not decision.approved:
+        return f"{ref} rejected by {decision.by}"
+    return await pay_expense(ref, expense.amount)
+
+
+@activity(name="provision_vm")
+def provision_vm(host: str) -> str:
+    return f"vm-{host}"
+
+
+@activity(name="release_vm")
+def release_vm(vm: str) -> None:
+    return None
+
+
+async def _provision_one(host: str, ready: list[str]) -> str:
+    vm = await provision_vm(host)
+    ready.append(vm)
+    return vm
+
+
+@workflow(name="provision_fleet")
+async def provision_fleet(hosts: list[str]) -> list[str]:
+    """A fan-out that, when canceled, releases the machines already provisioned."""
+    ready: list[str] = []
+    try:
+        return await flowcore.gather(*(_provision_one(host, ready) for host in hosts))
+    except WorkflowCanceledError:
+        for vm in ready:
+            await release_vm(vm)
+        raise
+
+
+@dataclass(frozen=True)
+class Thumb:
+    path: str
+    width: int
+
+
+@activity(name="resize_image")
+def resize_image(path: str, width: int) -> Thumb:
+    if path.endswith(".gif"):
+        raise NonRetryableError(f"cannot resize animated {path}")
+    stem, _, ext = path.rpartition(".")
+    return Thumb(f"{stem}-{width}.{ext}", width)
+
+
+@workflow(name="make_thumbnail")
+async def make_thumbnail(path: str) -> Thumb:
+    """The child workflow: one activity."""
+    return await resize_image(path, 128)
+
+
+async def _thumbnail_or_reason(path: str) -> str:
+    try:
+        thumb = await flowcore.child(make_thumbnail, path)
+    except WorkflowCanceledError as exc:
+        return f"canceled: {exc}"
+    except WorkflowFailedError as exc:
+        return f"failed: {exc.failure.message}"
+    return thumb.path
+
+
+@workflow(name="build_gallery")
+async def build_gallery(paths: list[str]) -> dict[str, str]:
+    """A parent: one child workflow per image, their failures and cancellations reported."""
+    results = await flowcore.gather(*(_thumbnail_or_reason(path) for path in paths))
+    return dict(zip(paths, results, strict=True))
+
+
+@dataclass(frozen=True)
+class Watch:
+    url: str
+    checks: int
+
+
+@activity(name="check_site")
+def check_site(url: str, check: int) -> bool:
+    return check < 1  # healthy the first time, down the second
+
+
+@workflow(name="watch_site")
+async def watch_site(watch: Watch) -> int:
+    """A monitor loop that continues as new after each healthy check instead of growing."""
+    flowcore.set_status({"checks": watch.checks})
+    if await check_site(watch.url, watch.checks):
+        await flowcore.sleep(60)
+        flowcore.continue_as_new(Watch(watch.url, watch.checks + 1))
+    return watch.checks
+
+
 # -- loading --------------------------------------------------------------------------------
 
 
@@ -202,12 +363,27 @@ def load(name: str) -> Golden:
     return Golden(raw["workflow"], raw["workflow_id"], raw["events"], events)
 
 
-def replay(golden: Golden, definition: WorkflowDef[Any, Any] | None = None) -> list[Command]:
-    """Replay a golden history against its registered code (or ``definition``)."""
+def replay(
+    golden: Golden, definition: WorkflowDef[Any, Any] | None = None, *, rows: int | None = None
+) -> list[Command]:
+    """Replay a golden history (its first ``rows`` rows) against its registered code."""
+    return executor_after(golden, definition, rows=rows)[1]
+
+
+def executor_after(
+    golden: Golden, definition: WorkflowDef[Any, Any] | None = None, *, rows: int | None = None
+) -> tuple[WorkflowExecutor, list[Command]]:
+    """The executor that replayed a golden history (or its first ``rows`` rows), and its result."""
     started = golden.events[0]
     assert isinstance(started, WorkflowStarted)
     defn = definition or default_registry.for_replay(started.name, started.version)
-    return WorkflowExecutor(defn, golden.workflow_id).replay(golden.events)
+    executor = WorkflowExecutor(defn, golden.workflow_id)
+    return executor, executor.replay(golden.events[:rows])
+
+
+def only(golden: Golden, kind: type[Any]) -> list[Any]:
+    """The events of one kind in a golden history."""
+    return [e for e in golden.events if isinstance(e, kind)]
 
 
 def in_flight(step: int, defn: Any, *args: Any, **kwargs: Any) -> ScheduleActivity:
@@ -233,7 +409,21 @@ class TestGoldenReplay:
         """A finished chain replays to the completion it recorded."""
         assert replay(load("chain")) == [CompleteWorkflow(result="R-mug-2/ch_50")]
 
-    @pytest.mark.parametrize("name", ["chain", "fan_out", "compensation", "retried"])
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "chain",
+            "fan_out",
+            "compensation",
+            "retried",
+            "approval_timed_out",
+            "approval_approved",
+            "suspended",
+            "child",
+            "children",
+            "continued_run2",
+        ],
+    )
     def test_completed_history_replays_to_its_recorded_result(self, name):
         """A completed history replays to the result its workflow_completed row holds."""
         golden = load(name)
@@ -322,6 +512,137 @@ class TestGoldenReplay:
         assert info.value.recorded in parked.reason
         assert info.value.attempted in parked.reason
 
+    @pytest.mark.parametrize("name", [n for n in GOLDEN_FILES if n != "nondeterministic"])
+    def test_every_prefix_replays(self, name):
+        """Recovery could meet any prefix of a history: each one replays without error."""
+        golden = load(name)
+        for cut in range(1, len(golden.events) + 1):
+            replay(golden, rows=cut)
+
+
+class TestGoldenTimersAndEvents:
+    def test_race_in_flight_rearms_the_wait_and_the_timer(self):
+        """While the approval races the timer, replay re-arms both from the recorded deadlines."""
+        golden = load("approval_timed_out")
+        [wait] = only(golden, EventWaitStarted)
+        [timer] = only(golden, TimerScheduled)
+        assert (wait.step, timer.step) == (3, 4)
+        assert wait.deadline == T0 + 0.25 + 7 * 86400
+        assert replay(golden, rows=6) == [
+            WaitForEvent(step=3, name="decision", deadline=wait.deadline, recorded=True),
+            StartTimer(step=4, fire_at=timer.fire_at, recorded=True),
+        ]
+
+    def test_timed_out_approval_escalates(self):
+        """The timer fired first: the workflow escalated, and nothing else is in flight."""
+        golden = load("approval_timed_out")
+        assert [e.step for e in only(golden, TimerFired)] == [4]
+        assert not only(golden, EventReceived)
+        assert replay(golden, rows=9) == [in_flight(6, escalate_expense, "EXP-E-17")]
+        statuses = [e.value for e in only(golden, CustomStatusSet)]
+        assert statuses[-1] == {"waiting_for": "manager", "ref": "EXP-E-17"}
+
+    def test_approved_in_time_disarms_the_race_and_pays(self):
+        """The decision won: replay dispatches only the payment (the losers stay disarmed)."""
+        golden = load("approval_approved")
+        [event] = only(golden, EventReceived)
+        assert event.payload == {"approved": True, "by": "ann"}
+        assert not only(golden, TimerFired)
+        assert replay(golden, rows=9) == [in_flight(6, pay_expense, "EXP-E-18", 90)]
+
+    def test_unawaited_event_does_not_satisfy_another_name(self):
+        """An event of another name is buffered: the decision wait and the timer stay armed."""
+        golden = load("terminated")
+        [event] = only(golden, EventReceived)
+        assert event.name == "comment"
+        terminal = golden.events[-1]
+        assert isinstance(terminal, WorkflowTerminated)
+        assert terminal.reason == "expense withdrawn"
+        commands = replay(golden, rows=len(golden.events) - 1)
+        assert [type(c) for c in commands] == [WaitForEvent, StartTimer]
+        assert all(c.recorded for c in commands)
+
+
+class TestGoldenLifecycle:
+    def test_canceled_fan_out_replays_to_its_cancellation(self):
+        """The canceled history replays to CancelWorkflow with the recorded reason and result."""
+        golden = load("canceled_fan_out")
+        last = golden.events[-1]
+        assert isinstance(last, WorkflowCanceled)
+        assert replay(golden) == [CancelWorkflow(reason=last.reason, result=last.result)]
+
+    def test_canceled_activities_are_not_redispatched(self):
+        """After the request only the compensation is in flight, not the cancelled provisioning."""
+        golden = load("canceled_fan_out")
+        cut = next(i for i, e in enumerate(golden.events) if isinstance(e, CancelRequested))
+        assert replay(golden, rows=cut) == [
+            in_flight(1, provision_vm, "web-1"),
+            in_flight(3, provision_vm, "db-1"),
+        ]
+        assert replay(golden, rows=cut + 2) == [in_flight(4, release_vm, "vm-web-2")]
+
+    def test_suspended_history_holds_progress_until_resumed(self):
+        """Replay of a suspended prefix ends suspended; past the resume the chain goes on."""
+        golden = load("suspended")
+        cut = next(i for i, e in enumerate(golden.events) if isinstance(e, WorkflowSuspended))
+        executor, commands = executor_after(golden, rows=cut + 1)
+        assert executor.suspended
+        assert commands == [in_flight(2, reserve_stock, "pen", qty=3)]
+        # reserve_stock completed while suspended: held, and not dispatched again
+        executor, commands = executor_after(golden, rows=cut + 2)
+        assert executor.suspended
+        assert commands == []
+        cut = next(i for i, e in enumerate(golden.events) if isinstance(e, WorkflowResumed))
+        executor, commands = executor_after(golden, rows=cut + 2)
+        assert not executor.suspended
+        assert commands == [in_flight(3, charge_card, 30)]
+
+    def test_children_in_flight_are_reattached_with_their_ids(self):
+        """Started children come back recorded, with the default ids '<parent id>:<step>'."""
+        golden = load("children")
+        assert replay(golden, rows=4) == [
+            StartChild(
+                step=step,
+                workflow="make_thumbnail",
+                version=None,
+                input=path,
+                child_id=f"golden-gallery:{step}",
+                recorded=True,
+            )
+            for step, path in ((1, "a.png"), (2, "b.gif"), (3, "c.png"))
+        ]
+
+    def test_children_outcomes_reach_the_parent(self):
+        """The parent saw a child's result, a failure and a cancellation, as recorded."""
+        golden = load("children")
+        [ok] = only(golden, ChildCompleted)
+        failed, canceled = only(golden, ChildFailed)
+        assert (failed.canceled, canceled.canceled) == (False, True)
+        child = load("child")
+        started = child.events[0]
+        assert isinstance(started, WorkflowStarted)
+        assert started.parent_id == golden.workflow_id
+        [scheduled] = [e for e in only(golden, ChildScheduled) if e.step == ok.step]
+        assert scheduled.child_id == child.workflow_id
+        assert ok.result == only(child, WorkflowCompleted)[0].result
+        [result] = replay(golden)
+        assert isinstance(result, CompleteWorkflow)
+        assert result.result == {
+            "a.png": "a-128.png",
+            "b.gif": f"failed: {failed.failure.message}",
+            "c.png": "canceled: child workflow 'golden-gallery:3' was canceled: canceled by ops",
+        }
+
+    def test_continued_run_starts_with_the_input_the_first_run_continued_with(self):
+        """The first run replays to ContinueAsNew; the next run's started row holds its input."""
+        first, second = load("continued_run1"), load("continued_run2")
+        assert first.workflow_id == second.workflow_id
+        started = second.events[0]
+        assert isinstance(started, WorkflowStarted)
+        assert started.input == {"url": "https://shop.example", "checks": 1}
+        assert replay(first) == [ContinueAsNew(input=started.input)]
+        assert [e.value for e in only(second, CustomStatusSet)] == [{"checks": 1}]
+
 
 class TestWireFormat:
     @pytest.mark.parametrize("name", GOLDEN_FILES)
@@ -344,11 +665,20 @@ class TestWireFormat:
     def test_golden_files_are_all_present(self):
         """The expected golden histories exist (a missing file would silently skip its tests)."""
         assert GOLDEN_FILES == [
+            "approval_approved",
+            "approval_timed_out",
+            "canceled_fan_out",
             "chain",
+            "child",
+            "children",
             "compensation",
+            "continued_run1",
+            "continued_run2",
             "fan_out",
             "nondeterministic",
             "retried",
+            "suspended",
+            "terminated",
             "timed_out",
             "unfinished",
         ]
@@ -369,5 +699,18 @@ class TestWireFormat:
             "workflow_completed": WorkflowCompleted,
             "workflow_failed": WorkflowFailed,
             "workflow_parked": WorkflowParked,
+            "timer_scheduled": TimerScheduled,
+            "timer_fired": TimerFired,
+            "event_wait_started": EventWaitStarted,
+            "event_received": EventReceived,
+            "child_scheduled": ChildScheduled,
+            "child_completed": ChildCompleted,
+            "child_failed": ChildFailed,
+            "custom_status_set": CustomStatusSet,
+            "cancel_requested": CancelRequested,
+            "workflow_suspended": WorkflowSuspended,
+            "workflow_resumed": WorkflowResumed,
+            "workflow_canceled": WorkflowCanceled,
+            "workflow_terminated": WorkflowTerminated,
         }
         assert persisted == EVENT_TYPES

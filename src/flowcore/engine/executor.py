@@ -58,6 +58,15 @@ _SCHEDULING = (
 )
 
 
+_OUTCOMES = (
+    ev.ActivityCompleted,
+    ev.ActivityFailed,
+    ev.TimerFired,
+    ev.ChildCompleted,
+    ev.ChildFailed,
+)
+
+
 @dataclass(slots=True, eq=False)
 class _Task:
     coro: Any
@@ -124,6 +133,8 @@ class WorkflowExecutor:
     _recorded: dict[int, _Scheduling] = field(default_factory=dict)
     _last_recorded: int = 0
     _confirmed: set[int] = field(default_factory=set)
+    _unconfirmed_cancels: set[int] = field(default_factory=set)
+    """Children whose cancellation replay saw requested (re-sent after recovery)."""
     _replaying: bool = False
     _tasks: set[_Task] = field(default_factory=set)
     _commands: list[cmd.Command] = field(default_factory=list)
@@ -152,9 +163,13 @@ class WorkflowExecutor:
             self._check_all_reissued()
         finally:
             self._replaying = False
+        # Outcomes already journaled but held behind a suspension must not be redone.
+        held = {e.step for e in self._held if isinstance(e, _OUTCOMES)}
         for leaf in self._leaves.values():
-            if leaf.recorded and leaf.task is not None:
+            if leaf.recorded and leaf.task is not None and leaf.step not in held:
                 self._commands.append(_as_recorded(leaf.command))
+            elif leaf.kind == "child" and leaf.step in self._unconfirmed_cancels:
+                self._commands.append(cmd.CancelChild(step=leaf.step, child_id=leaf.name))
         return self._take()
 
     def start(self, started: ev.WorkflowStarted) -> list[cmd.Command]:
@@ -443,13 +458,14 @@ class WorkflowExecutor:
 
     # -- events ------------------------------------------------------------------------------
 
-    def _apply(self, event: ev.Event) -> None:
+    def _apply(self, event: ev.Event, not_before: float = 0.0) -> None:
         if self.done:
             return
         if self.suspended and not isinstance(event, ev.WorkflowResumed):
-            self._held.append(event)
+            if not isinstance(event, ev.WorkflowSuspended):  # suspending twice changes nothing
+                self._held.append(event)
             return
-        self._now = event.at
+        self._now = max(event.at, not_before)
         match event:
             case ev.ActivityCompleted() | ev.ActivityFailed():
                 self._on_activity_outcome(event)
@@ -461,21 +477,29 @@ class WorkflowExecutor:
                 self._on_child_outcome(event)
             case ev.CancelRequested():
                 self._on_cancel(event.reason)
-            case ev.WorkflowSuspended():
-                self.suspended = True
-                return
-            case ev.WorkflowResumed():
-                self._on_resume()
-                return
             case _:
-                return  # bookkeeping events change nothing here
+                self._on_control(event)
+                return
         self._run()
 
-    def _on_resume(self) -> None:
+    def _on_control(self, event: ev.Event) -> None:
+        """Suspension, resumption and termination; bookkeeping events change nothing here."""
+        match event:
+            case ev.WorkflowSuspended():
+                self.suspended = True
+            case ev.WorkflowResumed():
+                self._on_resume(event.at)
+            case ev.WorkflowTerminated():
+                self.done = True  # replaying a terminated history: nothing is left to do
+                self.close()
+            case _:
+                pass
+
+    def _on_resume(self, resumed_at: float) -> None:
         self.suspended = False
         held, self._held = self._held, []
-        for queued in held:
-            self._apply(queued)
+        for queued in held:  # processed now: their time is at least the resume time
+            self._apply(queued, not_before=resumed_at)
 
     def _outcome_leaf(self, step: int, kind: str) -> _Leaf | None:
         leaf = self._leaves.get(step)
@@ -569,8 +593,11 @@ class WorkflowExecutor:
                 self._commands.append(cmd.CancelTimer(step=leaf.step))
         elif cancel_work and notify and leaf.kind == "activity":
             self._commands.append(cmd.CancelActivity(step=leaf.step))
-        elif cancel_work and notify and leaf.kind == "child":
-            self._commands.append(cmd.CancelChild(step=leaf.step, child_id=leaf.name))
+        elif cancel_work and leaf.kind == "child":
+            if notify:
+                self._commands.append(cmd.CancelChild(step=leaf.step, child_id=leaf.name))
+            else:  # replay: the request may not have reached the child before a crash
+                self._unconfirmed_cancels.add(leaf.step)
 
     def _resume_with_payload(self, task: _Task, payload: Any, hint: Any) -> None:
         try:

@@ -1,0 +1,490 @@
+"""Child workflows, continue-as-new, custom status and versioning on the real SQLite journal."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+import flowcore
+from flowcore import (
+    Runtime,
+    UnknownVersionError,
+    WorkflowCanceledError,
+    WorkflowDef,
+    WorkflowFailedError,
+    WorkflowState,
+    activity,
+    workflow,
+)
+from flowcore.engine.events import (
+    ChildCompleted,
+    ChildScheduled,
+    EventWaitStarted,
+    TimerScheduled,
+    WorkflowStarted,
+)
+from flowcore.testing import FakeClock, VirtualClock
+from tests.helpers import assert_eventually
+
+
+async def events_of(rt: Runtime, wid: str, kind: type) -> list[Any]:
+    """The committed events of one kind in the instance's history."""
+    return [e for e in await rt.history(wid) if isinstance(e, kind)]
+
+
+async def until_recorded(rt: Runtime, wid: str, kind: type, count: int = 1) -> None:
+    """Wait (with a deadline) until the history holds ``count`` events of ``kind``."""
+
+    async def check() -> bool:
+        try:
+            return len(await events_of(rt, wid, kind)) >= count
+        except flowcore.WorkflowNotFoundError:  # not started yet
+            return False
+
+    await assert_eventually(check, message=f"{wid} never recorded {count} {kind.__name__}")
+
+
+async def until_state(rt: Runtime, wid: str, state: WorkflowState) -> None:
+    """Wait (with a deadline) until the instance's committed status is ``state``."""
+
+    async def check() -> bool:
+        try:
+            return (await rt.status(wid)).status is state
+        except flowcore.WorkflowNotFoundError:
+            return False
+
+    await assert_eventually(check, message=f"{wid} never became {state}")
+
+
+async def until_run_sleeps(rt: Runtime, wid: str, payload: Any) -> None:
+    """Wait until the run started with ``payload`` has journaled its timer."""
+
+    async def check() -> bool:
+        history = await rt.history(wid)
+        started = history[0]
+        assert isinstance(started, WorkflowStarted)
+        return started.input == payload and any(isinstance(e, TimerScheduled) for e in history)
+
+    await assert_eventually(check, message=f"the run of {wid} with {payload!r} never slept")
+
+
+def stored_rows(db_path, wid: str) -> int:
+    """How many journal rows the instance has in the database file (read-only)."""
+    con = sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True, timeout=5)
+    try:
+        [(count,)] = con.execute(
+            "SELECT COUNT(*) FROM events WHERE workflow_id = ?", (wid,)
+        ).fetchall()
+    finally:
+        con.close()
+    return int(count)
+
+
+class TestChildren:
+    async def test_child_result_is_returned_to_the_parent(self, db_path):
+        """child() starts the child, waits for it and returns its result; status shows parent_id."""
+
+        @workflow
+        async def ch_square(n: int) -> int:
+            return n * n
+
+        @workflow
+        async def ch_parent(n: int) -> int:
+            return await flowcore.child(ch_square, n) + 1
+
+        async with Runtime(db_path) as rt:
+            assert await (await rt.start(ch_parent, 7, id="p")).result(timeout=10) == 50
+            [scheduled] = await events_of(rt, "p", ChildScheduled)
+            st = await rt.status(scheduled.child_id)
+            assert (await rt.status("p")).parent_id is None
+        assert scheduled.child_id == f"p:{scheduled.step}"
+        assert (st.name, st.status, st.parent_id, st.output) == (
+            "ch_square",
+            WorkflowState.COMPLETED,
+            "p",
+            49,
+        )
+
+    async def test_child_with_explicit_id(self, db_path):
+        """child(id=...) runs the child under that id, visible to info() inside it."""
+
+        @workflow
+        async def ch_named() -> list[Any]:
+            me = flowcore.info()
+            return [me.workflow_id, me.parent_id]
+
+        @workflow
+        async def ch_namer() -> list[Any]:
+            return await flowcore.child(ch_named, id="invoice-7")
+
+        async with Runtime(db_path) as rt:
+            assert await (await rt.start(ch_namer, id="boss")).result(timeout=10) == [
+                "invoice-7",
+                "boss",
+            ]
+            assert (await rt.status("invoice-7")).parent_id == "boss"
+
+    async def test_children_run_in_parallel_under_gather(self, db_path):
+        """Children under gather all run at once and their results come back in argument order."""
+
+        @workflow
+        async def ch_waiter(tag: str) -> str:
+            return f"{tag}:{await flowcore.wait_event('go')}"
+
+        @workflow
+        async def ch_fan() -> list[str]:
+            return await flowcore.gather(
+                *(flowcore.child(ch_waiter, tag, id=f"kid-{tag}") for tag in "abc")
+            )
+
+        async with Runtime(db_path) as rt:
+            handle = await rt.start(ch_fan, id="fan")
+            for tag in "abc":  # every child waits at the same time
+                await until_recorded(rt, f"kid-{tag}", EventWaitStarted)
+            for n, tag in enumerate("cba"):
+                await rt.send_event(f"kid-{tag}", "go", n)
+            assert await handle.result(timeout=10) == ["a:2", "b:1", "c:0"]
+
+    async def test_child_failure_raises_in_the_parent(self, db_path):
+        """A failed child raises WorkflowFailedError in the parent, carrying the child's failure."""
+
+        @workflow
+        async def ch_broken() -> None:
+            raise ValueError("bad input")
+
+        @workflow
+        async def ch_careful() -> list[str]:
+            try:
+                await flowcore.child(ch_broken, id="broken-kid")
+            except WorkflowFailedError as exc:
+                return [exc.workflow_id, exc.failure.short_type, exc.failure.message]
+            return []
+
+        async with Runtime(db_path) as rt:
+            result = await (await rt.start(ch_careful)).result(timeout=10)
+        assert result == ["broken-kid", "ValueError", "bad input"]
+
+    async def test_canceling_the_parent_cancels_its_children(self, db_path):
+        """cancel() of a parent cancels the children it waits on; both end canceled."""
+
+        @workflow
+        async def ch_sleepy_kid() -> Any:
+            return await flowcore.wait_event("never")
+
+        @workflow
+        async def ch_sleepy_parent() -> Any:
+            return await flowcore.gather(
+                flowcore.child(ch_sleepy_kid, id="k1"), flowcore.child(ch_sleepy_kid, id="k2")
+            )
+
+        async with Runtime(db_path) as rt:
+            handle = await rt.start(ch_sleepy_parent, id="cp")
+            for kid in ("k1", "k2"):
+                await until_recorded(rt, kid, EventWaitStarted)
+            await rt.cancel("cp", reason="abort")
+            with pytest.raises(WorkflowCanceledError):
+                await handle.result(timeout=10)
+            for kid in ("k1", "k2"):
+                await until_state(rt, kid, WorkflowState.CANCELED)
+                assert "cp" in ((await rt.status(kid)).error or "")
+
+    async def test_terminating_the_parent_terminates_its_children(self, db_path):
+        """terminate() of a parent ends its children too."""
+
+        @workflow
+        async def ch_stuck_kid() -> Any:
+            return await flowcore.wait_event("never")
+
+        @workflow
+        async def ch_stuck_parent() -> Any:
+            return await flowcore.child(ch_stuck_kid, id="tk")
+
+        async with Runtime(db_path) as rt:
+            await rt.start(ch_stuck_parent, id="tp")
+            await until_recorded(rt, "tk", EventWaitStarted)
+            await rt.terminate("tp")
+            await until_state(rt, "tk", WorkflowState.TERMINATED)
+            assert (await rt.status("tp")).status is WorkflowState.TERMINATED
+
+    async def test_parent_and_child_survive_restart(self, db_path):
+        """A parent and the child it waits on resume after a restart; the child starts once."""
+
+        @workflow
+        async def ch_late_kid() -> str:
+            return await flowcore.wait_event("go")
+
+        @workflow
+        async def ch_late_parent() -> str:
+            return "parent got " + await flowcore.child(ch_late_kid, id="lk")
+
+        async with Runtime(db_path) as rt:
+            await rt.start(ch_late_parent, id="lp")
+            await until_recorded(rt, "lk", EventWaitStarted)
+        async with Runtime(db_path) as rt:
+            await rt.send_event("lk", "go", "hello")
+            assert await rt.handle("lp").result(timeout=10) == "parent got hello"
+            assert len(await events_of(rt, "lk", WorkflowStarted)) == 1
+            assert len(await events_of(rt, "lp", ChildCompleted)) == 1
+
+
+class TestContinueAsNew:
+    async def test_continue_as_new_starts_a_fresh_run_under_the_same_id(self, db_path):
+        """continue_as_new starts a new run under the same id, with a fresh history."""
+
+        @workflow
+        async def ch_counter(n: int) -> int:
+            await flowcore.sleep(1)
+            if n < 3:
+                flowcore.continue_as_new(n + 1)
+            return n
+
+        async with Runtime(db_path, clock=VirtualClock()) as rt:
+            assert await (await rt.start(ch_counter, 0, id="cnt")).result(timeout=10) == 3
+            history = await rt.history("cnt")
+            st = await rt.status("cnt")
+        assert isinstance(history[0], WorkflowStarted)
+        assert history[0].input == 3
+        assert sum(isinstance(e, WorkflowStarted) for e in history) == 1
+        assert (st.status, st.input, st.output) == (WorkflowState.COMPLETED, 3, 3)
+
+    async def test_thousand_continuations_keep_the_history_small(self, db_path):
+        """A monitor that continues as new 1,000 times keeps only its current run's few events."""
+
+        @workflow
+        async def ch_monitor(n: int) -> int:
+            await flowcore.sleep(60)
+            if n < 1000:
+                flowcore.continue_as_new(n + 1)
+            return n
+
+        async with Runtime(db_path, clock=VirtualClock()) as rt:
+            began = time.monotonic()
+            assert await (await rt.start(ch_monitor, 1, id="mon")).result(timeout=60) == 1000
+            elapsed = time.monotonic() - began
+            history = await rt.history("mon")
+            st = await rt.status("mon")
+        assert len(history) == 4  # started, timer scheduled, timer fired, completed
+        assert stored_rows(db_path, "mon") == 4
+        assert st.created_at < st.updated_at  # the first run's creation time is kept
+        assert elapsed < 15
+
+    async def test_immediate_continuations_do_not_exhaust_the_stack(self, db_path):
+        """A workflow that continues as new 1,000 times without awaiting anything completes."""
+
+        @workflow
+        async def ch_spinner(n: int) -> int:
+            if n < 1000:
+                flowcore.continue_as_new(n + 1)
+            return n
+
+        async with Runtime(db_path) as rt:
+            assert await (await rt.start(ch_spinner, 1, id="spin")).result(timeout=30) == 1000
+            assert len(await rt.history("spin")) == 2
+        assert stored_rows(db_path, "spin") == 2
+
+    async def test_continued_run_survives_restart(self, db_path):
+        """After a restart the instance continues from its latest run, not its first one."""
+
+        @workflow
+        async def ch_pager(page: int) -> int:
+            if page < 2:
+                await flowcore.sleep(10)
+                flowcore.continue_as_new(page + 1)
+            return page + 100 * int(await flowcore.wait_event("last"))
+
+        clock = FakeClock()
+        async with Runtime(db_path, clock=clock) as rt:
+            await rt.start(ch_pager, 0, id="pg")
+            for page in range(2):
+                await until_run_sleeps(rt, "pg", page)
+                clock.advance(10)
+            await until_recorded(rt, "pg", EventWaitStarted)
+        async with Runtime(db_path, clock=FakeClock(start=clock.now())) as rt:
+            assert (await rt.history("pg"))[0].input == 2
+            await rt.send_event("pg", "last", 7)
+            assert await rt.handle("pg").result(timeout=10) == 702
+
+    async def test_child_that_continues_as_new_returns_its_last_run(self, db_path):
+        """A parent awaiting a child that continues as new gets the result of its last run."""
+
+        @workflow
+        async def ch_looping_kid(n: int) -> int:
+            await flowcore.sleep(1)
+            if n < 5:
+                flowcore.continue_as_new(n + 1)
+            return n * 10
+
+        @workflow
+        async def ch_loop_parent() -> int:
+            return await flowcore.child(ch_looping_kid, 0, id="loop-kid")
+
+        async with Runtime(db_path, clock=VirtualClock()) as rt:
+            assert await (await rt.start(ch_loop_parent, id="lpp")).result(timeout=10) == 50
+            st = await rt.status("loop-kid")
+        assert (st.parent_id, st.input) == ("lpp", 5)
+
+
+class TestCustomStatus:
+    async def test_status_shows_custom_status_next_to_current_activity(self, db_path):
+        """set_status(value) appears in status().custom_status beside current_activity."""
+        gate = anyio.Event()
+
+        @activity
+        async def ch_charge() -> None:
+            await gate.wait()
+
+        @workflow
+        async def ch_checkout() -> str:
+            flowcore.set_status({"stage": "charging", "attempt": 1})
+            await ch_charge()
+            flowcore.set_status("done")
+            return "ok"
+
+        async with Runtime(db_path) as rt:
+            handle = await rt.start(ch_checkout, id="cs1")
+
+            async def charging() -> bool:
+                return (await rt.status("cs1")).current_activity == "ch_charge"
+
+            await assert_eventually(charging)
+            st = await rt.status("cs1")
+            assert st.custom_status == {"stage": "charging", "attempt": 1}
+            gate.set()
+            await handle.result(timeout=10)
+            st = await rt.status("cs1")
+        assert (st.custom_status, st.current_activity) == ("done", None)
+
+    async def test_custom_status_survives_restart(self, db_path):
+        """The custom status is journaled: a new runtime shows it before the workflow moves on."""
+
+        @workflow
+        async def ch_waiting() -> str:
+            flowcore.set_status("waiting for approval")
+            return await flowcore.wait_event("approve")
+
+        async with Runtime(db_path) as rt:
+            await rt.start(ch_waiting, id="cs2")
+            await until_recorded(rt, "cs2", EventWaitStarted)
+        async with Runtime(db_path) as rt:
+            assert (await rt.status("cs2")).custom_status == "waiting for approval"
+            await rt.send_event("cs2", "approve", "yes")
+            assert await rt.handle("cs2").result(timeout=10) == "yes"
+            assert (await rt.status("cs2")).custom_status == "waiting for approval"
+
+
+async def _versioned(label: str) -> dict[str, str]:
+    """The body shared by every version of ``ch_order``: it branches on the recorded version."""
+    steps = ["reserve"]
+    if int(flowcore.info().version) >= 2:
+        steps.append("gift card")
+    if label == "wait":
+        await flowcore.wait_event("ship")
+    steps.append("ship")
+    return {"version": flowcore.info().version, "steps": "+".join(steps)}
+
+
+def order_versions(*versions: str) -> list[WorkflowDef[Any, Any]]:
+    """``ch_order`` registered at each of ``versions`` (one body for all of them)."""
+    return [WorkflowDef(_versioned, name="ch_order", version=v) for v in versions]
+
+
+class TestVersioning:
+    async def test_start_uses_the_latest_version_unless_told(self, db_path):
+        """start() records the latest version or the one asked for, and code branches on it."""
+        async with Runtime(db_path, workflows=order_versions("1", "2")) as rt:
+            latest = await (await rt.start("ch_order", "now", id="v-latest")).result(timeout=10)
+            old = await (await rt.start("ch_order", "now", id="v-old", version="1")).result(
+                timeout=10
+            )
+            assert (await rt.status("v-old")).version == "1"
+            assert (await rt.status("v-latest")).version == "2"
+        assert latest == {"version": "2", "steps": "reserve+gift card+ship"}
+        assert old == {"version": "1", "steps": "reserve+ship"}
+
+    async def test_decorator_version_is_recorded(self, db_path):
+        """@workflow(version=...) is the version an instance records and info() reports."""
+
+        @workflow(version="3")
+        async def ch_stamped() -> str:
+            return flowcore.info().version
+
+        async with Runtime(db_path) as rt:
+            assert await (await rt.start(ch_stamped, id="v3")).result(timeout=10) == "3"
+            history = await rt.history("v3")
+            assert (await rt.status("v3")).version == "3"
+        assert isinstance(history[0], WorkflowStarted)
+        assert history[0].version == "3"
+
+    async def test_instance_keeps_its_version_across_a_deploy(self, db_path):
+        """An instance started on version 1 runs version-1 logic after version 2 is deployed."""
+        async with Runtime(db_path, workflows=order_versions("1")) as rt:
+            await rt.start("ch_order", "wait", id="v-deploy")
+            await until_recorded(rt, "v-deploy", EventWaitStarted)
+        async with Runtime(db_path, workflows=order_versions("1", "2")) as rt:
+            await rt.send_event("v-deploy", "ship", None)
+            result = await rt.handle("v-deploy").result(timeout=10)
+            new = await (await rt.start("ch_order", "now", id="v-new")).result(timeout=10)
+        assert result == {"version": "1", "steps": "reserve+ship"}
+        assert new["version"] == "2"
+
+    async def test_old_instance_replays_on_newer_code_with_its_recorded_version(self, db_path):
+        """A version-1 instance replays on version-2 code when that is all, and still sees '1'."""
+        async with Runtime(db_path, workflows=order_versions("1")) as rt:
+            await rt.start("ch_order", "wait", id="v-only2")
+            await until_recorded(rt, "v-only2", EventWaitStarted)
+        async with Runtime(db_path, workflows=order_versions("2")) as rt:
+            await rt.send_event("v-only2", "ship", None)
+            result = await rt.handle("v-only2").result(timeout=10)
+            assert (await rt.status("v-only2")).version == "1"
+        assert result == {"version": "1", "steps": "reserve+ship"}
+
+    async def test_continue_as_new_keeps_the_version_unless_told(self, db_path):
+        """A new run keeps its instance's version, or takes the one continue_as_new names."""
+
+        async def ch_upgrading(step: int) -> list[str]:
+            seen = [flowcore.info().version]
+            await flowcore.sleep(1)
+            if step == 0:
+                flowcore.continue_as_new(1)  # same version
+            if step == 1:
+                flowcore.continue_as_new(2, version="2")
+            return seen
+
+        defs = [WorkflowDef(ch_upgrading, name="ch_upgrading", version=v) for v in ("1", "2")]
+        clock = FakeClock()
+        versions = []
+        async with Runtime(db_path, workflows=defs, clock=clock) as rt:
+            handle = await rt.start("ch_upgrading", 0, id="upg", version="1")
+            for step in range(3):
+                await until_run_sleeps(rt, "upg", step)
+                versions.append((await rt.status("upg")).version)
+                clock.advance(1)
+            assert await handle.result(timeout=10) == ["2"]
+        assert versions == ["1", "1", "2"]
+
+    async def test_unknown_version_is_a_clear_error(self, db_path):
+        """start() of an unregistered version raises UnknownVersionError listing known ones."""
+        async with Runtime(db_path, workflows=order_versions("1", "2")) as rt:
+            with pytest.raises(UnknownVersionError, match=r"'9'.*known versions: '1', '2'"):
+                await rt.start("ch_order", "now", id="v9", version="9")
+            assert await rt.list() == []
+
+    async def test_unknown_child_version_fails_the_parent_clearly(self, db_path):
+        """child() of an unregistered version fails in the parent with UnknownVersionError."""
+
+        @workflow
+        async def ch_asks_v9() -> str:
+            try:
+                await flowcore.child("ch_order", "now", id="kid-v9", version="9")
+            except WorkflowFailedError as exc:
+                return f"{exc.failure.short_type}: {exc.failure.message}"
+            return "started"
+
+        async with Runtime(db_path, workflows=[*order_versions("1", "2"), ch_asks_v9]) as rt:
+            message = await (await rt.start(ch_asks_v9)).result(timeout=10)
+        assert message.startswith("UnknownVersionError:")
+        assert "'9'" in message
