@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    names = args.only or list(WORKLOADS)
+    names = list(dict.fromkeys(args.only or WORKLOADS))
     dbos_python = compare.find_dbos_python(args.dbos_python) if args.compare else None
 
     results: dict[str, dict[str, Any]] = {}

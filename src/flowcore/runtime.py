@@ -246,7 +246,7 @@ class Runtime(Core):
         ``except``/``finally`` blocks may still run activities (compensation); the instance then
         ends ``canceled``. Running async activities are cancelled; sync ones see
         ``flowcore.activity_info().cancelled``. Children are canceled too. Returns once the
-        request is committed.
+        request is committed. A suspended instance takes the request when it is resumed.
 
         Raises:
             WorkflowNotFoundError: no instance has this id.
