@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--dbos-python",
         type=Path,
         default=None,
-        help=f"Python of a virtualenv with dbos (default: {compare.DEFAULT_VENV})",
+        help=f"Python of a virtualenv with dbos (default: {compare.DEFAULT_VENV}/bin/python)",
     )
     group.add_argument(
         "--dbos-runs",
@@ -95,6 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     names = list(dict.fromkeys(args.only or WORKLOADS))
     dbos_python = compare.find_dbos_python(args.dbos_python) if args.compare else None
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> Path:
             dbos_results.update(records)
             _print_record("DBOS", records[name])
 
-    report: dict[str, Any] = {"meta": _meta(args), "results": results}
+    report: dict[str, Any] = {"meta": {**_meta(args), "started": started}, "results": results}
     if dbos_python is not None:
         rows = compare.compare_rows(results, dbos_results)
         print()
@@ -168,8 +169,34 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
         "compare": args.compare,
         "dbos_scale": args.dbos_scale if args.compare else None,
         "argv": sys.argv[1:],
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "notes": NOTES,
     }
+
+
+NOTES = [
+    "Each workload: --warmup discarded runs, then --runs measured ones; median/min/max/values.",
+    (
+        "W1-W3 run in the harness process on a fresh SQLite file each run (durability='full' "
+        "unless the name says otherwise); the clock starts after the engine is open."
+    ),
+    (
+        "W4: a child process starts the workflows, waits until each one's wait or timer is "
+        "committed, and is SIGKILLed; total_s runs from spawning a fresh child to every result. "
+        "startup_s = interpreter start-up and imports, open_s = Runtime.open() (flowcore replays "
+        "every unfinished workflow inside it) or DBOS.launch() (DBOS recovers in a background "
+        "thread after launch returns, so its replay is in finish_s), finish_s = sending the events "
+        "and awaiting every result, engine_s = open_s + finish_s. Children share one bytecode "
+        "cache that the warm-up run fills."
+    ),
+    (
+        "W5: VmRSS of a fresh child before and after starting the waiting workflows (gc.collect() "
+        "before each reading), divided by their number."
+    ),
+    (
+        "comparison.ratio: how many times faster flowcore is; DBOS/flowcore for times, "
+        "flowcore/DBOS for rates; computed from the medians of the same invocation."
+    ),
+]
 
 
 def _commit() -> str | None:

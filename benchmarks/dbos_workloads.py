@@ -277,6 +277,7 @@ def bench(argv: list[str]) -> None:
         "dbos_version": metadata.version("dbos"),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
+        "system_database": "sqlite, DBOS defaults otherwise (rollback journal, synchronous=FULL)",
         "quick": args.quick,
         "scale": args.scale,
     }

@@ -81,14 +81,21 @@ class Info:
     """Inside an activity: the command number of its schedule."""
     attempt: int | None = None
     """Inside an activity: the attempt number, from 1."""
+    op: str | None = None
+    """Inside an activity: the call's place in the program (``"3"``, ``"2.1.1"``): the same on
+    every replay, whatever order concurrent branches run in."""
     _cancel: threading.Event | None = field(default=None, repr=False, compare=False)
 
     @property
     def idempotency_key(self) -> str | None:
-        """Inside an activity: ``workflow_id/step/attempt``, stable across a crash and recovery."""
+        """Inside an activity: ``workflow_id/op/attempt``, stable across a crash and recovery.
+
+        In a plain chain ``op`` is the step number (``order-42/3/1``); inside gather branches it
+        names the branch (``order-42/1.2.1/1``), so no two calls ever share a key.
+        """
         if self.step is None:
             return None
-        return f"{self.workflow_id}/{self.step}/{self.attempt}"
+        return f"{self.workflow_id}/{self.op or self.step}/{self.attempt}"
 
     @property
     def cancelled(self) -> bool:
@@ -97,10 +104,10 @@ class Info:
 
     @property
     def operation_key(self) -> str | None:
-        """Inside an activity: ``workflow_id/step``, the same for every attempt (dedupe retries)."""
+        """Inside an activity: ``workflow_id/op``, the same for every attempt (dedupe retries)."""
         if self.step is None:
             return None
-        return f"{self.workflow_id}/{self.step}"
+        return f"{self.workflow_id}/{self.op or self.step}"
 
 
 class WorkflowContext(Protocol):

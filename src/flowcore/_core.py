@@ -67,6 +67,8 @@ class Core:
     _state: Literal["new", "open", "closing", "closed"]
     _failure: BaseException | None
     _tg: TaskGroup | None
+    _eager: bool
+    """Dispatch new work before its schedule is durable (``Runtime(dispatch="eager")``)."""
     _busy: int
     _waiters: int
     _log: FilteringBoundLogger
@@ -286,13 +288,26 @@ class Core:
         if terminal is not None and commit is not None:
             inst.cancel_work()
             commit.add_done_callback(functools.partial(self._finished, inst, terminal))
-        elif work and commit is None:  # recovery: every command is already recorded
+        elif work and (commit is None or self._eager):
+            # Recovered work is already durable. Eager work starts before its schedule is: it is
+            # keyed by its op, which replay reproduces whatever order outcomes arrive in.
             self._dispatch(inst, executor, work)
         elif work and commit is not None:
-            # New work may start only once its step is durable: otherwise a crash could hand the
-            # same step (and so the same idempotency key) to another call on replay.
+            # Durable dispatch: work starts once its schedule is committed, so a key can never
+            # be reissued to a call whose arguments came from results a crash lost.
             commit.add_done_callback(functools.partial(self._dispatch_after, inst, executor, work))
         return commit
+
+    def _dispatch_after(
+        self,
+        inst: _Instance,
+        executor: WorkflowExecutor,
+        work: Sequence[_Work],
+        commit: asyncio.Future[None],
+    ) -> None:
+        if commit.cancelled() or commit.exception() is not None:
+            return  # not durable: the runtime fail-stops and recovery re-issues the commands
+        self._dispatch(inst, executor, work)
 
     def _record(
         self,
@@ -320,17 +335,6 @@ class Core:
                 self._spawn(self._cancel_child, command.child_id, inst.id)
             case _:
                 events.append(_terminal_event(command, now))
-
-    def _dispatch_after(
-        self,
-        inst: _Instance,
-        executor: WorkflowExecutor,
-        work: Sequence[_Work],
-        commit: asyncio.Future[None],
-    ) -> None:
-        if commit.cancelled() or commit.exception() is not None:
-            return  # not durable: the runtime fail-stops and recovery re-issues the commands
-        self._dispatch(inst, executor, work)
 
     def _dispatch(self, inst: _Instance, executor: WorkflowExecutor, work: Sequence[_Work]) -> None:
         if inst.executor is not executor or executor.done:
@@ -617,7 +621,7 @@ def _scheduling_event(command: _Work, now: float) -> ev.Event:
         case cmd.ScheduleActivity():
             return ev.ActivityScheduled(at=now, step=command.step, name=command.activity.name,
                                         args=command.encoded_args,
-                                        kwargs=command.encoded_kwargs)  # fmt: skip
+                                        kwargs=command.encoded_kwargs, op=command.op)  # fmt: skip
         case cmd.StartTimer():
             return ev.TimerScheduled(at=now, step=command.step, fire_at=command.fire_at)
         case cmd.WaitForEvent():

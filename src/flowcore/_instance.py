@@ -72,6 +72,7 @@ class ActivityJob:
             kwargs=command.kwargs,
             encoded_args=command.encoded_args,
             encoded_kwargs=command.encoded_kwargs,
+            op=command.op,
             workflow_name=self.executor.definition.name,
             workflow_version=self.executor.version,
             cancelled=self.cancelled,

@@ -65,6 +65,12 @@ class Runtime(Core):
         backend: Where activities run (default: in this process).
         clock: Time source (default: the system clock; tests may pass
             ``flowcore.testing.VirtualClock()``).
+        dispatch: ``"durable"`` (default) starts an activity, timer or child only once its
+            schedule is committed: an idempotency key always names one call with one set of
+            arguments. ``"eager"`` starts it at once, while the schedule commits (lower latency,
+            one commit less per sequential step); after a crash, a call whose arguments came
+            from results the crash lost may be reissued under the same key with other
+            arguments. Choose eager when activities are pure or deduplicate on their arguments.
         journal: A journal object to use instead of ``db`` (e.g. an in-memory one for tests).
     """
 
@@ -78,11 +84,15 @@ class Runtime(Core):
         backend: Backend | None = None,
         clock: Clock | None = None,
         journal: Journal | None = None,
+        dispatch: Literal["durable", "eager"] = "durable",
     ) -> None:
         if durability not in ("full", "normal"):
             raise ValueError("durability must be 'full' or 'normal'")
         if max_concurrent_activities < 1:
             raise ValueError("max_concurrent_activities must be at least 1")
+        if dispatch not in ("durable", "eager"):
+            raise ValueError("dispatch must be 'durable' or 'eager'")
+        self._eager = dispatch == "eager"
         self._journal: Journal = journal or SqliteJournal(db, durability=durability)
         if workflows is None:
             self._registry = default_registry

@@ -10,8 +10,10 @@ that event, one row per new scheduling command (``activity_scheduled``, ``timer_
 terminal row; failed attempts and terminations are committed on their own. Cancel commands are
 carried out, not journaled; ``continue_as_new`` resets the journal to the new run's started row.
 Rows are produced by ``encode_event``, so the files hold exactly the journal's ``kind`` and
-``data`` columns. Regenerate only on purpose: the files are the compatibility record that old
-journals must keep replaying.
+``data`` columns; ``activity_scheduled`` rows carry the call's ``op`` as the runtime records it.
+Regenerate only on purpose: the files are the compatibility record that old journals must keep
+replaying. ``histories/legacy/`` holds the same histories as journaled before ``op`` existed;
+this script never rewrites them.
 """
 
 from __future__ import annotations
@@ -256,6 +258,7 @@ class Recorder:
                     name=cmd.activity.name,
                     args=cmd.encoded_args,
                     kwargs=cmd.encoded_kwargs,
+                    op=cmd.op,  # as the runtime's _scheduling_event records it
                 )
             case StartTimer():
                 return TimerScheduled(at=now, step=cmd.step, fire_at=cmd.fire_at)
@@ -419,10 +422,12 @@ def record_lifecycle() -> None:
 
 def record_children_and_continuation() -> None:
     """A parent with three children (and one child's own history); a run continued as new."""
-    thumb = Recorder(code.make_thumbnail, "golden-gallery:1", "a.png", parent_id="golden-gallery")
+    thumb = Recorder(
+        code.make_thumbnail, "golden-gallery:1.1.1", "a.png", parent_id="golden-gallery"
+    )
     thumb.complete(1)
     write("child", thumb, "make_thumbnail: the first child of golden-gallery, completed")
-    gif = Recorder(code.make_thumbnail, "golden-gallery:2", "b.gif", parent_id="golden-gallery")
+    gif = Recorder(code.make_thumbnail, "golden-gallery:1.2.1", "b.gif", parent_id="golden-gallery")
     gif.fail(1, NonRetryableError("cannot resize animated b.gif"))
     rec = Recorder(code.build_gallery, "golden-gallery", ["a.png", "b.gif", "c.png"])
     rec.child_completed(1, _terminal(thumb, WorkflowCompleted).result)

@@ -90,6 +90,11 @@ async def fan_pairs(n: int) -> list[str]:
     return await flowcore.gather(*(two_step(i) for i in range(n)))
 
 
+def ops(commands: list) -> list[tuple[int, str, str]]:
+    """(step, activity name, op) of each ScheduleActivity."""
+    return [(c.step, c.activity.name, c.op) for c in commands if isinstance(c, ScheduleActivity)]
+
+
 def kinds(commands: list) -> list[str]:
     out = []
     for c in commands:
@@ -153,8 +158,14 @@ class TestLiveRun:
     def test_gather_issues_all_branches_in_argument_order(self):
         """Gathered sub-coroutines issue their first activities in creation order."""
         ex = WorkflowExecutor(fan_pairs, "w4")
-        assert kinds(ex.start(started("fan_pairs", 3))) == ["1:reserve", "2:reserve", "3:reserve"]
-        assert [c.args for c in ex.apply(completed(2, "a1"))] == [("b1",)]
+        assert ops(ex.start(started("fan_pairs", 3))) == [
+            (1, "reserve", "1.1.1"),
+            (2, "reserve", "1.2.1"),
+            (3, "reserve", "1.3.1"),
+        ]
+        cmds = ex.apply(completed(2, "a1"))
+        assert [c.args for c in cmds] == [("b1",)]
+        assert ops(cmds) == [(4, "reserve", "1.2.2")]
 
     def test_gather_returns_results_in_argument_order(self):
         """Branch results come back in argument order whatever order they finish in."""
@@ -324,6 +335,138 @@ class TestReplay:
         cmds = WorkflowExecutor(fan_pairs, "w5").replay(history)
         assert kinds(cmds) == ["3:reserve"]
         assert cmds[0].args == ("b1",)
+        assert (cmds[0].op, cmds[0].recorded) == ("1.2.2", True)
+
+
+# -- op names ---------------------------------------------------------------------------------
+
+
+async def pipeline(sku: str) -> str:
+    r = await reserve(sku)
+    await notify(r)
+    return r
+
+
+@workflow
+async def chain3(sku: str) -> str:
+    a = await reserve(sku)
+    await notify(a)
+    await notify("done")
+    return a
+
+
+@workflow
+async def mixed(sku: str) -> list[str]:
+    """gather(a(), pipeline()) as the main task's first command, then one more call."""
+    got = await flowcore.gather(reserve(f"a-{sku}"), pipeline(f"p-{sku}"))
+    await notify("after")
+    return got
+
+
+class TestOpNames:
+    """op: a command's place in the program ("n" in the main task, "K.i.n" in branch i of the
+    gather/first issued as op K), whatever order outcomes arrive in."""
+
+    def test_chain_ops_count_the_main_task_commands(self):
+        """A chain's activities are ops "1", "2", "3"."""
+        ex = WorkflowExecutor(chain3, "w")
+        assert ops(ex.start(started("chain3", "x"))) == [(1, "reserve", "1")]
+        assert ops(ex.apply(completed(1, "r-x"))) == [(2, "notify", "2")]
+        assert ops(ex.apply(completed(2))) == [(3, "notify", "3")]
+
+    def test_gather_branches_are_named_by_place_not_by_arrival(self):
+        """Branch i of the gather issued as op 1 names its calls 1.i.1, 1.i.2 ...; the next call
+        of the main task is op 2. The steps follow the arrival order; the ops do not."""
+        ex = WorkflowExecutor(mixed, "w")
+        assert ops(ex.start(started("mixed", "x"))) == [
+            (1, "reserve", "1.1.1"),
+            (2, "reserve", "1.2.1"),
+        ]
+        assert ops(ex.apply(completed(2, "r-p"))) == [(3, "notify", "1.2.2")]
+        assert ops(ex.apply(completed(1, "r-a"))) == []
+        assert ops(ex.apply(completed(3))) == [(4, "notify", "2")]
+
+        other = WorkflowExecutor(mixed, "w")  # the pipeline's reserve reports last this time
+        other.start(started("mixed", "x"))
+        assert ops(other.apply(completed(1, "r-a"))) == []
+        assert ops(other.apply(completed(2, "r-p"))) == [(3, "notify", "1.2.2")]
+        assert ops(other.apply(completed(3))) == [(4, "notify", "2")]
+
+    def test_the_same_call_keeps_its_op_when_its_step_changes(self):
+        """Two pipelines finishing their first call in either order: each second call gets
+        another step, but the same op."""
+
+        def second_calls(first_done: int) -> dict[str, tuple[int, str]]:
+            ex = WorkflowExecutor(fan_pairs, "w")
+            ex.start(started("fan_pairs", 2))
+            out = {}
+            for step in (first_done, 3 - first_done):
+                [cmd] = ex.apply(completed(step, "r"))
+                out[cmd.args[0]] = (cmd.step, cmd.op)
+            return out
+
+        assert second_calls(1) == {"b0": (3, "1.1.2"), "b1": (4, "1.2.2")}
+        assert second_calls(2) == {"b1": (3, "1.2.2"), "b0": (4, "1.1.2")}
+
+    def test_every_command_takes_an_op_of_its_task(self):
+        """Timers, set_status, event waits and children consume an op of the task issuing
+        them; a sub-coroutine awaited directly runs in its caller's task."""
+
+        @workflow
+        async def busy() -> None:
+            await flowcore.sleep(1)  # 1
+            flowcore.set_status("waiting")  # 2
+            await flowcore.wait_event("go")  # 3
+            await flowcore.child(resize, "a.png")  # 4
+            await pipeline("x")  # 5, 6
+
+        ex = WorkflowExecutor(busy, "w")
+        ex.start(started("busy"))
+        ex.apply(fired(1))
+        ex.apply(received("go"))
+        assert ops(ex.apply(ChildCompleted(at=T0, step=4, result={"sku": "a", "qty": 1}))) == [
+            (5, "reserve", "5")
+        ]
+        assert ops(ex.apply(completed(5, "r-x"))) == [(6, "notify", "6")]
+
+    def test_nested_gathers_and_first_extend_the_path(self):
+        """A gather inside a branch is that branch's command; its branches nest one level
+        deeper. A first() names its branches like a gather."""
+
+        async def inner() -> list[str]:
+            await flowcore.sleep(1)  # 1.1.1
+            return await flowcore.gather(reserve("p"), reserve("q"))  # 1.1.2 -> 1.1.2.i.1
+
+        @workflow
+        async def nested() -> None:
+            await flowcore.gather(inner(), reserve("r"))  # 1 -> 1.1, 1.2
+            await flowcore.first(reserve("s"), flowcore.sleep(5))  # 2 -> 2.1.1, 2.2.1
+            await notify("t")  # 3
+
+        ex = WorkflowExecutor(nested, "w")
+        assert ops(ex.start(started("nested"))) == [(2, "reserve", "1.2.1")]
+        assert ops(ex.apply(fired(1))) == [(3, "reserve", "1.1.2.1.1"), (4, "reserve", "1.1.2.2.1")]
+        assert ex.apply(completed(2, "r")) == []
+        assert ex.apply(completed(3, "p")) == []
+        cmds = ex.apply(completed(4, "q"))
+        assert ops(cmds) == [(5, "reserve", "2.1.1")]
+        assert cmds[1] == StartTimer(step=6, fire_at=T0 + 5)  # branch 2.2's op 2.2.1
+        assert ops(ex.apply(fired(6))) == [(7, "notify", "3")]
+
+    def test_replay_reissues_in_flight_and_new_calls_with_their_live_ops(self):
+        """Recovery dispatches an in-flight call and a not yet journaled one under the ops the
+        live run gave them (the runtime keys idempotency by op before the schedule is durable)."""
+        history = [
+            started("mixed", "x"),
+            scheduled(1, "reserve", "a-x"),
+            scheduled(2, "reserve", "p-x"),
+            completed(2, "r-p"),
+        ]
+        cmds = WorkflowExecutor(mixed, "w").replay(history)
+        assert [(c.step, c.op, c.recorded) for c in cmds] == [
+            (3, "1.2.2", False),  # issued by the last event, its row torn off by the crash
+            (1, "1.1.1", True),  # in flight
+        ]
 
 
 # -- durable timers, external events, first(), cancellation, suspension, children ... --------
@@ -616,6 +759,7 @@ class TestCancellation:
         assert cmds[:2] == [CancelActivity(step=1), CancelActivity(step=3)]
         assert kinds(cmds[2:]) == ["4:notify"]
         assert cmds[2].args == ("rollback",)
+        assert cmds[2].op == "2"  # the main task's next command after its gather (op 1)
         assert ex.cancel_requested
         assert not ex.done
         assert ex.apply(failed(1, "builtins.CancelledError")) == []  # late outcome: ignored
@@ -642,6 +786,7 @@ class TestCancellation:
         assert cmds[:2] == [CancelActivity(step=1), CancelActivity(step=2)]
         assert kinds(cmds[2:]) == ["3:notify", "4:notify"]
         assert [c.args for c in cmds[2:]] == [("undo a",), ("undo b",)]
+        assert [c.op for c in cmds[2:]] == ["1.1.2", "1.2.2"]  # each in its own branch
 
     def test_cancel_disarms_timers_and_waits_and_cancels_children(self):
         """Timers and event deadlines get CancelTimer, children CancelChild, in step order."""
@@ -659,7 +804,7 @@ class TestCancellation:
         assert cmds == [
             CancelTimer(step=1),
             CancelTimer(step=3),
-            CancelChild(step=4, child_id="p1:4"),
+            CancelChild(step=4, child_id="p1:1.4.1"),
             CancelWorkflow(reason="bye", result=None),
         ]
 
@@ -764,6 +909,29 @@ class TestChildren:
         assert ex.apply(completed(1)) == [
             StartChild(step=2, workflow="resize", version=None, input="a.png", child_id="p1:2")
         ]
+
+    def test_default_child_id_does_not_depend_on_the_report_order(self):
+        """The same child call gets the same default id whichever branch reports first."""
+
+        async def leg(path: str) -> Order:
+            await reserve(path)
+            return await flowcore.child(resize, path)
+
+        @workflow
+        async def gallery() -> list[Order]:
+            return await flowcore.gather(leg("a.png"), leg("b.png"))
+
+        def child_ids(order: tuple[int, int]) -> dict[str, str]:
+            ex = WorkflowExecutor(gallery, "g")
+            ex.start(started("gallery"))
+            return {
+                c.input: c.child_id
+                for step in order
+                for c in ex.apply(completed(step, "r"))
+                if isinstance(c, StartChild)
+            }
+
+        assert child_ids((1, 2)) == child_ids((2, 1))  # today: a.png -> g:3 vs g:4
 
     def test_child_by_name_with_explicit_id_and_version(self):
         """A name, an explicit id and a version are passed through as given."""

@@ -24,11 +24,18 @@ new command in command order, then the terminal event; cancel commands only disa
 keeps its own model of who waits for which name and what is buffered, so that it knows, from the
 commands alone, which steps are still in flight after each event. Replay of every prefix of that
 history must agree with the live run. No event loop.
+
+Op names: with ``programs(unique_args=True)`` every activity call has its own argument, which
+identifies the call across runs; ``model_ops`` derives each call's op from the program text alone
+(the main task's n-th command is ``"n"``, branch i of the gather/first issued as op K names its
+commands ``K.i.1``, ``K.i.2`` ...). Live runs in any report order, replays of any prefix, and
+recoveries from any commit that then go on in another order must all give each call that op.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -207,6 +214,89 @@ def evaluate(program: list[Any]) -> list[Any]:
     return results
 
 
+FAIL = ACTIVITIES.index(prop_fail)
+
+
+def model_ops(program: list[Any]) -> dict[int, str]:
+    """Argument -> op of every call a unique-argument program may issue, from its text alone.
+
+    Each task counts its commands: activities, sleeps, waits, and each non-empty gather or first
+    (an empty gather issues nothing). Branch i of the gather issued as op ``K`` is task ``K.i``;
+    ``try`` runs its body in the same task, and its handler (issued only if an ActivityError
+    escapes the body, which ``evaluate`` also decides) is the task's next command after the op
+    the error escaped from. Calls the program never reaches still get the op they would have.
+    """
+    model = OpModel()
+    model.run(program, Counter(""))
+    return model.ops
+
+
+@dataclass
+class Counter:
+    """In the op model: one task, and how many commands it issued."""
+
+    path: str
+    issued: int = 0
+
+    def next_op(self) -> str:
+        self.issued += 1
+        return f"{self.path}.{self.issued}" if self.path else str(self.issued)
+
+
+@dataclass
+class OpModel:
+    ops: dict[int, str] = field(default_factory=dict)
+
+    def run(self, program: list[Any], task: Counter) -> bool:
+        """Name the calls of ``program`` in ``task``; True if an error escapes (which ends it)."""
+        return any(self.step(op, task) for op in program)
+
+    def step(self, op: list[Any], task: Counter) -> bool:
+        match op:
+            case ["act", index, arg]:
+                self.ops[arg] = task.next_op()
+                return index == FAIL
+            case ["acts", calls] if calls:
+                group = task.next_op()
+                for branch, (_, arg) in enumerate(calls, 1):
+                    self.ops[arg] = f"{group}.{branch}.1"
+                return any(index == FAIL for index, _ in calls)
+            case ["gather", branches] if branches:
+                group = task.next_op()
+                # every branch runs on to its own end, even once another one failed
+                escaped = [self.run(b, Counter(f"{group}.{i}")) for i, b in enumerate(branches, 1)]
+                return any(escaped)
+            case ["try", body, [index, arg]] if self.run(body, task):
+                self.ops[arg] = task.next_op()  # the handler
+                return index == FAIL
+            case ["sleep" | "wait" | "first", *_]:  # one command each
+                task.next_op()
+        return False  # also an empty gather (no command) and a try whose body succeeded
+
+
+OP_FORMAT = re.compile(r"[1-9][0-9]*(\.[1-9][0-9]*\.[1-9][0-9]*)*")
+"""An op: the main task's command number, then (branch, command number) per nested gather."""
+
+
+def call_ops(commands: Any) -> dict[int, str]:
+    """Argument -> op of the ScheduleActivity commands (unique arguments), checked consistent."""
+    out: dict[int, str] = {}
+    for cmd in commands:
+        if isinstance(cmd, ScheduleActivity):
+            [arg] = cmd.args
+            assert out.setdefault(arg, cmd.op) == cmd.op, (arg, out[arg], cmd.op)
+    return out
+
+
+def assert_same_names(one: dict[int, str], other: dict[int, str]) -> None:
+    """Two runs agree: a call both issued has one op, and an op both used names one call."""
+    for arg in one.keys() & other.keys():
+        assert one[arg] == other[arg], f"call {arg}: op {one[arg]!r} vs {other[arg]!r}"
+    by_op = {op: arg for arg, op in one.items()}
+    for arg, op in other.items():
+        assert by_op.get(op, arg) == arg, f"op {op!r}: call {by_op[op]} vs call {arg}"
+
+
 def is_payload(value: Any) -> bool:
     return isinstance(value, int) and value >= FIRST_PAYLOAD
 
@@ -246,16 +336,18 @@ def timed_op(draw: st.DrawFn, kind: str) -> list[Any]:
 
 
 @st.composite
-def programs(draw: st.DrawFn) -> list[Any]:
+def programs(draw: st.DrawFn, *, unique_args: bool = False) -> list[Any]:
     """Programs nested at most MAX_DEPTH deep, with at most MAX_ACTIVITIES activity calls and
-    MAX_TIMED sleeps, waits and firsts."""
+    MAX_TIMED sleeps, waits and firsts. With ``unique_args`` the k-th call written in the program
+    gets argument k, so an argument identifies one call (otherwise arguments are drawn)."""
     budget = MAX_ACTIVITIES
     timed = MAX_TIMED
 
     def call() -> list[Any]:
         nonlocal budget
         budget -= 1
-        return [draw(st.integers(0, len(ACTIVITIES) - 1)), draw(st.integers(-9, 99))]
+        index = draw(st.integers(0, len(ACTIVITIES) - 1))
+        return [index, MAX_ACTIVITIES - budget if unique_args else draw(st.integers(-9, 99))]
 
     def program(depth: int) -> list[Any]:
         nonlocal timed
@@ -384,6 +476,7 @@ class Driver:
                     name=cmd.activity.name,
                     args=cmd.encoded_args,
                     kwargs=cmd.encoded_kwargs,
+                    op=cmd.op,  # as the runtime's _scheduling_event records it
                 )
             case StartTimer():
                 self.armed[cmd.step] = cmd.fire_at
@@ -419,6 +512,12 @@ def live_run(program: list[Any], data: st.DataObject) -> LiveRun:
     """Drive a fresh executor to its end, with reports, retries and events in a drawn order."""
     driver = Driver(WorkflowExecutor(prop_program, WORKFLOW_ID))
     driver.feed(WorkflowStarted(at=T0, name="prop_program", version="1", input=program))
+    drive(driver, data)
+    return finish(driver)
+
+
+def drive(driver: Driver, data: st.DataObject) -> None:
+    """Report work, timers and events in a drawn order until the workflow ends."""
     while not driver.executor.done:
         at = T0 + len(driver.history)
         choices = [
@@ -442,6 +541,10 @@ def live_run(program: list[Any], data: st.DataObject) -> LiveRun:
                 name = data.draw(st.sampled_from(names), label="event")
                 driver.feed(EventReceived(at=at, name=name, payload=FIRST_PAYLOAD + driver.sent))
                 driver.sent += 1
+
+
+def finish(driver: Driver) -> LiveRun:
+    """The run a driver recorded, once its workflow ended."""
     # work still pending belongs to gather branches orphaned by the workflow's end
     assert len(driver.terminal) == 1
     assert len(driver.issued) == len(driver.history)
@@ -512,7 +615,7 @@ def show(commands: list[Command]) -> list[Any]:
     for cmd in commands:
         match cmd:
             case ScheduleActivity():
-                out.append((cmd.step, cmd.activity.name, cmd.encoded_args, cmd.recorded))
+                out.append((cmd.step, cmd.op, cmd.activity.name, cmd.encoded_args, cmd.recorded))
             case FailWorkflow():
                 out.append(("FailWorkflow", str(cmd.failure)))
             case _:
@@ -564,3 +667,114 @@ class TestReplayProperties:
                 got = executor.apply(run.history[index])
                 assert got == run.issued[index], (cut, index, show(got), show(run.issued[index]))
             assert executor.done
+
+
+def recover(run: LiveRun, cut: int, data: st.DataObject) -> tuple[list[Command], Driver]:
+    """Crash with ``run.history[:cut]`` durable (``cut`` starts a commit: what that commit's
+    event caused was dispatched, then lost), recover by replay, and go on in a new drawn order.
+
+    Returns what replay dispatched, and the driver of the continuation once the workflow ended.
+    """
+    prefix = run.history[:cut]
+    # The runtime's view of the prefix (pending work, armed timers, who waits for what), rebuilt
+    # by feeding it to a live executor: by determinism it issues what the journal holds.
+    driver = Driver(WorkflowExecutor(prop_program, WORKFLOW_ID))
+    for event in prefix:
+        if isinstance(event, FED):
+            if isinstance(event, ActivityCompleted | ActivityFailed):
+                del driver.pending[event.step]  # as report_activity does
+            driver.feed(event)
+            driver.sent += isinstance(event, EventReceived)
+        elif isinstance(event, ActivityAttemptFailed):
+            driver.journal(event)
+            driver.attempts[event.step] = event.attempt
+    assert driver.history == prefix
+    executor = WorkflowExecutor(prop_program, WORKFLOW_ID)
+    dispatched = executor.replay(prefix)
+    assert all(getattr(cmd, "recorded", False) for cmd in dispatched), show(dispatched)
+    assert {c.step for c in dispatched if isinstance(c, ScheduleActivity)} == set(driver.pending)
+    driver.executor = executor
+    drive(driver, data)
+    return dispatched, driver
+
+
+def commit_starts(run: LiveRun) -> list[int]:
+    """Cuts a crash can leave: each commit starts with a reported event or a failed attempt."""
+    return [
+        index
+        for index, event in enumerate(run.history)
+        if index and isinstance(event, (*FED, ActivityAttemptFailed))
+    ]
+
+
+class TestOpProperties:
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(programs(unique_args=True), st.data())
+    def test_op_names_the_call_whatever_the_report_order(self, program, data):
+        """Two live runs of one program, reported in independently drawn orders, give every
+        call both issue the same op (and no op to two calls): the one the program text gives."""
+        one, other = live_run(program, data), live_run(program, data)
+        names = call_ops(one.schedules.values())
+        assert_same_names(names, call_ops(other.schedules.values()))
+        model = model_ops(program)
+        for run in (one, other):
+            issued = call_ops(run.schedules.values())
+            assert issued == {arg: model[arg] for arg in issued}, (program, issued)
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(programs(), st.data())
+    def test_ops_are_distinct_within_a_run(self, program, data):
+        """Within one run no two activity calls share an op (even with equal arguments), ops
+        are well formed, and each journaled row holds its command's op."""
+        run = live_run(program, data)
+        ops = [c.op for c in run.schedules.values() if isinstance(c, ScheduleActivity)]
+        assert len(ops) == len(set(ops)), ops
+        assert all(OP_FORMAT.fullmatch(op) for op in ops), ops
+        rows = {e.step: e.op for e in run.history if isinstance(e, ActivityScheduled)}
+        assert rows == {c.step: c.op for c in run.schedules.values() if c.step in rows}
+        assert rows.keys() == {
+            c.step for c in run.schedules.values() if isinstance(c, ScheduleActivity)
+        }
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(programs(), st.data())
+    def test_every_prefix_reissues_activities_with_their_live_op(self, program, data):
+        """Replaying any prefix dispatches each recorded in-flight activity, and each one the
+        journal lacks, with the op the live run gave it (the op its row journaled)."""
+        run = live_run(program, data)
+        rows = {e.step: e.op for e in run.history if isinstance(e, ActivityScheduled)}
+        for cut in range(1, len(run.history) + 1):
+            got = WorkflowExecutor(prop_program, WORKFLOW_ID).replay(run.history[:cut])
+            for cmd in got:
+                if isinstance(cmd, ScheduleActivity):
+                    live = run.schedules[cmd.step]
+                    assert isinstance(live, ScheduleActivity)
+                    assert (cmd.op, cmd.args) == (live.op, live.args), (cut, show(got))
+                    assert cmd.op == rows[cmd.step]
+                    if cmd.recorded:
+                        assert any(
+                            isinstance(e, ActivityScheduled) and e.step == cmd.step
+                            for e in run.history[:cut]
+                        )
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(programs(unique_args=True), st.data())
+    def test_recovery_in_another_order_keeps_the_names_of_lost_dispatches(self, program, data):
+        """The runtime dispatches before the commit is durable. Crash at any commit, recover
+        and go on in another order: in-flight calls come back with their live op, and every
+        call dispatched before or after the crash keeps the name the live run gave it."""
+        run = live_run(program, data)
+        cuts = commit_starts(run)
+        if not cuts:
+            return  # the workflow ended in its first commit
+        live = call_ops(run.schedules.values())
+        model = model_ops(program)
+        crashes = st.lists(st.sampled_from(cuts), min_size=1, max_size=3, unique=True)
+        for cut in data.draw(crashes, label="crash before"):
+            dispatched, recovered = recover(run, cut, data)
+            for cmd in dispatched:
+                if isinstance(cmd, ScheduleActivity):
+                    assert cmd.op == live[cmd.args[0]]
+            names = call_ops(recovered.schedules.values())
+            assert_same_names(live, names)
+            assert names == {arg: model[arg] for arg in names}

@@ -5,12 +5,16 @@ written by ``make_histories.py`` with :func:`flowcore.engine.events.encode_event
 two contracts at once: what the engine does with a recorded history (exact commands, or the exact
 NondeterminismError), and the journal's wire format (an event kind or field renamed by accident
 no longer reproduces the files byte for byte).
+
+``histories/legacy/*.json`` are the same histories as journaled before ``activity_scheduled``
+rows carried an ``op``: old journals must keep decoding and replaying exactly like new ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -72,6 +76,8 @@ from flowcore.engine.events import (
 from flowcore.engine.executor import WorkflowExecutor
 
 HISTORIES = Path(__file__).parent / "histories"
+LEGACY = HISTORIES / "legacy"
+"""The golden histories as journaled before ``activity_scheduled`` rows had an ``op``."""
 T0 = 1_700_000_000.0
 """When every golden history starts (make_histories.T0)."""
 
@@ -356,9 +362,10 @@ class Golden:
     events: list[Event]
 
 
-def load(name: str) -> Golden:
-    """Read ``histories/<name>.json`` and decode its rows as the journal does."""
-    raw = json.loads((HISTORIES / f"{name}.json").read_text(encoding="utf-8"))
+def load(name: str, folder: Path = HISTORIES) -> Golden:
+    """Read ``histories/<name>.json`` (or ``<folder>/<name>.json``) and decode its rows as the
+    journal does."""
+    raw = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
     events = [decode_event(r["kind"], json.dumps(r["data"]), r["at"]) for r in raw["events"]]
     return Golden(raw["workflow"], raw["workflow_id"], raw["events"], events)
 
@@ -386,7 +393,7 @@ def only(golden: Golden, kind: type[Any]) -> list[Any]:
     return [e for e in golden.events if isinstance(e, kind)]
 
 
-def in_flight(step: int, defn: Any, *args: Any, **kwargs: Any) -> ScheduleActivity:
+def in_flight(step: int, op: str, defn: Any, *args: Any, **kwargs: Any) -> ScheduleActivity:
     """The command replay returns for an activity the journal shows scheduled and unfinished."""
     return ScheduleActivity(
         step=step,
@@ -396,10 +403,22 @@ def in_flight(step: int, defn: Any, *args: Any, **kwargs: Any) -> ScheduleActivi
         encoded_args=list(args),
         encoded_kwargs=kwargs or None,
         recorded=True,
+        op=op,
     )
 
 
+def recording_code(name: str) -> WorkflowDef[Any, Any] | None:
+    """The code that wrote golden history ``name`` when it is not the registered one."""
+    return SHIP_ORDER_RECORDED if name == "nondeterministic" else None
+
+
+def recorded_ops(golden: Golden) -> dict[int, str]:
+    """Step -> op of every activity_scheduled row."""
+    return {e.step: e.op for e in golden.events if isinstance(e, ActivityScheduled)}
+
+
 GOLDEN_FILES = sorted(p.stem for p in HISTORIES.glob("*.json"))
+LEGACY_FILES = sorted(p.stem for p in LEGACY.glob("*.json"))
 
 # -- the tests --------------------------------------------------------------------------------
 
@@ -481,9 +500,10 @@ class TestGoldenReplay:
     def test_unfinished_history_redispatches_in_flight_activities(self):
         """Steps scheduled but never finished come back as recorded commands, in step order."""
         assert replay(load("unfinished")) == [
-            in_flight(1, fetch_page, "https://a.example"),
-            in_flight(3, fetch_page, "https://c.example"),
-            in_flight(4, count_words, "the page at https://b.example"),
+            # ops name the pipeline (gather branch) and the call within it, not the arrival order
+            in_flight(1, "1.1.1", fetch_page, "https://a.example"),
+            in_flight(3, "1.3.1", fetch_page, "https://c.example"),
+            in_flight(4, "1.2.2", count_words, "the page at https://b.example"),
         ]
 
     def test_nondeterministic_history_raises_at_the_reordered_step(self):
@@ -499,7 +519,7 @@ class TestGoldenReplay:
     def test_nondeterministic_history_replays_with_the_recorded_code(self):
         """The code that wrote the journal replays it cleanly to its in-flight activity."""
         commands = replay(load("nondeterministic"), SHIP_ORDER_RECORDED)
-        assert commands == [in_flight(3, charge_card, 75)]
+        assert commands == [in_flight(3, "3", charge_card, 75)]
 
     def test_nondeterministic_history_records_where_it_was_parked(self):
         """The parked row names the same step and commands as the error replay raises."""
@@ -520,6 +540,110 @@ class TestGoldenReplay:
             replay(golden, rows=cut)
 
 
+class TestGoldenOps:
+    def test_chain_ops_are_the_call_numbers(self):
+        """In a plain chain the n-th command of the main task is op "n" (here also its step)."""
+        assert recorded_ops(load("chain")) == {1: "1", 2: "2", 3: "3"}
+
+    def test_fan_out_ops_follow_the_program_not_the_arrival_order(self):
+        """Steps number commands as completions happened to arrive; ops name the pipeline
+        (branch i of the gather issued as op 1) and the call within it, then the main task's
+        next call is op 2."""
+        assert recorded_ops(load("fan_out")) == {
+            1: "1.1.1",  # fetch a
+            2: "1.2.1",  # fetch b
+            3: "1.3.1",  # fetch c
+            4: "1.2.2",  # count b: b's page arrived first
+            5: "1.1.2",  # count a
+            6: "1.3.2",  # count c
+            7: "2",  # publish_report
+        }
+
+    def test_other_commands_take_an_op_of_their_task(self):
+        """set_status, first() and timers consume ops too: the payment after submit (1),
+        set_status (2), the race (3), set_status (4) is op 5, whichever branch won."""
+        assert recorded_ops(load("approval_timed_out")) == {1: "1", 6: "5"}
+        assert recorded_ops(load("approval_approved")) == {1: "1", 6: "5"}
+
+    @pytest.mark.parametrize("name", GOLDEN_FILES)
+    def test_every_prefix_reissues_activities_with_their_recorded_op(self, name):
+        """Whatever prefix recovery meets, each activity it dispatches (in flight or not yet
+        journaled) has the op the live run journaled for that step."""
+        golden = load(name)
+        ops = recorded_ops(golden)
+        for cut in range(1, len(golden.events) + 1):
+            for command in replay(golden, recording_code(name), rows=cut):
+                if isinstance(command, ScheduleActivity):
+                    assert command.op == ops[command.step], (cut, command)
+
+
+class TestLegacyJournals:
+    """Journals written before activity_scheduled rows had an ``op`` still replay the same."""
+
+    def test_every_golden_history_has_its_legacy_twin(self):
+        """The legacy folder holds the pre-op journal of every golden history."""
+        assert LEGACY_FILES == GOLDEN_FILES
+
+    @pytest.mark.parametrize("name", LEGACY_FILES)
+    def test_legacy_rows_are_the_golden_rows_without_op(self, name):
+        """Adding op changed nothing else in the journal: same rows, kinds, data and times."""
+        legacy, golden = load(name, LEGACY), load(name)
+        assert not any("op" in row["data"] for row in legacy.rows)
+        stripped = []
+        for row in golden.rows:
+            data = dict(row["data"])
+            if row["kind"] == "activity_scheduled":
+                assert isinstance(data.pop("op"), str)
+            if row["kind"] == "child_scheduled":  # default child ids moved from step to op
+                data.pop("child_id")
+            stripped.append({**row, "data": data})
+        legacy_rows = [
+            {**row, "data": {k: v for k, v in row["data"].items() if k != "child_id"}}
+            if row["kind"] == "child_scheduled"
+            else row
+            for row in legacy.rows
+        ]
+
+        def text(rows: list[Any]) -> str:
+            return re.sub(r"golden-gallery:[0-9.]+", "golden-gallery:<child>", json.dumps(rows))
+
+        assert text(stripped) == text(legacy_rows)
+
+    @pytest.mark.parametrize("name", LEGACY_FILES)
+    def test_legacy_rows_decode_with_an_empty_op(self, name):
+        """A row without op decodes with op "" and re-encodes to its data plus an empty op."""
+        legacy = load(name, LEGACY)
+        for row, event in zip(legacy.rows, legacy.events, strict=True):
+            kind, data = encode_event(event)
+            assert kind == row["kind"]
+            expected = dict(row["data"])
+            if isinstance(event, ActivityScheduled):
+                assert event.op == ""
+                expected["op"] = ""
+            assert data == json.dumps(expected, separators=(",", ":"), ensure_ascii=False)
+
+    @pytest.mark.parametrize("name", LEGACY_FILES)
+    def test_legacy_history_replays_like_the_golden_one(self, name):
+        """Replay never reads a recorded op: every prefix of a legacy journal gives the commands
+        (or the NondeterminismError) of the same prefix of its golden twin, ops included: they
+        are computed from the code. (So an activity in flight across the upgrade is dispatched
+        again under its op-based idempotency key, no longer under the step-based one.)"""
+
+        def outcome(golden: Golden, code: WorkflowDef[Any, Any] | None, cut: int) -> Any:
+            try:
+                result: Any = replay(golden, code, rows=cut)
+            except NondeterminismError as exc:
+                result = str(exc)
+            # Children keep the id their journal recorded; only their default naming changed
+            # (step-based before op names, op-based since).
+            return re.sub(r"golden-gallery:[0-9.]+", "golden-gallery:<child>", repr(result))
+
+        legacy, golden = load(name, LEGACY), load(name)
+        for code in dict.fromkeys((None, recording_code(name))):
+            for cut in range(1, len(golden.events) + 1):
+                assert outcome(legacy, code, cut) == outcome(golden, code, cut), cut
+
+
 class TestGoldenTimersAndEvents:
     def test_race_in_flight_rearms_the_wait_and_the_timer(self):
         """While the approval races the timer, replay re-arms both from the recorded deadlines."""
@@ -538,7 +662,8 @@ class TestGoldenTimersAndEvents:
         golden = load("approval_timed_out")
         assert [e.step for e in only(golden, TimerFired)] == [4]
         assert not only(golden, EventReceived)
-        assert replay(golden, rows=9) == [in_flight(6, escalate_expense, "EXP-E-17")]
+        # submit (1), set_status (2), the race (3: branches 3.1, 3.2), set_status (4), escalate (5)
+        assert replay(golden, rows=9) == [in_flight(6, "5", escalate_expense, "EXP-E-17")]
         statuses = [e.value for e in only(golden, CustomStatusSet)]
         assert statuses[-1] == {"waiting_for": "manager", "ref": "EXP-E-17"}
 
@@ -548,7 +673,7 @@ class TestGoldenTimersAndEvents:
         [event] = only(golden, EventReceived)
         assert event.payload == {"approved": True, "by": "ann"}
         assert not only(golden, TimerFired)
-        assert replay(golden, rows=9) == [in_flight(6, pay_expense, "EXP-E-18", 90)]
+        assert replay(golden, rows=9) == [in_flight(6, "5", pay_expense, "EXP-E-18", 90)]
 
     def test_unawaited_event_does_not_satisfy_another_name(self):
         """An event of another name is buffered: the decision wait and the timer stay armed."""
@@ -576,10 +701,11 @@ class TestGoldenLifecycle:
         golden = load("canceled_fan_out")
         cut = next(i for i, e in enumerate(golden.events) if isinstance(e, CancelRequested))
         assert replay(golden, rows=cut) == [
-            in_flight(1, provision_vm, "web-1"),
-            in_flight(3, provision_vm, "db-1"),
+            in_flight(1, "1.1.1", provision_vm, "web-1"),
+            in_flight(3, "1.3.1", provision_vm, "db-1"),
         ]
-        assert replay(golden, rows=cut + 2) == [in_flight(4, release_vm, "vm-web-2")]
+        # the compensation runs in the main task, after its gather (op 1)
+        assert replay(golden, rows=cut + 2) == [in_flight(4, "2", release_vm, "vm-web-2")]
 
     def test_suspended_history_holds_progress_until_resumed(self):
         """Replay of a suspended prefix ends suspended; past the resume the chain goes on."""
@@ -587,7 +713,7 @@ class TestGoldenLifecycle:
         cut = next(i for i, e in enumerate(golden.events) if isinstance(e, WorkflowSuspended))
         executor, commands = executor_after(golden, rows=cut + 1)
         assert executor.suspended
-        assert commands == [in_flight(2, reserve_stock, "pen", qty=3)]
+        assert commands == [in_flight(2, "2", reserve_stock, "pen", qty=3)]
         # reserve_stock completed while suspended: held, and not dispatched again
         executor, commands = executor_after(golden, rows=cut + 2)
         assert executor.suspended
@@ -595,10 +721,10 @@ class TestGoldenLifecycle:
         cut = next(i for i, e in enumerate(golden.events) if isinstance(e, WorkflowResumed))
         executor, commands = executor_after(golden, rows=cut + 2)
         assert not executor.suspended
-        assert commands == [in_flight(3, charge_card, 30)]
+        assert commands == [in_flight(3, "3", charge_card, 30)]
 
     def test_children_in_flight_are_reattached_with_their_ids(self):
-        """Started children come back recorded, with the default ids '<parent id>:<step>'."""
+        """Started children come back recorded, with the default ids '<parent id>:<op>'."""
         golden = load("children")
         assert replay(golden, rows=4) == [
             StartChild(
@@ -606,7 +732,7 @@ class TestGoldenLifecycle:
                 workflow="make_thumbnail",
                 version=None,
                 input=path,
-                child_id=f"golden-gallery:{step}",
+                child_id=f"golden-gallery:1.{step}.1",
                 recorded=True,
             )
             for step, path in ((1, "a.png"), (2, "b.gif"), (3, "c.png"))
@@ -630,7 +756,9 @@ class TestGoldenLifecycle:
         assert result.result == {
             "a.png": "a-128.png",
             "b.gif": f"failed: {failed.failure.message}",
-            "c.png": "canceled: child workflow 'golden-gallery:3' was canceled: canceled by ops",
+            "c.png": (
+                "canceled: child workflow 'golden-gallery:1.3.1' was canceled: canceled by ops"
+            ),
         }
 
     def test_continued_run_starts_with_the_input_the_first_run_continued_with(self):

@@ -1,15 +1,22 @@
 """Worker process for the crash tests: runs a fixed, seeded set of workflows on one journal.
 
-Run as ``python -m tests.runtime.crash_app DB LOG SCENARIO SEED MODE`` from the repository root.
-It opens a Runtime on ``DB``, starts the workflows of :func:`build_plan` with fixed ids
+Run as ``python -m tests.runtime.crash_app DB LOG SCENARIO SEED MODE [DISPATCH]`` from the
+repository root. It opens a Runtime on ``DB`` (with ``dispatch=DISPATCH`` unless that is
+``default`` or absent), starts the workflows of :func:`build_plan` with fixed ids
 (``if_exists="return"``, so a second run resumes them), waits for every result, prints one line
 ``RESULT <json>`` (workflow id -> result) and exits 0.
 
 Every activity attempt appends lines to ``LOG`` (each one written, flushed and fsynced, so a
-SIGKILL keeps what was written): ``start WID STEP ATTEMPT LABEL`` when it begins, ``fail ...``
+SIGKILL keeps what was written): ``start WID OP ATTEMPT LABEL KEY`` when it begins, ``fail ...``
 before a planned first-attempt failure, ``hold ...`` when it blocks on a planned kill point and
-``end ...`` just before it returns. ``MODE`` is ``first`` (block on the plan's holds, so the test
-can SIGKILL the process at a known point) or ``resume`` (no holds: run everything to the end).
+``end ...`` just before it returns. ``OP`` is ``activity_info().op`` (the call's place in the
+program) and ``KEY`` its ``idempotency_key``; the step number is not logged, since a call
+dispatched before its schedule was durable may get another step after a crash. A planned
+``die`` line (written but not fsynced, which a SIGKILL keeps) is followed by the worker's own
+SIGKILL: see :attr:`Plan.dies`.
+
+``MODE`` is ``first`` (block on the plan's holds, so the test can SIGKILL the process at a known
+point) or ``resume`` (no holds: run everything to the end).
 
 The plan is a pure function of ``(scenario, seed)``; the test imports it to know where to kill
 and what every workflow must return. Workflows and activities are defined only when the worker
@@ -22,6 +29,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import sys
 import time
 import zlib
@@ -36,7 +44,7 @@ FAN_PAIRS = 4
 HOLD_LIMIT = 60.0
 """Seconds a held activity waits for its SIGKILL before the worker gives up (exit 3)."""
 RESULT_TIMEOUT = 60.0
-SCENARIOS = ("during", "between", "fanout", "mixed")
+SCENARIOS = ("during", "between", "fanout", "unsynced", "mixed")
 
 
 # -- the plan: pure, shared with the test --------------------------------------------------------
@@ -58,10 +66,11 @@ class Wait:
 
     kind: str
     """``hold``: the activity labelled ``label`` logged ``hold``; ``committed``: the journal has
-    ``activity_completed`` for ``step``; ``ends``: at least ``count`` ``end`` lines."""
+    ``activity_completed`` for the call labelled ``label`` (matched to its schedule by step);
+    ``ends``: at least ``count`` ``end`` lines; ``dies``: the worker killed itself when the call
+    labelled ``label`` started (the test sends no signal)."""
     workflow_id: str
     label: str = ""
-    step: int = 0
     count: int = 0
 
 
@@ -73,6 +82,11 @@ class Plan:
     holds: list[tuple[str, str]] = field(default_factory=list)
     """(workflow id, activity label) pairs that block in the first run until the SIGKILL."""
     waits: list[Wait] = field(default_factory=list)
+    dies: list[tuple[str, str]] = field(default_factory=list)
+    """(workflow id, activity label) whose first start in the first run logs ``die`` and SIGKILLs
+    the worker at once: the call was dispatched in the same step as its schedule was submitted to
+    the journal, so the kill lands before that schedule is durable (the window that lets a call
+    be given another step number after the crash)."""
 
 
 def mix(x: int, label: str) -> int:
@@ -91,6 +105,24 @@ def fanout_labels(branches: list[str]) -> list[str]:
     for branch in branches:
         labels.extend([f"{branch}.1", f"{branch}.2"] if branch.startswith("p") else [branch])
     return [*labels, "fin"]
+
+
+def expected_ops(wf: Workflow) -> dict[str, str]:
+    """Label -> ``op`` of every activity call of ``wf``: its place in the program.
+
+    A chain's i-th call is the main task's i-th command (``"i"``). A fan-out's gather is the main
+    task's 1st command, so branch i (from 1) is ``1.i`` and its calls ``1.i.1`` (and ``1.i.2``
+    for the second call of a pair); ``fin`` is the main task's 2nd command (``"2"``).
+    """
+    if wf.shape == "chain":
+        return {label: str(i) for i, label in enumerate(chain_labels(), 1)}
+    ops = {"fin": "2"}
+    for i, branch in enumerate(wf.payload["branches"], 1):
+        if branch.startswith("p"):
+            ops.update({f"{branch}.1": f"1.{i}.1", f"{branch}.2": f"1.{i}.2"})
+        else:
+            ops[branch] = f"1.{i}.1"
+    return ops
 
 
 def expected_result(wf: Workflow) -> Any:
@@ -139,7 +171,7 @@ def _between(rng: random.Random, wid: str) -> tuple[Workflow, list[tuple[str, st
     """A chain killed once step k's completion is committed, before step k + 1 ends."""
     wf = _chain(rng, wid)
     k = rng.randint(1, CHAIN_LEN - 1)
-    waits = [Wait("committed", wid, step=k)]
+    waits = [Wait("committed", wid, label=f"c{k}")]
     if rng.random() < 0.5:  # sometimes also let step k + 1 begin before the kill
         waits.append(Wait("hold", wid, label=f"c{k + 1}"))
     return wf, [(wid, f"c{k + 1}")], waits
@@ -156,6 +188,20 @@ def _mid_fanout(rng: random.Random, wid: str) -> tuple[Workflow, list[tuple[str,
     return wf, [(wid, lb) for lb in sorted(held)], [Wait("ends", wid, count=count)]
 
 
+def _unsynced(rng: random.Random, wid: str) -> Plan:
+    """A fan-out killed by the worker itself the moment a pair's second call starts.
+
+    The other pairs' first calls are held, so that pair's second call is the first one scheduled
+    after the gather's 20 calls; after the crash the pairs finish in another order (the delays
+    depend on the run), so a step-keyed call would change key or share one with another call.
+    """
+    wf = _fanout(rng, wid)
+    pairs = [b for b in wf.payload["branches"] if b.startswith("p")]
+    dying = rng.choice(pairs)
+    holds = [(wid, f"{b}.1") for b in pairs if b != dying]
+    return Plan([wf], holds, [Wait("dies", wid, label=f"{dying}.2")], [(wid, f"{dying}.2")])
+
+
 def build_plan(scenario: str, seed: int) -> Plan:
     """The workflows, holds and kill conditions of ``scenario`` for ``seed``."""
     rng = random.Random(f"{scenario}/{seed}")  # noqa: S311 - seeded on purpose: reproducible kills
@@ -163,6 +209,8 @@ def build_plan(scenario: str, seed: int) -> Plan:
     if scenario in makers:
         wf, holds, waits = makers[scenario](rng, f"{scenario}-{seed}")
         return Plan([wf], holds, waits)
+    if scenario == "unsynced":
+        return _unsynced(rng, f"{scenario}-{seed}")
     if scenario != "mixed":
         raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     plan = Plan([])
@@ -181,33 +229,42 @@ def build_plan(scenario: str, seed: int) -> Plan:
 
 class _Worker:
     log_path = ""
+    mode = ""
     holds: frozenset[tuple[str, str]] = frozenset()
+    dies: frozenset[tuple[str, str]] = frozenset()
 
 
-def _log(kind: str, label: str) -> None:
+def _log(kind: str, label: str, *, sync: bool = True) -> None:
     import flowcore
 
     info = flowcore.activity_info()
-    line = f"{kind} {info.workflow_id} {info.step} {info.attempt} {label}\n"
+    line = f"{kind} {info.workflow_id} {info.op} {info.attempt} {label} {info.idempotency_key}\n"
     with open(_Worker.log_path, "a", encoding="utf-8") as file:  # noqa: PTH123 - plain append
         file.write(line)
         file.flush()
-        os.fsync(file.fileno())
+        if sync:
+            os.fsync(file.fileno())
 
 
 def _delay(label: str) -> float:
+    """A few ms, different in each run, so a resumed run sees outcomes in another order."""
     import flowcore
 
     info = flowcore.activity_info()
-    return (zlib.crc32(f"{info.idempotency_key}/{label}".encode()) % 20) / 1000
+    return (zlib.crc32(f"{_Worker.mode}/{info.idempotency_key}/{label}".encode()) % 20) / 1000
 
 
 def _begin(label: str, fail_first: bool) -> bool:
     """Log the start, fail a planned first attempt; return True when this attempt must hold."""
     import flowcore
 
-    _log("start", label)
     info = flowcore.activity_info()
+    if (info.workflow_id, label) in _Worker.dies:
+        # No fsync (a SIGKILL keeps written data): die before the journal catches up.
+        _log("start", label, sync=False)
+        _log("die", label, sync=False)
+        os.kill(os.getpid(), signal.SIGKILL)
+    _log("start", label)
     if fail_first and info.attempt == 1:
         _log("fail", label)
         raise RuntimeError(f"planned failure of {info.idempotency_key}")
@@ -290,12 +347,13 @@ def define() -> dict[str, Any]:
     return {"chain": chain, "fanout": fanout}
 
 
-async def run(db: str, plan: Plan) -> dict[str, Any]:
+async def run(db: str, plan: Plan, dispatch: str = "default") -> dict[str, Any]:
     """Start (or resume) every workflow of the plan and wait for all results."""
     from flowcore import Runtime
 
     shapes = define()
-    async with Runtime(db) as rt:
+    options: dict[str, Any] = {} if dispatch == "default" else {"dispatch": dispatch}
+    async with Runtime(db, **options) as rt:
         handles = [
             await rt.start(shapes[wf.shape], wf.payload, id=wf.id, if_exists="return")
             for wf in plan.workflows
@@ -305,14 +363,17 @@ async def run(db: str, plan: Plan) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    """Entry point: ``DB LOG SCENARIO SEED MODE``."""
-    db, log, scenario, seed, mode = argv
+    """Entry point: ``DB LOG SCENARIO SEED MODE [DISPATCH]``."""
+    db, log, scenario, seed, mode, *rest = argv
+    (dispatch,) = rest or ["default"]
     if mode not in ("first", "resume"):
         raise SystemExit(f"MODE must be 'first' or 'resume', not {mode!r}")
     plan = build_plan(scenario, int(seed))
     _Worker.log_path = log
+    _Worker.mode = mode
     _Worker.holds = frozenset(plan.holds) if mode == "first" else frozenset()
-    results = asyncio.run(run(db, plan))
+    _Worker.dies = frozenset(plan.dies) if mode == "first" else frozenset()
+    results = asyncio.run(run(db, plan, dispatch))
     sys.stdout.write("RESULT " + json.dumps(results, sort_keys=True) + "\n")
     sys.stdout.flush()
     return 0

@@ -36,6 +36,8 @@ class ActivityTask:
     """The arguments encoded as JSON (remote backends send these)."""
     encoded_kwargs: Json
     """The keyword arguments encoded as JSON, or None."""
+    op: str = ""
+    """The call's place in the program; with the attempt it forms the idempotency key."""
     workflow_name: str = ""
     """The workflow's registered name."""
     workflow_version: str = ""
@@ -45,8 +47,8 @@ class ActivityTask:
 
     @property
     def idempotency_key(self) -> str:
-        """``workflow_id/step/attempt``: stable for this attempt across a crash and recovery."""
-        return f"{self.workflow_id}/{self.step}/{self.attempt}"
+        """``workflow_id/op/attempt``: stable for this attempt across a crash and recovery."""
+        return f"{self.workflow_id}/{self.op or self.step}/{self.attempt}"
 
 
 @final

@@ -41,6 +41,7 @@ class LocalBackend:
                 activity=task.activity.name,
                 step=task.step,
                 attempt=task.attempt,
+                op=task.op,
                 _cancel=task.cancelled,
             )
         )

@@ -50,6 +50,9 @@ class ScheduleActivity:
     """The keyword arguments encoded for the journal (a dict or None)."""
     recorded: bool = False
     """True when the journal already holds the schedule (an in-flight activity found by replay)."""
+    op: str = ""
+    """The call's place in the program (``"3"``, ``"2.1.1"``): stable across replays whatever
+    order concurrent outcomes arrive in, so it keys idempotency and remote task ids."""
 
 
 @final

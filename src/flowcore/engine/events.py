@@ -83,6 +83,8 @@ class ActivityScheduled(_EventBase):
     """Encoded positional arguments (a list)."""
     kwargs: Json = None
     """Encoded keyword arguments (a dict), or None."""
+    op: str = ""
+    """The call's place in the program (what its idempotency key is built from)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -77,6 +77,20 @@ class _Task:
     leaf: int | None = None
     """The step this task is suspended on, if it waits on a leaf."""
     done: bool = False
+    path: str = ""
+    """Where the task sits in the tree of gather/first branches ("" for the main task)."""
+    ops: int = 0
+    """How many commands this task has issued."""
+
+    def next_op(self) -> str:
+        """Name this task's next command by its place in the program, not by timing.
+
+        Unlike step numbers, which follow the order in which concurrent branches happen to run,
+        an op name is the same on every replay even when outcomes arrive in another order, so
+        it can key the outside world (idempotency keys, remote task ids) before it is durable.
+        """
+        self.ops += 1
+        return f"{self.path}.{self.ops}" if self.path else str(self.ops)
 
 
 @dataclass(slots=True, eq=False)
@@ -138,6 +152,8 @@ class WorkflowExecutor:
     _replaying: bool = False
     _tasks: set[_Task] = field(default_factory=set)
     _commands: list[cmd.Command] = field(default_factory=list)
+    _current: _Task | None = None
+    """The task being stepped (set_status is called from inside it)."""
 
     # -- the engine's public face -----------------------------------------------------------
 
@@ -228,6 +244,8 @@ class WorkflowExecutor:
         """Record a custom status (journaled as a step)."""
         encoded = serde.encode(value)
         step, recorded = self._issue(ev.CustomStatusSet, "", "set_status()")
+        if self._current is not None:
+            self._current.next_op()
         if not recorded:
             self._commands.append(cmd.SetCustomStatus(step=step, value=encoded))
 
@@ -249,8 +267,8 @@ class WorkflowExecutor:
         self._spawn(self.definition(payload), None, 0)
         self._run()
 
-    def _spawn(self, coro: Any, group: _Group | None, index: int) -> _Task:
-        task = _Task(coro, group=group, index=index)
+    def _spawn(self, coro: Any, group: _Group | None, index: int, path: str = "") -> _Task:
+        task = _Task(coro, group=group, index=index, path=path)
         self._tasks.add(task)
         self._ready.append((task, None, None))
         return task
@@ -264,6 +282,7 @@ class WorkflowExecutor:
 
     def _step(self, task: _Task, value: Any, exc: BaseException | None) -> None:
         task.leaf = None
+        self._current = task
         token = _context.enter_workflow(self)
         try:
             trap = task.coro.send(value) if exc is None else task.coro.throw(exc)
@@ -392,8 +411,10 @@ class WorkflowExecutor:
             self._ready.append((task, None, error) if first else (task, [], None))
             return
         group = _Group(parent=task, results=[None] * count, remaining=count, first=first)
+        op = task.next_op()
         task.children = [
-            self._spawn(_as_coroutine(aw), group, index) for index, aw in enumerate(awaitables)
+            self._spawn(_as_coroutine(aw), group, index, f"{op}.{index + 1}")
+            for index, aw in enumerate(awaitables)
         ]
 
     def _on_activity(self, task: _Task, trap: traps.ScheduleActivityTrap) -> None:
@@ -406,18 +427,20 @@ class WorkflowExecutor:
         step, recorded = self._issue(ev.ActivityScheduled, defn.name, f"activity {defn.name!r}")
         command = cmd.ScheduleActivity(step=step, activity=defn, args=trap.args,
                                        kwargs=trap.kwargs, encoded_args=args,
-                                       encoded_kwargs=kwargs)  # fmt: skip
+                                       encoded_kwargs=kwargs, op=task.next_op())  # fmt: skip
         leaf = _Leaf(step, "activity", task, command, serde.signature_hints(defn.fn)[2],
                      defn.name, recorded=recorded)  # fmt: skip
         self._wait_on(task, leaf)
 
     def _on_timer(self, task: _Task, trap: traps.TimerTrap) -> None:
         step, recorded = self._issue(ev.TimerScheduled, "", "a timer")
+        task.next_op()
         command = cmd.StartTimer(step=step, fire_at=trap.fire_at)
         self._wait_on(task, _Leaf(step, "timer", task, command, recorded=recorded))
 
     def _on_wait_event(self, task: _Task, trap: traps.WaitEventTrap) -> None:
         step, recorded = self._issue(ev.EventWaitStarted, trap.name, f"wait_event({trap.name!r})")
+        task.next_op()
         queued = self._inbox.get(trap.name)
         if queued:  # an event sent earlier satisfies the wait at once
             if not recorded:
@@ -438,7 +461,10 @@ class WorkflowExecutor:
         step, recorded = self._issue(
             ev.ChildScheduled, trap.workflow, f"child workflow {trap.workflow!r}"
         )
-        child_id = trap.child_id or f"{self.workflow_id}:{step}"
+        op = task.next_op()  # not the step: a default id must not depend on outcome order
+        child_id = trap.child_id or f"{self.workflow_id}:{op}"
+        if recorded:  # the journal's id wins: it is the child that exists
+            child_id = self._recorded[step].child_id  # type: ignore[union-attr]
         command = cmd.StartChild(step=step, workflow=trap.workflow, version=trap.version,
                                  input=encoded, child_id=child_id)  # fmt: skip
         self._wait_on(task, _Leaf(step, "child", task, command, trap.hint, child_id,
