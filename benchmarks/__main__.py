@@ -10,6 +10,7 @@ Workloads (sizes as the issue asks; ``--quick`` shrinks them to a smoke test):
   W4-timers   500 workflows on a 1 s timer, SIGKILL, restart after the timers expired
   W4-history  one workflow with a 2,000-step history blocked on an event, SIGKILL, recover
   W5          resident memory per workflow with 10,000 workflows waiting on events
+  *-eager     W1, W1-lat, W2, W3 with Runtime(dispatch="eager")
 
 --compare also runs W1, W1-lat, W2, W3-2k and W4 on DBOS Transact (SQLite) in its own
 virtualenv, right after flowcore's run of the same workload, and prints the ratios.

@@ -45,6 +45,11 @@ SIZES: dict[str, Sizes] = {
     "W4-timers": {"workflows": 500, "sleep_s": 1.0},
     "W4-history": {"steps": 2000},
     "W5": {"workflows": 10_000},
+    "W1-eager": {"workflows": 2000},
+    "W1-lat-eager": {"workflows": 200},
+    "W2-eager": {"activities": 1000},
+    "W3-2k-eager": {"steps": 2000},
+    "W3-20k-eager": {"steps": 20_000},
 }
 """The sizes the issue asks for."""
 
@@ -59,6 +64,11 @@ QUICK_SIZES: dict[str, Sizes] = {
     "W4-timers": {"workflows": 10, "sleep_s": 0.2},
     "W4-history": {"steps": 20},
     "W5": {"workflows": 200},
+    "W1-eager": {"workflows": 20},
+    "W1-lat-eager": {"workflows": 10},
+    "W2-eager": {"activities": 20},
+    "W3-2k-eager": {"steps": 20},
+    "W3-20k-eager": {"steps": 200},
 }
 """Tiny sizes for the smoke test (``--quick``): they check the harness works, nothing more."""
 

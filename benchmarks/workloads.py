@@ -30,6 +30,9 @@ from benchmarks.common import (
 from flowcore import Runtime, activity, workflow
 
 if TYPE_CHECKING:
+    from typing import Literal
+
+    Dispatch = Literal["durable", "eager"]
     from collections.abc import Callable, Coroutine, Iterable
 
     from flowcore.journal.base import Durability
@@ -85,9 +88,15 @@ async def chain_then_wait(n: int) -> int:
 # -- W1-W3, in this process --------------------------------------------------------------------
 
 
-async def w1_throughput(db: Path, *, workflows: int = 2000, durability: Durability = "full") -> Run:
+async def w1_throughput(
+    db: Path,
+    *,
+    workflows: int = 2000,
+    durability: Durability = "full",
+    dispatch: Dispatch = "durable",
+) -> Run:
     """W1: N workflows x 3 sequential no-op activities, started concurrently."""
-    async with Runtime(db, durability=durability) as rt:
+    async with Runtime(db, durability=durability, dispatch=dispatch) as rt:
         began = time.perf_counter()
         handles = await asyncio.gather(*(rt.start(three_steps, i) for i in range(workflows)))
         await asyncio.gather(*(h.result() for h in handles))
@@ -96,10 +105,10 @@ async def w1_throughput(db: Path, *, workflows: int = 2000, durability: Durabili
             "steps_per_s": 3 * workflows / elapsed}  # fmt: skip
 
 
-async def w1_latency(db: Path, *, workflows: int = 200) -> Run:
+async def w1_latency(db: Path, *, workflows: int = 200, dispatch: Dispatch = "durable") -> Run:
     """W1-lat: workflows one after another; start-to-result latency."""
     latencies = []
-    async with Runtime(db) as rt:
+    async with Runtime(db, dispatch=dispatch) as rt:
         for i in range(workflows):
             began = time.perf_counter()
             await (await rt.start(three_steps, i)).result()
@@ -107,17 +116,17 @@ async def w1_latency(db: Path, *, workflows: int = 200) -> Run:
     return latency_metrics(latencies)
 
 
-async def w2_fan_out(db: Path, *, activities: int = 1000) -> Run:
+async def w2_fan_out(db: Path, *, activities: int = 1000, dispatch: Dispatch = "durable") -> Run:
     """W2: one workflow gathering N activities."""
-    async with Runtime(db) as rt:
+    async with Runtime(db, dispatch=dispatch) as rt:
         began = time.perf_counter()
         await (await rt.start(fan_out, activities)).result()
         return {"seconds": time.perf_counter() - began}
 
 
-async def w3_long_history(db: Path, *, steps: int = 2000) -> Run:
+async def w3_long_history(db: Path, *, steps: int = 2000, dispatch: Dispatch = "durable") -> Run:
     """W3: one workflow with N sequential activities."""
-    async with Runtime(db) as rt:
+    async with Runtime(db, dispatch=dispatch) as rt:
         began = time.perf_counter()
         await (await rt.start(long_chain, steps)).result()
         return {"seconds": time.perf_counter() - began}
@@ -252,6 +261,18 @@ WORKLOADS: dict[str, Callable[[Sizes], Run]] = {
     "W2": lambda s: _in_process(w2_fan_out, activities=int(s["activities"])),
     "W3-2k": lambda s: _in_process(w3_long_history, steps=int(s["steps"])),
     "W3-20k": lambda s: _in_process(w3_long_history, steps=int(s["steps"])),
+    # The same with Runtime(dispatch="eager"): work starts while its schedule commits.
+    "W1-eager": lambda s: _in_process(
+        w1_throughput, workflows=int(s["workflows"]), dispatch="eager"
+    ),
+    "W1-lat-eager": lambda s: _in_process(
+        w1_latency, workflows=int(s["workflows"]), dispatch="eager"
+    ),
+    "W2-eager": lambda s: _in_process(
+        w2_fan_out, activities=int(s["activities"]), dispatch="eager"
+    ),
+    "W3-2k-eager": lambda s: _in_process(w3_long_history, steps=int(s["steps"]), dispatch="eager"),
+    "W3-20k-eager": lambda s: _in_process(w3_long_history, steps=int(s["steps"]), dispatch="eager"),
     "W4-events": lambda s: w4_recovery("W4-events", s),
     "W4-timers": lambda s: w4_recovery("W4-timers", s),
     "W4-history": lambda s: w4_recovery("W4-history", s),
