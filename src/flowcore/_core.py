@@ -107,6 +107,7 @@ class Core:
         if_exists: str,
         fresh_id: bool = False,
         parent_id: str | None = None,
+        consumed: tuple[int, ...] = (),
     ) -> None:
         inst = self._instances.get(wid)
         if inst is not None:
@@ -122,7 +123,7 @@ class Core:
             parent_id=parent_id,
         )
         executor = WorkflowExecutor(defn, wid)
-        commit = self._append(inst, [started], create=True)
+        commit = self._append(inst, [started], create=True, consumed=consumed)
         if fresh_id:
             # A fresh random id cannot collide: run the first step while the start commits.
             inst.executor = executor
@@ -156,8 +157,15 @@ class Core:
         raise WorkflowFinishedError(wid, status=row.status.value, action=action)
 
     async def _request(
-        self, wid: str, action: str, event_type: Callable[..., ev.Event], **fields: Any
+        self,
+        wid: str,
+        action: str,
+        event_type: Callable[..., ev.Event],
+        *,
+        consumed: tuple[int, ...] = (),
+        **fields: Any,
     ) -> None:
+        """Journal a request event and feed it to the instance (``consumed``: inbox ids)."""
         inst = await self._unfinished(wid, action)
         event = event_type(at=self._clock.now(), **fields)
         executor = inst.executor
@@ -166,20 +174,22 @@ class Core:
             raise WorkflowFinishedError(wid, status=terminal.kind.removeprefix("workflow_"),
                                         action=action)  # fmt: skip
         if executor is None:  # parked: the event waits in the journal for fixed code
-            await self._append(inst, [event])
+            await self._append(inst, [event], consumed=consumed)
             return
-        commit = self._deliver(inst, executor, event)
+        commit = self._deliver(inst, executor, event, consumed=consumed)
         if commit is not None:
             await commit
 
-    async def _terminate(self, inst: _Instance, reason: str | None) -> None:
+    async def _terminate(
+        self, inst: _Instance, reason: str | None, consumed: tuple[int, ...] = ()
+    ) -> None:
         if inst.executor is not None:
             inst.executor.close()
             inst.executor = None
         inst.cancel_work()
         children = list(inst.children.values())
         terminal = ev.WorkflowTerminated(at=self._clock.now(), reason=reason)
-        commit = self._append(inst, [terminal])
+        commit = self._append(inst, [terminal], consumed=consumed)
         commit.add_done_callback(functools.partial(self._finished, inst, terminal))
         await commit
         for child_id in children:
@@ -196,6 +206,7 @@ class Core:
         *,
         create: bool = False,
         reset: bool = False,
+        consumed: tuple[int, ...] = (),
     ) -> asyncio.Future[None]:
         for event in events:
             inst.projection.apply(event)
@@ -208,6 +219,7 @@ class Core:
             row=inst.projection.row(),
             create=create,
             reset=reset,
+            consumed=consumed,
         )
         inst.next_seq += len(events)
         if events:
@@ -247,9 +259,14 @@ class Core:
                 inst.done.exception()  # retrieved here; result() re-raises it to any waiter
 
     def _deliver(
-        self, inst: _Instance, executor: WorkflowExecutor, event: ev.Event
+        self,
+        inst: _Instance,
+        executor: WorkflowExecutor,
+        event: ev.Event,
+        *,
+        consumed: tuple[int, ...] = (),
     ) -> asyncio.Future[None] | None:
-        """Journal ``event`` and feed it to the instance's current run."""
+        """Journal ``event`` and feed it to the instance's current run (``consumed``: inbox ids)."""
         if inst.executor is not executor or executor.done:
             return None
         try:
@@ -259,8 +276,8 @@ class Core:
             executor.close()
             inst.executor = None
             inst.cancel_work()
-            return self._park(inst, f"internal engine error: {exc!r}", 0, [event])
-        return self._carry_out(inst, executor, commands, [event])
+            return self._park(inst, f"internal engine error: {exc!r}", 0, [event], consumed)
+        return self._carry_out(inst, executor, commands, [event], consumed)
 
     def _carry_out(
         self,
@@ -268,8 +285,12 @@ class Core:
         executor: WorkflowExecutor,
         commands: Sequence[cmd.Command],
         events: builtins.list[ev.Event],
+        consumed: tuple[int, ...] = (),
     ) -> asyncio.Future[None] | None:
-        """Journal what the commands record, then carry them out; return the commit."""
+        """Journal what the commands record, then carry them out; return the commit.
+
+        ``consumed`` (inbox ids) ride on the first append, the one that holds ``events``.
+        """
         while True:  # a loop, not recursion: a run may continue as new many times at once
             now = self._clock.now()
             work: builtins.list[_Work] = []
@@ -279,7 +300,8 @@ class Core:
                     restart = command
                 else:
                     self._record(inst, command, now, events, work)
-            commit = self._append(inst, events) if events else None
+            commit = self._append(inst, events, consumed=consumed) if events else None
+            consumed = ()
             if restart is None:
                 break
             executor, commands = self._new_run(inst, restart.input, restart.version)
@@ -606,14 +628,19 @@ class Core:
         return None
 
     def _park(
-        self, inst: _Instance, reason: str, step: int, events: Sequence[ev.Event] = ()
+        self,
+        inst: _Instance,
+        reason: str,
+        step: int,
+        events: Sequence[ev.Event] = (),
+        consumed: tuple[int, ...] = (),
     ) -> asyncio.Future[None] | None:
         self._log.error("workflow parked", workflow_id=inst.id, reason=reason)
         last = inst.last_event
         if not events and isinstance(last, ev.WorkflowParked) and last.reason == reason:
             return None
         parked = ev.WorkflowParked(at=self._clock.now(), reason=reason, step=step)
-        return self._append(inst, [*events, parked])
+        return self._append(inst, [*events, parked], consumed=consumed)
 
 
 def _scheduling_event(command: _Work, now: float) -> ev.Event:

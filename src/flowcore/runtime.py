@@ -19,6 +19,7 @@ from flowcore import serde
 from flowcore._core import Core, check_id
 from flowcore._definitions import Registry, WorkflowDef, default_registry
 from flowcore._handle import WorkflowHandle
+from flowcore._inbox import InboxWatcher
 from flowcore.abc import SystemClock
 from flowcore.backends.local import LocalBackend
 from flowcore.engine import events as ev
@@ -115,11 +116,16 @@ class Runtime(Core):
         self._waiters = 0
         """Callers blocked in result() (a virtual clock skips time only for them)."""
         self._log = structlog.get_logger("flowcore")
+        self._inbox: InboxWatcher | None = None
+        """Applies requests other processes queue in the journal (``python -m flowcore``)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
         """Open the journal, take ownership and recover unfinished workflows.
+
+        Then apply the requests other processes queued in the journal (``python -m flowcore
+        start``, ``send-event`` ...) and keep applying new ones while open.
 
         Raises:
             JournalLockedError: another runtime serves this database.
@@ -138,6 +144,10 @@ class Runtime(Core):
                 bind(self._idle)
             self._state = "open"
             await self._recover()
+            journal = self._journal
+            if isinstance(journal, SqliteJournal) and not journal.readonly:
+                self._inbox = InboxWatcher(self, journal.path)
+                await self._inbox.open()
         except BaseException:
             await self.close()
             raise
@@ -150,6 +160,8 @@ class Runtime(Core):
         if self._state == "closed":
             return
         self._state = "closing"
+        if self._inbox is not None:
+            await self._inbox.close()
         self._stop.set()
         for runner in list(self._jobs):
             runner.cancel()

@@ -23,6 +23,7 @@ from flowcore.errors import (
     JournalError,
     JournalLockedError,
     SchemaVersionError,
+    WorkflowAlreadyExistsError,
 )
 from flowcore.journal import schema
 from flowcore.journal.sqlite import MAX_BATCH, SqliteJournal
@@ -313,12 +314,12 @@ class TestSchemaV2:
             assert status.created_at.timestamp() == 1.0
             assert status.custom_status is None
             assert [e.kind for e in await journal.history("old")] == ["workflow_started"]
-        assert sql(path, "PRAGMA user_version") == [(2,)]
+        assert sql(path, "PRAGMA user_version") == [(schema.SCHEMA_VERSION,)]
         assert sql(path, "SELECT custom_status FROM workflows") == [(None,)]
 
     def test_version(self):
-        """This code writes schema version 2."""
-        assert schema.SCHEMA_VERSION == len(schema.MIGRATIONS) == 2
+        """This code writes schema version 3."""
+        assert schema.SCHEMA_VERSION == len(schema.MIGRATIONS) == 3
 
     async def test_custom_status_stored_as_json_text(self, path, journal):
         """The column holds the compact JSON text of the value."""
@@ -326,6 +327,35 @@ class TestSchemaV2:
         await journal.submit(flow.start())
         await journal.submit(flow.ops(CustomStatusSet(at=2.0, step=1, value={"a": [1, "é"]})))
         assert sql(path, "SELECT custom_status FROM workflows") == [('{"a":[1,"é"]}',)]
+
+
+class TestInbox:
+    async def test_v2_file_gains_the_inbox(self, path):
+        """A version-2 journal gains an empty inbox table on open."""
+        async with aiosqlite.connect(path, isolation_level=None) as conn:
+            assert await schema.migrate(conn, 0, schema.MIGRATIONS[:2]) == 2
+        async with SqliteJournal(path):
+            pass
+        assert sql(path, "PRAGMA user_version") == [(3,)]
+        assert sql(path, "SELECT count(*) FROM inbox") == [(0,)]
+
+    async def test_consumed_requests_go_with_their_op(self, path, journal):
+        """An accepted op deletes its consumed inbox rows in its transaction; a refused one not."""
+        sql(
+            path,
+            "INSERT INTO inbox (workflow_id, kind, data, at) VALUES ('w1', 'start', '', 1)",
+            "INSERT INTO inbox (workflow_id, kind, data, at) VALUES ('w1', 'start', '', 1)",
+            "INSERT INTO inbox (workflow_id, kind, data, at) VALUES ('w1', 'event', '', 1)",
+        )
+        flow = Flow("w1")
+        first = dataclasses.replace(flow.start(), consumed=(1,))
+        await journal.submit(first)
+        again = dataclasses.replace(Flow("w1").start(), consumed=(2,))
+        with pytest.raises(WorkflowAlreadyExistsError):
+            await journal.submit(again)
+        assert sql(path, "SELECT id FROM inbox ORDER BY id") == [(2,), (3,)]
+        await journal.submit(dataclasses.replace(flow.schedule(1), consumed=(3,)))
+        assert sql(path, "SELECT id FROM inbox ORDER BY id") == [(2,)]
 
 
 class TestResetStatements:
@@ -362,6 +392,14 @@ class TestResetStatements:
         one = await self._count(journal, monkeypatch, [_restart(flows[0])])
         assert many == one == ["BEGIN", "SELECT", "DELETE", "INSERT", "INSERT", "COMMIT"]
         assert plain == ["BEGIN", "SELECT", "INSERT", "INSERT", "COMMIT"]
+
+    async def test_consumed_requests_cost_one_statement(self, journal, monkeypatch):
+        """Any number of consumed inbox ids costs one DELETE after the rows' upsert."""
+        flows = [Flow(f"w{i}") for i in range(20)]
+        await asyncio.gather(*(journal.submit(f.start()) for f in flows))
+        ops = [dataclasses.replace(f.schedule(1), consumed=(i + 1,)) for i, f in enumerate(flows)]
+        seen = await self._count(journal, monkeypatch, ops)
+        assert seen == ["BEGIN", "SELECT", "INSERT", "INSERT", "DELETE", "COMMIT"]
 
 
 def _restart(flow):

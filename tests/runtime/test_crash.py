@@ -31,7 +31,10 @@ The checks are the core durability promises:
 
 Kill points are made deterministic by holds: in the first run, planned activities log ``hold``
 and block until the SIGKILL. Activities fail their first attempt at seeded places and are retried
-at once (no backoff), so in-flight retries are cut too.
+at once (no backoff), so in-flight retries are cut too. Those kills come when the journal has
+caught up; the ``unsynced`` scenario instead has the worker SIGKILL itself the moment a planned
+call starts, which under eager dispatch lands before that call's schedule is durable (the call
+then gets another step number after the crash, and must keep its key all the same).
 
 Seeds choose the kill points. ``FLOWCORE_CRASH_SEEDS`` selects them (``0-19``, or ``1,4,7``);
 the default is a few seeds that keep the file fast. Every test runs under each of the runtime's

@@ -18,6 +18,9 @@ what a batch writes:
   written). The journal deletes the stored events of every id in :attr:`BatchPlan.resets` before
   it writes :attr:`BatchPlan.events`, in the same transaction.
 * A refused op never stops the others of its batch; the last accepted op's row for an id wins.
+* The ``consumed`` inbox ids of every accepted op are deleted in the batch's transaction (even
+  when a later reset of the batch wipes the op's events: the run that consumed them saw them);
+  a refused op consumes nothing.
 * An update never changes a row's ``created_at``: the create op fixes it, and it stays the first
   run's across resets (each journal keeps the stored value).
 """
@@ -99,6 +102,8 @@ class BatchPlan:
     """Final rows of ids that existed before the batch."""
     errors: dict[int, Exception] = field(default_factory=dict)
     """Index of a refused op in the batch -> why."""
+    consumed: builtins.list[int] = field(default_factory=builtins.list)
+    """Inbox request ids the accepted ops carry out (deleted in the batch's transaction)."""
 
 
 def encode_append(op: Append) -> Encoded:
@@ -148,6 +153,7 @@ def plan_batch(batch: Sequence[Encoded], known: Mapping[str, Known]) -> BatchPla
         else:
             current.last_seq += len(item.events)
         accepted.append(item)
+        plan.consumed.extend(op.consumed)
         target = plan.updates if op.workflow_id in known else plan.inserts
         target[op.workflow_id] = op.row
     plan.resets.extend(reset_at)

@@ -74,6 +74,11 @@ class Append:
     batch appended to this workflow are wiped with the rest; later ops continue the new history
     from ``len(events) + 1``. The row's ``created_at`` stays the first run's.
     """
+    consumed: tuple[int, ...] = ()
+    """Ids of ``inbox`` requests this op carries out (journals without an inbox ignore them).
+
+    They are deleted in the transaction that writes the op, so a request takes effect exactly
+    once; a refused op deletes nothing."""
 
 
 class Journal(Protocol):

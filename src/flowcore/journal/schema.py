@@ -79,7 +79,19 @@ _V1: Final = (
 _V2: Final = ("ALTER TABLE workflows ADD COLUMN custom_status TEXT",)
 """Version 2: ``workflows.custom_status``, the JSON text of the value last given to set_status()."""
 
-MIGRATIONS: Final[Sequence[Migration]] = (_V1, _V2)
+_V3: Final = (
+    """CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        workflow_id TEXT,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL,
+        at REAL NOT NULL
+    )""",
+)
+"""Version 3: ``inbox``, steering requests (start, event, cancel ...) written by other processes
+(the CLI) for the owning runtime to apply; see :mod:`flowcore._inbox`."""
+
+MIGRATIONS: Final[Sequence[Migration]] = (_V1, _V2, _V3)
 """Forward steps; ``MIGRATIONS[v]`` upgrades version ``v`` to ``v + 1``. Append only."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

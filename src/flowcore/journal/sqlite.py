@@ -7,7 +7,8 @@ itself in the ``owner`` row, which only serves error messages. Read-only journal
 Writes: :meth:`SqliteJournal.submit` queues an op and returns a future. One writer task takes
 everything queued, checks it against the batch rules of :mod:`flowcore.journal._batch` and writes
 it in one ``BEGIN IMMEDIATE`` transaction with a constant number of statements (the events of
-reset workflows are deleted before the batch's events are inserted), then resolves
+reset workflows are deleted before the batch's events are inserted; the inbox requests the batch
+carries out are deleted with it), then resolves
 every future of the batch (group commit). A failed commit fails its whole batch and leaves the
 journal failed: nothing of that batch was acknowledged, and the runtime must restart to recover.
 """
@@ -65,6 +66,7 @@ _INSERT_EVENTS: Final = (
     "INSERT INTO events (workflow_id, seq, kind, data, at) VALUES (?, ?, ?, ?, ?)"
 )
 _DELETE_EVENTS: Final = "DELETE FROM events WHERE workflow_id = ?"
+_DELETE_REQUESTS: Final = "DELETE FROM inbox WHERE id = ?"
 _INSERT_ROWS: Final = """
     INSERT INTO workflows (id, name, version, status, input, output, error, current_activity,
                            created_at, updated_at, parent_id, custom_status)
@@ -414,6 +416,8 @@ class SqliteJournal:
                 await conn.executemany(_INSERT_ROWS, map(_row_values, plan.inserts.values()))
             if plan.updates:
                 await conn.executemany(_UPSERT_ROWS, map(_row_values, plan.updates.values()))
+            if plan.consumed:
+                await conn.executemany(_DELETE_REQUESTS, [(rid,) for rid in plan.consumed])
             await conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

@@ -1,0 +1,587 @@
+"""The command line, ``python -m flowcore``: run, serve, steer and inspect a journal from the shell.
+
+Every subcommand returns an exit code: 0 success, 1 the workflow failed, was canceled or would
+diverge (``check``), 2 a usage error (one line on stderr; ``--debug`` adds the traceback), 130
+interrupted. ``run`` and ``serve`` own the database; steering commands queue a request in its
+inbox (:mod:`flowcore._inbox`) and never take ownership; inspection opens it read-only. Results
+and ``--json`` output go to stdout, everything else to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import structlog
+
+from flowcore import _cli_render as render
+from flowcore import _inbox, serde
+from flowcore._core import check_id
+from flowcore._definitions import WorkflowDef, default_registry
+from flowcore._status import WorkflowState
+from flowcore.errors import (
+    FlowcoreError,
+    JournalLockedError,
+    NondeterminismError,
+    PayloadError,
+    WorkflowCanceledError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+)
+from flowcore.journal import schema
+from flowcore.journal.sqlite import SqliteJournal
+from flowcore.runtime import Runtime
+from flowcore.testing import replay
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Sequence
+    from types import ModuleType
+
+    from flowcore._status import WorkflowStatus
+
+__all__ = ["main"]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+_PROGRESS_INTERVAL: Final = 0.2
+_T = TypeVar("_T")
+
+
+class UsageError(Exception):
+    """A mistake on the command line or in its inputs: one line on stderr, exit 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand, return its exit code."""
+    args = _parser().parse_args(argv)
+    _configure_logging(args)
+    try:
+        code: int = args.func(args)
+    except (UsageError, FlowcoreError, OSError, ValueError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        _say(f"flowcore {args.command}: error: {_one_line(exc)}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    if args.command == "serve" or code == EXIT_INTERRUPTED:
+        _leave_abandoned_threads(code)
+    return code
+
+
+def _leave_abandoned_threads(code: int) -> None:
+    """Exit now rather than wait for sync activities the closed runtime abandoned.
+
+    Their work was never recorded as done; the next runtime on the database runs them again.
+    """
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not
+           threading.main_thread()):  # fmt: skip
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+# -- the parser -------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default="flowcore.db", help="journal file (default: %(default)s)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser = argparse.ArgumentParser(
+        prog="python -m flowcore", description="Run, serve, steer and inspect flowcore workflows."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], helptext: str) -> Any:
+        cmd = sub.add_parser(name, parents=[common], help=helptext, description=helptext)
+        cmd.set_defaults(func=func)
+        return cmd
+
+    _add_running(add)
+    _add_steering(add)
+    _add_inspection(add)
+    return parser
+
+
+def _add_payload(cmd: argparse.ArgumentParser) -> None:
+    group = cmd.add_mutually_exclusive_group()
+    group.add_argument("--payload", help="JSON payload")
+    group.add_argument("--payload-file", help="file holding the JSON payload ('-': stdin)")
+
+
+def _add_running(add: Callable[..., Any]) -> None:
+    cmd = add("run", _cmd_run, "start (or resume) a workflow and run it in the foreground")
+    cmd.add_argument("target", metavar="MODULE:WORKFLOW")
+    _add_payload(cmd)
+    cmd.add_argument("--id", help="instance id (an unfinished one resumes)")
+    cmd = add("serve", _cmd_serve, "host a runtime for the modules' workflows until stopped")
+    cmd.add_argument("modules", nargs="+", metavar="MODULE")
+    cmd = add("check", _cmd_check, "replay unfinished instances against the current code")
+    cmd.add_argument("modules", nargs="+", metavar="MODULE")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _add_steering(add: Callable[..., Any]) -> None:
+    cmd = add("start", _cmd_start, "queue the start of a workflow; print its id")
+    cmd.add_argument("name", metavar="NAME", help="workflow name, or MODULE:WORKFLOW to check it")
+    _add_payload(cmd)
+    cmd.add_argument("--id", help="instance id (default: a random one)")
+    cmd.add_argument("--version", help="workflow version (default: the latest)")
+    cmd = add("send-event", _cmd_send_event, "send an external event to an instance")
+    cmd.add_argument("id", metavar="ID")
+    cmd.add_argument("name", metavar="NAME")
+    _add_payload(cmd)
+    for name, helptext in (("cancel", "cancel an instance"), ("terminate", "end it at once")):
+        cmd = add(name, _cmd_control, helptext)
+        cmd.add_argument("id", metavar="ID")
+        cmd.add_argument("--reason")
+    for name, helptext in (("suspend", "pause an instance"), ("resume", "let it continue")):
+        cmd = add(name, _cmd_control, helptext)
+        cmd.add_argument("id", metavar="ID")
+
+
+def _add_inspection(add: Callable[..., Any]) -> None:
+    cmd = add("status", _cmd_status, "show an instance's status")
+    cmd.add_argument("id", metavar="ID")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    cmd = add("list", _cmd_list, "list instances, newest first")
+    cmd.add_argument("--name", help="only this workflow")
+    cmd.add_argument("--status", choices=[s.value for s in WorkflowState])
+    cmd.add_argument("--limit", type=int, default=100)
+    cmd.add_argument("--since", help="only those created since (ISO 8601; UTC if no zone)")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    cmd = add("history", _cmd_history, "show an instance's history as a timeline")
+    cmd.add_argument("id", metavar="ID")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    cmd = add("export", _cmd_export, "print an instance's history as JSON rows")
+    cmd.add_argument("id", metavar="ID")
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    base = logging.WARNING if args.command == "run" else logging.INFO
+    level = max(logging.DEBUG, base - 10 * args.verbose)
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)  # noqa: T201 - the CLI talks on stderr
+
+
+def _out(text: str) -> None:
+    print(text, flush=True)  # noqa: T201 - results go to stdout
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _load_module(name: str) -> ModuleType:
+    if name.endswith(".py"):
+        name = name.removesuffix(".py").replace("/", ".").replace(os.sep, ".")
+    cwd = os.getcwd()  # noqa: PTH109
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+            raise UsageError(f"cannot import module {name!r}: no such module") from exc
+        raise UsageError(f"importing module {name!r} failed: {exc}") from exc
+    except Exception as exc:
+        msg = f"importing module {name!r} failed: {type(exc).__name__}: {exc}"
+        raise UsageError(msg + " (--debug shows the traceback)") from exc
+
+
+def _workflow(target: str) -> WorkflowDef[Any, Any]:
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"expected MODULE:WORKFLOW, got {target!r}")
+    module = _load_module(module_name)
+    found = getattr(module, attr, None)
+    if isinstance(found, WorkflowDef):
+        return found
+    if found is None and attr in default_registry.workflows:
+        return default_registry.workflow(attr)
+    known = sorted(n for n, v in vars(module).items() if isinstance(v, WorkflowDef))
+    raise UsageError(
+        f"module {module_name!r} has no @workflow {attr!r} (it defines: "
+        f"{', '.join(known) or 'none'})"
+    )
+
+
+def _payload(args: argparse.Namespace) -> Any:
+    if args.payload_file is not None:
+        source = "--payload-file"
+        if args.payload_file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.payload_file, encoding="utf-8") as file:  # noqa: PTH123
+                text = file.read()
+    elif args.payload is not None:
+        source, text = "--payload", args.payload
+    else:
+        return None
+    try:
+        return serde.loads(text)
+    except PayloadError as exc:
+        raise UsageError(f"{source} is not valid JSON: {exc}") from exc
+
+
+def _check_payload(defn: WorkflowDef[Any, Any], payload: Any) -> None:
+    """Fail before anything is written when the payload does not fit the input's type hint."""
+    if not defn.takes_input:
+        return
+    signature, hints, _ = serde.signature_hints(defn.fn)
+    first = next(iter(signature.parameters))
+    try:
+        serde.decode(payload, hints.get(first, Any))
+    except PayloadError as exc:
+        raise UsageError(f"the payload does not fit workflow {defn.name!r}: {exc}") from exc
+
+
+def _run_async(coro: Coroutine[Any, Any, _T]) -> _T:
+    return asyncio.run(coro)
+
+
+def _stop_event(*signums: int) -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in signums:
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def _open_error(exc: JournalLockedError, command: str) -> UsageError:
+    return UsageError(
+        f"cannot {command}: {_one_line(exc)} While a server owns it, steer it with "
+        "'flowcore start', 'send-event', 'cancel' ... and inspect it with 'status', 'list', "
+        "'history'."
+    )
+
+
+# -- run and serve ------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    defn = _workflow(args.target)
+    payload = _payload(args)
+    _check_payload(defn, payload)
+    wid = check_id(args.id) if args.id is not None else uuid.uuid4().hex
+    return _run_async(_run(args.db, defn, payload, wid))
+
+
+async def _run(db: str, defn: WorkflowDef[Any, Any], payload: Any, wid: str) -> int:
+    stop = _stop_event(signal.SIGINT, signal.SIGTERM)
+    runtime = Runtime(db)
+    try:
+        await runtime.open()
+    except JournalLockedError as exc:
+        raise _open_error(exc, "run") from exc
+    try:
+        await runtime.start(defn, payload, id=wid, if_exists="return")
+        _say(f"workflow {defn.name} id {wid}")
+        return await _follow(runtime, wid, stop)
+    finally:
+        await runtime.close()
+
+
+async def _follow(runtime: Runtime, wid: str, stop: asyncio.Event) -> int:
+    result = asyncio.ensure_future(runtime.result(wid))
+    stopped = asyncio.ensure_future(stop.wait())
+    progress = asyncio.ensure_future(_progress(runtime, wid))
+    try:
+        await asyncio.wait({result, stopped, progress}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (stopped, progress):
+            task.cancel()
+        _end_progress_line()
+    if not result.done():
+        result.cancel()
+        if progress.done() and not progress.cancelled() and progress.exception() is None:
+            parked = progress.result()
+            _say(f"workflow {wid!r} is parked: {parked.error}")
+            return EXIT_FAILED
+        _say(f"interrupted; 'flowcore run ... --id {wid}' resumes workflow {wid!r}")
+        return EXIT_INTERRUPTED
+    return _report(wid, result)
+
+
+def _report(wid: str, result: asyncio.Future[Any]) -> int:
+    try:
+        value = result.result()
+    except WorkflowFailedError as exc:
+        _say(f"workflow {wid!r} failed: {exc.failure}")
+        return EXIT_FAILED
+    except WorkflowCanceledError as exc:
+        _say(_one_line(exc))
+        return EXIT_FAILED
+    _out(serde.dumps(value))
+    return EXIT_OK
+
+
+async def _progress(runtime: Runtime, wid: str) -> WorkflowStatus:
+    """Show progress until the instance parks (then return its status); cancelled otherwise."""
+    tty = sys.stderr.isatty()
+    seen: tuple[object, ...] = ()
+    items: list[render.Item] = []
+    shown = ""
+    while True:
+        status = await runtime.status(wid)
+        if (status.updated_at, status.status) != seen:
+            seen = (status.updated_at, status.status)
+            items = render.timeline(await runtime.history(wid))
+        line = render.progress_line(status, items, time.time())
+        if tty:
+            width = max(20, _terminal_width() - 1)
+            sys.stderr.write("\r\x1b[2K" + line[:width])
+            sys.stderr.flush()
+        elif line != shown:
+            _say(line)
+        shown = line
+        if status.status is WorkflowState.PARKED:
+            return status
+        await asyncio.sleep(_PROGRESS_INTERVAL)
+
+
+def _terminal_width() -> int:
+    with contextlib.suppress(OSError):
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    return 80
+
+
+def _end_progress_line() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[2K")
+        sys.stderr.flush()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    for name in args.modules:
+        _load_module(name)
+    return _run_async(_serve(args.db))
+
+
+async def _serve(db: str) -> int:
+    stop = _stop_event(signal.SIGINT, signal.SIGTERM)
+    runtime = Runtime(db)
+    try:
+        await runtime.open()
+    except JournalLockedError as exc:
+        raise _open_error(exc, "serve") from exc
+    try:
+        names = ", ".join(sorted(default_registry.workflows)) or "none"
+        _say(f"serving {db} (workflows: {names}); Ctrl-C or SIGTERM stops")
+        await stop.wait()
+        _say("stopping; unfinished workflows continue when a runtime opens the database again")
+    finally:
+        await runtime.close()
+    return EXIT_OK
+
+
+# -- steering -----------------------------------------------------------------------------------
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    name, payload = args.name, _payload(args)
+    if ":" in name:
+        defn = _workflow(name)
+        if args.version is not None:
+            defn = default_registry.workflow(defn.name, args.version)
+        _check_payload(defn, payload)
+        name = defn.name
+    wid = check_id(args.id) if args.id is not None else uuid.uuid4().hex
+    data = {"name": name, "version": args.version, "input": payload}
+    _post(args.db, "start", wid, data, create=True)
+    _out(wid)
+    return EXIT_OK
+
+
+def _cmd_send_event(args: argparse.Namespace) -> int:
+    if not args.name:
+        raise UsageError("an event name must not be empty")
+    data = {"name": args.name, "payload": _payload(args)}
+    _post(args.db, "event", check_id(args.id), data)
+    return EXIT_OK
+
+
+def _cmd_control(args: argparse.Namespace) -> int:
+    data = {"reason": args.reason} if args.command in ("cancel", "terminate") else {}
+    _post(args.db, args.command, check_id(args.id), data)
+    return EXIT_OK
+
+
+def _post(db: str, kind: str, wid: str, data: dict[str, Any], *, create: bool = False) -> None:
+    _ensure_inbox(db, create=create)
+    rid = _inbox.post(db, kind, wid, data)
+    _say(
+        f"queued request {rid} ({kind} {wid}) in {db}; the runtime that owns it applies it "
+        "(at once if one is running, else when one opens it)"
+    )
+
+
+def _ensure_inbox(db: str, *, create: bool) -> None:
+    """Make sure the file is a journal with an inbox: create or migrate it if nobody owns it."""
+    version = _inbox.schema_version(db)
+    if version is None and not create:
+        raise UsageError(f"no flowcore database at {db!r} (pass --db PATH)")
+    if version is not None and version >= schema.SCHEMA_VERSION:
+        return
+    try:
+        _run_async(_touch(db))
+    except JournalLockedError as exc:
+        raise UsageError(
+            f"{db!r} is served by a runtime of an older flowcore that has no inbox; upgrade "
+            "and restart it"
+        ) from exc
+
+
+async def _touch(db: str) -> int:
+    async with SqliteJournal(db):  # creates or migrates the file, then lets go of it
+        return EXIT_OK
+
+
+# -- inspection ---------------------------------------------------------------------------------
+
+
+def _readonly(db: str) -> SqliteJournal:
+    if not os.path.exists(db):  # noqa: PTH110
+        raise UsageError(f"no flowcore database at {db!r} (pass --db PATH)")
+    return SqliteJournal(db, readonly=True)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    async def status() -> int:
+        async with _readonly(args.db) as journal:
+            found = await journal.status(args.id)
+        requests = _inbox.pending(args.db, args.id)
+        if found is None and not requests:
+            raise WorkflowNotFoundError(args.id)
+        data = {"id": args.id} if found is None else render.status_json(found)
+        if found is None:
+            data["status"] = "requested"
+        data["pending_requests"] = [{"id": r.id, "kind": r.kind, "at": r.at} for r in requests]
+        if args.json:
+            _out(render.to_json(data))
+        else:
+            _out("\n".join(render.status_lines(data)))
+        return EXIT_OK
+
+    return _run_async(status())
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    since = _since(args.since)
+
+    async def listing() -> int:
+        async with _readonly(args.db) as journal:
+            found = await journal.list(name=args.name, status=args.status, limit=args.limit)
+        # newest first: the rows created since `since` are a prefix of the list
+        found = [s for s in found if since is None or s.created_at >= since]
+        if args.json:
+            _out(render.to_json([render.status_json(s) for s in found]))
+        else:
+            _out(render.list_table(found))
+        return EXIT_OK
+
+    return _run_async(listing())
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        msg = f"--since wants an ISO 8601 time such as 2026-01-31T12:00, not {text!r}"
+        raise UsageError(msg) from exc
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+async def _history(db: str, wid: str) -> list[Any]:
+    async with _readonly(db) as journal:
+        events = await journal.history(wid)
+    if not events:
+        raise WorkflowNotFoundError(wid)
+    return events
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    events = _run_async(_history(args.db, args.id))
+    items = render.timeline(events)
+    if args.json:
+        _out(render.to_json([item.to_json() for item in items]))
+    else:
+        _out("\n".join(render.timeline_lines(items)))
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    events = _run_async(_history(args.db, args.id))
+    _out(render.to_json(render.export_rows(events)))
+    return EXIT_OK
+
+
+# -- check --------------------------------------------------------------------------------------
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    for name in args.modules:
+        _load_module(name)
+    return _run_async(_check(args.db, as_json=args.json))
+
+
+async def _check(db: str, *, as_json: bool) -> int:
+    results = []
+    async with _readonly(db) as journal:
+        for wid in await journal.unfinished():
+            events = await journal.history(wid)
+            if events:
+                results.append(_check_one(wid, events))
+    bad = [r for r in results if r["problem"] is not None]
+    if as_json:
+        _out(render.to_json(results))
+    else:
+        for r in results:
+            where = f"{r['workflow']} v{r['version']} id {r['id']}"
+            problem = r["problem"]
+            _out(f"ok        {where}" if problem is None else f"DIVERGES  {where}: {problem}")
+        _say(f"{len(results)} unfinished instance(s) checked; {len(bad)} would diverge")
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def _check_one(wid: str, events: list[Any]) -> dict[str, Any]:
+    started = events[0]
+    found: dict[str, Any] = dict.fromkeys(("problem", "step", "recorded", "now"))
+    found.update(id=wid, workflow=started.name, version=started.version)
+    try:
+        defn = default_registry.for_replay(started.name, started.version)
+        replay(events, defn, workflow_id=wid)
+    except NondeterminismError as exc:
+        found.update(problem=f"step {exc.step}: recorded {exc.recorded}, now {exc.attempted}",
+                     step=exc.step, recorded=exc.recorded, now=exc.attempted)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - report every instance, whatever breaks
+        found["problem"] = _one_line(exc)
+    return found

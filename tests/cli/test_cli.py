@@ -1,0 +1,231 @@
+"""Subprocess tests of ``python -m flowcore`` against a real database in a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from flowcore import NondeterminismError, workflow
+from flowcore.testing import replay
+from tests.cli.conftest import stop, wait_for, write_app
+
+
+class TestRun:
+    def test_prints_the_result_as_json(self, cli):
+        """run starts the workflow, waits for it and prints its result on stdout."""
+        done = cli("run", "app:fan", "--payload", "4", "--id", "f1")
+        assert (done.returncode, done.stdout.strip()) == (0, "14")
+        assert "workflow fan id f1" in done.stderr
+        assert "running" in done.stderr  # plain progress lines when not a TTY
+
+    def test_failure_exits_1(self, cli):
+        """A workflow that raises ends run with exit code 1 and the error on stderr."""
+        done = cli("run", "app:boom")
+        assert done.returncode == 1
+        assert "kaput" in done.stderr
+        assert done.stdout == ""
+
+    def test_interrupted_then_resumed(self, cli):
+        """SIGINT stops run cleanly (exit 130); run with the same id resumes the instance."""
+        proc = cli.spawn("run", "app:gated", "--payload", "1", "--id", "g1")
+        try:
+            wait_for((cli.cwd / "g.entered").exists, 10, "the activity to start")
+            _, err = stop(proc, signal.SIGINT)
+        finally:
+            stop(proc)
+        assert proc.returncode == 130, err
+        assert "resumes workflow 'g1'" in err
+        assert cli.status_of("g1") == "running"
+        (cli.cwd / "g.open").touch()
+        done = cli("run", "app:gated", "--payload", "1", "--id", "g1")
+        assert (done.returncode, done.stdout.strip()) == (0, "2"), done.stderr
+        kinds = [row["kind"] for row in json.loads(cli("export", "g1").stdout)]
+        assert kinds.count("workflow_started") == 1
+        assert kinds.count("activity_scheduled") == 1
+
+    def test_finished_id_returns_the_recorded_result(self, cli):
+        """run on a finished id prints its recorded result without running it again."""
+        cli("run", "app:fan", "--payload", "2", "--id", "f1")
+        again = cli("run", "app:fan", "--payload", "2", "--id", "f1")
+        assert (again.returncode, again.stdout.strip()) == (0, "1")
+
+
+class TestServe:
+    @pytest.mark.usefixtures("serving")
+    def test_send_event_reaches_a_live_server_promptly(self, cli):
+        """start and send-event are applied by the running server well under a second."""
+        started = cli("start", "app:approval", "--payload", "{}", "--id", "a1")
+        assert (started.returncode, started.stdout.strip()) == (0, "a1"), started.stderr
+        cli.wait_status("a1", "running")
+        sent = cli("send-event", "a1", "approval", "--payload", '{"by": "ann"}')
+        assert sent.returncode == 0, sent.stderr
+        assert cli.wait_status("a1", "completed", timeout=2) < 1.5
+        assert cli.sql("SELECT output FROM workflows WHERE id = 'a1'") == [('"approved by ann"',)]
+        assert cli.sql("SELECT count(*) FROM inbox") == [(0,)]
+
+    @pytest.mark.usefixtures("serving")
+    def test_suspend_resume_terminate(self, cli):
+        """suspend, resume and terminate steer an instance hosted by the server."""
+        cli("start", "approval", "--payload", "{}", "--id", "a2")
+        cli.wait_status("a2", "running")
+        assert cli("suspend", "a2").returncode == 0
+        cli.wait_status("a2", "suspended")
+        assert cli("resume", "a2").returncode == 0
+        cli.wait_status("a2", "running")
+        assert cli("terminate", "a2", "--reason", "enough").returncode == 0
+        cli.wait_status("a2", "terminated")
+
+    @pytest.mark.usefixtures("serving")
+    def test_run_on_a_served_database_is_refused(self, cli):
+        """run needs ownership: it names the owner and exits 2."""
+        done = cli("run", "app:fan", "--payload", "1")
+        assert done.returncode == 2
+        assert "owned by another runtime" in done.stderr
+        assert "Traceback" not in done.stderr
+
+    def test_stops_gracefully_on_sigterm(self, cli, serving):
+        """SIGTERM closes the runtime and exits 0; the owner row is gone."""
+        _, err = stop(serving, signal.SIGTERM)
+        assert serving.returncode == 0, err
+        assert cli.sql("SELECT count(*) FROM owner") == [(0,)]
+
+
+class TestSteeringWithoutServer:
+    def test_requests_apply_when_a_server_starts(self, cli):
+        """Requests queued with no server are kept durably and applied in order on open."""
+        cli("run", "app:fan", "--payload", "1", "--id", "seed")  # creates the database
+        assert cli("start", "app:approval", "--payload", "{}", "--id", "a1").stdout == "a1\n"
+        assert cli("send-event", "a1", "approval", "--payload", '{"by": "bo"}').returncode == 0
+        generated = cli("start", "approval", "--payload", "{}").stdout.strip()
+        assert cli("cancel", generated, "--reason", "no").returncode == 0
+        status = json.loads(cli("status", "a1", "--json").stdout)
+        assert status["status"] == "requested"
+        assert [r["kind"] for r in status["pending_requests"]] == ["start", "event"]
+        proc = cli.spawn("serve", "app")
+        try:
+            cli.wait_status("a1", "completed")
+            cli.wait_status(generated, "canceled")
+        finally:
+            stop(proc)
+        assert cli.sql("SELECT count(*) FROM inbox") == [(0,)]
+
+    def test_start_creates_a_missing_database(self, cli):
+        """start on a missing database creates it, and the request waits there."""
+        assert cli("start", "approval", "--id", "x").returncode == 0
+        assert cli.sql("SELECT workflow_id, kind FROM inbox") == [("x", "start")]
+
+
+class TestInspection:
+    def test_status_list_history_export(self, cli):
+        """status, list, history and export read the journal, as text or JSON."""
+        assert cli("run", "app:fan", "--payload", "3", "--id", "f1").returncode == 0
+        cli("run", "app:boom", "--id", "b1")
+        status = cli("status", "f1")
+        assert "completed" in status.stdout
+        assert json.loads(cli("status", "f1", "--json").stdout)["output"] == 5
+        listed = json.loads(cli("list", "--json").stdout)
+        assert {s["id"] for s in listed} == {"f1", "b1"}
+        failed = json.loads(cli("list", "--status", "failed", "--json").stdout)
+        assert [s["id"] for s in failed] == ["b1"]
+        assert json.loads(cli("list", "--since", "2999-01-01", "--json").stdout) == []
+        assert "f1" in cli("list", "--name", "fan").stdout
+        history = cli("history", "f1").stdout
+        assert "activity flaky(0)" in history
+        assert "attempt 1: failed" in history
+        assert "ValueError: first try fails" in history
+        rows = json.loads(cli("export", "f1").stdout)
+        assert rows[0]["kind"] == "workflow_started"
+        assert set(rows[0]) == {"kind", "data", "at"}
+
+    @pytest.mark.usefixtures("serving")
+    def test_inspection_works_beside_a_server(self, cli):
+        """Read-only commands work while a server owns the database."""
+        cli("start", "approval", "--payload", "{}", "--id", "a1")
+        cli.wait_status("a1", "running")
+        assert "waiting" in cli("history", "a1").stdout
+        assert "a1" in cli("list").stdout
+
+
+class TestCheck:
+    def test_catches_an_incompatible_code_change(self, cli, serving):
+        """check replays unfinished instances and reports the one the new code diverges from."""
+        cli("start", "approval", "--payload", "{}", "--id", "a1")
+        cli.wait_status("a1", "running")
+        stop(serving, signal.SIGINT)
+        ok = cli("check", "app")
+        assert ok.returncode == 0, ok.stderr
+        assert "ok" in ok.stdout
+        write_app(cli.cwd, activity="flaky")
+        bad = cli("check", "app", "--json")
+        assert bad.returncode == 1
+        [report] = json.loads(bad.stdout)
+        assert (report["id"], report["step"]) == ("a1", 1)
+        assert "square" in report["recorded"]
+        assert "flaky" in report["now"]
+
+    def test_testing_replay_takes_exported_rows(self, cli):
+        """flowcore.testing.replay accepts export rows and raises on a diverging workflow."""
+        assert cli("run", "app:fan", "--payload", "2", "--id", "f1").returncode == 0
+        rows = json.loads(cli("export", "f1").stdout)
+
+        @workflow(name="fan")
+        async def other(n: int) -> int:
+            return n
+
+        with pytest.raises(NondeterminismError) as info:
+            replay(rows, other, workflow_id="f1")
+        assert info.value.step == 1
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (("run", "nosuchmodule:wf"), "cannot import module 'nosuchmodule'"),
+            (("run", "app:nope"), "has no @workflow 'nope'"),
+            (("run", "app"), "expected MODULE:WORKFLOW"),
+            (("run", "app:fan", "--payload", "{bad"), "--payload is not valid JSON"),
+            (("run", "app:fan", "--payload", '"x"'), "does not fit workflow 'fan'"),
+            (("status", "x", "--db", "missing.db"), "no flowcore database at 'missing.db'"),
+            (("send-event", "x", "e", "--db", "missing.db"), "no flowcore database"),
+            (("serve", "nosuchmodule"), "cannot import module"),
+        ],
+    )
+    def test_usage_errors_exit_2_with_one_line(self, cli, args, message):
+        """Each mistake is one line on stderr and exit code 2, without a traceback."""
+        done = cli(*args)
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr
+        assert "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+
+    def test_unknown_and_finished_ids(self, cli):
+        """Steering an unknown or finished id exits 2 and queues nothing."""
+        cli("run", "app:fan", "--payload", "1", "--id", "f1")
+        unknown = cli("send-event", "nope", "e")
+        assert unknown.returncode == 2
+        assert "no workflow with id 'nope'" in unknown.stderr
+        finished = cli("cancel", "f1")
+        assert finished.returncode == 2
+        assert "already ended" in finished.stderr
+        duplicate = cli("start", "fan", "--id", "f1")
+        assert duplicate.returncode == 2
+        assert "already exists" in duplicate.stderr
+        assert cli("status", "nope").returncode == 2
+        assert cli.sql("SELECT count(*) FROM inbox") == [(0,)]
+
+    def test_debug_shows_the_traceback(self, cli):
+        """--debug prints the traceback before the one-line error."""
+        done = cli("run", "nosuchmodule:wf", "--debug")
+        assert done.returncode == 2
+        assert "Traceback" in done.stderr
+
+
+def test_every_command_has_help(cli):
+    """--help lists the subcommands."""
+    done = cli("--help")
+    for command in ("run", "serve", "start", "send-event", "cancel", "terminate", "suspend",
+                    "resume", "status", "list", "history", "export", "check"):  # fmt: skip
+        assert command in done.stdout
