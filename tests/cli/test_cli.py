@@ -20,6 +20,12 @@ class TestRun:
         assert "workflow fan id f1" in done.stderr
         assert "running" in done.stderr  # plain progress lines when not a TTY
 
+    def test_payload_file(self, cli):
+        """--payload-file reads the JSON payload from a file."""
+        (cli.cwd / "payload.json").write_text("4\n")
+        done = cli("run", "app:fan", "--payload-file", "payload.json", "--id", "pf")
+        assert (done.returncode, done.stdout.strip()) == (0, "14")
+
     def test_failure_exits_1(self, cli):
         """A workflow that raises ends run with exit code 1 and the error on stderr."""
         done = cli("run", "app:boom")
@@ -85,10 +91,12 @@ class TestServe:
         assert "owned by another runtime" in done.stderr
         assert "Traceback" not in done.stderr
 
-    def test_stops_gracefully_on_sigterm(self, cli, serving):
-        """SIGTERM closes the runtime and exits 0; the owner row is gone."""
-        _, err = stop(serving, signal.SIGTERM)
+    @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+    def test_stops_gracefully(self, cli, serving, sig):
+        """SIGTERM or Ctrl-C closes the runtime and exits 0; the owner row is gone."""
+        _, err = stop(serving, sig)
         assert serving.returncode == 0, err
+        assert "Traceback" not in err
         assert cli.sql("SELECT count(*) FROM owner") == [(0,)]
 
 
