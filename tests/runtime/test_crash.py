@@ -51,12 +51,10 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -70,10 +68,13 @@ from tests.runtime.crash_app import (
     expected_result,
     fanout_labels,
 )
+from tests.runtime.worker_process import WorkerProcess
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.crash
 
-REPO = Path(__file__).resolve().parents[2]
 KILL_DEADLINE = 30.0
 """Seconds the first run may take to reach its kill point."""
 FINISH_DEADLINE = 60.0
@@ -227,53 +228,16 @@ def _is_committed(db: Path, wid: str, label: str) -> bool:
 # -- running the worker ------------------------------------------------------------------------
 
 
-class Worker:
-    """The worker subprocess; never outlives the test (killed on exit if still running)."""
+class Worker(WorkerProcess):
+    """The crash_app worker subprocess; never outlives the test."""
+
+    poll = POLL
 
     def __init__(self, tmp_path: Path, scenario: str, seed: int, mode: str, dispatch: str) -> None:
         self.db = tmp_path / "crash.db"
         self.log = tmp_path / "activities.log"
-        self.out = tmp_path / f"{mode}.out"
-        self.err = tmp_path / f"{mode}.err"
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO / "src"), str(REPO), *filter(None, [env.get("PYTHONPATH")])]
-        )
         args = [str(self.db), str(self.log), scenario, str(seed), mode, dispatch]
-        with self.out.open("w") as out, self.err.open("w") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.runtime.crash_app", *args],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=err,
-            )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def diagnostics(self) -> str:
-        err = self.err.read_text(encoding="utf-8") if self.err.exists() else ""
-        return f"worker rc={self.proc.poll()}; stderr tail:\n{err[-3000:]}"
-
-    def wait_until(self, what: str, check: Any, deadline: float) -> None:
-        """Poll ``check`` until true; fail if the worker exits or the deadline passes."""
-        while not check():
-            if self.proc.poll() is not None:
-                pytest.fail(f"worker exited before {what}; {self.diagnostics()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{what} not reached within {KILL_DEADLINE}s; {self.diagnostics()}")
-            time.sleep(POLL)
-
-    def kill(self) -> None:
-        assert self.proc.poll() is None, f"worker ended before the kill; {self.diagnostics()}"
-        self.proc.send_signal(signal.SIGKILL)
-        assert self.proc.wait(timeout=10) == -signal.SIGKILL
+        super().__init__(tmp_path, mode, "tests.runtime.crash_app", args)
 
     def died(self, what: str, deadline: float) -> None:
         """Wait for the worker to SIGKILL itself (a ``dies`` kill point)."""
@@ -286,10 +250,7 @@ class Worker:
         )
 
     def finish(self) -> dict[str, Any]:
-        try:
-            rc = self.proc.wait(timeout=FINISH_DEADLINE)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"worker did not finish within {FINISH_DEADLINE}s; {self.diagnostics()}")
+        rc = self.exit_code(FINISH_DEADLINE)
         assert rc == 0, self.diagnostics()
         out = self.out.read_text(encoding="utf-8")
         results = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]

@@ -12,22 +12,20 @@ wait is journaled twice; the workflow completes.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
-from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.runtime.wait_app import EVENT, PAYLOAD, SLEEP, WORKFLOW_ID
+from tests.runtime.worker_process import WorkerProcess
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.crash
 
-REPO = Path(__file__).resolve().parents[2]
 START_DEADLINE = 30.0
 """Seconds the first run may take to journal its waits."""
 FINISH_DEADLINE = 30.0
@@ -75,58 +73,18 @@ def _status(db: Path) -> str:
     return str(status)
 
 
-class Worker:
-    """The worker subprocess; never outlives the test (killed on exit if still running)."""
+class Worker(WorkerProcess):
+    """The wait_app worker subprocess; never outlives the test."""
+
+    poll = POLL
 
     def __init__(self, tmp_path: Path, mode: str) -> None:
         self.db = tmp_path / "wait.db"
-        self.out = tmp_path / f"{mode}.out"
-        self.err = tmp_path / f"{mode}.err"
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO / "src"), str(REPO), *filter(None, [env.get("PYTHONPATH")])]
-        )
-        with self.out.open("w") as out, self.err.open("w") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.runtime.wait_app", str(self.db), mode],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=err,
-            )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def diagnostics(self) -> str:
-        err = self.err.read_text(encoding="utf-8") if self.err.exists() else ""
-        return f"worker rc={self.proc.poll()}; stderr tail:\n{err[-3000:]}"
-
-    def wait_until(self, what: str, check: Any, deadline: float) -> None:
-        """Poll ``check`` until true; fail if the worker exits or the deadline passes."""
-        while not check():
-            if self.proc.poll() is not None:
-                pytest.fail(f"worker exited before {what}; {self.diagnostics()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{what} not reached in time; {self.diagnostics()}")
-            time.sleep(POLL)
-
-    def kill(self) -> None:
-        assert self.proc.poll() is None, f"worker ended before the kill; {self.diagnostics()}"
-        self.proc.send_signal(signal.SIGKILL)
-        assert self.proc.wait(timeout=10) == -signal.SIGKILL
+        super().__init__(tmp_path, mode, "tests.runtime.wait_app", [str(self.db), mode])
 
     def finish(self) -> dict[str, str]:
         """Wait for a clean exit; return the worker's ``KEY value`` output lines."""
-        try:
-            rc = self.proc.wait(timeout=FINISH_DEADLINE)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"worker did not finish within {FINISH_DEADLINE}s; {self.diagnostics()}")
+        rc = self.exit_code(FINISH_DEADLINE)
         assert rc == 0, self.diagnostics()
         lines = self.out.read_text(encoding="utf-8").splitlines()
         return dict(line.split(" ", 1) for line in lines if " " in line)
