@@ -108,3 +108,21 @@ class Flow:
 
     def complete(self, *, at=3.0, result=None):
         return self.ops(WorkflowCompleted(at=at, result=result))
+
+
+async def events_of(rt: Any, wid: str, kind: type) -> list[Any]:
+    """The committed events of one kind in the instance's history."""
+    return [e for e in await rt.history(wid) if isinstance(e, kind)]
+
+
+async def until_recorded(rt: Any, wid: str, kind: type, count: int = 1) -> None:
+    """Wait (with a deadline) until the history holds ``count`` events of ``kind``."""
+    from flowcore import WorkflowNotFoundError
+
+    async def check() -> bool:
+        try:
+            return len(await events_of(rt, wid, kind)) >= count
+        except WorkflowNotFoundError:  # not started yet
+            return False
+
+    await assert_eventually(check, message=f"{wid} never recorded {count} {kind.__name__}")

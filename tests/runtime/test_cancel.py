@@ -34,24 +34,10 @@ from flowcore.engine.events import (
     WorkflowTerminated,
 )
 from flowcore.testing import FakeClock
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, events_of, until_recorded
 
 SYNC_LIMIT = 10.0
 """Seconds a sync activity polls its cancelled flag before it gives up (the test then fails)."""
-
-
-async def events_of(rt: Runtime, wid: str, kind: type) -> list[Any]:
-    """The committed events of one kind in the instance's history."""
-    return [e for e in await rt.history(wid) if isinstance(e, kind)]
-
-
-async def until_recorded(rt: Runtime, wid: str, kind: type, count: int = 1) -> None:
-    """Wait (with a deadline) until the history holds ``count`` events of ``kind``."""
-
-    async def check() -> bool:
-        return len(await events_of(rt, wid, kind)) >= count
-
-    await assert_eventually(check, message=f"{wid} never recorded {count} {kind.__name__}")
 
 
 async def scheduled_names(rt: Runtime, wid: str) -> list[str]:

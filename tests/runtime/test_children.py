@@ -28,24 +28,7 @@ from flowcore.engine.events import (
     WorkflowStarted,
 )
 from flowcore.testing import FakeClock, VirtualClock
-from tests.helpers import assert_eventually
-
-
-async def events_of(rt: Runtime, wid: str, kind: type) -> list[Any]:
-    """The committed events of one kind in the instance's history."""
-    return [e for e in await rt.history(wid) if isinstance(e, kind)]
-
-
-async def until_recorded(rt: Runtime, wid: str, kind: type, count: int = 1) -> None:
-    """Wait (with a deadline) until the history holds ``count`` events of ``kind``."""
-
-    async def check() -> bool:
-        try:
-            return len(await events_of(rt, wid, kind)) >= count
-        except flowcore.WorkflowNotFoundError:  # not started yet
-            return False
-
-    await assert_eventually(check, message=f"{wid} never recorded {count} {kind.__name__}")
+from tests.helpers import assert_eventually, events_of, until_recorded
 
 
 async def until_state(rt: Runtime, wid: str, state: WorkflowState) -> None:

@@ -34,7 +34,7 @@ from flowcore.engine.events import (
     TimerScheduled,
 )
 from flowcore.testing import FakeClock, VirtualClock
-from tests.helpers import assert_eventually
+from tests.helpers import events_of, until_recorded
 
 DAY = 86_400.0
 
@@ -43,20 +43,6 @@ DAY = 86_400.0
 class Approval:
     by: str
     amount: int
-
-
-async def events_of(rt: Runtime, wid: str, kind: type) -> list[Any]:
-    """The committed events of one kind in the instance's history."""
-    return [e for e in await rt.history(wid) if isinstance(e, kind)]
-
-
-async def until_recorded(rt: Runtime, wid: str, kind: type, count: int = 1) -> None:
-    """Wait (with a deadline) until the history holds ``count`` events of ``kind``."""
-
-    async def check() -> bool:
-        return len(await events_of(rt, wid, kind)) >= count
-
-    await assert_eventually(check, message=f"{wid} never recorded {count} {kind.__name__}")
 
 
 def journal_kinds(db_path, wid: str) -> list[str]:
