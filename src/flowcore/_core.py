@@ -28,6 +28,7 @@ from flowcore.errors import (
     FlowcoreError,
     JournalError,
     NondeterminismError,
+    RegistrationError,
     WorkflowAlreadyExistsError,
     WorkflowFinishedError,
     WorkflowNotFoundError,
@@ -59,6 +60,8 @@ class Core:
     _journal: Journal
     _registry: Registry
     _backend: Backend
+    _backends: dict[str, Backend]
+    """Named backends for ``@activity(backend=NAME)``; always holds ``"local"``."""
     _clock: Clock
     _limiter: asyncio.Semaphore
     _jobs: set[asyncio.Task[None]]
@@ -494,11 +497,34 @@ class Core:
                 return None
             job.attempt += 1
 
+    def _all_backends(self) -> builtins.list[Backend]:
+        """The default backend and the named ones, each once."""
+        found = {id(self._backend): self._backend}
+        found.update((id(b), b) for b in self._backends.values())
+        return list(found.values())
+
+    def _backend_note(self, workflow_id: str) -> str | None:
+        """What a backend says holds up the instance's activities (``pending_note``), if any."""
+        for each in self._all_backends():
+            describe = getattr(each, "pending_note", None)
+            note = describe(workflow_id) if describe is not None else None
+            if note is not None:
+                return str(note)
+        return None
+
     async def _attempt(self, task: ActivityTask, timeout: float | None) -> ActivityOutcome:
+        name = task.activity.backend
+        backend = self._backend if name is None else self._backends.get(name)
+        if backend is None:
+            error = RegistrationError(
+                f"activity {task.activity.name!r} wants backend {name!r}, but the runtime has "
+                f"only {sorted(self._backends)}; pass Runtime(backends={{{name!r}: ...}})"
+            )
+            return ActivityOutcome(failure=FailureInfo.from_exception(error, non_retryable=True))
         async with self._limiter:  # an asyncio.Semaphore: cheap when a slot is free
             self._busy += 1
             try:
-                return await self._backend.execute(task, timeout=timeout)
+                return await backend.execute(task, timeout=timeout)
             except Exception as exc:  # noqa: BLE001 - a backend fault is a failed attempt
                 return ActivityOutcome(failure=FailureInfo.from_exception(exc))
             finally:

@@ -41,7 +41,7 @@ class ActivityDef(Generic[P, R]):
     coroutine, a sync one its value.
     """
 
-    __slots__ = ("__dict__", "fn", "is_async", "name", "retry", "timeout")
+    __slots__ = ("__dict__", "backend", "fn", "is_async", "name", "queue", "retry", "timeout")
 
     def __init__(
         self,
@@ -50,11 +50,18 @@ class ActivityDef(Generic[P, R]):
         name: str,
         retry: RetryPolicy,
         timeout: float | None,
+        backend: str | None = None,
+        queue: str | None = None,
     ) -> None:
         self.fn = fn
         self.name = name
         self.retry = retry
         self.timeout = timeout
+        self.backend = backend
+        """Name of the backend that runs it (a key of ``Runtime(backends=...)``), or None for
+        the runtime's default backend."""
+        self.queue = queue
+        """Routing hint for remote backends (the Celery queue), or None for their default."""
         self.is_async = inspect.iscoroutinefunction(fn)
         functools.update_wrapper(self, fn)
 
@@ -197,6 +204,8 @@ def activity(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
+    backend: str | None = None,
+    queue: str | None = None,
 ) -> _ActivityDecorator: ...
 def activity(
     fn: Callable[..., Any] | None = None,
@@ -205,6 +214,8 @@ def activity(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
+    backend: str | None = None,
+    queue: str | None = None,
 ) -> ActivityDef[..., Any] | _ActivityDecorator:
     """Declare an activity: a sync or async function that does real work.
 
@@ -216,16 +227,28 @@ def activity(
         name: Registered name; defaults to the function's ``__name__``.
         retry: Retry policy; default is a single attempt.
         timeout: Seconds one attempt may take before it fails with ActivityTimeoutError.
+        backend: Run it on this named backend (``"local"``, or a key of
+            ``Runtime(backends=...)`` such as ``"celery"``); default: the runtime's backend.
+        queue: For remote backends, the queue to send it to (e.g. a Celery queue ``"gpu"``).
 
     Returns:
         The activity definition, or a decorator that makes one.
     """
     if timeout is not None and timeout <= 0:
         raise ValueError("activity timeout must be a positive number of seconds")
+    options: tuple[tuple[str, object], ...] = (("backend", backend), ("queue", queue))
+    for label, value in options:
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"activity {label} must be a non-empty string, not {value!r}")
 
     def decorate(f: Callable[..., Any]) -> ActivityDef[..., Any]:
         defn: ActivityDef[..., Any] = ActivityDef(
-            f, name=name or f.__name__, retry=retry or NO_RETRY, timeout=timeout
+            f,
+            name=name or f.__name__,
+            retry=retry or NO_RETRY,
+            timeout=timeout,
+            backend=backend,
+            queue=queue,
         )
         default_registry.add_activity(defn)
         return defn

@@ -81,6 +81,9 @@ class WorkflowStatus:
     """When its journal last changed (UTC)."""
     parent_id: str | None = None
     """The parent workflow's id, for a child workflow."""
+    backend_note: str | None = None
+    """Why the current activity is not running yet, as its backend reports it (e.g. "celery
+    broker unreachable ...; retrying"); from the serving runtime's memory, not journaled."""
 
     @property
     def is_finished(self) -> bool:

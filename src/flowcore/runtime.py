@@ -9,6 +9,7 @@ workflow is replayed from the journal and continues.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from typing import TYPE_CHECKING, Any, Literal, final
 
@@ -35,7 +36,7 @@ from flowcore.journal.sqlite import SqliteJournal
 if TYPE_CHECKING:
     import builtins
     import os
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
     from types import TracebackType
 
     from flowcore._status import WorkflowState, WorkflowStatus
@@ -63,7 +64,11 @@ class Runtime(Core):
         durability: ``"full"`` fsyncs each group commit; ``"normal"`` survives process crashes
             but not power loss.
         max_concurrent_activities: Activity attempts allowed to run at once.
-        backend: Where activities run (default: in this process).
+        backend: Where activities run (default: in this process). It also serves activities
+            that ask for it by its ``name`` (``CeleryBackend`` is ``"celery"``).
+        backends: More backends by name, for activities declared with
+            ``@activity(backend=NAME)`` (e.g. ``{"celery": CeleryBackend(app)}``). ``"local"``
+            (this process) is always available.
         clock: Time source (default: the system clock; tests may pass
             ``flowcore.testing.VirtualClock()``).
         dispatch: ``"durable"`` (default) starts an activity, timer or child only once its
@@ -83,6 +88,7 @@ class Runtime(Core):
         durability: Durability = "full",
         max_concurrent_activities: int = 100,
         backend: Backend | None = None,
+        backends: Mapping[str, Backend] | None = None,
         clock: Clock | None = None,
         journal: Journal | None = None,
         dispatch: Literal["durable", "eager"] = "durable",
@@ -102,6 +108,13 @@ class Runtime(Core):
             for defn in workflows:
                 self._registry.add_workflow(defn)
         self._backend: Backend = backend or LocalBackend(max_threads=max_concurrent_activities)
+        self._backends = dict(backends or {})
+        own_name = getattr(self._backend, "name", None)  # e.g. CeleryBackend.name == "celery"
+        if isinstance(own_name, str):
+            self._backends.setdefault(own_name, self._backend)
+        if "local" not in self._backends:
+            local = self._backend if backend is None else None
+            self._backends["local"] = local or LocalBackend(max_threads=max_concurrent_activities)
         self._clock: Clock = clock or SystemClock()
         self._limiter = asyncio.Semaphore(max_concurrent_activities)
         self._jobs = set()
@@ -135,7 +148,8 @@ class Runtime(Core):
             raise FlowcoreError("a Runtime can be opened once; create a new one to reopen")
         await self._journal.open()
         try:
-            await self._backend.open()
+            for each in self._all_backends():
+                await each.open()
             started = asyncio.Event()
             self._supervisor = asyncio.create_task(self._supervise(started))
             await started.wait()
@@ -182,8 +196,11 @@ class Runtime(Core):
         try:
             await self._journal.close()
         finally:
-            await self._backend.close()
-            self._state = "closed"
+            try:
+                for each in self._all_backends():
+                    await each.close()
+            finally:
+                self._state = "closed"
 
     async def __aenter__(self) -> Runtime:
         await self.open()
@@ -309,6 +326,10 @@ class Runtime(Core):
         row = await self._journal.status(workflow_id)
         if row is None:
             raise WorkflowNotFoundError(workflow_id)
+        if not row.is_finished:
+            note = self._backend_note(workflow_id)
+            if note is not None:
+                row = dataclasses.replace(row, backend_note=note)
         return row
 
     async def list(

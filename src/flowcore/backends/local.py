@@ -22,6 +22,9 @@ class LocalBackend:
         max_threads: How many sync activities may run at once in worker threads.
     """
 
+    name = "local"
+    """Activities declared with ``@activity(backend="local")`` run here."""
+
     def __init__(self, *, max_threads: int = 40) -> None:
         self._threads = anyio.CapacityLimiter(max_threads)
 
