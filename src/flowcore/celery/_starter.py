@@ -1,0 +1,173 @@
+"""CeleryStarter: start workflows from the Celery side with ``send_task("flowcore.start", ...)``.
+
+A runtime consumes the ``flowcore.start`` queue itself, in one thread, with kombu's consumer.
+A message is acknowledged only after ``runtime.start()`` committed the workflow (or found it
+already started with that id): a crash before that leaves it on the broker for redelivery,
+and a redelivered or repeated message starts nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import threading
+from typing import TYPE_CHECKING, Any, final
+
+import anyio
+import structlog
+from kombu.messaging import Consumer
+
+from flowcore.celery._protocol import START_QUEUE, START_TASK
+from flowcore.errors import FlowcoreError, PayloadError, RegistrationError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from celery import Celery
+
+    from flowcore.runtime import Runtime
+
+__all__ = ["CeleryStarter"]
+
+
+class _BadRequestError(Exception):
+    """A start message that can never succeed: it is acknowledged and dropped."""
+
+
+@final
+class CeleryStarter:
+    """Start workflows on ``runtime`` for ``flowcore.start`` Celery messages.
+
+    Any Celery client can then start one::
+
+        celery_app.send_task("flowcore.start", args=["place_order", '{"id": 42}'],
+                             kwargs={"id": "order-42"})
+
+    ``args`` are the workflow name and its payload as JSON text (or a JSON value);
+    ``kwargs["id"]`` is the instance id (default: the Celery task id). Sending the same id
+    twice starts one workflow. Unknown workflow names and bad payloads are logged and dropped.
+    Use it as an async context manager inside ``async with Runtime(...)``.
+
+    Args:
+        app: The Celery app whose broker carries the requests.
+        runtime: An open runtime that serves the workflows.
+        queue: The queue to consume (``flowcore.start``; workers forward stray requests there).
+    """
+
+    def __init__(self, app: Celery, runtime: Runtime, *, queue: str = START_QUEUE) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.queue = queue
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._log = structlog.get_logger("flowcore.celery")
+
+    async def open(self) -> None:
+        """Start consuming in a background thread."""
+        self._loop = asyncio.get_running_loop()
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._consume_loop, name="flowcore-celery-starter", daemon=True
+        )
+        self._thread.start()
+
+    async def close(self) -> None:
+        """Stop consuming; unacknowledged requests go back to the broker."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await anyio.to_thread.run_sync(thread.join, 10.0)
+
+    async def __aenter__(self) -> CeleryStarter:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- consumer thread -----------------------------------------------------------------------
+
+    def _consume_loop(self) -> None:
+        delay = 0.0
+        while not self._stop.is_set():
+            try:
+                self._consume()
+            except Exception as exc:  # noqa: BLE001 - broker went away: reconnect with backoff
+                delay = min(max(delay * 2, 0.1), 5.0)
+                self._log.warning("flowcore.start consumer lost the broker", error=str(exc))
+                self._stop.wait(delay)
+            else:
+                delay = 0.0
+
+    def _consume(self) -> None:
+        queue = self.app.amqp.queues[self.queue]
+        with (
+            self.app.connection_for_read() as conn,
+            Consumer(  # type: ignore[no-untyped-call]
+                conn, queues=[queue], callbacks=[self._on_message], accept=["json"],
+                prefetch_count=64,
+            ),
+        ):  # fmt: skip
+            while not self._stop.is_set():
+                with contextlib.suppress(socket.timeout, TimeoutError):
+                    conn.drain_events(timeout=0.5)
+
+    def _on_message(self, body: Any, message: Any) -> None:
+        try:
+            name, payload, wid = _parse(body, message.headers or {})
+        except _BadRequestError as exc:
+            self._log.warning("dropped a flowcore.start request", reason=str(exc))
+            message.ack()
+            return
+        loop = self._loop
+        if loop is None:
+            return
+        started = asyncio.run_coroutine_threadsafe(self._start(name, payload, wid), loop)
+        try:
+            started.result()
+        except (RegistrationError, PayloadError, ValueError) as exc:
+            self._log.warning(
+                "dropped a flowcore.start request", workflow=name, workflow_id=wid, reason=str(exc)
+            )
+        except FlowcoreError as exc:  # runtime closing or journal failure: leave it queued
+            self._log.warning("flowcore.start request not applied", error=str(exc))
+            message.requeue()
+            return
+        message.ack()
+
+    async def _start(self, name: str, payload: Any, wid: str) -> None:
+        await self.runtime.start(name, payload, id=wid, if_exists="return")
+
+
+def _parse(body: Any, headers: dict[str, Any]) -> tuple[str, Any, str]:
+    """``(workflow name, payload, id)`` of a Celery message (protocol 2, or 1's dict body)."""
+    if isinstance(body, dict):  # protocol 1
+        task, task_id = body.get("task"), body.get("id")
+        args, kwargs = body.get("args") or [], body.get("kwargs") or {}
+    elif isinstance(body, list | tuple) and len(body) >= 2:  # noqa: PLR2004 - [args, kwargs, embed]
+        task, task_id = headers.get("task"), headers.get("id")
+        args, kwargs = body[0] or [], body[1] or {}
+    else:
+        raise _BadRequestError(f"not a Celery task message: {body!r:.200}")
+    if task != START_TASK:
+        raise _BadRequestError(f"task {task!r} is not {START_TASK!r}")
+    if not args or not isinstance(args[0], str) or len(args) > 2:  # noqa: PLR2004
+        raise _BadRequestError(f"args must be [workflow name, json payload], not {args!r:.200}")
+    payload = args[1] if len(args) > 1 else None
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except ValueError as exc:
+            raise _BadRequestError(f"payload is not JSON text: {exc}") from None
+    wid = kwargs.get("id") or task_id
+    if not isinstance(wid, str) or not wid:
+        raise _BadRequestError(f"kwargs['id'] must be a non-empty string, not {wid!r}")
+    return args[0], payload, wid

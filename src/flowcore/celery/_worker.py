@@ -1,0 +1,148 @@
+"""The worker side: the Celery tasks a ``celery -A myapp worker`` process runs for flowcore.
+
+Call :func:`register` in the module that defines your Celery app. The ``flowcore.activity``
+task imports the requested activity by module and name, runs it (sync, or async with
+``asyncio.run``) and returns ``{"result": ...}`` or ``{"failure": ...}`` as JSON. It never
+raises for the activity's own errors and never retries by itself: retries are the runtime's,
+journaled under the activity's RetryPolicy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from flowcore import _context, serde
+from flowcore._definitions import ActivityDef
+from flowcore.celery._protocol import ACTIVITY_TASK, START_QUEUE, START_TASK
+from flowcore.errors import BackendError, FailureInfo, PayloadError, RegistrationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from celery import Celery
+
+__all__ = ["register", "run_activity"]
+
+
+def register(app: Celery) -> None:
+    """Register flowcore's tasks on a Celery app (call it where the app is defined).
+
+    It adds ``flowcore.activity`` (runs activities for a runtime's
+    :class:`~flowcore.celery.CeleryBackend`; ``acks_late`` and ``reject_on_worker_lost``, so a
+    task whose worker dies is delivered again) and a ``flowcore.start`` forwarder that moves
+    start requests sent to a worker queue onto the ``flowcore.start`` queue a runtime consumes.
+    It also routes ``flowcore.start`` to that queue for senders using this app.
+
+    Raises:
+        BackendError: the app does not use JSON for task messages and results.
+    """
+    _check_json(app)
+    routes = app.conf.task_routes
+    if routes is None or isinstance(routes, dict):
+        app.conf.task_routes = {**(routes or {}), START_TASK: {"queue": START_QUEUE}}
+    app.task(
+        name=ACTIVITY_TASK,
+        shared=False,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        serializer="json",
+        ignore_result=False,
+        autoretry_for=(),
+    )(run_activity)
+
+    def forward_start(task: Any, *args: Any, **kwargs: Any) -> None:
+        _forward_start(app, task, *args, **kwargs)
+
+    app.task(name=START_TASK, shared=False, bind=True, serializer="json", ignore_result=True)(
+        forward_start
+    )
+
+
+def _check_json(app: Celery) -> None:
+    conf = app.conf
+    if conf.result_serializer != "json" or conf.task_serializer != "json":
+        raise BackendError(
+            "flowcore sends and receives JSON only; set task_serializer='json' and "
+            f"result_serializer='json' on the Celery app (now {conf.task_serializer!r} and "
+            f"{conf.result_serializer!r})"
+        )
+
+
+def run_activity(
+    module: str,
+    qualname: str,
+    args: Any,
+    kwargs: Any,
+    info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run one activity attempt; return ``{"result": json}`` or ``{"failure": FailureInfo json}``.
+
+    Args:
+        module: Module that defines the activity.
+        qualname: Its qualified name in that module.
+        args: Positional arguments encoded by flowcore's codec.
+        kwargs: Keyword arguments encoded by flowcore's codec, or None.
+        info: What ``flowcore.activity_info()`` reports inside the activity.
+    """
+    try:
+        fn = _import(module, qualname)
+        pos, named = serde.decode_args(fn, args or [], kwargs)
+    except (ImportError, AttributeError, RegistrationError, PayloadError) as exc:
+        return {"failure": FailureInfo.from_exception(exc, non_retryable=True).to_json()}
+    token = _context.enter_activity(_info(info or {}))
+    try:
+        value = fn(*pos, **named)
+        if inspect.isawaitable(value):
+            value = asyncio.run(_awaited(value))
+    except Exception as exc:  # noqa: BLE001 - the activity's own error is its outcome
+        return {"failure": FailureInfo.from_exception(exc).to_json()}
+    finally:
+        _context.exit_activity(token)
+    try:
+        return {"result": serde.encode(value)}
+    except PayloadError as exc:
+        return {"failure": FailureInfo.from_exception(exc, non_retryable=True).to_json()}
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
+
+
+def _import(module: str, qualname: str) -> Callable[..., Any]:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if isinstance(obj, ActivityDef):
+        fn: Callable[..., Any] = obj.fn
+        return fn
+    if not callable(obj):
+        raise RegistrationError(f"{module}.{qualname} is not a function; cannot run it")
+    return obj  # type: ignore[no-any-return]
+
+
+def _info(data: dict[str, Any]) -> _context.Info:
+    return _context.Info(
+        workflow_id=str(data.get("workflow_id", "")),
+        workflow_name=str(data.get("workflow_name", "")),
+        version=str(data.get("version", "")),
+        activity=data.get("activity"),
+        step=data.get("step"),
+        attempt=data.get("attempt"),
+        op=data.get("op"),
+    )
+
+
+def _forward_start(app: Celery, task: Any, *args: Any, **kwargs: Any) -> None:
+    """A start request landed on a worker queue: move it to the runtime's queue, same id."""
+    delivery = getattr(task.request, "delivery_info", None) or {}
+    if delivery.get("routing_key") == START_QUEUE:
+        raise RegistrationError(
+            f"a Celery worker consumes the {START_QUEUE!r} queue; only a runtime with a "
+            "CeleryStarter may consume it (drop it from the worker's -Q list)"
+        )
+    app.send_task(
+        START_TASK, args=list(args), kwargs=kwargs, task_id=task.request.id, queue=START_QUEUE
+    )
