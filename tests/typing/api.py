@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import flowcore
 from flowcore import RetryPolicy, Runtime, WorkflowStatus, activity, workflow
+from flowcore.celery import CeleryBackend, CeleryStarter, register
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 @dataclass
@@ -51,3 +56,16 @@ async def main() -> None:
         rows: list[WorkflowStatus] = await rt.list(name="place", limit=5)
         events = await rt.history("o1")
         print(out, status.current_activity, rows, events)  # noqa: T201
+
+
+@activity(backend="celery", queue="gpu", timeout=30)
+def remote_render(page: int) -> bytes:
+    return bytes(page)
+
+
+async def on_celery(app: Celery) -> None:
+    rt = Runtime("y.db", backends={"celery": CeleryBackend(app)})
+    async with rt, CeleryStarter(app, rt):
+        note: str | None = (await rt.status("x")).backend_note
+        print(note)  # noqa: T201
+    register(app)

@@ -1,0 +1,114 @@
+"""Crashes around Celery activities: the runtime, a worker, and the broker go away mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis
+
+import flowcore
+from flowcore import Runtime, workflow
+from flowcore.celery import CeleryBackend
+from tests.celery.activities import cel_add, cel_gate
+from tests.celery.runtime_process import CRASH_ID, ITEMS
+from tests.helpers import assert_eventually
+from tests.runtime.worker_process import WorkerProcess
+
+pytestmark = [pytest.mark.celery, pytest.mark.crash]
+
+GATES: dict[str, asyncio.Event] = {}
+
+
+@flowcore.activity(backend="local")
+async def cel_local_wait(key: str) -> None:
+    await GATES[key].wait()
+
+
+@workflow
+async def cel_gated(key: str) -> str:
+    return await cel_gate(key)
+
+
+@workflow
+async def cel_broker_flow(key: str) -> int:
+    await cel_local_wait(key)
+    return await cel_add(20, 22)
+
+
+class TestRuntimeCrash:
+    async def test_sigkill_mid_fan_out_reattaches_without_resending(
+        self, tmp_path, redis_server, celery_app, start_worker, counts
+    ):
+        """After a SIGKILL mid fan-out, recovery takes stored results and sends nothing twice."""
+        start_worker(concurrency=8)
+        client = redis.Redis.from_url(redis_server.url)
+        db = tmp_path / "fc.db"
+
+        def stored() -> list[bytes]:
+            return client.keys("celery-task-meta-flowcore/*")
+
+        with WorkerProcess(tmp_path, "runtime", "tests.celery.runtime_process", [str(db)]) as rt:
+            rt.wait_until("40 results stored", lambda: len(stored()) >= 40,
+                          time.monotonic() + 30)  # fmt: skip
+            rt.kill()
+        before = counts("cel_square")
+        assert len(stored()) < ITEMS, "the kill came after the fan-out finished"
+        async with Runtime(db, backend=CeleryBackend(celery_app),
+                           max_concurrent_activities=1000) as runtime:  # fmt: skip
+            result = await runtime.result(CRASH_ID, timeout=60)
+        assert result == sum(i * i for i in range(ITEMS))
+        after = counts("cel_square")
+        assert len(after) == ITEMS
+        assert all(after[k] == 1 for k in before), "an activity with a stored result ran again"
+        assert set(after.values()) == {1}, "an activity already sent was sent again"
+        client.close()
+
+
+class TestWorkerCrash:
+    async def test_worker_killed_mid_task_is_redelivered(
+        self, tmp_path, redis_server, celery_app, start_worker, counts
+    ):
+        """A task whose worker is SIGKILLed runs again on another worker; the workflow completes."""
+        first = start_worker("w1", concurrency=1)
+        client = redis.Redis.from_url(redis_server.url)
+        async with Runtime(
+            tmp_path / "fc.db", backends={"celery": CeleryBackend(celery_app)}
+        ) as rt:
+            handle = await rt.start(cel_gated, "g1", id="gated")
+            await assert_eventually(lambda: counts("cel_gate") == {"g1": 1}, timeout=20,
+                                    message=f"task never started; {first.tail()}")  # fmt: skip
+            first.kill()
+            client.set("g1:release", 1)
+            start_worker("w2", concurrency=1)
+            assert await handle.result(timeout=30) == "released g1"
+        assert counts("cel_gate") == {"g1": 2}
+        client.close()
+
+
+class TestBrokerDown:
+    async def test_dispatch_waits_for_the_broker_and_says_why(
+        self, tmp_path, redis_server, celery_app, start_worker, counts
+    ):
+        """With the broker down, the status explains the wait; once it is back the run completes."""
+        GATES["b1"] = asyncio.Event()
+        start_worker()
+        async with Runtime(
+            tmp_path / "fc.db", backends={"celery": CeleryBackend(celery_app)}
+        ) as rt:
+            handle = await rt.start(cel_broker_flow, "b1", id="broker")
+            redis_server.stop()
+            GATES["b1"].set()
+
+            async def explained() -> bool:
+                note = (await rt.status("broker")).backend_note
+                return note is not None and "unreachable" in note
+
+            await assert_eventually(explained, timeout=20, message="no backend note")
+            status = await rt.status("broker")
+            assert status.current_activity == "cel_add"
+            redis_server.start()
+            assert await handle.result(timeout=40) == 42
+            assert (await rt.status("broker")).backend_note is None
+        assert counts("cel_add") == {"20+22": 1}
