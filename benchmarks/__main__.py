@@ -12,6 +12,12 @@ Workloads (sizes as the issue asks; ``--quick`` shrinks them to a smoke test):
   W5          resident memory per workflow with 10,000 workflows waiting on events
   *-eager     W1, W1-lat, W2, W3 with Runtime(dispatch="eager")
 
+--celery also runs the Celery workloads (needs redis-server and flowcore[celery]): flowcore
+with its activities on Celery workers next to a plain Celery chain/chord doing the same work,
+in the same run, with the ratio:
+  C-chains    500 workflows x 3 sequential Celery activities vs 500 Celery chains of 3 tasks
+  C-fanout    one workflow gathering 1,000 Celery activities vs a chord of 1,000 tasks
+
 --compare also runs W1, W1-lat, W2, W3-2k and W4 on DBOS Transact (SQLite) in its own
 virtualenv, right after flowcore's run of the same workload, and prints the ratios.
 """
@@ -34,8 +40,11 @@ from typing import Any
 import structlog
 
 from benchmarks import compare
+from benchmarks.celery_workloads import CELERY_WORKLOADS
 from benchmarks.common import COMPARED, REPO, measure, sizes_for, workload_record
 from benchmarks.workloads import WORKLOADS
+
+ALL_WORKLOADS = {**WORKLOADS, **CELERY_WORKLOADS}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,7 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=None,
         metavar="NAME",
-        help=f"workloads to run, of: {' '.join(WORKLOADS)}",
+        help=f"workloads to run, of: {' '.join(ALL_WORKLOADS)}",
+    )
+    parser.add_argument(
+        "--celery",
+        action="store_true",
+        help=f"also run {', '.join(CELERY_WORKLOADS)} (redis-server, Celery workers)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     parser.add_argument(
@@ -86,9 +100,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="multiply DBOS's workflow/step counts (sizes go in the JSON)",
     )
     args = parser.parse_args(argv)
-    unknown = [n for n in args.only or () if n not in WORKLOADS]
+    unknown = [n for n in args.only or () if n not in ALL_WORKLOADS]
     if unknown:
-        parser.error(f"unknown workload(s) {', '.join(unknown)}; known: {' '.join(WORKLOADS)}")
+        known = " ".join(ALL_WORKLOADS)
+        parser.error(f"unknown workload(s) {', '.join(unknown)}; known: {known}")
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be at least 1 and --warmup at least 0")
     return args
@@ -98,7 +113,8 @@ def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    names = list(dict.fromkeys(args.only or WORKLOADS))
+    default = [*WORKLOADS, *(CELERY_WORKLOADS if args.celery else ())]
+    names = list(dict.fromkeys(args.only or default))
     dbos_python = compare.find_dbos_python(args.dbos_python) if args.compare else None
 
     results: dict[str, dict[str, Any]] = {}
@@ -112,7 +128,7 @@ def main(argv: list[str] | None = None) -> Path:
     for name in names:
         sizes = sizes_for(name, quick=args.quick)
         warmups, runs = measure(
-            lambda s=sizes, n=name: WORKLOADS[n](s), runs=args.runs, warmup=args.warmup
+            lambda s=sizes, n=name: ALL_WORKLOADS[n](s), runs=args.runs, warmup=args.warmup
         )
         results[name] = workload_record(name, sizes, warmups, runs)
         _print_record("flowcore", results[name])

@@ -72,6 +72,14 @@ QUICK_SIZES: dict[str, Sizes] = {
 }
 """Tiny sizes for the smoke test (``--quick``): they check the harness works, nothing more."""
 
+CELERY_SIZES: dict[str, Sizes] = {"C-chains": {"workflows": 500}, "C-fanout": {"activities": 1000}}
+"""The Celery workloads (``--celery``): flowcore on Celery next to plain Celery."""
+CELERY_QUICK_SIZES: dict[str, Sizes] = {
+    "C-chains": {"workflows": 5},
+    "C-fanout": {"activities": 20},
+}
+"""Their smoke-test sizes."""
+
 COMPARED = ("W1", "W1-lat", "W2", "W3-2k", "W4-events", "W4-timers", "W4-history")
 """The workloads that also run on DBOS in ``--compare`` mode."""
 
@@ -88,7 +96,8 @@ RECOVER_DEADLINE = 600.0
 
 def sizes_for(name: str, *, quick: bool = False, scale: float = 1.0) -> Sizes:
     """The sizes of workload ``name``; counts (not durations) are multiplied by ``scale``."""
-    base = (QUICK_SIZES if quick else SIZES)[name]
+    table = (QUICK_SIZES if quick else SIZES) if name in SIZES else None
+    base = table[name] if table else (CELERY_QUICK_SIZES if quick else CELERY_SIZES)[name]
     return {k: v if k.endswith("_s") else max(1, round(v * scale)) for k, v in base.items()}
 
 
