@@ -112,7 +112,7 @@ def celery_stack(tmp: Path) -> Iterator[Celery]:
 
 
 async def _flowcore_chains(app: Celery, db: Path, workflows: int) -> float:
-    async with Runtime(db, backend=CeleryBackend(app), max_concurrent_activities=10_000) as rt:
+    async with Runtime(db, backend=CeleryBackend(app)) as rt:
         began = time.perf_counter()
         handles = await asyncio.gather(*(rt.start(bench_celery_chain, i) for i in range(workflows)))
         results = await asyncio.gather(*(h.result(timeout=DEADLINE) for h in handles))
@@ -122,7 +122,7 @@ async def _flowcore_chains(app: Celery, db: Path, workflows: int) -> float:
 
 
 async def _flowcore_fan_out(app: Celery, db: Path, activities: int) -> float:
-    async with Runtime(db, backend=CeleryBackend(app), max_concurrent_activities=10_000) as rt:
+    async with Runtime(db, backend=CeleryBackend(app)) as rt:
         began = time.perf_counter()
         handle = await rt.start(bench_celery_fan_out, activities)
         result = await handle.result(timeout=DEADLINE)

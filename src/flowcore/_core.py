@@ -521,14 +521,21 @@ class Core:
                 f"only {sorted(self._backends)}; pass Runtime(backends={{{name!r}: ...}})"
             )
             return ActivityOutcome(failure=FailureInfo.from_exception(error, non_retryable=True))
+        if getattr(backend, "remote", False):  # its workers bound concurrency, not this process
+            return await self._execute(backend, task, timeout)
         async with self._limiter:  # an asyncio.Semaphore: cheap when a slot is free
-            self._busy += 1
-            try:
-                return await backend.execute(task, timeout=timeout)
-            except Exception as exc:  # noqa: BLE001 - a backend fault is a failed attempt
-                return ActivityOutcome(failure=FailureInfo.from_exception(exc))
-            finally:
-                self._busy -= 1
+            return await self._execute(backend, task, timeout)
+
+    async def _execute(
+        self, backend: Backend, task: ActivityTask, timeout: float | None
+    ) -> ActivityOutcome:
+        self._busy += 1
+        try:
+            return await backend.execute(task, timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - a backend fault is a failed attempt
+            return ActivityOutcome(failure=FailureInfo.from_exception(exc))
+        finally:
+            self._busy -= 1
 
     def _arm(self, inst: _Instance, executor: WorkflowExecutor, step: int, fire_at: float) -> None:
         scope = anyio.CancelScope()

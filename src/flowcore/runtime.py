@@ -63,7 +63,9 @@ class Runtime(Core):
         workflows: Workflow definitions this runtime serves; default: every ``@workflow``.
         durability: ``"full"`` fsyncs each group commit; ``"normal"`` survives process crashes
             but not power loss.
-        max_concurrent_activities: Activity attempts allowed to run at once.
+        max_concurrent_activities: Activity attempts allowed to run at once in this process
+            (a backend whose ``remote`` attribute is true, like ``CeleryBackend``, is bounded by
+            its workers instead).
         backend: Where activities run (default: in this process). It also serves activities
             that ask for it by its ``name`` (``CeleryBackend`` is ``"celery"``).
         backends: More backends by name, for activities declared with

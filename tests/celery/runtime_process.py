@@ -30,7 +30,7 @@ async def main(db: str) -> None:
 
     app = make_app(os.environ["FLOWCORE_TEST_REDIS"])
     backend = CeleryBackend(app)
-    async with Runtime(db, backend=backend, max_concurrent_activities=1000) as rt:
+    async with Runtime(db, backend=backend) as rt:
         handle = await rt.start(cel_crash_fan_out, ITEMS, id=CRASH_ID, if_exists="return")
         print(await handle.result(), flush=True)  # noqa: T201 - the test reads it
 

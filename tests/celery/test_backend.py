@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 import flowcore
 from flowcore import Runtime, workflow
 from flowcore.celery import CeleryBackend
 from tests.celery.activities import cel_add, cel_async_double, cel_fail, cel_square
+from tests.helpers import assert_eventually
 
 pytestmark = pytest.mark.celery
 
@@ -54,13 +57,20 @@ class TestCeleryBackend:
         assert counts("cel_async_double") == {"5": 1}
 
     async def test_fan_out_of_200(self, tmp_path, celery_app, start_worker, counts):
-        """200 activities gathered at once all run on workers, each once, with a runtime default."""
+        """200 activities gathered at once run on workers, each once, without a thread per task."""
         start_worker(concurrency=8)
         backend = CeleryBackend(celery_app)
-        async with Runtime(tmp_path / "fc.db", backend=backend,
-                           max_concurrent_activities=500) as rt:  # fmt: skip
+        threads = []
+        async with Runtime(tmp_path / "fc.db", backend=backend) as rt:
             handle = await rt.start(cel_fan_out, 200, id="fan-1")
-            assert await handle.result(timeout=60) == sum(i * i for i in range(200))
+
+            async def watch() -> bool:
+                threads.append(threading.active_count())
+                return handle.id not in rt._instances
+
+            await assert_eventually(watch, timeout=60, interval=0.02)
+            assert await handle.result(timeout=5) == sum(i * i for i in range(200))
+        assert max(threads) < 40, "a thread per Celery task?"
         done = counts("cel_square")
         assert len(done) == 200
         assert set(done.values()) == {1}

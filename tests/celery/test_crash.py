@@ -55,8 +55,7 @@ class TestRuntimeCrash:
             rt.kill()
         before = counts("cel_square")
         assert len(stored()) < ITEMS, "the kill came after the fan-out finished"
-        async with Runtime(db, backend=CeleryBackend(celery_app),
-                           max_concurrent_activities=1000) as runtime:  # fmt: skip
+        async with Runtime(db, backend=CeleryBackend(celery_app)) as runtime:  # fmt: skip
             result = await runtime.result(CRASH_ID, timeout=60)
         assert result == sum(i * i for i in range(ITEMS))
         after = counts("cel_square")

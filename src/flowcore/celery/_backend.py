@@ -79,6 +79,9 @@ class CeleryBackend:
 
     name = "celery"
     """Activities declared with ``@activity(backend="celery")`` run here."""
+    remote = True
+    """The workers bound how many attempts run at once; the runtime's
+    ``max_concurrent_activities`` does not hold back Celery tasks."""
 
     def __init__(
         self,
