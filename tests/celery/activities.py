@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from flowcore import activity
+from flowcore import RetryPolicy, activity
 
 
 def _redis() -> redis.Redis:
@@ -61,3 +61,20 @@ def cel_fail(message: str) -> None:
     """Always fails."""
     _count("cel_fail", message)
     raise ValueError(message)
+
+
+@activity(backend="celery", timeout=0.5)
+def cel_too_slow(seconds: float) -> str:
+    """Outlives its 0.5 s timeout."""
+    _count("cel_too_slow", seconds)
+    time.sleep(seconds)
+    return "finished"
+
+
+@activity(backend="celery", retry=RetryPolicy(max_attempts=3, initial_interval=0.05))
+def cel_flaky(key: str) -> int:
+    """Fails on its first attempt, succeeds on the second (counted per key in Redis)."""
+    attempt = int(_redis().incr(f"test:exec:cel_flaky:{key}"))
+    if attempt < 2:
+        raise ConnectionError(f"attempt {attempt} fails")
+    return attempt

@@ -73,7 +73,7 @@ class RedisServer:
         self.proc = None
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def need_redis() -> None:
     """Skip without redis-server; with CI=true fail instead."""
     if REDIS is None:

@@ -3,16 +3,44 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 import flowcore
 from flowcore import Runtime, workflow
 from flowcore.celery import CeleryBackend
-from tests.celery.activities import cel_add, cel_async_double, cel_fail, cel_square
+from flowcore.engine.events import ActivityAttemptFailed
+from tests.celery.activities import (
+    cel_add,
+    cel_async_double,
+    cel_fail,
+    cel_flaky,
+    cel_square,
+    cel_too_slow,
+)
+from tests.celery.conftest import CeleryWorker, RedisServer
 from tests.helpers import assert_eventually
 
 pytestmark = pytest.mark.celery
+
+
+@pytest.fixture(scope="module")
+def redis_server(need_redis, tmp_path_factory):
+    """One redis-server for this module's tests (none of them stops it)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def worker(redis_server, tmp_path_factory):
+    """One worker for this module's tests (none of them kills it): 8 threads, both queues."""
+    shared = CeleryWorker(tmp_path_factory.mktemp("worker"), redis_server.url, "shared", 8,
+                          "threads")  # fmt: skip
+    yield shared
+    shared.stop()
 
 
 @flowcore.activity(backend="local")
@@ -42,12 +70,22 @@ async def cel_failing() -> str:
     return "no error"
 
 
+@workflow
+async def cel_timing_out() -> str:
+    try:
+        return await cel_too_slow(1.5)
+    except flowcore.ActivityTimeoutError:
+        return "timed out"
+
+
+@workflow
+async def cel_retrying(key: str) -> int:
+    return await cel_flaky(key)
+
+
 class TestCeleryBackend:
-    async def test_chain_mixes_celery_queues_and_local(
-        self, tmp_path, celery_app, start_worker, counts
-    ):
+    async def test_chain_mixes_celery_queues_and_local(self, tmp_path, celery_app, counts):
         """A 3-step chain runs two steps on workers (two queues, sync and async) and one locally."""
-        start_worker()
         async with Runtime(
             tmp_path / "fc.db", backends={"celery": CeleryBackend(celery_app)}
         ) as rt:
@@ -56,9 +94,8 @@ class TestCeleryBackend:
         assert counts("cel_add") == {"4+1": 1}
         assert counts("cel_async_double") == {"5": 1}
 
-    async def test_fan_out_of_200(self, tmp_path, celery_app, start_worker, counts):
+    async def test_fan_out_of_200(self, tmp_path, celery_app, counts):
         """200 activities gathered at once run on workers, each once, without a thread per task."""
-        start_worker(concurrency=8)
         backend = CeleryBackend(celery_app)
         threads = []
         async with Runtime(tmp_path / "fc.db", backend=backend) as rt:
@@ -75,13 +112,33 @@ class TestCeleryBackend:
         assert len(done) == 200
         assert set(done.values()) == {1}
 
-    async def test_activity_error_comes_back_as_failure_info(
-        self, tmp_path, celery_app, start_worker
-    ):
+    async def test_activity_error_comes_back_as_failure_info(self, tmp_path, celery_app):
         """An exception on the worker reaches the workflow as an ActivityError with its type."""
-        start_worker(concurrency=1)
         async with Runtime(
             tmp_path / "fc.db", backends={"celery": CeleryBackend(celery_app)}
         ) as rt:
             handle = await rt.start(cel_failing, id="fail-1")
             assert await handle.result(timeout=30) == "ValueError: nope"
+
+    async def test_timeout_applies_to_celery_activities(self, tmp_path, celery_app):
+        """An attempt that outlives its timeout fails with ActivityTimeoutError in the workflow."""
+        async with Runtime(
+            tmp_path / "fc.db", backends={"celery": CeleryBackend(celery_app)}
+        ) as rt:
+            began = time.monotonic()
+            handle = await rt.start(cel_timing_out, id="slow-1")
+            assert await handle.result(timeout=30) == "timed out"
+            assert time.monotonic() - began < 2.5
+
+    async def test_retries_are_journaled_by_flowcore(self, tmp_path, celery_app, counts):
+        """A failed attempt is journaled and retried under a new task id by the RetryPolicy."""
+        async with Runtime(
+            tmp_path / "fc.db", backends={"celery": CeleryBackend(celery_app)}
+        ) as rt:
+            handle = await rt.start(cel_retrying, "k1", id="flaky-1")
+            assert await handle.result(timeout=30) == 2
+            [failed] = [e for e in await rt.history("flaky-1")
+                        if isinstance(e, ActivityAttemptFailed)]  # fmt: skip
+            assert failed.attempt == 1
+            assert failed.failure.is_caused_by(ConnectionError)
+        assert counts("cel_flaky") == {"k1": 2}
