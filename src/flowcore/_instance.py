@@ -75,6 +75,7 @@ class ActivityJob:
             op=command.op,
             workflow_name=self.executor.definition.name,
             workflow_version=self.executor.version,
+            run_started_at=self.executor.started_at,
             cancelled=self.cancelled,
         )
 

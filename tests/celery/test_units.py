@@ -18,11 +18,11 @@ from flowcore.errors import BackendError, FailureInfo
 from tests.celery.activities import cel_add, cel_async_double
 
 
-def _task(defn=cel_add, *, wid="wf-1", op="3", attempt=1, args=(1, 2)) -> ActivityTask:
+def _task(defn=cel_add, *, wid="wf-1", op="3", attempt=1, args=(1, 2), run=1.5) -> ActivityTask:
     return ActivityTask(
         workflow_id=wid, step=3, attempt=attempt, activity=defn, args=args, kwargs={},
         encoded_args=list(args), encoded_kwargs=None, op=op, workflow_name="w",
-        workflow_version="1",
+        workflow_version="1", run_started_at=run,
     )  # fmt: skip
 
 
@@ -40,8 +40,9 @@ class TestTaskIds:
             task_id_for(_task(op="4")),
             task_id_for(_task(args=(1, 3))),
             task_id_for(_task(wid="wf-2")),
+            task_id_for(_task(run=2.5)),  # the next run after continue-as-new
         }
-        assert len(ids) == 5
+        assert len(ids) == 6
 
     def test_message_names_module_and_qualname(self):
         """The worker imports the activity by module and qualified name; info rides along."""
@@ -158,3 +159,25 @@ class TestStartMessages:
         """Requests that can never start a workflow are recognised (and then dropped)."""
         with pytest.raises(_BadRequestError, match=match):
             _parse(body, {"task": "flowcore.start", "id": "t1"})
+
+
+class TestSurface:
+    def test_all_is_pinned(self):
+        """flowcore.celery's public names are deliberate."""
+        import flowcore.celery
+
+        assert set(flowcore.celery.__all__) == {
+            "ACTIVITY_TASK", "START_QUEUE", "START_TASK", "CeleryBackend", "CeleryStarter",
+            "register", "run_activity", "task_id_for",
+        }  # fmt: skip
+
+    async def test_without_celery_the_error_says_what_to_install(self):
+        """Importing flowcore.celery without Celery names the extra to install."""
+        import sys
+
+        import anyio
+
+        code = "import sys; sys.modules['celery'] = None; import flowcore.celery"
+        proc = await anyio.run_process([sys.executable, "-c", code], check=False)
+        assert proc.returncode != 0
+        assert b"pip install 'flowcore[celery]'" in proc.stderr

@@ -206,15 +206,7 @@ class CeleryBackend:
         batch: list[_Send] = []
         delay = 0.0
         while not self._stop.is_set():
-            if not batch:
-                with contextlib.suppress(_queue.Empty):
-                    batch.append(self._outbox.get(timeout=0.2))
-            while len(batch) < _BATCH:
-                try:
-                    batch.append(self._outbox.get_nowait())
-                except _queue.Empty:
-                    break
-            batch = [s for s in batch if self._is_pending(s.task_id)]
+            batch = self._fill(batch)
             if not batch:
                 continue
             try:
@@ -230,6 +222,24 @@ class CeleryBackend:
             for item in batch:
                 self._notes.pop(item.workflow_id, None)
             batch = []
+
+    def _fill(self, batch: list[_Send]) -> list[_Send]:
+        """Top ``batch`` up from the outbox; drop attempts nobody waits for any more."""
+        if not batch:
+            with contextlib.suppress(_queue.Empty):
+                batch.append(self._outbox.get(timeout=0.2))
+        while len(batch) < _BATCH:
+            try:
+                batch.append(self._outbox.get_nowait())
+            except _queue.Empty:
+                break
+        kept = []
+        for item in batch:
+            if self._is_pending(item.task_id):
+                kept.append(item)
+            else:  # timed out or cancelled while waiting: forget its note
+                self._notes.pop(item.workflow_id, None)
+        return kept
 
     def _broker_down(self, batch: list[_Send], exc: Exception, delay: float) -> None:
         note = (

@@ -43,11 +43,11 @@ def task_id_for(task: ActivityTask) -> str:
     """The Celery task id of one attempt: the same after a crash and recovery.
 
     It is ``flowcore/<workflow id>/<op>/<attempt>#<digest>``: the idempotency key plus a digest
-    of the activity name and its encoded arguments, so that a later run of the same workflow id
-    (continue-as-new) that calls something else at the same place never takes this result.
+    of the run's start time, the activity name and its encoded arguments, so that a later run
+    of the same workflow id (continue-as-new) never takes this result, even for the same call.
     """
     blob = json.dumps(
-        [task.activity.name, task.encoded_args, task.encoded_kwargs],
+        [repr(task.run_started_at), task.activity.name, task.encoded_args, task.encoded_kwargs],
         sort_keys=True,
         separators=(",", ":"),
     )

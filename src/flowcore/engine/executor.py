@@ -129,6 +129,8 @@ class WorkflowExecutor:
     """The version recorded by the instance (from WorkflowStarted)."""
     parent_id: str | None = None
     """The parent instance, for a child."""
+    started_at: float = 0.0
+    """When the current run started (its WorkflowStarted's ``at``): tells runs of one id apart."""
     done: bool = False
     """True once the workflow returned, failed, was canceled or continued as new."""
     cancel_requested: bool = False
@@ -258,6 +260,7 @@ class WorkflowExecutor:
     def _start(self, started: ev.WorkflowStarted) -> None:
         self.version = started.version
         self.parent_id = started.parent_id
+        self.started_at = started.at
         self._now = started.at
         try:
             payload = serde.decode(started.input, _input_hint(self.definition))
