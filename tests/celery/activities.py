@@ -47,6 +47,7 @@ def cel_square(i: int, delay: float = 0.0) -> int:
 def cel_gate(key: str) -> str:
     """Announce the start, then wait (at most 30 s) until the test sets ``key``:release."""
     client = _redis()
+    client.set(f"{key}:pid", os.getpid())
     client.incr(f"test:exec:cel_gate:{key}")
     deadline = time.monotonic() + 30
     while not client.exists(f"{key}:release"):

@@ -22,6 +22,7 @@ def make_app(url: str) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         worker_prefetch_multiplier=1,
+        worker_lost_wait=0.5,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": 2,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 
 import pytest
@@ -83,6 +85,27 @@ class TestWorkerCrash:
             start_worker("w2", concurrency=1)
             assert await handle.result(timeout=30) == "released g1"
         assert counts("cel_gate") == {"g1": 2}
+        client.close()
+
+    async def test_pool_process_killed_mid_task_is_rejected_and_rerun(
+        self, tmp_path, redis_server, celery_app, start_worker, counts
+    ):
+        """A prefork child SIGKILLed mid-task: reject_on_worker_lost requeues it at once."""
+        worker = start_worker("prefork", concurrency=1, pool="prefork")
+        client = redis.Redis.from_url(redis_server.url)
+        async with Runtime(
+            tmp_path / "fc.db", backends={"celery": CeleryBackend(celery_app)}
+        ) as rt:
+            handle = await rt.start(cel_gated, "g2", id="gated-prefork")
+            await assert_eventually(lambda: counts("cel_gate") == {"g2": 1}, timeout=20,
+                                    message=f"task never started; {worker.tail()}")  # fmt: skip
+            child = int(client.get("g2:pid"))
+            assert child != worker.proc.pid
+            client.set("g2:release", 1)
+            os.kill(child, signal.SIGKILL)
+            assert await handle.result(timeout=30) == "released g2"
+        assert counts("cel_gate") == {"g2": 2}
+        assert worker.proc.poll() is None  # the worker itself lived on
         client.close()
 
 
