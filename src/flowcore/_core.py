@@ -123,24 +123,41 @@ class Core:
             parent_id=parent_id,
         )
         executor = WorkflowExecutor(defn, wid)
-        commit = self._append(inst, [started], create=True, consumed=consumed)
-        if fresh_id:
-            # A fresh random id cannot collide: run the first step while the start commits.
-            inst.executor = executor
-            self._carry_out(inst, executor, executor.start(started), [])
-            await commit
+        inst.executor = executor
+        commands = executor.start(started)
+        if fresh_id or not any(isinstance(c, cmd.ContinueAsNew) for c in commands):
+            # One append holds the start and the first step's schedules; work is dispatched only
+            # once it commits, so a duplicate id (refused atomically by the journal) runs nothing.
+            commit = self._carry_out(inst, executor, commands, [started], consumed, create=True)
+            assert commit is not None  # noqa: S101 - it holds `started`
+            later = None
         else:
-            # The journal refuses a duplicate id atomically; only then may the workflow run.
-            try:
-                await commit
-            except WorkflowAlreadyExistsError as exc:
-                if self._instances.get(wid) is inst:
-                    del self._instances[wid]
-                self._exists(wid, exc.status, if_exists)
-                return
-            inst.executor = executor
-            self._carry_out(inst, executor, executor.start(started), [])
+            # A run that continues as new at once appends more than its start: commit the start
+            # alone first, so a duplicate id is refused before anything else is queued.
+            commit = self._append(inst, [started], create=True, consumed=consumed)
+            later = commands
+        inst.creating = commit
+        commit.add_done_callback(functools.partial(self._created, inst))
+        try:
+            await commit
+        except WorkflowAlreadyExistsError as exc:
+            self._exists(wid, exc.status, if_exists)
+            return
+        if later is not None and inst.executor is executor:
+            self._carry_out(inst, executor, later, [])
         self._log.info("workflow started", workflow_id=wid, workflow=defn.name)
+
+    def _created(self, inst: _Instance, commit: asyncio.Future[None]) -> None:
+        """The start's commit ended: on a duplicate id, forget the instance that never was."""
+        inst.creating = None
+        if commit.cancelled() or not isinstance(commit.exception(), WorkflowAlreadyExistsError):
+            return
+        if inst.executor is not None:
+            inst.executor.close()
+            inst.executor = None
+        inst.cancel_work()
+        if self._instances.get(inst.id) is inst:
+            del self._instances[inst.id]
 
     def _exists(self, wid: str, status: str, if_exists: str) -> None:
         if if_exists != "return":
@@ -149,6 +166,11 @@ class Core:
     async def _unfinished(self, wid: str, action: str) -> _Instance:
         self._check_open()
         inst = self._instances.get(wid)
+        if inst is not None and inst.creating is not None:
+            # Its start is not committed yet (and may be refused as a duplicate): wait for it.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(inst.creating)
+            inst = self._instances.get(wid)
         if inst is not None and not inst.done.done():
             return inst
         row = await self._journal.status(wid)
@@ -286,10 +308,13 @@ class Core:
         commands: Sequence[cmd.Command],
         events: builtins.list[ev.Event],
         consumed: tuple[int, ...] = (),
+        *,
+        create: bool = False,
     ) -> asyncio.Future[None] | None:
         """Journal what the commands record, then carry them out; return the commit.
 
-        ``consumed`` (inbox ids) ride on the first append, the one that holds ``events``.
+        ``consumed`` (inbox ids) and ``create`` apply to the first append, the one that holds
+        ``events``; the work of a creating append always waits for its commit.
         """
         while True:  # a loop, not recursion: a run may continue as new many times at once
             now = self._clock.now()
@@ -300,8 +325,12 @@ class Core:
                     restart = command
                 else:
                     self._record(inst, command, now, events, work)
-            commit = self._append(inst, events, consumed=consumed) if events else None
-            consumed = ()
+            if events:
+                commit = self._append(inst, events, consumed=consumed, create=create)
+            else:
+                commit = None
+            eager = self._eager and not create
+            consumed, create = (), False
             if restart is None:
                 break
             executor, commands = self._new_run(inst, restart.input, restart.version)
@@ -310,7 +339,7 @@ class Core:
         if terminal is not None and commit is not None:
             inst.cancel_work()
             commit.add_done_callback(functools.partial(self._finished, inst, terminal))
-        elif work and (commit is None or self._eager):
+        elif work and (commit is None or eager):
             # Recovered work is already durable. Eager work starts before its schedule is: it is
             # keyed by its op, which replay reproduces whatever order outcomes arrive in.
             self._dispatch(inst, executor, work)

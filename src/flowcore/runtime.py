@@ -133,6 +133,7 @@ class Runtime(Core):
         """
         if self._state != "new":
             raise FlowcoreError("a Runtime can be opened once; create a new one to reopen")
+        self._log = structlog.get_logger("flowcore").bind()  # resolve the lazy proxy once
         await self._journal.open()
         try:
             await self._backend.open()

@@ -356,6 +356,11 @@ _FIELDS: dict[type[Any], tuple[str, ...]] = {
 }
 
 
+json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""Compact JSON text of a value (one shared encoder: ``json.dumps`` with options builds one per
+call, which showed in the hot path's profile)."""
+
+
 def encode_event(event: Event) -> tuple[str, str]:
     """Encode an event as its ``(kind, data)`` journal columns (``at`` is stored apart)."""
     data: dict[str, Any] = {}
@@ -366,7 +371,7 @@ def encode_event(event: Event) -> tuple[str, str]:
         elif isinstance(value, tuple):
             value = list(value)
         data[name] = value
-    return event.kind, json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return event.kind, json_text(data)
 
 
 def decode_event(kind: str, data: str, at: float) -> Event:
