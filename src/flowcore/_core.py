@@ -70,6 +70,8 @@ class Core:
     _eager: bool
     """Dispatch new work before its schedule is durable (``Runtime(dispatch="eager")``)."""
     _busy: int
+    _ready: builtins.list[_Instance]
+    """Instances with activity outcomes queued for this loop tick (see _deliver_soon)."""
     _waiters: int
     _log: FilteringBoundLogger
 
@@ -310,15 +312,17 @@ class Core:
         consumed: tuple[int, ...] = (),
         *,
         create: bool = False,
+        work: builtins.list[_Work] | None = None,
     ) -> asyncio.Future[None] | None:
         """Journal what the commands record, then carry them out; return the commit.
 
         ``consumed`` (inbox ids) and ``create`` apply to the first append, the one that holds
-        ``events``; the work of a creating append always waits for its commit.
+        ``events``; the work of a creating append always waits for its commit. ``work``:
+        what earlier commands of ``events`` asked for.
         """
+        work = [] if work is None else work
         while True:  # a loop, not recursion: a run may continue as new many times at once
             now = self._clock.now()
-            work: builtins.list[_Work] = []
             restart: cmd.ContinueAsNew | None = None
             for command in commands:
                 if isinstance(command, cmd.ContinueAsNew):
@@ -334,7 +338,7 @@ class Core:
             if restart is None:
                 break
             executor, commands = self._new_run(inst, restart.input, restart.version)
-            events = []
+            events, work = [], []
         terminal = events[-1] if events and isinstance(events[-1], TERMINAL_TYPES) else None
         if terminal is not None and commit is not None:
             inst.cancel_work()
@@ -382,6 +386,7 @@ class Core:
                 work[:] = [w for w in work if w.step != command.step]
             case cmd.CancelActivity():
                 inst.cancel_activity(command.step)
+                work[:] = [w for w in work if w.step != command.step]  # not started yet: skip
             case cmd.CancelChild():
                 self._spawn(self._cancel_child, command.child_id, inst.id)
             case _:
@@ -477,7 +482,57 @@ class Core:
         if inst.activities.get(step) is job:
             del inst.activities[step]
         if event is not None and not job.stopped:
-            self._deliver(inst, job.executor, event)
+            self._deliver_soon(job, event)
+
+    def _deliver_soon(self, job: ActivityJob, event: ev.Event) -> None:
+        """Queue an activity's outcome: the outcomes of one loop tick are applied together.
+
+        A fan-out's completions then become one journal append per workflow per tick (not one
+        each), in the order they arrived, as if delivered one by one.
+        """
+        inst = job.inst
+        if not inst.outcomes:
+            if not self._ready:
+                asyncio.get_running_loop().call_soon(self._deliver_ready)
+            self._ready.append(inst)
+        inst.outcomes.append((job, event))
+        self._busy += 1  # undelivered work: a virtual clock must not skip ahead
+
+    def _deliver_ready(self) -> None:
+        ready, self._ready = self._ready, []
+        for inst in ready:
+            outcomes, inst.outcomes = inst.outcomes, []
+            self._busy -= len(outcomes)
+            if self._failure is None:
+                self._deliver_outcomes(inst, outcomes)
+
+    def _deliver_outcomes(
+        self, inst: _Instance, outcomes: Sequence[tuple[ActivityJob, ev.Event]]
+    ) -> None:
+        """Apply queued outcomes in order; journal them (and what they cause) in one append."""
+        executor = inst.executor
+        events: builtins.list[ev.Event] = []
+        work: builtins.list[_Work] = []
+        commands: Sequence[cmd.Command] | None = None
+        for job, event in outcomes:
+            if executor is None or job.executor is not executor or executor.done or job.stopped:
+                continue  # a run that ended (or continued as new) takes no more outcomes
+            if commands is not None:
+                now = self._clock.now()
+                for command in commands:
+                    self._record(inst, command, now, events, work)
+            events.append(event)
+            try:
+                commands = executor.apply(event)
+            except Exception as exc:  # noqa: BLE001 - an engine bug must not stop other workflows
+                self._log.exception("engine error; workflow parked", workflow_id=inst.id)
+                executor.close()
+                inst.executor = None
+                inst.cancel_work()
+                self._park(inst, f"internal engine error: {exc!r}", 0, events)
+                return
+        if executor is not None and commands is not None:
+            self._carry_out(inst, executor, commands, events, work=work)
 
     async def _attempts(self, job: ActivityJob) -> ev.Event | None:
         command, defn = job.command, job.command.activity

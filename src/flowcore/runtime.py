@@ -112,6 +112,7 @@ class Runtime(Core):
         self._stop = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._busy = 0
+        self._ready = []
         """Activity attempts running plus appends not yet committed (for virtual clocks)."""
         self._waiters = 0
         """Callers blocked in result() (a virtual clock skips time only for them)."""
