@@ -462,6 +462,7 @@ class Core:
             version=defn.version,
             input=encoded,
             parent_id=inst.projection.parent_id,
+            run=(1 if inst.executor is None else inst.executor.run) + 1,
         )
         executor = WorkflowExecutor(defn, inst.id)
         inst.executor = executor
