@@ -64,11 +64,12 @@ class Sender:
         """New records were committed."""
         self._wake.set()
 
-    async def stop(self, drain_timeout: float) -> int:
+    async def stop(self, drain_timeout: float) -> int | None:
         """Deliver what is left for up to ``drain_timeout`` seconds, then stop.
 
         Returns:
-            How many records are still undelivered (they go on the next start).
+            How many records are still undelivered (they go on the next start; at most a
+            batch is counted), or None when the journal cannot tell.
         """
         task, self._task = self._task, None
         if task is None:
@@ -84,7 +85,7 @@ class Sender:
         try:
             return len(await self._store.outbox(CHANNEL, limit=_BATCH))
         except JournalError:
-            return -1
+            return None
 
     async def _run(self) -> None:
         try:
