@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from flowcore import listeners as _listeners
 from flowcore._definitions import WorkflowDef
 from flowcore._instance import TERMINAL_TYPES, ActivityJob, Terminal, _Instance, retry_state
 from flowcore.backends.base import ActivityOutcome
@@ -74,6 +75,8 @@ class Core:
     """Instances with activity outcomes queued for this loop tick (see _deliver_soon)."""
     _waiters: int
     _log: FilteringBoundLogger
+    _listeners: tuple[_listeners.Listener, ...]
+    """Listeners (flowcore.listeners) handed every append; empty: no listener hook runs."""
 
     # -- internals: starting -------------------------------------------------------------------
 
@@ -248,7 +251,11 @@ class Core:
         inst.next_seq += len(events)
         if events:
             inst.last_event = events[-1]
+        if self._listeners:  # listener hook: outbox records commit with the op
+            op = _listeners.collect(self._listeners, op, self._log)
         future = asyncio.ensure_future(self._journal.submit(op))
+        if op.outbox:
+            _listeners.notify_committed(self._listeners, future)
         self._busy += 1
         future.add_done_callback(self._on_commit)
         return future
@@ -706,6 +713,8 @@ class Core:
             return self._park(inst, f"replay failed: {exc!r}", 0)
         inst.executor = executor
         inst.retries = retry_state(history)
+        if self._listeners:
+            _listeners.notify_recovered(self._listeners, wid, history, self._log)
         self._log.info(
             "workflow recovered", workflow_id=wid, workflow=started.name, events=len(history)
         )

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import flowcore
 from flowcore import RetryPolicy, Runtime, WorkflowStatus, activity, workflow
+from flowcore.orchestra import OrchestraReporter, set_output
+from flowcore.orchestra import task as orchestra_task
 
 
 @dataclass
@@ -51,3 +53,31 @@ async def main() -> None:
         rows: list[WorkflowStatus] = await rt.list(name="place", limit=5)
         events = await rt.history("o1")
         print(out, status.current_activity, rows, events)  # noqa: T201
+
+
+# -- the Orchestra adapter (flowcore[orchestra]) ----------------------------------------------
+
+reporter = OrchestraReporter(task_run_id="00000000-0000-0000-0000-000000000000", api_key="k")
+
+
+@reporter.run()
+def report_me(n: int) -> str:
+    return str(n)
+
+
+@orchestra_task
+async def report_me_too(n: int) -> int:
+    return n
+
+
+@workflow
+async def with_outputs(n: int) -> int:
+    await set_output("n", n)
+    return n
+
+
+async def orchestra_main() -> None:
+    text: str = report_me(1)
+    number: int = await report_me_too(2)
+    async with Runtime("x.db", listeners=[reporter]) as rt:
+        await rt.start(with_outputs, number, id=text)
