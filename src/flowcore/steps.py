@@ -58,7 +58,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, final
 
 from flowcore import _context, serde
 from flowcore._definitions import ActivityDef, WorkflowDef, default_registry
@@ -67,6 +67,9 @@ from flowcore.retry import NO_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from flowcore._handle import WorkflowHandle
+    from flowcore.runtime import Runtime
 
 __all__ = [
     "CONFIG_KEY",
@@ -78,6 +81,7 @@ __all__ = [
     "get_orchestration",
     "orchestration",
     "run_payload",
+    "start",
     "step",
 ]
 
@@ -534,17 +538,58 @@ def step(
     return decorate
 
 
-def run_payload(payload: Any = None, *, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+async def start(
+    runtime: Runtime,
+    name: str = DEFAULT_ORCHESTRATION,
+    payload: Any = None,
+    *,
+    config: Mapping[str, Any] | None = None,
+    id: str | None = None,  # noqa: A002 - the public name users expect
+    if_exists: Literal["error", "return"] = "error",
+) -> WorkflowHandle:
+    """Start a run of orchestration ``name``; check name and payload before anything is written.
+
+    ``runtime.start(name, payload)`` works as well; this helper also refuses an unknown
+    orchestration or a payload that is not a JSON object up front, instead of a failed run.
+    It is what a Celery entry point (``[name, json_payload]``) calls.
+
+    Args:
+        runtime: An open runtime.
+        name: The orchestration.
+        payload: A dict or a JSON string (an object).
+        config: Keys that replace the orchestration's configuration for this run.
+        id: The run's workflow id; random when omitted.
+        if_exists: As in :meth:`flowcore.Runtime.start`.
+
+    Returns:
+        A handle; its result is a :class:`PipelineResult`.
+
+    Raises:
+        RegistrationError: no orchestration has this name.
+        PayloadError: the payload is not a JSON object.
+    """
+    orch = get_orchestration(name)
+    data = run_payload(payload, config=config, name=name)
+    return await runtime.start(orch.workflow, data, id=id, if_exists=if_exists)
+
+
+def run_payload(
+    payload: Any = None, *, config: Mapping[str, Any] | None = None, name: str = "run_payload"
+) -> dict[str, Any]:
     """A payload for ``runtime.start(orchestration, ...)`` that overrides config for this run.
 
     Args:
         payload: The state's payload (a dict or a JSON string).
         config: Keys that replace the orchestration's configuration for this run.
+        name: The orchestration, for error messages.
 
     Returns:
         A dict payload with the override under :data:`CONFIG_KEY`.
+
+    Raises:
+        PayloadError: the payload is not a JSON object.
     """
-    data = _parse_payload(payload, "run_payload")
+    data = _parse_payload(payload, name)
     if config is not None:
         data[CONFIG_KEY] = dict(config)
     return data

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from flowcore import (
+    PayloadError,
     RegistrationError,
     RetryPolicy,
     Runtime,
@@ -328,6 +329,25 @@ class TestState:
         assert ra.state["said"] == ["a"]
         assert rb.state["total"] == "3"
         assert {o.name for o in (steps.get_orchestration("st_side_a"),)} == {"st_side_a"}
+
+    async def test_steps_start_checks_before_writing(self, db_path):
+        """steps.start refuses an unknown name or a non-object payload; nothing is journaled."""
+
+        @step(1, state_class=Greeting, orchestration="st_entry")
+        def hello(state: Greeting) -> None:
+            state.said.append(f"hello {state.cfg['greeting']}")
+
+        async with Runtime(db_path) as rt:
+            with pytest.raises(RegistrationError, match="no orchestration named 'st_nope'"):
+                await steps.start(rt, "st_nope", "{}")
+            with pytest.raises(PayloadError, match="st_entry"):
+                await steps.start(rt, "st_entry", "not json")
+            assert await rt.list() == []
+            handle = await steps.start(
+                rt, "st_entry", json.dumps({"name": "Andrea"}), config={"greeting": "there"}
+            )
+            result = await handle.result(timeout=30)
+        assert result.state["said"] == ["hello there"]
 
     async def test_bad_payload_fails_the_run_with_a_clear_error(self, db_path):
         """A payload that is not a JSON object fails the run naming the orchestration."""
