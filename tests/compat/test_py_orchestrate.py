@@ -113,6 +113,39 @@ def po_sleepy(seconds: float) -> str:
     return po_slow(seconds)
 
 
+class Change:
+    """Which code path po_changing takes, and whether its second call holds."""
+
+    old_code = True
+    hold = False
+    reached = threading.Event()
+    release = threading.Event()
+
+
+@activity("po_first")
+def po_first() -> str:
+    return "first"
+
+
+@activity("po_old_second")
+def po_old_second() -> str:
+    if Change.hold:
+        Change.reached.set()
+        Change.release.wait(30)
+    return "old"
+
+
+@activity("po_new_second")
+def po_new_second() -> str:
+    return "new"
+
+
+@workflow("po_changing")
+def po_changing() -> list[str]:
+    first = po_first()
+    return [first, po_old_second() if Change.old_code else po_new_second()]
+
+
 @pytest.fixture
 def orchestrator(db_path):
     orch = Orchestrator(str(db_path), max_workers=4)
@@ -261,6 +294,32 @@ class TestRestart:
         keys = dict(Loop.executed[:4])
         assert Loop.executed[4] == (3, keys[3])  # the rerun of call 3 has the same key
         assert len({key for _, key in Loop.executed}) == 5
+
+    def test_changed_code_parks_the_workflow_until_the_old_path_is_back(self, db_path):
+        """A replay that calls another activity at a recorded step parks; old code resumes it."""
+        Change.old_code, Change.hold = True, True
+        Change.reached.clear()
+        Change.release.clear()
+        try:
+            first = Orchestrator(str(db_path))
+            first.start()
+            wid = first.invoke_workflow("po_changing")
+            assert Change.reached.wait(10)
+            first.stop(timeout=0)
+            Change.hold, Change.old_code = False, False
+            with Orchestrator(str(db_path)) as changed:
+                parked = changed.get_workflow_status(wid)
+            Change.old_code = True
+            with Orchestrator(str(db_path)) as fixed:
+                done = fixed.wait_for_workflow(wid, timeout=10)
+        finally:
+            Change.release.set()
+        assert parked["status"] == "processing"
+        assert "not deterministic" in parked["error_message"]
+        assert "po_old_second" in parked["error_message"]
+        assert "po_new_second" in parked["error_message"]
+        assert done["status"] == "done"
+        assert done["output"] == ["first", "old"]
 
     def test_stop_waits_for_running_workflows(self, db_path):
         """stop() lets a running workflow finish (within its timeout) before closing."""

@@ -33,7 +33,9 @@ small awaitable, a *bridge*, that runs the function on a dedicated thread:
   between two activity calls runs while the engine waits, like the code of an async workflow
   between two awaits: keep it short and do I/O in activities.
 - An activity called on the workflow thread blocks on the bridge until the engine resumes it
-  with the result (or raises :class:`~flowcore.ActivityError` into it).
+  with the result (or raises :class:`~flowcore.ActivityError` into it). Calls are sequential:
+  an activity called from another thread (a pool the workflow starts) is not journaled and
+  simply runs; for parallel calls write an async workflow with ``flowcore.gather``.
 - Results are keyed by call order, not by activity name: a loop calling one activity with five
   arguments gets its five results back, in order, after a restart. Falsy results (``0``, ``""``,
   ``None``, ``[]``) are recorded like any other. A replayed call whose activity name differs
@@ -106,6 +108,7 @@ _STATUS: dict[WorkflowState, WorkflowStatus] = {
     WorkflowState.CANCELED: WorkflowStatus.FAILED,
     WorkflowState.TERMINATED: WorkflowStatus.FAILED,
 }
+_PROGRESSING = frozenset({WorkflowState.PENDING, WorkflowState.RUNNING})
 
 
 # -- the bridge between a sync workflow thread and the engine ---------------------------------
@@ -362,6 +365,8 @@ class Orchestrator:
     def stop(self, timeout: float = 5.0) -> None:
         """Wait up to ``timeout`` seconds for running workflows to finish, then close.
 
+        Parked and suspended workflows are not waited for: they cannot finish on their own.
+
         Workflows still unfinished then stay in the journal and resume on the next
         :meth:`start`.
         """
@@ -375,7 +380,7 @@ class Orchestrator:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                if not status.is_finished:
+                if status.status in _PROGRESSING:  # parked or suspended ones cannot finish now
                     try:
                         runtime.result(status.id, timeout=left)
                     except (FlowcoreError, TimeoutError):
