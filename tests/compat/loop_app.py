@@ -19,6 +19,7 @@ from typing import Any
 
 import flowcore
 from flowcore.compat.py_orchestrate import Orchestrator, activity, workflow
+from tests.compat.logfile import append
 
 RESULTS: dict[int, Any] = {0: 0, 1: "", 2: None, 3: [], 4: {"v": 4}}
 """Each call's result: four falsy values (the original lost them) and one that is not."""
@@ -31,10 +32,7 @@ class Worker:
 
 
 def _log(line: str) -> None:
-    with open(Worker.log, "a", encoding="utf-8") as file:  # noqa: PTH123 - plain append
-        file.write(line + "\n")
-        file.flush()
-        os.fsync(file.fileno())
+    append(Worker.log, line)
 
 
 @activity("loop_lookup")

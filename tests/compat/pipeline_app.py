@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any
 
+from tests.compat.logfile import append
+
 WORKFLOW_ID = "pipeline-1"
 HOLD_STEP = 3
 HOLD_LIMIT = 60.0
@@ -31,10 +33,7 @@ class Worker:
 
 
 def _log(line: str) -> None:
-    with open(Worker.log_path, "a", encoding="utf-8") as file:  # noqa: PTH123 - plain append
-        file.write(line + "\n")
-        file.flush()
-        os.fsync(file.fileno())
+    append(Worker.log_path, line)
 
 
 def define() -> None:

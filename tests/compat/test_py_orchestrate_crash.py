@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.compat.logfile import lines
 from tests.compat.loop_app import HOLD
 from tests.runtime.worker_process import WorkerProcess
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 pytestmark = pytest.mark.crash
 
 DEADLINE = 30.0
-
-
-def _lines(log: Path) -> list[list[str]]:
-    if not log.exists():
-        return []
-    return [line.split() for line in log.read_text(encoding="utf-8").splitlines()]
 
 
 class TestLoopKill:
@@ -33,15 +24,15 @@ class TestLoopKill:
         with WorkerProcess(tmp_path, "first", "tests.compat.loop_app", [*args, "first"]) as w:
             w.wait_until(
                 "call 3 holds",
-                lambda: ["hold", str(HOLD)] in _lines(log),
+                lambda: ["hold", str(HOLD)] in lines(log),
                 time.monotonic() + DEADLINE,
             )
             w.kill()
-        before = [line for line in _lines(log) if line[0] == "call"]
+        before = [line for line in lines(log) if line[0] == "call"]
         with WorkerProcess(tmp_path, "resume", "tests.compat.loop_app", [*args, "resume"]) as w:
             assert w.exit_code(DEADLINE) == 0, w.diagnostics()
             out = w.out.read_text(encoding="utf-8")
-        after = [line for line in _lines(log) if line[0] == "call"][len(before) :]
+        after = [line for line in lines(log) if line[0] == "call"][len(before) :]
 
         assert [line[1] for line in before] == ["0", "1", "2", "3"]
         assert [line[1] for line in after] == ["3", "4"]  # 0-2 were not run again

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.compat.logfile import lines
 from tests.compat.pipeline_app import HOLD_STEP, WORKFLOW_ID
 from tests.runtime.worker_process import WorkerProcess
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 pytestmark = pytest.mark.crash
 
 DEADLINE = 30.0
-
-
-def _lines(log: Path) -> list[list[str]]:
-    if not log.exists():
-        return []
-    return [line.split(" ") for line in log.read_text(encoding="utf-8").splitlines()]
 
 
 class TestPipelineKill:
@@ -33,15 +24,15 @@ class TestPipelineKill:
         with WorkerProcess(tmp_path, "first", "tests.compat.pipeline_app", [*args, "first"]) as w:
             w.wait_until(
                 "step 3 holds",
-                lambda: ["hold", str(HOLD_STEP)] in _lines(log),
+                lambda: ["hold", str(HOLD_STEP)] in lines(log),
                 time.monotonic() + DEADLINE,
             )
             w.kill()
-        before = _lines(log)
+        before = lines(log)
         with WorkerProcess(tmp_path, "resume", "tests.compat.pipeline_app", [*args, "resume"]) as w:
             assert w.exit_code(DEADLINE) == 0, w.diagnostics()
             out = w.out.read_text(encoding="utf-8")
-        after = _lines(log)[len(before) :]
+        after = lines(log)[len(before) :]
 
         starts_before = [line[1] for line in before if line[0] == "start"]
         starts_after = [line[1] for line in after if line[0] == "start"]
