@@ -18,11 +18,11 @@ from flowcore.errors import BackendError, FailureInfo
 from tests.celery.activities import cel_add, cel_async_double
 
 
-def _task(defn=cel_add, *, wid="wf-1", op="3", attempt=1, args=(1, 2), run=1.5) -> ActivityTask:
+def _task(defn=cel_add, *, wid="wf-1", op="3", attempt=1, args=(1, 2)) -> ActivityTask:
     return ActivityTask(
         workflow_id=wid, step=3, attempt=attempt, activity=defn, args=args, kwargs={},
         encoded_args=list(args), encoded_kwargs=None, op=op, workflow_name="w",
-        workflow_version="1", run_started_at=run,
+        workflow_version="1",
     )  # fmt: skip
 
 
@@ -40,7 +40,7 @@ class TestTaskIds:
             task_id_for(_task(op="4")),
             task_id_for(_task(args=(1, 3))),
             task_id_for(_task(wid="wf-2")),
-            task_id_for(_task(run=2.5)),  # the next run after continue-as-new
+            task_id_for(_task(op="r2.3")),  # the same place in the next run (continue-as-new)
         }
         assert len(ids) == 6
 

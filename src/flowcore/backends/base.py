@@ -42,9 +42,6 @@ class ActivityTask:
     """The workflow's registered name."""
     workflow_version: str = ""
     """The workflow's recorded version."""
-    run_started_at: float = 0.0
-    """When the workflow's current run started (epoch seconds, as journaled): the same after
-    recovery, different for the next run of the same id (continue-as-new)."""
     cancelled: threading.Event | None = field(default=None, compare=False, repr=False)
     """Set when the workflow no longer wants the result (cancellation); sync code may poll it."""
 

@@ -42,12 +42,12 @@ SENT_PREFIX = "flowcore-sent:"
 def task_id_for(task: ActivityTask) -> str:
     """The Celery task id of one attempt: the same after a crash and recovery.
 
-    It is ``flowcore/<workflow id>/<op>/<attempt>#<digest>``: the idempotency key plus a digest
-    of the run's start time, the activity name and its encoded arguments, so that a later run
-    of the same workflow id (continue-as-new) never takes this result, even for the same call.
+    It is ``flowcore/<workflow id>/<op>/<attempt>#<digest>``: the idempotency key (whose op
+    names the run after a continue-as-new, ``r2.1``) plus a digest of the activity name and its
+    encoded arguments, so a task id never names two different calls.
     """
     blob = json.dumps(
-        [repr(task.run_started_at), task.activity.name, task.encoded_args, task.encoded_kwargs],
+        [task.activity.name, task.encoded_args, task.encoded_kwargs],
         sort_keys=True,
         separators=(",", ":"),
     )
