@@ -48,7 +48,6 @@ __all__ = ["CeleryBackend"]
 
 _READY = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 _BATCH = 500
-_MARK_EVERY = 20
 
 
 @dataclass(slots=True)
@@ -254,10 +253,11 @@ class CeleryBackend:
         backend = self.app.backend
         client = backend.client
         ids = [item.task_id for item in batch]
-        metas = client.mget([backend.get_key_for_task(i) for i in ids])
-        markers = client.mget([SENT_PREFIX + i for i in ids])
+        found = client.mget(
+            [backend.get_key_for_task(i) for i in ids] + [SENT_PREFIX + i for i in ids]
+        )
         to_send = []
-        for item, raw, marker in zip(batch, metas, markers, strict=True):
+        for item, raw, marker in zip(batch, found[: len(ids)], found[len(ids) :], strict=True):
             meta = _decode(backend, raw)
             if meta is not None:
                 self._post(item.task_id, meta)  # computed before a crash: take it
@@ -267,32 +267,20 @@ class CeleryBackend:
         if not to_send:
             return
         with self.app.producer_or_acquire() as producer:
-            for start in range(0, len(to_send), _MARK_EVERY):
-                sent = []
-                try:
-                    for item in to_send[start : start + _MARK_EVERY]:
-                        self.app.send_task(
-                            ACTIVITY_TASK,
-                            args=item.args,
-                            kwargs=item.kwargs,
-                            task_id=item.task_id,
-                            queue=item.queue,
-                            serializer="json",
-                            producer=producer,
-                            retry=False,
-                        )
-                        sent.append(item.task_id)
-                finally:
-                    # Mark what went out, a few at a time: a crash between a send and its
-                    # mark only means that task may be sent once more after recovery.
-                    if sent:
-                        self._mark_sent(client, sent)
-
-    def _mark_sent(self, client: Any, task_ids: list[str]) -> None:
-        with client.pipeline(transaction=False) as pipe:
-            for task_id in task_ids:
-                pipe.set(SENT_PREFIX + task_id, b"1", ex=self._marker_ttl)
-            pipe.execute()
+            for item in to_send:
+                self.app.send_task(
+                    ACTIVITY_TASK,
+                    args=item.args,
+                    kwargs=item.kwargs,
+                    task_id=item.task_id,
+                    queue=item.queue,
+                    serializer="json",
+                    producer=producer,
+                    retry=False,
+                )
+                # Marked right after its send: a crash in between only means this one task
+                # may be sent once more after recovery (at least once, same task id).
+                client.set(SENT_PREFIX + item.task_id, b"1", ex=self._marker_ttl)
 
     # -- collector thread ----------------------------------------------------------------------
 
