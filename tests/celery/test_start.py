@@ -7,10 +7,10 @@ import sys
 
 import anyio
 import pytest
-import redis
+import structlog.testing
 
 from flowcore import Runtime, workflow
-from flowcore.celery import START_QUEUE, CeleryBackend, CeleryStarter
+from flowcore.celery import CeleryBackend, CeleryStarter
 from tests.celery.activities import cel_add
 from tests.celery.conftest import REPO
 from tests.helpers import assert_eventually
@@ -29,35 +29,35 @@ class TestCeleryStart:
     ):
         """Two requests with one id (one via a worker) start one workflow; junk is dropped."""
         start_worker()
-        client = redis.Redis.from_url(redis_server.url)
-        async with (
-            Runtime(tmp_path / "fc.db", backends={"celery": CeleryBackend(celery_app)}) as rt,
-            CeleryStarter(celery_app, rt),
-        ):
-            env = {"FLOWCORE_TEST_REDIS": redis_server.url, "PYTHONPATH": f"{REPO}/src:{REPO}"}
-            proc = await anyio.run_process(
-                [sys.executable, "-m", "tests.celery.send_start", "cel_started",
-                 json.dumps({"a": 2, "b": 3}), "from-celery"],
-                cwd=REPO, env=env, check=False,
-            )  # fmt: skip
-            assert proc.returncode == 0, proc.stderr.decode()
+        env = {"FLOWCORE_TEST_REDIS": redis_server.url, "PYTHONPATH": f"{REPO}/src:{REPO}"}
+        with structlog.testing.capture_logs() as logs:
+            async with (
+                Runtime(tmp_path / "fc.db", backends={"celery": CeleryBackend(celery_app)}) as rt,
+                CeleryStarter(celery_app, rt),
+            ):
+                proc = await anyio.run_process(
+                    [sys.executable, "-m", "tests.celery.send_start", "cel_started",
+                     json.dumps({"a": 2, "b": 3}), "from-celery"],
+                    cwd=REPO, env=env, check=False,
+                )  # fmt: skip
+                assert proc.returncode == 0, proc.stderr.decode()
 
-            async def started() -> bool:
-                return bool(await rt.list(name="cel_started"))
+                def events(name: str) -> list[dict[str, object]]:
+                    return [e for e in logs if e["event"] == name]
 
-            await assert_eventually(started, timeout=20, message="no workflow started")
-            assert await rt.handle("from-celery").result(timeout=30) == 5
+                def all_handled() -> bool:
+                    # the copy sent to the workers' queue comes back through a worker
+                    return (
+                        len(events("flowcore.start request applied")) == 2
+                        and len(events("dropped a flowcore.start request")) == 1
+                    )
 
-            async def all_consumed() -> bool:
-                # the forwarded copy went through a worker and back to the start queue
-                return (
-                    client.llen(START_QUEUE) == 0
-                    and client.llen("celery") == 0
-                    and not client.hlen("unacked")
-                )
-
-            await assert_eventually(all_consumed, timeout=20, message="start requests left")
-            assert [s.id for s in await rt.list(name="cel_started")] == ["from-celery"]
-            assert await rt.list(name="cel_no_such_workflow") == []
+                await assert_eventually(all_handled, timeout=20, message="requests not handled")
+                assert await rt.handle("from-celery").result(timeout=30) == 5
+                assert [s.id for s in await rt.list(name="cel_started")] == ["from-celery"]
+                assert await rt.list(name="cel_no_such_workflow") == []
+        applied = events("flowcore.start request applied")
+        assert {e["workflow_id"] for e in applied} == {"from-celery"}
+        [dropped] = events("dropped a flowcore.start request")
+        assert dropped["workflow"] == "cel_no_such_workflow"
         assert counts("cel_add") == {"2+3": 1}
-        client.close()

@@ -141,6 +141,8 @@ class CeleryStarter:
             self._log.warning("flowcore.start request not applied", error=str(exc))
             message.requeue()
             return
+        else:
+            self._log.info("flowcore.start request applied", workflow=name, workflow_id=wid)
         message.ack()
 
     async def _start(self, name: str, payload: Any, wid: str) -> None:
