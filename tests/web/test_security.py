@@ -16,7 +16,7 @@ from flowcore.web import create_app
 from tests.helpers import assert_eventually
 from tests.web.conftest import web_app
 
-TOKEN = "s3cret-token-for-tests"
+TOKEN = "s3cret-token-for-tests"  # noqa: S105 - a test token
 
 
 @workflow

@@ -75,7 +75,7 @@ async def _read_until(web, wid: str, kind: str, last_event_id: str | None = None
 
 class TestStream:
     async def test_live_then_resume_with_last_event_id(self, web):
-        """A client that disconnects resumes with Last-Event-ID and misses nothing, twice nothing."""
+        """A client that reconnects with Last-Event-ID gets what it missed, nothing twice."""
         await web.runtime.start(web_stream_flow, 1, id="s-1")
         first = await _read_until(web, "s-1", "event_wait_started")
         ids = [int(m.id) for m in first]

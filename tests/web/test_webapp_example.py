@@ -26,7 +26,7 @@ class TestWebappExample:
     async def test_orders_over_http(self, tmp_path):
         """Place an order, see it wait, approve it, read the result; the dashboard lists it."""
         port = _free_port()
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before the loop is busy
             [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLES), "webapp:app",
              "--host", "127.0.0.1", "--port", str(port)],
             cwd=tmp_path, env={**os.environ, "WEBAPP_DB": str(tmp_path / "orders.db")},
