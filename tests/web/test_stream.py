@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import flowcore
 from flowcore import activity, workflow
 from flowcore.web._stream import CommitSignal
+from tests.helpers import assert_eventually
 
 
 @dataclass
@@ -41,6 +42,10 @@ async def messages(response):
                 current.id = value
             elif key == "event":
                 current.event = value
+
+
+def seq_of(message: Message) -> int:
+    return int(message.id.partition("-")[0])
 
 
 @activity
@@ -78,7 +83,7 @@ class TestStream:
         """A client that reconnects with Last-Event-ID gets what it missed, nothing twice."""
         await web.runtime.start(web_stream_flow, 1, id="s-1")
         first = await _read_until(web, "s-1", "event_wait_started")
-        ids = [int(m.id) for m in first]
+        ids = [seq_of(m) for m in first]
         assert ids == list(range(1, len(ids) + 1))
         assert [m.row["seq"] for m in first] == ids
         assert first[0].row["kind"] == "workflow_started"
@@ -87,7 +92,7 @@ class TestStream:
         assert await web.runtime.result("s-1", timeout=10) == 13
         rest = await _read_until(web, "s-1", "workflow_completed", last_event_id=first[-1].id)
         data = [m for m in rest if m.event == "message"]
-        assert int(data[0].id) == ids[-1] + 1  # exactly where it left off
+        assert seq_of(data[0]) == ids[-1] + 1  # exactly where it left off
         assert data[-1].row["kind"] == "workflow_completed"
         assert data[-1].row["data"]["result"] == 13
         history = (await web.client.get("/api/workflows/s-1/history")).json()
@@ -110,8 +115,6 @@ class TestStream:
         async def waiting():
             return any(m.event == "message" and m.row["kind"] == "event_wait_started" for m in got)
 
-        from tests.helpers import assert_eventually
-
         await assert_eventually(waiting)
         await web.client.post("/api/workflows/s-2/events", json={"name": "go", "payload": 1})
         async with asyncio.timeout(10):
@@ -131,11 +134,40 @@ class TestStream:
         got = await _read_until(web, "s-3", "none", last_event_id=str(last))
         assert [m.event for m in got] == ["end"]
 
+    async def test_continue_as_new_resets_a_resumed_stream(self, web):
+        """Resuming into a newer run (continue-as-new) gets a reset, then the new run from 1."""
+        await web.runtime.start(web_stream_loop, 0, id="s-5")
+        first = await _read_until(web, "s-5", "event_wait_started")
+        await web.runtime.send_event("s-5", "next")
+
+        async def second_run() -> bool:
+            history = await web.runtime.history("s-5")
+            return history[0].input == 1 and history[-1].kind == "event_wait_started"
+
+        await assert_eventually(second_run)
+        # the new run is as long as what the client saw: only the run id tells them apart
+        assert len(await web.runtime.history("s-5")) == seq_of(first[-1])
+        again = await _read_until(web, "s-5", "event_wait_started", last_event_id=first[-1].id)
+        assert again[0].event == "reset"
+        rows = [m.row for m in again[1:]]
+        assert rows[0]["seq"] == 1
+        assert rows[0]["kind"] == "workflow_started"
+        assert rows[0]["data"]["input"] == 1
+        assert again[1].id.partition("-")[2] != first[-1].id.partition("-")[2]
+
     async def test_bad_last_event_id(self, web):
         """A Last-Event-ID that is not a position is a 422."""
         await web.runtime.start(web_stream_flow, 1, id="s-4")
         r = await web.client.get("/api/workflows/s-4/stream", headers={"Last-Event-ID": "x"})
         assert r.status_code == 422
+
+
+@workflow
+async def web_stream_loop(n: int) -> int:
+    await flowcore.wait_event("next")
+    if n < 1:
+        flowcore.continue_as_new(n + 1)
+    return n
 
 
 class TestCommitSignal:

@@ -10,7 +10,7 @@ Routes (relative to where the app is mounted)::
     GET  /api/workflows/{id}               status record
     GET  /api/workflows/{id}/history       journal rows {seq, kind, at, data}
     GET  /api/workflows/{id}/timeline      activities, timers, events, children with durations
-    GET  /api/workflows/{id}/stream        Server-Sent Events of new journal rows
+    GET  /api/workflows/{id}/stream        Server-Sent Events of new journal rows (id SEQ-RUN)
     POST /api/workflows/{id}/events        send an event: {"name", "payload"}
     POST /api/workflows/{id}/cancel        cancel: {"reason"}
 """
@@ -42,7 +42,7 @@ from flowcore.errors import (
 )
 from flowcore.web import _queries
 from flowcore.web._security import ApiError, TokenAuth, is_loopback, read_json
-from flowcore.web._stream import commit_signal, journal_stream
+from flowcore.web._stream import commit_signal, journal_stream, parse_last_event_id
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -263,8 +263,8 @@ class _Api:
         wid = request.path_params["wid"]
         await self._runtime.status(wid)  # 404 before the stream starts
         after_text = request.headers.get("last-event-id") or request.query_params.get("after")
-        after = _int(after_text or "0", "Last-Event-ID", 0, None)
-        body = journal_stream(self._runtime, wid, after, heartbeat=self._heartbeat)
+        after, run = parse_last_event_id(after_text or "0")
+        body = journal_stream(self._runtime, wid, after, run, heartbeat=self._heartbeat)
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return StreamingResponse(body, media_type="text/event-stream", headers=headers)
 

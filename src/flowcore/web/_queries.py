@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, final
 
 from flowcore._status import WorkflowState
-from flowcore.engine.events import decode_event
+from flowcore.engine.events import decode_event, encode_event
 from flowcore.journal._batch import to_status
 from flowcore.journal.base import StatusRow
 from flowcore.journal.sqlite import SqliteJournal
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from flowcore.engine.events import Event
     from flowcore.runtime import Runtime
 
-__all__ = ["Page", "count_by_status", "decode_cursor", "events_after", "list_page"]
+__all__ = ["Page", "Slice", "count_by_status", "decode_cursor", "events_after", "list_page"]
 
 _COLUMNS: Final = (
     "id", "name", "version", "status", "input", "output", "error", "current_activity",
@@ -33,6 +34,7 @@ _SELECT: Final = f"SELECT {', '.join(_COLUMNS)} FROM workflows"  # noqa: S608 - 
 _EVENTS_AFTER: Final = (
     "SELECT seq, kind, data, at FROM events WHERE workflow_id = ? AND seq > ? ORDER BY seq"
 )
+_FIRST: Final = "SELECT at, data FROM events WHERE workflow_id = ? AND seq = 1"
 _LAST_SEQ: Final = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE workflow_id = ?"
 _FALLBACK_LIMIT: Final = 1_000_000
 _CREATED: Final = _COLUMNS.index("created_at")
@@ -156,20 +158,37 @@ async def count_by_status(runtime: Runtime, name: str | None = None) -> dict[str
     return counts
 
 
-async def events_after(
-    runtime: Runtime, wid: str, after: int
-) -> tuple[int, list[tuple[int, Event]]]:
-    """The events of ``wid``'s current run after position ``after``, and its last position.
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Slice:
+    """New events of a workflow's current run."""
 
-    A last position below ``after`` means the history was replaced (continue-as-new).
-    """
+    run: str
+    """Names the run (a digest of its first event): it changes on continue-as-new."""
+    last: int
+    """The run's last position."""
+    events: list[tuple[int, Event]]
+    """``(position, event)`` after the position asked for."""
+
+
+async def events_after(runtime: Runtime, wid: str, after: int) -> Slice:
+    """The events of ``wid``'s current run after position ``after``."""
     journal = runtime._journal  # noqa: SLF001
     if isinstance(journal, SqliteJournal):
+        first = await journal._read(_FIRST, (wid,))  # noqa: SLF001
         rows = await journal._read(_EVENTS_AFTER, (wid, after))  # noqa: SLF001
         found = [(seq, decode_event(kind, data, at)) for seq, kind, data, at in rows]
-        if found:
-            return found[-1][0], found
-        rows = await journal._read(_LAST_SEQ, (wid,))  # noqa: SLF001
-        return int(rows[0][0]), []
+        last = found[-1][0] if found else await _last_seq(journal, wid)
+        return Slice(run=_run_key(*first[0]) if first else "", last=last, events=found)
     history = await journal.history(wid)
-    return len(history), list(enumerate(history, start=1))[after:]
+    run = _run_key(history[0].at, encode_event(history[0])[1]) if history else ""
+    return Slice(run=run, last=len(history), events=list(enumerate(history, start=1))[after:])
+
+
+def _run_key(at: float, data: str) -> str:
+    return hashlib.blake2b(f"{at!r}:{data}".encode(), digest_size=4).hexdigest()
+
+
+async def _last_seq(journal: SqliteJournal, wid: str) -> int:
+    rows = await journal._read(_LAST_SEQ, (wid,))  # noqa: SLF001
+    return int(rows[0][0])

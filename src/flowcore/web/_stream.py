@@ -27,7 +27,13 @@ if TYPE_CHECKING:
     from flowcore.engine.events import Event
     from flowcore.runtime import Runtime
 
-__all__ = ["CommitSignal", "commit_signal", "journal_stream", "sse_event"]
+__all__ = [
+    "CommitSignal",
+    "commit_signal",
+    "journal_stream",
+    "parse_last_event_id",
+    "sse_event",
+]
 
 _MIN_READ_INTERVAL: Final = 0.05
 """Under a burst of commits a stream reads at most this often (one read catches them all)."""
@@ -86,21 +92,36 @@ def commit_signal(runtime: Runtime) -> CommitSignal:
     return signal
 
 
-def sse_event(seq: int, event: Event) -> str:
-    """One SSE message: ``id`` is the journal position, ``data`` the row as JSON."""
+def sse_event(seq: int, run: str, event: Event) -> str:
+    """One SSE message: ``id`` is ``SEQ-RUN`` (position, run), ``data`` the row as JSON."""
     kind, data = encode_event(event)
     row = {"seq": seq, "kind": kind, "at": event.at, "data": json.loads(data)}
-    return f"id: {seq}\ndata: {json.dumps(row, ensure_ascii=False)}\n\n"
+    return f"id: {seq}-{run}\ndata: {json.dumps(row, ensure_ascii=False)}\n\n"
+
+
+def parse_last_event_id(text: str) -> tuple[int, str | None]:
+    """Split a ``Last-Event-ID`` (``SEQ-RUN``, or a bare ``SEQ``) into position and run.
+
+    Raises:
+        ValueError: it is neither.
+    """
+    seq, _, run = text.strip().partition("-")
+    if not seq.isdigit() or (run and not run.isalnum()):
+        raise ValueError(
+            f"Last-Event-ID must be the id of a streamed event (SEQ-RUN) or a position, not "
+            f"{text!r}"
+        )
+    return int(seq), run or None
 
 
 async def journal_stream(
-    runtime: Runtime, wid: str, after: int, *, heartbeat: float = 15.0
+    runtime: Runtime, wid: str, after: int, run: str | None = None, *, heartbeat: float = 15.0
 ) -> AsyncIterator[str]:
     """Yield SSE text: the events of ``wid`` after position ``after``, then each new one live.
 
     Ends after the workflow's terminal event (with an ``end`` event), or when the signal is
-    closed. If the history was replaced (continue-as-new) a ``reset`` event says so and the new
-    run streams from position 1.
+    closed. ``run`` names the run ``after`` belongs to: if the history was replaced since
+    (continue-as-new), a ``reset`` event says so and the new run streams from position 1.
     """
     signal = commit_signal(runtime)
     yield "retry: 1000\n\n"
@@ -112,17 +133,18 @@ async def journal_stream(
         if pause > 0:
             await anyio.sleep(pause)
         last_read = time.monotonic()
-        last, found = await events_after(runtime, wid, after)
-        if last < after:
-            yield f"event: reset\ndata: {json.dumps({'seq': last})}\n\n"
-            after = 0
+        got = await events_after(runtime, wid, after)
+        if got.last < after or (run is not None and got.run != run):
+            yield f"event: reset\ndata: {json.dumps({'seq': got.last})}\n\n"
+            after, run = 0, got.run
             continue
-        if not found and first and (await runtime.status(wid)).is_finished:
+        run = got.run
+        if not got.events and first and (await runtime.status(wid)).is_finished:
             yield _end(after, "already finished")
             return
         first = False
-        for seq, event in found:
-            yield sse_event(seq, event)
+        for seq, event in got.events:
+            yield sse_event(seq, run, event)
             after = seq
             if isinstance(event, TERMINAL_TYPES):
                 yield _end(seq, event.kind)
