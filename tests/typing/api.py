@@ -51,3 +51,17 @@ async def main() -> None:
         rows: list[WorkflowStatus] = await rt.list(name="place", limit=5)
         events = await rt.history("o1")
         print(out, status.current_activity, rows, events)  # noqa: T201
+
+
+async def web_app() -> None:
+    from starlette.applications import Starlette
+
+    import flowcore.web
+
+    runtime = Runtime("web.db")
+    app = Starlette(lifespan=flowcore.lifespan(runtime))
+    app.mount("/flowcore", flowcore.web.create_app(runtime, token="t", max_body=4096))  # noqa: S106
+    async with flowcore.lifespan(runtime)(app) as state:
+        same: Runtime = state["flowcore"]
+        del same
+    flowcore.web.close_streams(runtime)

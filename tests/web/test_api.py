@@ -249,11 +249,16 @@ class TestMounting:
     async def test_mounted_under_a_prefix_with_lifespan(self, db_path):
         """Mounted with flowcore.lifespan, the API and the pages work under /flowcore."""
         from starlette.applications import Starlette
+        from starlette.responses import PlainTextResponse
+        from starlette.routing import Route
 
         from tests.web.conftest import serve
 
+        async def owner(request):
+            return PlainTextResponse(str(request.state.flowcore is runtime))
+
         runtime = flowcore.Runtime(db_path)
-        outer = Starlette(lifespan=flowcore.lifespan(runtime))
+        outer = Starlette(lifespan=flowcore.lifespan(runtime), routes=[Route("/owner", owner)])
         outer.mount("/flowcore", create_app(runtime))
         async with serve(outer) as url, httpx.AsyncClient(base_url=url) as client:
             r = await client.post(
@@ -261,6 +266,7 @@ class TestMounting:
             )
             assert r.status_code == 201, r.text
             assert (await runtime.result("m", timeout=10)) == 6
+            assert (await client.get("/owner")).text == "True"  # the lifespan state
             page = await client.get("/flowcore/")
             assert page.status_code == 200
             assert 'src="static/list.js"' in page.text

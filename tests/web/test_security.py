@@ -102,8 +102,10 @@ def _free_port() -> int:
 class TestServeHttp:
     def _serve(self, tmp_path, address, env=None):
         (tmp_path / "web_sec_app.py").write_text(
-            "from flowcore import workflow\n\n@workflow\nasync def web_cli_flow(n: int) -> int:\n"
-            "    return n + 1\n"
+            "import flowcore\nfrom flowcore import workflow\n\n"
+            "@workflow\nasync def web_cli_flow(n: int) -> int:\n    return n + 1\n\n"
+            "@workflow\nasync def web_cli_wait(n: int) -> int:\n"
+            "    return await flowcore.wait_event('go')\n"
         )
         return subprocess.Popen(
             [sys.executable, "-m", "flowcore", "serve", "web_sec_app", "--db", "w.db",
@@ -154,8 +156,22 @@ class TestServeHttp:
                 await assert_eventually(done)
                 assert (await c.get("/api/workflows/x")).json()["output"] == 2
                 assert "static/list.js" in (await c.get("/")).text
+                # a live stream stays open while the server stops: stopping ends it
+                r = await c.post(
+                    "/api/workflows", json={"workflow": "web_cli_wait", "input": 0, "id": "w"}
+                )
+                assert r.status_code == 201
+                async with c.stream("GET", "/api/workflows/w/stream") as stream:
+                    lines = stream.aiter_lines()
+                    async for line in lines:
+                        if '"event_wait_started"' in line:
+                            break
+                    proc.send_signal(signal.SIGTERM)
+                    rest = [line async for line in lines]
+                assert not any("workflow_completed" in line for line in rest)
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
         assert f"http://127.0.0.1:{port}/" in err
+        assert "graceful shutdown exceeded" not in err  # streams ended, not cut off
