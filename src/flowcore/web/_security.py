@@ -17,6 +17,7 @@ import ipaddress
 import json
 from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote
 
 from starlette.responses import HTMLResponse, JSONResponse
 
@@ -97,8 +98,6 @@ def _presented(headers: dict[bytes, bytes]) -> str | None:
             return None
         morsel = jar.get(COOKIE)
         if morsel is not None:
-            from urllib.parse import unquote  # noqa: PLC0415 - only on cookie sign-in
-
             return unquote(morsel.value)
     return None
 
