@@ -19,6 +19,8 @@ EXPECTED = {
     # issue 3: timers, events, races, children, continue-as-new, custom status
     "First", "WorkflowFinishedError", "child", "continue_as_new", "first", "set_status", "sleep",
     "sleep_until", "wait_event", "workflow",
+    # issue 8: a blocking API for sync code
+    "BlockingRuntime",
     # issue 9: embedding in async web apps
     "lifespan",
 }  # fmt: skip

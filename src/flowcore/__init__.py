@@ -28,6 +28,7 @@ from flowcore._handle import WorkflowHandle as WorkflowHandle
 from flowcore._lifespan import lifespan as lifespan
 from flowcore._status import WorkflowState as WorkflowState
 from flowcore._status import WorkflowStatus as WorkflowStatus
+from flowcore.blocking import BlockingRuntime as BlockingRuntime
 from flowcore.engine._traps import First as First
 from flowcore.errors import ActivityError as ActivityError
 from flowcore.errors import ActivityTimeoutError as ActivityTimeoutError
@@ -62,6 +63,7 @@ __all__ = [
     "ActivityTimeoutError",
     "BackendError",
     "BackendUnavailableError",
+    "BlockingRuntime",
     "FailureInfo",
     "First",
     "FlowcoreError",

@@ -130,6 +130,12 @@ def _add_running(add: Callable[..., Any]) -> None:
     cmd.add_argument("target", metavar="MODULE:WORKFLOW")
     _add_payload(cmd)
     cmd.add_argument("--id", help="instance id (an unfinished one resumes)")
+    cmd.add_argument(
+        "--orchestra",
+        action="store_true",
+        help="report the run to an Orchestra task run (settings from ORCHESTRA_TASK_RUN_ID, "
+        "ORCHESTRA_API_KEY, ORCHESTRA_WEBHOOK_URL; automatic when these are set)",
+    )
     cmd = add("serve", _cmd_serve, "host a runtime for the modules' workflows until stopped")
     cmd.add_argument("modules", nargs="+", metavar="MODULE")
     cmd.add_argument(  # issue 9: the web API and dashboard (flowcore[web])
@@ -296,12 +302,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     payload = _payload(args)
     _check_payload(defn, payload)
     wid = check_id(args.id) if args.id is not None else uuid.uuid4().hex
-    return _run_async(_run(args.db, defn, payload, wid))
+    listeners = _orchestra(wid, requested=args.orchestra)
+    return _run_async(_run(args.db, defn, payload, wid, listeners))
 
 
-async def _run(db: str, defn: WorkflowDef[Any, Any], payload: Any, wid: str) -> int:
+def _orchestra(wid: str, *, requested: bool) -> list[Any]:
+    """``run --orchestra``, or ORCHESTRA_* variables set: report this run to Orchestra."""
+    if not requested and not any(
+        os.environ.get(k) for k in ("ORCHESTRA_TASK_RUN_ID", "ORCHESTRA_API_KEY")
+    ):
+        return []
+    try:
+        from flowcore.orchestra import OrchestraReporter  # noqa: PLC0415 - an optional extra
+    except ImportError as exc:
+        if requested:
+            raise UsageError("--orchestra needs httpx: install flowcore[orchestra]") from exc
+        _say("warning: ORCHESTRA_* variables are set but flowcore[orchestra] is not installed")
+        return []
+    reporter = OrchestraReporter.from_env(required=requested, workflows=[wid])
+    return [] if reporter is None else [reporter]
+
+
+async def _run(
+    db: str, defn: WorkflowDef[Any, Any], payload: Any, wid: str, listeners: Sequence[Any] = ()
+) -> int:
     stop = _stop_event(signal.SIGINT, signal.SIGTERM)
-    runtime = Runtime(db)
+    runtime = Runtime(db, listeners=listeners)
     try:
         await runtime.open()
     except JournalLockedError as exc:

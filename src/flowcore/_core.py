@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from flowcore import listeners as _listeners
 from flowcore._definitions import WorkflowDef
 from flowcore._instance import TERMINAL_TYPES, ActivityJob, Terminal, _Instance, retry_state
 from flowcore.backends.base import ActivityOutcome
@@ -70,8 +71,12 @@ class Core:
     _eager: bool
     """Dispatch new work before its schedule is durable (``Runtime(dispatch="eager")``)."""
     _busy: int
+    _ready: builtins.list[_Instance]
+    """Instances with activity outcomes queued for this loop tick (see _deliver_soon)."""
     _waiters: int
     _log: FilteringBoundLogger
+    _listeners: tuple[_listeners.Listener, ...]
+    """Listeners (flowcore.listeners) handed every append; empty: no listener hook runs."""
     _commit_hook: Callable[[], None] | None = None
     """Called after each successful commit; :mod:`flowcore.web` wakes its live streams with it."""
 
@@ -125,24 +130,41 @@ class Core:
             parent_id=parent_id,
         )
         executor = WorkflowExecutor(defn, wid)
-        commit = self._append(inst, [started], create=True, consumed=consumed)
-        if fresh_id:
-            # A fresh random id cannot collide: run the first step while the start commits.
-            inst.executor = executor
-            self._carry_out(inst, executor, executor.start(started), [])
-            await commit
+        inst.executor = executor
+        commands = executor.start(started)
+        if fresh_id or not any(isinstance(c, cmd.ContinueAsNew) for c in commands):
+            # One append holds the start and the first step's schedules; work is dispatched only
+            # once it commits, so a duplicate id (refused atomically by the journal) runs nothing.
+            commit = self._carry_out(inst, executor, commands, [started], consumed, create=True)
+            assert commit is not None  # noqa: S101 - it holds `started`
+            later = None
         else:
-            # The journal refuses a duplicate id atomically; only then may the workflow run.
-            try:
-                await commit
-            except WorkflowAlreadyExistsError as exc:
-                if self._instances.get(wid) is inst:
-                    del self._instances[wid]
-                self._exists(wid, exc.status, if_exists)
-                return
-            inst.executor = executor
-            self._carry_out(inst, executor, executor.start(started), [])
+            # A run that continues as new at once appends more than its start: commit the start
+            # alone first, so a duplicate id is refused before anything else is queued.
+            commit = self._append(inst, [started], create=True, consumed=consumed)
+            later = commands
+        inst.creating = commit
+        commit.add_done_callback(functools.partial(self._created, inst))
+        try:
+            await commit
+        except WorkflowAlreadyExistsError as exc:
+            self._exists(wid, exc.status, if_exists)
+            return
+        if later is not None and inst.executor is executor:
+            self._carry_out(inst, executor, later, [])
         self._log.info("workflow started", workflow_id=wid, workflow=defn.name)
+
+    def _created(self, inst: _Instance, commit: asyncio.Future[None]) -> None:
+        """The start's commit ended: on a duplicate id, forget the instance that never was."""
+        inst.creating = None
+        if commit.cancelled() or not isinstance(commit.exception(), WorkflowAlreadyExistsError):
+            return
+        if inst.executor is not None:
+            inst.executor.close()
+            inst.executor = None
+        inst.cancel_work()
+        if self._instances.get(inst.id) is inst:
+            del self._instances[inst.id]
 
     def _exists(self, wid: str, status: str, if_exists: str) -> None:
         if if_exists != "return":
@@ -151,6 +173,11 @@ class Core:
     async def _unfinished(self, wid: str, action: str) -> _Instance:
         self._check_open()
         inst = self._instances.get(wid)
+        if inst is not None and inst.creating is not None:
+            # Its start is not committed yet (and may be refused as a duplicate): wait for it.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(inst.creating)
+            inst = self._instances.get(wid)
         if inst is not None and not inst.done.done():
             return inst
         row = await self._journal.status(wid)
@@ -226,7 +253,11 @@ class Core:
         inst.next_seq += len(events)
         if events:
             inst.last_event = events[-1]
+        if self._listeners:  # listener hook: outbox records commit with the op
+            op = _listeners.collect(self._listeners, op, self._log)
         future = asyncio.ensure_future(self._journal.submit(op))
+        if op.outbox:
+            _listeners.notify_committed(self._listeners, future)
         self._busy += 1
         future.add_done_callback(self._on_commit)
         return future
@@ -290,31 +321,40 @@ class Core:
         commands: Sequence[cmd.Command],
         events: builtins.list[ev.Event],
         consumed: tuple[int, ...] = (),
+        *,
+        create: bool = False,
+        work: builtins.list[_Work] | None = None,
     ) -> asyncio.Future[None] | None:
         """Journal what the commands record, then carry them out; return the commit.
 
-        ``consumed`` (inbox ids) ride on the first append, the one that holds ``events``.
+        ``consumed`` (inbox ids) and ``create`` apply to the first append, the one that holds
+        ``events``; the work of a creating append always waits for its commit. ``work``:
+        what earlier commands of ``events`` asked for.
         """
+        work = [] if work is None else work
         while True:  # a loop, not recursion: a run may continue as new many times at once
             now = self._clock.now()
-            work: builtins.list[_Work] = []
             restart: cmd.ContinueAsNew | None = None
             for command in commands:
                 if isinstance(command, cmd.ContinueAsNew):
                     restart = command
                 else:
                     self._record(inst, command, now, events, work)
-            commit = self._append(inst, events, consumed=consumed) if events else None
-            consumed = ()
+            if events:
+                commit = self._append(inst, events, consumed=consumed, create=create)
+            else:
+                commit = None
+            eager = self._eager and not create
+            consumed, create = (), False
             if restart is None:
                 break
             executor, commands = self._new_run(inst, restart.input, restart.version)
-            events = []
+            events, work = [], []
         terminal = events[-1] if events and isinstance(events[-1], TERMINAL_TYPES) else None
         if terminal is not None and commit is not None:
             inst.cancel_work()
             commit.add_done_callback(functools.partial(self._finished, inst, terminal))
-        elif work and (commit is None or self._eager):
+        elif work and (commit is None or eager):
             # Recovered work is already durable. Eager work starts before its schedule is: it is
             # keyed by its op, which replay reproduces whatever order outcomes arrive in.
             self._dispatch(inst, executor, work)
@@ -357,6 +397,7 @@ class Core:
                 work[:] = [w for w in work if w.step != command.step]
             case cmd.CancelActivity():
                 inst.cancel_activity(command.step)
+                work[:] = [w for w in work if w.step != command.step]  # not started yet: skip
             case cmd.CancelChild():
                 self._spawn(self._cancel_child, command.child_id, inst.id)
             case _:
@@ -432,6 +473,7 @@ class Core:
             version=defn.version,
             input=encoded,
             parent_id=inst.projection.parent_id,
+            run=(1 if inst.executor is None else inst.executor.run) + 1,
         )
         executor = WorkflowExecutor(defn, inst.id)
         inst.executor = executor
@@ -452,7 +494,57 @@ class Core:
         if inst.activities.get(step) is job:
             del inst.activities[step]
         if event is not None and not job.stopped:
-            self._deliver(inst, job.executor, event)
+            self._deliver_soon(job, event)
+
+    def _deliver_soon(self, job: ActivityJob, event: ev.Event) -> None:
+        """Queue an activity's outcome: the outcomes of one loop tick are applied together.
+
+        A fan-out's completions then become one journal append per workflow per tick (not one
+        each), in the order they arrived, as if delivered one by one.
+        """
+        inst = job.inst
+        if not inst.outcomes:
+            if not self._ready:
+                asyncio.get_running_loop().call_soon(self._deliver_ready)
+            self._ready.append(inst)
+        inst.outcomes.append((job, event))
+        self._busy += 1  # undelivered work: a virtual clock must not skip ahead
+
+    def _deliver_ready(self) -> None:
+        ready, self._ready = self._ready, []
+        for inst in ready:
+            outcomes, inst.outcomes = inst.outcomes, []
+            self._busy -= len(outcomes)
+            if self._failure is None:
+                self._deliver_outcomes(inst, outcomes)
+
+    def _deliver_outcomes(
+        self, inst: _Instance, outcomes: Sequence[tuple[ActivityJob, ev.Event]]
+    ) -> None:
+        """Apply queued outcomes in order; journal them (and what they cause) in one append."""
+        executor = inst.executor
+        events: builtins.list[ev.Event] = []
+        work: builtins.list[_Work] = []
+        commands: Sequence[cmd.Command] | None = None
+        for job, event in outcomes:
+            if executor is None or job.executor is not executor or executor.done or job.stopped:
+                continue  # a run that ended (or continued as new) takes no more outcomes
+            if commands is not None:
+                now = self._clock.now()
+                for command in commands:
+                    self._record(inst, command, now, events, work)
+            events.append(event)
+            try:
+                commands = executor.apply(event)
+            except Exception as exc:  # noqa: BLE001 - an engine bug must not stop other workflows
+                self._log.exception("engine error; workflow parked", workflow_id=inst.id)
+                executor.close()
+                inst.executor = None
+                inst.cancel_work()
+                self._park(inst, f"internal engine error: {exc!r}", 0, events)
+                return
+        if executor is not None and commands is not None:
+            self._carry_out(inst, executor, commands, events, work=work)
 
     async def _attempts(self, job: ActivityJob) -> ev.Event | None:
         command, defn = job.command, job.command.activity
@@ -625,6 +717,8 @@ class Core:
             return self._park(inst, f"replay failed: {exc!r}", 0)
         inst.executor = executor
         inst.retries = retry_state(history)
+        if self._listeners:
+            _listeners.notify_recovered(self._listeners, wid, history, self._log)
         self._log.info(
             "workflow recovered", workflow_id=wid, workflow=started.name, events=len(history)
         )

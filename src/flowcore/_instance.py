@@ -97,6 +97,10 @@ class _Instance:
     """Armed timers (and event-wait deadlines) by step."""
     children: dict[int, str] = field(default_factory=dict)
     """Child workflows awaited, step -> child id."""
+    outcomes: list[tuple[ActivityJob, Event]] = field(default_factory=list)
+    """Activity outcomes queued for delivery this loop tick, in arrival order."""
+    creating: asyncio.Future[None] | None = None
+    """The commit of the start while it is pending (a duplicate id is refused by it)."""
 
     def cancel_work(self) -> None:
         """Stop every activity loop and timer of the instance (its run is over)."""

@@ -1,4 +1,7 @@
-"""Protocols users plug in: Backend (where activities run), Journal (where history lives), Clock."""
+"""Protocols users plug in: Backend, Journal, Clock and Listener.
+
+Backend: where activities run; Journal: where history lives; Listener: who hears about progress.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import anyio
 
 from flowcore.backends.base import ActivityOutcome, ActivityTask, Backend
 from flowcore.journal.base import Append, Journal
+from flowcore.listeners import Listener, OutboxRecord
 
 __all__ = [
     "ActivityOutcome",
@@ -17,6 +21,8 @@ __all__ = [
     "Backend",
     "Clock",
     "Journal",
+    "Listener",
+    "OutboxRecord",
     "SystemClock",
 ]
 

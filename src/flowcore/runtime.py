@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from flowcore._status import WorkflowState, WorkflowStatus
     from flowcore.abc import Backend, Clock, Journal
     from flowcore.journal.base import Durability
+    from flowcore.listeners import Listener
 
 __all__ = ["Runtime"]
 
@@ -73,6 +74,8 @@ class Runtime(Core):
             from results the crash lost may be reissued under the same key with other
             arguments. Choose eager when activities are pure or deduplicate on their arguments.
         journal: A journal object to use instead of ``db`` (e.g. an in-memory one for tests).
+        listeners: Who hears about progress (:mod:`flowcore.listeners`), e.g.
+            ``flowcore.orchestra.OrchestraReporter()``; their reports commit with the events.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class Runtime(Core):
         clock: Clock | None = None,
         journal: Journal | None = None,
         dispatch: Literal["durable", "eager"] = "durable",
+        listeners: Iterable[Listener] = (),
     ) -> None:
         if durability not in ("full", "normal"):
             raise ValueError("durability must be 'full' or 'normal'")
@@ -112,12 +116,16 @@ class Runtime(Core):
         self._stop = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._busy = 0
+        self._ready = []
         """Activity attempts running plus appends not yet committed (for virtual clocks)."""
         self._waiters = 0
         """Callers blocked in result() (a virtual clock skips time only for them)."""
         self._log = structlog.get_logger("flowcore")
         self._inbox: InboxWatcher | None = None
         """Applies requests other processes queue in the journal (``python -m flowcore``)."""
+        self._listeners = tuple(listeners)
+        self._listening: builtins.list[Listener] = []
+        """Listeners opened so far (closed in reverse order)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -133,9 +141,13 @@ class Runtime(Core):
         """
         if self._state != "new":
             raise FlowcoreError("a Runtime can be opened once; create a new one to reopen")
+        self._log = structlog.get_logger("flowcore").bind()  # resolve the lazy proxy once
         await self._journal.open()
         try:
             await self._backend.open()
+            for listener in self._listeners:
+                await listener.open(self._journal)
+                self._listening.append(listener)
             started = asyncio.Event()
             self._supervisor = asyncio.create_task(self._supervise(started))
             await started.wait()
@@ -180,6 +192,11 @@ class Runtime(Core):
                 inst.done.exception()  # mark retrieved: nobody may be waiting
         self._instances.clear()
         try:
+            while self._listening:  # their senders may read the journal until they are closed
+                try:
+                    await self._listening.pop().close()
+                except Exception:  # noqa: BLE001 - a listener must not keep the journal open
+                    self._log.exception("listener failed to close")
             await self._journal.close()
         finally:
             await self._backend.close()

@@ -318,8 +318,8 @@ class TestSchemaV2:
         assert sql(path, "SELECT custom_status FROM workflows") == [(None,)]
 
     def test_version(self):
-        """This code writes schema version 3."""
-        assert schema.SCHEMA_VERSION == len(schema.MIGRATIONS) == 3
+        """This code writes schema version 4."""
+        assert schema.SCHEMA_VERSION == len(schema.MIGRATIONS) == 4
 
     async def test_custom_status_stored_as_json_text(self, path, journal):
         """The column holds the compact JSON text of the value."""
@@ -336,7 +336,7 @@ class TestInbox:
             assert await schema.migrate(conn, 0, schema.MIGRATIONS[:2]) == 2
         async with SqliteJournal(path):
             pass
-        assert sql(path, "PRAGMA user_version") == [(3,)]
+        assert sql(path, "PRAGMA user_version") == [(schema.SCHEMA_VERSION,)]
         assert sql(path, "SELECT count(*) FROM inbox") == [(0,)]
 
     async def test_consumed_requests_go_with_their_op(self, path, journal):

@@ -234,6 +234,39 @@ class TestContinueAsNew:
         assert sum(isinstance(e, WorkflowStarted) for e in history) == 1
         assert (st.status, st.input, st.output) == (WorkflowState.COMPLETED, 3, 3)
 
+    async def test_runs_never_reuse_keys_or_default_child_ids(self, db_path):
+        """Each run numbers its ops apart: idempotency keys and default child ids never repeat.
+
+        A remote backend keys its task ids by the idempotency key: a key reused by the next run
+        would hand that run the previous run's stored result.
+        """
+        keys: list[str] = []
+
+        @activity
+        async def ch_keyed(n: int) -> int:
+            keys.append(flowcore.activity_info().idempotency_key)
+            return n
+
+        @workflow
+        async def ch_kid_of_run(n: int) -> int:
+            return n * 10
+
+        @workflow
+        async def ch_runs(n: int) -> list[int]:
+            got = [await ch_keyed(n), await flowcore.child(ch_kid_of_run, n)]
+            if n < 3:
+                flowcore.continue_as_new(n + 1)
+            return got
+
+        async with Runtime(db_path) as rt:
+            assert await (await rt.start(ch_runs, 1, id="runs")).result(timeout=10) == [3, 30]
+            kids = sorted(s.id for s in await rt.list(name="ch_kid_of_run"))
+            started = (await rt.history("runs"))[0]
+        assert keys == ["runs/1/1", "runs/r2.1/1", "runs/r3.1/1"]
+        assert kids == ["runs:2", "runs:r2.2", "runs:r3.2"]
+        assert isinstance(started, WorkflowStarted)
+        assert started.run == 3
+
     async def test_thousand_continuations_keep_the_history_small(self, db_path):
         """A monitor that continues as new 1,000 times keeps only its current run's few events."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import sqlite3
 import uuid
@@ -28,6 +29,7 @@ from flowcore import (
     UnknownVersionError,
     WorkflowAlreadyExistsError,
     WorkflowFailedError,
+    WorkflowFinishedError,
     WorkflowNotFoundError,
     WorkflowState,
     activity,
@@ -67,8 +69,12 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+DOUBLED: list[int] = []
+
+
 @activity
 async def double(x: int) -> int:
+    DOUBLED.append(x)
     return 2 * x
 
 
@@ -241,6 +247,29 @@ class TestBadInput:
         async with Runtime(db_path) as rt:
             with pytest.raises(WorkflowAlreadyExistsError):
                 await rt.start(arith, 2, id="dup")
+
+    async def test_duplicate_start_racing_requests_leaves_runtime_healthy(self, db_path):
+        """A duplicate start of a finished id runs nothing; requests racing it see the old one.
+
+        The start's first step is journaled with it in one append: until the journal refuses
+        the id, events and cancellations sent to that id wait instead of being journaled
+        against the stale history (which would stop the runtime).
+        """
+        async with Runtime(db_path) as rt:
+            assert await (await rt.start(arith, 1, id="dup2")).result(timeout=10) == 4
+        calls_before = len(DOUBLED)
+        async with Runtime(db_path) as rt:
+            outcomes = await asyncio.gather(
+                rt.start(arith, 2, id="dup2"),
+                rt.send_event("dup2", "go", 1),
+                rt.cancel("dup2"),
+                return_exceptions=True,
+            )
+            assert isinstance(outcomes[0], WorkflowAlreadyExistsError)
+            assert all(isinstance(o, WorkflowFinishedError) for o in outcomes[1:]), outcomes
+            assert len(DOUBLED) == calls_before  # the refused run dispatched no activity
+            assert (await rt.status("dup2")).status == "completed"
+            assert await (await rt.start(arith, 3)).result(timeout=10) == 8  # still healthy
 
     async def test_if_exists_return_gives_the_existing_instance(self, db_path):
         """if_exists='return' returns a handle to the running instance instead of failing."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import flowcore
-from flowcore import RetryPolicy, Runtime, WorkflowStatus, activity, workflow
+from flowcore import RetryPolicy, Runtime, WorkflowStatus, activity, steps, workflow
+from flowcore.compat import py_orchestrate
+from flowcore.orchestra import OrchestraReporter, set_output
+from flowcore.orchestra import task as orchestra_task
 
 
 @dataclass
@@ -51,6 +54,80 @@ async def main() -> None:
         rows: list[WorkflowStatus] = await rt.list(name="place", limit=5)
         events = await rt.history("o1")
         print(out, status.current_activity, rows, events)  # noqa: T201
+
+
+# -- the Orchestra adapter (flowcore[orchestra]) ----------------------------------------------
+
+reporter = OrchestraReporter(task_run_id="00000000-0000-0000-0000-000000000000", api_key="k")
+
+
+@reporter.run()
+def report_me(n: int) -> str:
+    return str(n)
+
+
+@orchestra_task
+async def report_me_too(n: int) -> int:
+    return n
+
+
+@workflow
+async def with_outputs(n: int) -> int:
+    await set_output("n", n)
+    return n
+
+
+async def orchestra_main() -> None:
+    text: str = report_me(1)
+    number: int = await report_me_too(2)
+    async with Runtime("x.db", listeners=[reporter]) as rt:
+        await rt.start(with_outputs, number, id=text)
+
+
+def blocking_main() -> None:
+    with flowcore.BlockingRuntime("x.db", max_concurrent_activities=4) as rt:
+        wid: str = rt.start(place, Order("a", 1), if_exists="return")
+        out: object = rt.result(wid, timeout=1.0)
+        status: WorkflowStatus = rt.status(wid)
+        rt.send_event(wid, "approval", {"ok": True})
+        print(out, status, rt.list(name="place", limit=5))  # noqa: T201
+
+
+class PipelineState(steps.OrchestrationState):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
+@steps.step(number=1, state_class=PipelineState, skippable=True)
+def greet(state: PipelineState) -> None:
+    state.name = state.name.title()
+
+
+async def pipeline_main(rt: Runtime) -> None:
+    handle = await steps.start(rt, "default_orchestration", {"name": "x"}, config={"k": 1})
+    result: steps.PipelineResult = await handle.result()
+    state: object = steps.get_orchestration("default_orchestration").load_state(result.state)
+    print(state, greet)  # noqa: T201
+
+
+@py_orchestrate.activity("typed_fetch")
+def typed_fetch(user_id: int) -> dict[str, int]:
+    return {"id": user_id}
+
+
+@py_orchestrate.workflow("typed_notify")
+def typed_notify(user_id: int) -> dict[str, int]:
+    return typed_fetch(user_id)
+
+
+def orchestrator_main() -> None:
+    orch = py_orchestrate.Orchestrator("x.db", max_workers=2)
+    orch.start()
+    wid: str = orch.invoke_workflow("typed_notify", user_id=1)
+    status: dict[str, object] | None = orch.get_workflow_status(wid)
+    print(status, orch.list_workflows(), typed_notify(1)["id"] + 1)  # noqa: T201
+    orch.stop()
 
 
 async def web_app() -> None:

@@ -68,6 +68,10 @@ class WorkflowStarted(_EventBase):
     """The id of the parent workflow, for a child."""
     flags: tuple[str, ...] = ()
     """Engine behaviour flags in force when the instance started (for safe replay-rule changes)."""
+    run: int = 1
+    """Which run of the instance this is: 1, then one more at each continue-as-new. Runs after
+    the first prefix their op names (``r2.1``), so idempotency keys and default child ids never
+    repeat across runs."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -356,17 +360,27 @@ _FIELDS: dict[type[Any], tuple[str, ...]] = {
 }
 
 
+json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""Compact JSON text of a value (one shared encoder: ``json.dumps`` with options builds one per
+call, which showed in the hot path's profile)."""
+
+
+_OMITTED_AT_DEFAULT: dict[str, Any] = {"run": 1}
+
+
 def encode_event(event: Event) -> tuple[str, str]:
     """Encode an event as its ``(kind, data)`` journal columns (``at`` is stored apart)."""
     data: dict[str, Any] = {}
     for name in _FIELDS[type(event)]:
         value = getattr(event, name)
+        if name in _OMITTED_AT_DEFAULT and value == _OMITTED_AT_DEFAULT[name]:
+            continue  # added later: left out at its default, so older readers still decode it
         if isinstance(value, FailureInfo):
             value = value.to_json()
         elif isinstance(value, tuple):
             value = list(value)
         data[name] = value
-    return event.kind, json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return event.kind, json_text(data)
 
 
 def decode_event(kind: str, data: str, at: float) -> Event:

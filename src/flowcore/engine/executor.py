@@ -129,6 +129,8 @@ class WorkflowExecutor:
     """The version recorded by the instance (from WorkflowStarted)."""
     parent_id: str | None = None
     """The parent instance, for a child."""
+    run: int = 1
+    """Which run of the instance (from WorkflowStarted): more than 1 after continue-as-new."""
     done: bool = False
     """True once the workflow returned, failed, was canceled or continued as new."""
     cancel_requested: bool = False
@@ -257,6 +259,7 @@ class WorkflowExecutor:
 
     def _start(self, started: ev.WorkflowStarted) -> None:
         self.version = started.version
+        self.run = started.run
         self.parent_id = started.parent_id
         self._now = started.at
         try:
@@ -264,7 +267,7 @@ class WorkflowExecutor:
         except PayloadError as exc:
             self._finish(None, exc)
             return
-        self._spawn(self.definition(payload), None, 0)
+        self._spawn(self.definition(payload), None, 0, "" if self.run == 1 else f"r{self.run}")
         self._run()
 
     def _spawn(self, coro: Any, group: _Group | None, index: int, path: str = "") -> _Task:

@@ -21,6 +21,8 @@ what a batch writes:
 * The ``consumed`` inbox ids of every accepted op are deleted in the batch's transaction (even
   when a later reset of the batch wipes the op's events: the run that consumed them saw them);
   a refused op consumes nothing.
+* The ``outbox`` records of every accepted op are written in the batch's transaction, in
+  submission order (:attr:`BatchPlan.outbox`); a refused op writes none.
 * An update never changes a row's ``created_at``: the create op fixes it, and it stays the first
   run's across resets (each journal keeps the stored value).
 """
@@ -104,6 +106,8 @@ class BatchPlan:
     """Index of a refused op in the batch -> why."""
     consumed: builtins.list[int] = field(default_factory=builtins.list)
     """Inbox request ids the accepted ops carry out (deleted in the batch's transaction)."""
+    outbox: builtins.list[tuple[str, str, str, str]] = field(default_factory=builtins.list)
+    """``(channel, key, workflow_id, body)`` of the accepted ops' outbox records, in order."""
 
 
 def encode_append(op: Append) -> Encoded:
@@ -154,6 +158,8 @@ def plan_batch(batch: Sequence[Encoded], known: Mapping[str, Known]) -> BatchPla
             current.last_seq += len(item.events)
         accepted.append(item)
         plan.consumed.extend(op.consumed)
+        if op.outbox:
+            plan.outbox.extend((r.channel, r.key, op.workflow_id, r.body) for r in op.outbox)
         target = plan.updates if op.workflow_id in known else plan.inserts
         target[op.workflow_id] = op.row
     plan.resets.extend(reset_at)

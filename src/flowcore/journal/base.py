@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from flowcore._status import WorkflowState, WorkflowStatus
     from flowcore.engine.events import Event
 
-__all__ = ["Append", "Durability", "Journal", "StatusRow"]
+__all__ = ["Append", "Durability", "Journal", "OutboxEntry", "OutboxRecord", "StatusRow"]
 
 Durability = Literal["full", "normal"]
 """``full``: fsync every commit (nothing acknowledged is lost on power loss);
@@ -50,6 +50,42 @@ class StatusRow:
     """JSON text of the value last given to ``flowcore.set_status()``."""
 
 
+# -- outbox (listeners, see flowcore.listeners) -----------------------------------------------
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxRecord:
+    """A message a listener wants sent, committed in the transaction of the events causing it."""
+
+    channel: str
+    """Which sender reads it (e.g. ``"orchestra"``)."""
+    key: str
+    """Ordering key: a sender delivers the records of one key in commit order."""
+    body: str
+    """The message (JSON text). Never a secret: the journal is a plain file."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxEntry:
+    """A committed outbox record not yet acknowledged, as a sender reads it."""
+
+    id: int
+    """Position in the outbox: increases in commit order."""
+    channel: str
+    """The sender's channel."""
+    key: str
+    """The ordering key."""
+    workflow_id: str
+    """The workflow whose events produced it."""
+    body: str
+    """The message."""
+
+
+# -- end outbox -------------------------------------------------------------------------------
+
+
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Append:
@@ -79,6 +115,9 @@ class Append:
 
     They are deleted in the transaction that writes the op, so a request takes effect exactly
     once; a refused op deletes nothing."""
+    outbox: tuple[OutboxRecord, ...] = ()
+    """Outbox records (from listeners) written in the transaction that writes the op, in order;
+    a refused op writes none."""
 
 
 class Journal(Protocol):

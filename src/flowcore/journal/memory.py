@@ -21,9 +21,11 @@ from flowcore.journal._batch import (
     plan_batch,
     to_status,
 )
+from flowcore.journal.base import OutboxEntry
 
 if TYPE_CHECKING:
     import builtins
+    from collections.abc import Sequence
     from types import TracebackType
 
     from flowcore._status import WorkflowState, WorkflowStatus
@@ -50,6 +52,8 @@ class InMemoryJournal:
         self._rows: dict[str, StatusRow] = {}
         self._pending: builtins.list[tuple[Encoded, asyncio.Future[None]]] = []
         self._commits = 0
+        self._outbox: dict[int, OutboxEntry] = {}
+        self._outbox_next = 1
 
     @property
     def path(self) -> str:
@@ -123,6 +127,11 @@ class InMemoryJournal:
             self._rows[wid] = (
                 row if row.created_at == created_at else replace(row, created_at=created_at)
             )
+        for channel, key, wid, body in plan.outbox:
+            entry = OutboxEntry(id=self._outbox_next, channel=channel, key=key, workflow_id=wid,
+                                body=body)  # fmt: skip
+            self._outbox[entry.id] = entry
+            self._outbox_next += 1
         self._commits += 1
         for index, (_, future) in enumerate(batch):
             if future.done():
@@ -170,3 +179,14 @@ class InMemoryJournal:
             r for r in rows if (name is None or r.name == name) and wanted in (None, r.status)
         ]
         return [to_status(r) for r in chosen[:limit]]
+
+    async def outbox(self, channel: str, *, limit: int = 100) -> builtins.list[OutboxEntry]:
+        """The oldest committed, unacknowledged outbox records of ``channel``, in commit order."""
+        self._check_open()
+        return [e for e in self._outbox.values() if e.channel == channel][:limit]
+
+    async def ack_outbox(self, ids: Sequence[int]) -> None:
+        """Delete delivered outbox records."""
+        self._check_open()
+        for rid in ids:
+            self._outbox.pop(rid, None)

@@ -7,7 +7,6 @@ or pending activities) but keeps the first run's ``created_at``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, final
 
@@ -32,6 +31,7 @@ from flowcore.engine.events import (
     WorkflowStarted,
     WorkflowSuspended,
     WorkflowTerminated,
+    json_text,
 )
 from flowcore.journal.base import StatusRow
 
@@ -190,4 +190,4 @@ class Projection:
 def _json_text(value: Any) -> str | None:
     if value is None:
         return None
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json_text(value)

@@ -91,7 +91,20 @@ _V3: Final = (
 """Version 3: ``inbox``, steering requests (start, event, cancel ...) written by other processes
 (the CLI) for the owning runtime to apply; see :mod:`flowcore._inbox`."""
 
-MIGRATIONS: Final[Sequence[Migration]] = (_V1, _V2, _V3)
+_V4: Final = (
+    """CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        key TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        body TEXT NOT NULL
+    )""",
+    "CREATE INDEX outbox_by_channel ON outbox (channel, id)",
+)
+"""Version 4: ``outbox``, messages listeners commit with the events causing them (reports to
+Orchestra ...), deleted once their sender has delivered them; see :mod:`flowcore.listeners`."""
+
+MIGRATIONS: Final[Sequence[Migration]] = (_V1, _V2, _V3, _V4)
 """Forward steps; ``MIGRATIONS[v]`` upgrades version ``v`` to ``v + 1``. Append only."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -8,7 +8,7 @@ Writes: :meth:`SqliteJournal.submit` queues an op and returns a future. One writ
 everything queued, checks it against the batch rules of :mod:`flowcore.journal._batch` and writes
 it in one ``BEGIN IMMEDIATE`` transaction with a constant number of statements (the events of
 reset workflows are deleted before the batch's events are inserted; the inbox requests the batch
-carries out are deleted with it), then resolves
+carries out are deleted with it and the outbox records it carries are inserted), then resolves
 every future of the batch (group commit). A failed commit fails its whole batch and leaves the
 journal failed: nothing of that batch was acknowledged, and the runtime must restart to recover.
 """
@@ -45,7 +45,7 @@ from flowcore.journal._batch import (
     plan_batch,
     to_status,
 )
-from flowcore.journal.base import StatusRow
+from flowcore.journal.base import OutboxEntry, StatusRow
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Iterable, Sequence
@@ -67,6 +67,11 @@ _INSERT_EVENTS: Final = (
 )
 _DELETE_EVENTS: Final = "DELETE FROM events WHERE workflow_id = ?"
 _DELETE_REQUESTS: Final = "DELETE FROM inbox WHERE id = ?"
+_INSERT_OUTBOX: Final = "INSERT INTO outbox (channel, key, workflow_id, body) VALUES (?, ?, ?, ?)"
+_OUTBOX: Final = (
+    "SELECT id, channel, key, workflow_id, body FROM outbox WHERE channel = ? ORDER BY id LIMIT ?"
+)
+_ACK_OUTBOX: Final = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))"
 _INSERT_ROWS: Final = """
     INSERT INTO workflows (id, name, version, status, input, output, error, current_activity,
                            created_at, updated_at, parent_id, custom_status)
@@ -140,6 +145,8 @@ class SqliteJournal:
         self._state: _State = "new"
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._acker: aiosqlite.Connection | None = None
+        """Deletes delivered outbox records (opened on first use; see :meth:`ack_outbox`)."""
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -297,10 +304,11 @@ class SqliteJournal:
 
     async def _release(self) -> None:
         writer, reader, self._writer, self._reader = self._writer, self._reader, None, None
+        acker, self._acker = self._acker, None
         try:
             if writer is not None and self._token:
                 await _quietly(writer.execute("DELETE FROM owner WHERE token = ?", (self._token,)))
-            for conn in (writer, reader):
+            for conn in (writer, reader, acker):
                 if conn is not None:
                     await _quietly(conn.close())
         finally:
@@ -418,6 +426,8 @@ class SqliteJournal:
                 await conn.executemany(_UPSERT_ROWS, map(_row_values, plan.updates.values()))
             if plan.consumed:
                 await conn.executemany(_DELETE_REQUESTS, [(rid,) for rid in plan.consumed])
+            if plan.outbox:
+                await conn.executemany(_INSERT_OUTBOX, plan.outbox)
             await conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -472,6 +482,36 @@ class SqliteJournal:
         params = [p for p in (name, wanted) if p is not None]
         rows = await self._read(_LIST[name is not None, wanted is not None], [*params, limit])
         return [to_status(_status_row(row)) for row in rows]
+
+    # -- the outbox (flowcore.listeners) --------------------------------------------------------
+
+    async def outbox(self, channel: str, *, limit: int = 100) -> builtins.list[OutboxEntry]:
+        """The oldest committed, unacknowledged outbox records of ``channel``, in commit order."""
+        rows = await self._read(_OUTBOX, (channel, limit))
+        return [
+            OutboxEntry(id=i, channel=c, key=k, workflow_id=w, body=b) for i, c, k, w, b in rows
+        ]
+
+    async def ack_outbox(self, ids: Sequence[int]) -> None:
+        """Delete delivered outbox records; durable once this returns.
+
+        It runs on a connection of its own, outside the writer's group commit: the writer's
+        transactions never wait for a sender, and SQLite serialises the two.
+
+        Raises:
+            JournalError: the journal is read-only, not open, or the delete failed.
+        """
+        if self._readonly or self._state != "open":
+            msg = f"journal {self._path!r} is {'read-only' if self._readonly else 'not open'}"
+            raise JournalError(msg)
+        try:
+            if self._acker is None:
+                self._acker = await self._connect(readonly=False)
+                await self._acker.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self._durability]}")
+            await self._acker.execute(_ACK_OUTBOX, (json.dumps(builtins.list(ids)),))
+        except sqlite3.Error as exc:
+            msg = f"acknowledging outbox records in {self._path!r} failed: {exc}"
+            raise JournalError(msg) from exc
 
 
 def _status_row(values: Iterable[Any]) -> StatusRow:

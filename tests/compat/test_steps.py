@@ -1,0 +1,359 @@
+"""Numbered-step pipelines (pyorchestration's model) on durable workflows."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from flowcore import (
+    PayloadError,
+    RegistrationError,
+    RetryPolicy,
+    Runtime,
+    WorkflowFailedError,
+    WorkflowState,
+    steps,
+    workflow,
+)
+from flowcore.engine.events import (
+    ActivityAttemptFailed,
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityScheduled,
+)
+from flowcore.steps import OrchestrationState, PipelineResult, SkippedStep, step
+
+
+class Greeting(OrchestrationState):
+    """pyorchestration's README state, unchanged but for the import."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.said: list[str] = []
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Greeting:
+        return cls(payload["name"])
+
+
+class Ledger(OrchestrationState):
+    """A state whose annotated attributes come back typed from each checkpoint."""
+
+    total: Decimal
+    lines: list[str]
+
+    def __init__(self, total: Decimal) -> None:
+        super().__init__()
+        self.total = total
+        self.lines = []
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Ledger:
+        return cls(Decimal(payload.get("total", "0")))
+
+
+async def run(db_path, name: str, payload: Any = None) -> tuple[PipelineResult, Any]:
+    async with Runtime(db_path) as rt:
+        handle = await rt.start(name, payload)
+        result = await handle.result(timeout=30)
+        status = await handle.status()
+        history = await handle.history()
+    return result, (status, history)
+
+
+class TestReadmeScenario:
+    async def test_default_orchestration_from_a_json_payload(self, db_path, caplog):
+        """The README's two steps run in order on MyState built from a JSON string payload."""
+
+        @step(number=1, state_class=Greeting)
+        def say_hi(state: Greeting) -> None:
+            logging.getLogger("readme").info("hi %s", state.name)
+            state.said.append(f"hi {state.name}")
+
+        @step(number=2, state_class=Greeting)
+        def say_bye(state: Greeting) -> None:
+            logging.getLogger("readme").info("bye %s", state.name)
+            state.said.append(f"bye {state.name}")
+
+        caplog.set_level(logging.INFO, logger="readme")
+        result, (status, history) = await run(
+            db_path, "default_orchestration", json.dumps({"name": "Andrea"})
+        )
+        assert result.state == {"name": "Andrea", "said": ["hi Andrea", "bye Andrea"]}
+        assert result.skipped == ()
+        assert status.status is WorkflowState.COMPLETED
+        assert [r.getMessage() for r in caplog.records] == ["hi Andrea", "bye Andrea"]
+        names = [e.name for e in history if isinstance(e, ActivityScheduled)]
+        assert names == [
+            "default_orchestration:init",
+            "default_orchestration:1:say_hi",
+            "default_orchestration:2:say_bye",
+        ]
+        state = steps.get_orchestration("default_orchestration").load_state(result.state)
+        assert isinstance(state, Greeting)
+        assert state.said == ["hi Andrea", "bye Andrea"]
+
+
+class TestOrdering:
+    async def test_steps_run_in_number_order_not_declaration_order(self, db_path):
+        """Steps declared 30, 10, 20 run 10, 20, 30, each on the state the previous one left."""
+
+        @step(30, state_class=Greeting, orchestration="st_order")
+        def third(state: Greeting) -> None:
+            state.said.append("30")
+
+        @step(10, state_class=Greeting, orchestration="st_order")
+        def first(state: Greeting) -> None:
+            state.said.append("10")
+
+        @step(20, state_class=Greeting, orchestration="st_order")
+        async def second(state: Greeting) -> None:
+            state.said.append("20")
+
+        result, _ = await run(db_path, "st_order", {"name": "x"})
+        assert result.state["said"] == ["10", "20", "30"]
+
+    def test_duplicate_step_number_is_refused_at_decoration(self):
+        """A second function with a taken number raises RegistrationError when decorated."""
+
+        @step(1, state_class=Greeting, orchestration="st_dup")
+        def one(state: Greeting) -> None: ...
+
+        with pytest.raises(RegistrationError, match="already has step 1"):
+
+            @step(1, state_class=Greeting, orchestration="st_dup")
+            def other(state: Greeting) -> None: ...
+
+    def test_state_class_mismatch_and_name_clash_are_refused(self):
+        """One orchestration has one state class; a plain workflow's name cannot be reused."""
+
+        @step(1, state_class=Greeting, orchestration="st_cls")
+        def one(state: Greeting) -> None: ...
+
+        with pytest.raises(RegistrationError, match="one state class"):
+
+            @step(2, state_class=Ledger, orchestration="st_cls")
+            def two(state: Ledger) -> None: ...
+
+        @workflow(name="st_taken")
+        async def taken() -> None: ...
+
+        with pytest.raises(RegistrationError, match="already registered"):
+
+            @step(1, state_class=Greeting, orchestration="st_taken")
+            def clash(state: Greeting) -> None: ...
+
+    def test_state_class_needs_from_dict(self):
+        """A state class without from_dict is refused with the fix named."""
+
+        class Bare:
+            pass
+
+        with pytest.raises(RegistrationError, match="from_dict"):
+            steps.orchestration("st_bare", state_class=Bare)
+        with pytest.raises(RegistrationError, match="state_class"):
+            steps.orchestration("st_never_made")
+
+
+class TestFailures:
+    async def test_skippable_step_failure_is_recorded_and_the_run_continues(self, db_path):
+        """A failing skippable step is journaled as failed and skipped; its changes are dropped."""
+
+        @step(1, state_class=Greeting, orchestration="st_skip")
+        def before(state: Greeting) -> None:
+            state.said.append("before")
+
+        @step(2, state_class=Greeting, orchestration="st_skip", skippable=True)
+        def flaky(state: Greeting) -> None:
+            state.said.append("half-done")  # lost: the next step starts from step 1's checkpoint
+            raise ZeroDivisionError("100 / 0")
+
+        @step(3, state_class=Greeting, orchestration="st_skip")
+        def after(state: Greeting) -> None:
+            state.said.append("after")
+
+        result, (status, history) = await run(db_path, "st_skip", {"name": "x"})
+        assert result.state["said"] == ["before", "after"]
+        assert result.skipped == (
+            SkippedStep(number=2, name="flaky", error="ZeroDivisionError: 100 / 0"),
+        )
+        assert status.status is WorkflowState.COMPLETED
+        assert status.custom_status == {"skipped": [2]}
+        [failed] = [e for e in history if isinstance(e, ActivityFailed)]
+        assert failed.failure.is_caused_by(ZeroDivisionError)
+
+    async def test_failing_step_fails_the_run_and_stops_it(self, db_path):
+        """A non-skippable failure fails the workflow; later steps never run."""
+        ran: list[int] = []
+
+        @step(1, state_class=Greeting, orchestration="st_fail")
+        def breaks(state: Greeting) -> None:
+            ran.append(1)
+            raise RuntimeError("broken")
+
+        @step(2, state_class=Greeting, orchestration="st_fail")
+        def never(state: Greeting) -> None:
+            ran.append(2)
+
+        with pytest.raises(WorkflowFailedError) as caught:
+            await run(db_path, "st_fail", {"name": "x"})
+        assert caught.value.failure.is_caused_by(RuntimeError)
+        assert ran == [1]
+
+    async def test_per_step_retry_policy(self, db_path):
+        """A step with a RetryPolicy is attempted again; its attempts are journaled."""
+        attempts: list[int] = []
+
+        @step(
+            1,
+            state_class=Greeting,
+            orchestration="st_retry",
+            retry=RetryPolicy(max_attempts=3, initial_interval=0.0, backoff=1.0),
+        )
+        def shaky(state: Greeting) -> None:
+            attempts.append(1)
+            if len(attempts) < 3:
+                raise ConnectionError("try again")
+            state.said.append("made it")
+
+        result, (_, history) = await run(db_path, "st_retry", {"name": "x"})
+        assert result.state["said"] == ["made it"]
+        assert len(attempts) == 3
+        assert len([e for e in history if isinstance(e, ActivityAttemptFailed)]) == 2
+
+
+class TestConfig:
+    async def test_dict_config_and_a_per_run_override(self, db_path):
+        """state.cfg holds the bound dict; a run's $config replaces top-level keys for that run."""
+        seen: list[dict[str, Any]] = []
+
+        steps.orchestration("st_cfg", state_class=Greeting, config={"region": "eu", "batch": 10})
+
+        @step(1, orchestration="st_cfg")
+        def read(state: Greeting, cfg: dict[str, Any]) -> None:
+            assert cfg == state.cfg
+            seen.append(state.cfg)
+
+        await run(db_path, "st_cfg", {"name": "x"})
+        await run(db_path, "st_cfg", steps.run_payload({"name": "y"}, config={"batch": 99}))
+        assert seen == [{"region": "eu", "batch": 10}, {"region": "eu", "batch": 99}]
+
+    async def test_toml_config_file_is_read_and_journaled(self, db_path, tmp_path):
+        """A TOML file is read when the run starts; its contents are journaled with the state."""
+        cfg_file = tmp_path / "pipeline.toml"
+        cfg_file.write_text('name = "Andrea"\n[test]\nfoo = "bar"\n')
+        seen: list[dict[str, Any]] = []
+
+        @step(1, state_class=Greeting, orchestration="st_toml", config_file=cfg_file)
+        def read(state: Greeting) -> None:
+            seen.append(state.cfg)
+
+        _, (_, history) = await run(db_path, "st_toml", {"name": "x"})
+        assert seen == [{"name": "Andrea", "test": {"foo": "bar"}}]
+        init = next(e for e in history if isinstance(e, ActivityCompleted))
+        assert init.result["cfg"] == {"name": "Andrea", "test": {"foo": "bar"}}
+
+    def test_unreadable_config_is_refused_at_registration(self, tmp_path):
+        """An unknown config format (or YAML without PyYAML) is a RegistrationError up front."""
+        with pytest.raises(RegistrationError, match="cannot read config"):
+            steps.orchestration("st_ini", state_class=Greeting, config=tmp_path / "cfg.ini")
+        try:
+            import yaml  # noqa: F401
+        except ImportError:
+            with pytest.raises(RegistrationError, match="PyYAML"):
+                steps.orchestration("st_yaml", state_class=Greeting, config=tmp_path / "c.yml")
+
+
+class TestState:
+    async def test_annotated_attributes_come_back_typed(self, db_path):
+        """A Decimal attribute survives every checkpoint as a Decimal, not a string."""
+
+        @step(1, state_class=Ledger, orchestration="st_ledger")
+        def add(state: Ledger) -> None:
+            state.total += Decimal("0.10")
+            state.lines.append("fee")
+
+        @step(2, state_class=Ledger, orchestration="st_ledger")
+        def check(state: Ledger) -> None:
+            assert isinstance(state.total, Decimal)
+            state.total *= 2
+
+        result, _ = await run(db_path, "st_ledger", {"total": "1.15"})
+        state = steps.get_orchestration("st_ledger").load_state(result.state)
+        assert state.total == Decimal("2.50")
+        assert state.lines == ["fee"]
+
+    async def test_a_step_may_return_a_new_state(self, db_path):
+        """A frozen dataclass state works: each step returns the next state."""
+
+        @dataclass(frozen=True)
+        class Counter:
+            n: int
+
+            @classmethod
+            def from_dict(cls, payload: dict[str, Any]) -> Counter:
+                return cls(payload["n"])
+
+        @step(1, state_class=Counter, orchestration="st_frozen")
+        def bump(state: Counter) -> Counter:
+            return Counter(state.n + 1)
+
+        @step(2, state_class=Counter, orchestration="st_frozen")
+        def double(state: Counter) -> Counter:
+            return Counter(state.n * 2)
+
+        result, _ = await run(db_path, "st_frozen", {"n": 4})
+        assert result.state == {"n": 10}
+
+    async def test_two_orchestrations_side_by_side(self, db_path):
+        """Two orchestrations with different states run concurrently in one runtime."""
+
+        @step(1, state_class=Greeting, orchestration="st_side_a")
+        def greet(state: Greeting) -> None:
+            state.said.append("a")
+
+        @step(1, state_class=Ledger, orchestration="st_side_b")
+        def charge(state: Ledger) -> None:
+            state.total += 1
+
+        async with Runtime(db_path) as rt:
+            a = await rt.start("st_side_a", {"name": "x"})
+            b = await rt.start("st_side_b", {"total": "2"})
+            ra, rb = await a.result(timeout=30), await b.result(timeout=30)
+        assert ra.state["said"] == ["a"]
+        assert rb.state["total"] == "3"
+        assert {o.name for o in (steps.get_orchestration("st_side_a"),)} == {"st_side_a"}
+
+    async def test_steps_start_checks_before_writing(self, db_path):
+        """steps.start refuses an unknown name or a non-object payload; nothing is journaled."""
+
+        @step(1, state_class=Greeting, orchestration="st_entry")
+        def hello(state: Greeting) -> None:
+            state.said.append(f"hello {state.cfg['greeting']}")
+
+        async with Runtime(db_path) as rt:
+            with pytest.raises(RegistrationError, match="no orchestration named 'st_nope'"):
+                await steps.start(rt, "st_nope", "{}")
+            with pytest.raises(PayloadError, match="st_entry"):
+                await steps.start(rt, "st_entry", "not json")
+            assert await rt.list() == []
+            handle = await steps.start(
+                rt, "st_entry", json.dumps({"name": "Andrea"}), config={"greeting": "there"}
+            )
+            result = await handle.result(timeout=30)
+        assert result.state["said"] == ["hello there"]
+
+    async def test_bad_payload_fails_the_run_with_a_clear_error(self, db_path):
+        """A payload that is not a JSON object fails the run naming the orchestration."""
+
+        @step(1, state_class=Greeting, orchestration="st_badpayload")
+        def one(state: Greeting) -> None: ...
+
+        with pytest.raises(WorkflowFailedError, match="must be a JSON object"):
+            await run(db_path, "st_badpayload", "[1, 2]")

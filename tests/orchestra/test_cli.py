@@ -1,0 +1,124 @@
+"""``python -m flowcore run ... --orchestra``: a workflow run as an Orchestra task, end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+APP = """
+from flowcore import activity, workflow
+from flowcore.orchestra import set_output
+
+
+@activity
+def orc_cli_square(x: int) -> int:
+    return x * x
+
+
+@workflow
+async def orc_cli_flow(x: int) -> int:
+    y = await orc_cli_square(x)
+    await set_output("squared", y)
+    return y
+
+
+@workflow
+async def orc_cli_boom() -> None:
+    raise ValueError("kaput")
+"""
+
+
+@pytest.fixture
+def app(tmp_path):
+    (tmp_path / "orc_cli_app.py").write_text(APP)
+    return tmp_path
+
+
+def run_cli(cwd, *args, env):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRA_")}
+    return subprocess.run(
+        [sys.executable, "-m", "flowcore", *args],
+        cwd=cwd,
+        env={**base, "PYTHONDONTWRITEBYTECODE": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def orchestra_env(server, run_id, api_key):
+    return {
+        "ORCHESTRA_TASK_RUN_ID": run_id,
+        "ORCHESTRA_API_KEY": api_key,
+        "ORCHESTRA_WEBHOOK_URL": server.url,
+    }
+
+
+class TestRunAsOrchestraTask:
+    def test_success(self, app, server, run_id, api_key, orchestra_env):
+        """--orchestra reports start, progress, outputs and success before the CLI exits."""
+        done = run_cli(app, "run", "orc_cli_app:orc_cli_flow", "--payload", "3", "--orchestra",
+                       "-vv", env=orchestra_env)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "9"
+        got = server.recorder.acknowledged()
+        assert [(b["event_type"], b.get("status"), b.get("message")) for b in got] == [
+            ("UPDATE_STATUS", "RUNNING", "Workflow orc_cli_flow started."),
+            ("UPDATE_STATUS", "RUNNING", "Activity orc_cli_square started."),
+            ("UPDATE_STATUS", "RUNNING", "Activity orc_cli_square succeeded."),
+            ("SET_OUTPUT", None, None),
+            ("UPDATE_STATUS", "SUCCEEDED", "Workflow orc_cli_flow succeeded."),
+        ]
+        assert got[3] == {"event_type": "SET_OUTPUT", "metadata": {}, "task_run_id": run_id,
+                          "output_name": "squared", "output_value": 9}  # fmt: skip
+        assert {r.authorization for r in server.recorder.requests} == {f"Bearer {api_key}"}
+        assert api_key not in done.stdout + done.stderr
+        for path in app.glob("flowcore.db*"):
+            assert api_key.encode() not in path.read_bytes()
+
+    def test_automatic_from_the_environment(self, app, server, orchestra_env):
+        """With the variables set, reporting needs no flag; a failure ends with FAILED."""
+        done = run_cli(app, "run", "orc_cli_app:orc_cli_boom", env=orchestra_env)
+        assert done.returncode == 1
+        got = server.recorder.acknowledged()
+        assert [b["status"] for b in got] == ["RUNNING", "FAILED"]
+        assert got[1]["message"] == "Workflow orc_cli_boom failed. Error: ValueError: kaput"
+
+    def test_requested_without_settings(self, app, server):
+        """--orchestra with nothing configured: one clear line, exit 2, nothing run."""
+        done = run_cli(app, "run", "orc_cli_app:orc_cli_flow", "--payload", "3", "--orchestra",
+                       env={})  # fmt: skip
+        assert done.returncode == 2
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        assert "ORCHESTRA_TASK_RUN_ID" in lines[0]
+        assert "ORCHESTRA_API_KEY" in lines[0]
+        assert not (app / "flowcore.db").exists()
+        assert server.recorder.requests == []
+
+    def test_requested_with_a_bad_task_run_id(self, app, orchestra_env, api_key):
+        """A task-run id that is not a UUID is named in the error; the key is not."""
+        env = {**orchestra_env, "ORCHESTRA_TASK_RUN_ID": "run-42"}
+        done = run_cli(app, "run", "orc_cli_app:orc_cli_flow", "--payload", "3", "--orchestra",
+                       env=env)  # fmt: skip
+        assert done.returncode == 2
+        assert "'run-42' is not a UUID" in done.stderr
+        assert api_key not in done.stderr
+        assert "Traceback" not in done.stderr
+
+    def test_not_requested_and_misconfigured(self, app, server, orchestra_env, api_key):
+        """Not requested and misconfigured: one warning, the workflow runs, nothing is sent."""
+        env = {**orchestra_env, "ORCHESTRA_TASK_RUN_ID": "not-a-uuid"}
+        done = run_cli(app, "run", "orc_cli_app:orc_cli_flow", "--payload", "3", env=env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "9"
+        warnings = [line for line in done.stderr.splitlines() if "orchestra" in line.lower()]
+        assert len(warnings) == 1, done.stderr
+        assert "reporting is off" in warnings[0]
+        assert api_key not in done.stderr
+        assert server.recorder.requests == []
