@@ -128,3 +128,17 @@ def orchestrator_main() -> None:
     status: dict[str, object] | None = orch.get_workflow_status(wid)
     print(status, orch.list_workflows(), typed_notify(1)["id"] + 1)  # noqa: T201
     orch.stop()
+
+
+async def web_app() -> None:
+    from starlette.applications import Starlette
+
+    import flowcore.web
+
+    runtime = Runtime("web.db")
+    app = Starlette(lifespan=flowcore.lifespan(runtime))
+    app.mount("/flowcore", flowcore.web.create_app(runtime, token="t", max_body=4096))  # noqa: S106
+    async with flowcore.lifespan(runtime)(app) as state:
+        same: Runtime = state["flowcore"]
+        del same
+    flowcore.web.close_streams(runtime)
