@@ -38,7 +38,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy strict on src/ and the typing tests."""
-    session.install("-e", ".", "mypy>=1.13", "pytest>=8.3", "pydantic>=2.6")
+    session.install("-e", ".[web,orchestra,yaml]", "mypy>=1.13", "pytest>=8.3", "pydantic>=2.6")
     session.run("mypy")
 
 

@@ -21,6 +21,8 @@ EXPECTED = {
     "sleep_until", "wait_event", "workflow",
     # issue 8: a blocking API for sync code
     "BlockingRuntime",
+    # issue 9: embedding in async web apps
+    "lifespan",
 }  # fmt: skip
 
 SRC = pathlib.Path(flowcore.__file__).parent
@@ -83,6 +85,19 @@ class TestLayering:
                     names = [node.module]
                 for name in names:
                     assert not name.startswith(forbidden), f"{path.name} imports {name}"
+
+    def test_core_imports_without_web_extras(self):
+        """`import flowcore` pulls in neither starlette nor uvicorn (they are the web extra)."""
+        import subprocess
+        import sys
+
+        code = (
+            "import sys, flowcore\n"
+            "print(sorted(m for m in ('starlette', 'uvicorn') if m in sys.modules))"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout  # fmt: skip
+        assert out.strip() == "[]"
 
     def test_no_pickle_anywhere(self):
         """No module of the package imports pickle."""

@@ -25,6 +25,7 @@ from flowcore._definitions import WorkflowDef as WorkflowDef
 from flowcore._definitions import activity as activity
 from flowcore._definitions import workflow as workflow
 from flowcore._handle import WorkflowHandle as WorkflowHandle
+from flowcore._lifespan import lifespan as lifespan
 from flowcore._status import WorkflowState as WorkflowState
 from flowcore._status import WorkflowStatus as WorkflowStatus
 from flowcore.blocking import BlockingRuntime as BlockingRuntime
@@ -96,6 +97,7 @@ __all__ = [
     "first",
     "gather",
     "info",
+    "lifespan",
     "now",
     "random",
     "set_status",

@@ -138,6 +138,12 @@ def _add_running(add: Callable[..., Any]) -> None:
     )
     cmd = add("serve", _cmd_serve, "host a runtime for the modules' workflows until stopped")
     cmd.add_argument("modules", nargs="+", metavar="MODULE")
+    cmd.add_argument(  # issue 9: the web API and dashboard (flowcore[web])
+        "--http",
+        metavar="HOST:PORT",
+        help="also serve the web API and dashboard there (e.g. 127.0.0.1:8080; a non-loopback "
+        "host needs a token in FLOWCORE_WEB_TOKEN)",
+    )
     cmd = add("check", _cmd_check, "replay unfinished instances against the current code")
     cmd.add_argument("modules", nargs="+", metavar="MODULE")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
@@ -407,24 +413,41 @@ def _end_progress_line() -> None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     for name in args.modules:
         _load_module(name)
-    return _run_async(_serve(args.db))
+    return _run_async(_serve(args.db, args.http))
 
 
-async def _serve(db: str) -> int:
+async def _serve(db: str, http: str | None = None) -> int:
     stop = _stop_event(signal.SIGINT, signal.SIGTERM)
     runtime = Runtime(db)
+    web = _http_server(runtime, http) if http is not None else None
     try:
         await runtime.open()
     except JournalLockedError as exc:
         raise _open_error(exc, "serve") from exc
     try:
         names = ", ".join(sorted(default_registry.workflows)) or "none"
+        if web is not None:
+            await web.start()
+            _say(f"dashboard and API at {web.url}")
         _say(f"serving {db} (workflows: {names}); Ctrl-C or SIGTERM stops")
         await stop.wait()
         _say("stopping; unfinished workflows continue when a runtime opens the database again")
     finally:
+        if web is not None:
+            await web.stop()
         await runtime.close()
     return EXIT_OK
+
+
+def _http_server(runtime: Runtime, address: str) -> Any:
+    """The ``--http`` server (checked before anything opens); needs the web extra."""
+    try:
+        from flowcore.web._serve import HttpServer, parse_address  # noqa: PLC0415 - optional
+    except ImportError as exc:
+        msg = "--http needs the web extra: pip install 'flowcore[web]'"
+        raise UsageError(msg) from exc
+    host, port = parse_address(address)
+    return HttpServer(runtime, host, port)
 
 
 # -- steering -----------------------------------------------------------------------------------

@@ -80,6 +80,8 @@ class Core:
     _log: FilteringBoundLogger
     _listeners: tuple[_listeners.Listener, ...]
     """Listeners (flowcore.listeners) handed every append; empty: no listener hook runs."""
+    _commit_hook: Callable[[], None] | None = None
+    """Called after each successful commit; :mod:`flowcore.web` wakes its live streams with it."""
 
     # -- internals: starting -------------------------------------------------------------------
 
@@ -274,6 +276,8 @@ class Core:
             and self._failure is None
         ):
             self._fail_stop(exc)
+        elif exc is None and self._commit_hook is not None:
+            self._commit_hook()
 
     def _fail_stop(self, exc: BaseException) -> None:
         """The journal can no longer be trusted: stop all progress; waiters get the error."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from flowcore.journal.projection import Projection
 
 __all__ = ["TERMINAL_TYPES", "ActivityJob", "Terminal", "_Instance", "retry_state"]
+
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+"""Argument types passed to an activity as they are (immutable)."""
 
 Terminal = WorkflowCompleted | WorkflowFailed | WorkflowCanceled | WorkflowTerminated
 """The events that end a workflow."""
@@ -61,15 +65,25 @@ class ActivityJob:
             self.runner.cancel()
 
     def task(self) -> ActivityTask:
-        """The backend's view of the current attempt."""
+        """The backend's view of the current attempt.
+
+        Arguments other than immutable scalars are deep copies, fresh for each attempt: an
+        activity that mutates its argument must not change the workflow's value (a replay,
+        which does not run the activity, would see the unchanged one) nor its next attempt's.
+        """
         command = self.command
+        args, kwargs = command.args, command.kwargs
+        if not all(type(v) in _SCALARS for v in args) or not all(
+            type(v) in _SCALARS for v in kwargs.values()
+        ):
+            args, kwargs = copy.deepcopy((args, kwargs))
         return ActivityTask(
             workflow_id=self.inst.id,
             step=command.step,
             attempt=self.attempt,
             activity=command.activity,
-            args=command.args,
-            kwargs=command.kwargs,
+            args=args,
+            kwargs=kwargs,
             encoded_args=command.encoded_args,
             encoded_kwargs=command.encoded_kwargs,
             op=command.op,

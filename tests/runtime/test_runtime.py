@@ -364,6 +364,35 @@ class TestFailuresAndRetries:
             assert await (await rt.start(saga, 3)).result(timeout=10) == "KeyError: 'missing 3'"
         assert compensated == [3]
 
+    async def test_activity_mutating_its_argument_changes_nothing_outside(self, db_path):
+        """Each attempt gets its own copy of the arguments; the workflow's objects are untouched.
+
+        Otherwise the workflow's value would differ from what a replay (which does not run the
+        activity) computes, and a retry would see the failed attempt's changes.
+        """
+        seen: list[list[str]] = []
+
+        @activity(retry=RetryPolicy(max_attempts=2, initial_interval=0.01))
+        def scribble(items: list[str], tags: dict[str, list[str]]) -> int:
+            seen.append(list(items))
+            items.append("mutated")
+            tags["k"].append("mutated")
+            if len(seen) == 1:
+                raise RuntimeError("first attempt fails after mutating")
+            return len(items)
+
+        @workflow
+        async def keeps_its_list(n: int) -> list[object]:
+            items = ["a"] * n
+            tags = {"k": ["t"]}
+            count = await scribble(items, tags=tags)
+            return [count, items, tags]
+
+        async with Runtime(db_path) as rt:
+            result = await (await rt.start(keeps_its_list, 2)).result(timeout=10)
+        assert result == [3, ["a", "a"], {"k": ["t"]}]
+        assert seen == [["a", "a"], ["a", "a"]]  # the retry saw the original arguments
+
     async def test_failed_workflow_raises_workflow_failed_error(self, db_path):
         """An uncaught error fails the workflow; result() raises WorkflowFailedError with it."""
 

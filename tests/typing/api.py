@@ -135,6 +135,20 @@ def orchestrator_main() -> None:
     orch.stop()
 
 
+async def web_app() -> None:
+    from starlette.applications import Starlette
+
+    import flowcore.web
+
+    runtime = Runtime("web.db")
+    app = Starlette(lifespan=flowcore.lifespan(runtime))
+    app.mount("/flowcore", flowcore.web.create_app(runtime, token="t", max_body=4096))  # noqa: S106
+    async with flowcore.lifespan(runtime)(app) as state:
+        same: Runtime = state["flowcore"]
+        del same
+    flowcore.web.close_streams(runtime)
+
+
 @activity(backend="celery", queue="gpu", timeout=30)
 def remote_render(page: int) -> bytes:
     return bytes(page)

@@ -1,0 +1,355 @@
+"""The ASGI app: the JSON API, the live stream and the dashboard's static files.
+
+Routes (relative to where the app is mounted)::
+
+    GET  /                                 the dashboard (list of workflows)
+    GET  /workflow?id=ID                   the dashboard's page of one workflow
+    GET  /api/workflows                    list: ?name= &status= &since= &limit= &cursor=
+    POST /api/workflows                    start: {"workflow", "input", "id", "version"}
+    GET  /api/counts                       instances per state (?name=)
+    GET  /api/workflows/{id}               status record
+    GET  /api/workflows/{id}/history       journal rows {seq, kind, at, data}
+    GET  /api/workflows/{id}/timeline      activities, timers, events, children with durations
+    GET  /api/workflows/{id}/stream        Server-Sent Events of new journal rows (id SEQ-RUN)
+    POST /api/workflows/{id}/events        send an event: {"name", "payload"}
+    POST /api/workflows/{id}/cancel        cancel: {"reason"}
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from flowcore import _cli_render as render
+from flowcore import serde
+from flowcore._core import check_id
+from flowcore._lifespan import lifespan
+from flowcore.errors import (
+    FlowcoreError,
+    PayloadError,
+    RegistrationError,
+    WorkflowAlreadyExistsError,
+    WorkflowFinishedError,
+    WorkflowNotFoundError,
+)
+from flowcore.web import _queries
+from flowcore.web._security import ApiError, TokenAuth, is_loopback, read_json
+from flowcore.web._stream import commit_signal, journal_stream, parse_last_event_id
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from starlette.requests import Request
+
+    from flowcore.runtime import Runtime
+
+__all__ = ["DEFAULT_MAX_BODY", "close_streams", "create_app", "is_loopback_host"]
+
+DEFAULT_MAX_BODY: Final = 1024 * 1024
+"""Largest request body accepted by default (bytes)."""
+_MAX_LIMIT: Final = 1000
+_STATIC: Final = Path(__file__).parent / "static"
+_PAGE_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``127.0.0.1``, ``::1``, ``localhost`` and the rest of the loopback range."""
+    return is_loopback({"server": (host, 0)})
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    token: str | None = None,
+    host: str | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    open_runtime: bool = False,
+    heartbeat: float = 15.0,
+) -> Starlette:
+    """The flowcore web app (JSON API, live stream, dashboard) for ``runtime``.
+
+    Mount it in a Starlette or FastAPI app (``app.mount("/flowcore", create_app(runtime))``)
+    next to a ``lifespan=flowcore.lifespan(runtime)``, or serve it alone with
+    ``open_runtime=True``.
+
+    Args:
+        runtime: The runtime whose journal the app shows and steers.
+        token: When set, every request must present it (``Authorization: Bearer``, or the
+            cookie the dashboard's sign-in page sets).
+        host: The address the server binds to, if known: a non-loopback one without a token
+            is refused here. Whatever it is, steering requests that arrive on a non-loopback
+            address are refused (403) unless a token is set.
+        max_body: Largest request body in bytes (413 beyond it).
+        open_runtime: Open the runtime at the app's startup and close it at shutdown (only
+            for an app served on its own: mounted apps get no lifespan events).
+        heartbeat: Seconds between keep-alive comments on an idle stream.
+
+    Returns:
+        A Starlette application.
+
+    Raises:
+        ValueError: ``host`` is not a loopback address and no token is given, or a bad limit.
+    """
+    if token is not None and not token.strip():
+        raise ValueError("the token must not be empty")
+    if host is not None and token is None and not is_loopback_host(host):
+        raise ValueError(
+            f"refusing to serve on non-loopback address {host!r} without a token: anyone "
+            "who can reach it could start and cancel workflows; set a token (for "
+            "'python -m flowcore serve', the FLOWCORE_WEB_TOKEN environment variable)"
+        )
+    if max_body < 1:
+        raise ValueError("max_body must be at least 1 byte")
+    api = _Api(runtime, token=token, max_body=max_body, heartbeat=heartbeat)
+    commit_signal(runtime)  # install the hook before any stream needs it
+    routes = [
+        Route("/", _page("index.html")),
+        Route("/workflow", _page("workflow.html")),
+        Mount("/static", StaticFiles(directory=_STATIC), name="static"),
+        Route("/api/counts", _handled(api.counts)),
+        Route("/api/workflows", _handled(api.list), methods=["GET"]),
+        Route("/api/workflows", api.steering(api.start), methods=["POST"]),
+        Route("/api/workflows/{wid:path}/history", _handled(api.history)),
+        Route("/api/workflows/{wid:path}/timeline", _handled(api.timeline)),
+        Route("/api/workflows/{wid:path}/stream", _handled(api.stream)),
+        Route("/api/workflows/{wid:path}/events", api.steering(api.send_event), methods=["POST"]),
+        Route("/api/workflows/{wid:path}/cancel", api.steering(api.cancel), methods=["POST"]),
+        Route("/api/workflows/{wid:path}", _handled(api.status)),
+    ]
+    middleware = [Middleware(TokenAuth, token=token)] if token is not None else []
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan(runtime) if open_runtime else None,
+    )
+
+
+def close_streams(runtime: Runtime) -> None:
+    """End every live stream of ``runtime`` (call it before stopping the server).
+
+    Servers wait for open responses before they shut down; an SSE stream stays open until its
+    workflow ends, so a graceful shutdown ends them first.
+    """
+    commit_signal(runtime).close()
+
+
+def _page(name: str) -> Callable[[Request], Awaitable[Response]]:
+    async def page(request: Request) -> Response:  # noqa: ARG001 - Starlette's handler shape
+        return FileResponse(_STATIC / name, media_type="text/html", headers=_PAGE_HEADERS)
+
+    return page
+
+
+def _json(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _api_error(exc: Exception) -> ApiError:
+    kind = type(exc).__name__
+    match exc:
+        case ApiError():
+            return exc
+        case WorkflowNotFoundError():
+            return ApiError(404, str(exc), kind)
+        case WorkflowAlreadyExistsError() | WorkflowFinishedError():
+            return ApiError(409, str(exc), kind)
+        case RegistrationError() | PayloadError() | ValueError():
+            return ApiError(422, str(exc), kind)
+        case _:
+            return ApiError(503, str(exc), kind)
+
+
+def _handled(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    @functools.wraps(handler)
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except (ApiError, FlowcoreError, ValueError) as exc:
+            return _api_error(exc).response()
+
+    return run
+
+
+class _Api:
+    """The route handlers, bound to one runtime and its settings."""
+
+    def __init__(
+        self, runtime: Runtime, *, token: str | None, max_body: int, heartbeat: float
+    ) -> None:
+        self._runtime = runtime
+        self._token = token
+        self._max_body = max_body
+        self._heartbeat = heartbeat
+
+    def steering(
+        self, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap a steering handler: without a token, only loopback requests may steer."""
+
+        async def steer(request: Request) -> Response:
+            if self._token is None and not is_loopback(request.scope):
+                raise ApiError(
+                    403,
+                    "steering (start, send-event, cancel) needs a token when the server is "
+                    "reachable on a non-loopback address; start it with a token",
+                    "Forbidden",
+                )
+            return await handler(request)
+
+        return _handled(steer)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def list(self, request: Request) -> Response:
+        """GET /api/workflows: a page of status records, newest first."""
+        query = request.query_params
+        limit = _int(query.get("limit", "50"), "limit", 1, _MAX_LIMIT)
+        cursor = query.get("cursor")
+        page = await _queries.list_page(
+            self._runtime,
+            name=query.get("name") or None,
+            status=query.get("status") or None,
+            since=_since(query.get("since")),
+            limit=limit,
+            cursor=_queries.decode_cursor(cursor) if cursor else None,
+        )
+        items = [render.status_json(s) for s in page.items]
+        return _json({"items": items, "next_cursor": page.next_cursor})
+
+    async def counts(self, request: Request) -> Response:
+        """GET /api/counts: instances per state."""
+        name = request.query_params.get("name") or None
+        return _json(await _queries.count_by_status(self._runtime, name))
+
+    async def status(self, request: Request) -> Response:
+        """GET /api/workflows/{id}: the status record."""
+        found = await self._runtime.status(request.path_params["wid"])
+        return _json(render.status_json(found))
+
+    async def history(self, request: Request) -> Response:
+        """GET /api/workflows/{id}/history: the journal rows of the current run."""
+        events = await self._runtime.history(request.path_params["wid"])
+        rows = render.export_rows(events)
+        return _json([{"seq": i, **row} for i, row in enumerate(rows, start=1)])
+
+    async def timeline(self, request: Request) -> Response:
+        """GET /api/workflows/{id}/timeline: the status plus the grouped timeline items."""
+        wid = request.path_params["wid"]
+        status = await self._runtime.status(wid)
+        events = await self._runtime.history(wid)
+        items = [{**item.to_json(), "next_at": item.next_at} for item in render.timeline(events)]
+        return _json({"status": render.status_json(status), "seq": len(events), "items": items})
+
+    async def stream(self, request: Request) -> Response:
+        """GET /api/workflows/{id}/stream: SSE of journal rows after Last-Event-ID (or ?after=)."""
+        wid = request.path_params["wid"]
+        await self._runtime.status(wid)  # 404 before the stream starts
+        after_text = request.headers.get("last-event-id") or request.query_params.get("after")
+        after, run = parse_last_event_id(after_text or "0")
+        body = journal_stream(self._runtime, wid, after, run, heartbeat=self._heartbeat)
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+    # -- steering ------------------------------------------------------------------------------
+
+    async def start(self, request: Request) -> Response:
+        """POST /api/workflows: start a workflow; 201 once its start is committed."""
+        body = await read_json(request, self._max_body)
+        name = _field(body, "workflow", str, required=True)
+        version = _field(body, "version", str)
+        wid = _field(body, "id", str)
+        if wid is not None:
+            check_id(wid)
+        if_exists = _field(body, "if_exists", str) or "error"
+        if if_exists not in ("error", "return"):
+            raise ApiError(422, "if_exists must be 'error' or 'return'", "InvalidField")
+        defn = self._runtime._registry.workflow(name, version)  # noqa: SLF001 - RegistrationError
+        payload = body.get("input")
+        _check_input(defn.fn, payload, takes_input=defn.takes_input)
+        handle = await self._runtime.start(
+            defn, payload, id=wid, if_exists="return" if if_exists == "return" else "error"
+        )
+        status = await self._runtime.status(handle.id)
+        return _json({"id": handle.id, "status": render.status_json(status)}, 201)
+
+    async def send_event(self, request: Request) -> Response:
+        """POST /api/workflows/{id}/events: send an event; 200 once it is committed."""
+        wid = request.path_params["wid"]
+        body = await read_json(request, self._max_body)
+        name = _field(body, "name", str, required=True)
+        await self._runtime.send_event(wid, name, body.get("payload"))
+        return _json({"id": wid, "event": name, "committed": True})
+
+    async def cancel(self, request: Request) -> Response:
+        """POST /api/workflows/{id}/cancel: request cancellation; 200 once it is committed."""
+        wid = request.path_params["wid"]
+        body = await read_json(request, self._max_body)
+        await self._runtime.cancel(wid, _field(body, "reason", str))
+        return _json({"id": wid, "cancel_requested": True})
+
+
+def _field(body: dict[str, Any], key: str, kind: type, *, required: bool = False) -> Any:
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise ApiError(422, f"the request body needs a {key!r} field", "InvalidField")
+        return None
+    if not isinstance(value, kind) or (kind is str and not value):
+        raise ApiError(
+            422, f"field {key!r} must be a non-empty {kind.__name__}, not {value!r}", "InvalidField"
+        )
+    return value
+
+
+def _check_input(fn: Callable[..., Any], payload: Any, *, takes_input: bool) -> None:
+    """Refuse an input that does not fit the workflow's type hint, before anything is written."""
+    if not takes_input:
+        return
+    signature, hints, _ = serde.signature_hints(fn)
+    first = next(iter(signature.parameters))
+    serde.decode(payload, hints.get(first, Any), path="$.input")
+
+
+def _int(text: str, name: str, low: int, high: int | None) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(422, f"{name} must be an integer, not {text!r}", "InvalidField") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ApiError(422, f"{name} must be {bounds}, not {value}", "InvalidField")
+    return value
+
+
+def _since(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(
+            422,
+            f"since must be an ISO 8601 time such as 2026-01-31T12:00, not {text!r}",
+            "InvalidField",
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()

@@ -1,0 +1,178 @@
+"""Safety of the web API: the bearer token, the loopback rule for steering, body size and JSON.
+
+* With a token, every request must carry it: an ``Authorization: Bearer`` header (API clients)
+  or the ``flowcore_token`` cookie the dashboard's sign-in page sets (browsers cannot put a
+  header on a page load or an EventSource). Tokens are compared in constant time and never
+  logged or echoed.
+* Without a token, steering (start, send-event, cancel) is refused unless the request came in
+  on a loopback address: an app served on a public interface cannot be steered by anyone.
+* Request bodies are read up to a limit (413 beyond it) and must be JSON objects (422 with the
+  parser's reason otherwise).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from http.cookies import CookieError, SimpleCookie
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote
+
+from starlette.responses import HTMLResponse, JSONResponse
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = [
+    "COOKIE",
+    "ApiError",
+    "TokenAuth",
+    "is_loopback",
+    "read_json",
+]
+
+COOKIE: Final = "flowcore_token"
+_SIGN_IN: Final = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>flowcore: sign in</title></head>
+<body style="font-family: sans-serif; max-width: 28em; margin: 4em auto">
+<h1>flowcore</h1>
+<p>This dashboard is protected by a token. Paste it to continue (it is kept in a cookie for
+this site only).</p>
+<form id="f"><input id="t" type="password" autocomplete="current-password" size="40"
+ aria-label="token"> <button>Sign in</button></form>
+<script>
+document.getElementById("f").addEventListener("submit", function (e) {
+  e.preventDefault();
+  var value = encodeURIComponent(document.getElementById("t").value);
+  document.cookie = "flowcore_token=" + value + "; path=/; SameSite=Strict";
+  location.reload();
+});
+</script></body></html>
+"""
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": message, "type": kind}`` with an HTTP status."""
+
+    def __init__(self, status: int, message: str, kind: str = "BadRequest") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+
+    def response(self) -> JSONResponse:
+        """The JSON response for this error."""
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None  # noqa: PLR2004
+        return JSONResponse(
+            {"error": self.message, "type": self.kind}, status_code=self.status, headers=headers
+        )
+
+
+def is_loopback(scope: Scope) -> bool:
+    """True when the request came in on a loopback address of this host."""
+    server = scope.get("server")
+    if not server:
+        return False
+    host = str(server[0]).strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _presented(headers: dict[bytes, bytes]) -> str | None:
+    auth = headers.get(b"authorization", b"").decode("latin-1")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    raw = headers.get(b"cookie")
+    if raw:
+        jar = SimpleCookie()
+        try:
+            jar.load(raw.decode("latin-1"))
+        except CookieError:
+            return None
+        morsel = jar.get(COOKIE)
+        if morsel is not None:
+            return unquote(morsel.value)
+    return None
+
+
+class TokenAuth:
+    """ASGI middleware: every HTTP request must present the token (header or cookie)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self._app = app
+        self._token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass authorised requests on; answer the others 401."""
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        presented = _presented(headers)
+        if presented is not None and hmac.compare_digest(presented.encode(), self._token):
+            await self._app(scope, receive, send)
+            return
+        accept = headers.get(b"accept", b"").decode("latin-1")
+        if scope["method"] == "GET" and "text/html" in accept:
+            response: Any = HTMLResponse(_SIGN_IN, status_code=401)
+        else:
+            reason = "missing" if presented is None else "wrong"
+            response = ApiError(
+                401, f"{reason} token: send 'Authorization: Bearer <token>'", "Unauthorized"
+            ).response()
+        await response(scope, receive, send)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """Read the request body (at most ``limit`` bytes) as a JSON object; empty means ``{}``.
+
+    Raises:
+        ApiError: 413 for a body over the limit, 415 unless declared ``application/json``,
+            422 for invalid JSON or JSON that is not an object.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        # Also what keeps other web sites out: a cross-site JSON request needs a CORS
+        # preflight, which this app never grants.
+        raise ApiError(
+            415,
+            "send the body as JSON with 'Content-Type: application/json' "
+            f"(got {ctype or 'none'!r})",
+            "UnsupportedMediaType",
+        )
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(422, f"invalid JSON in the request body: {exc}", "InvalidJSON") from exc
+    if not isinstance(data, dict):
+        raise ApiError(
+            422, f"the request body must be a JSON object, not {type(data).__name__}", "InvalidJSON"
+        )
+    return data
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413, f"request body is larger than the limit of {limit} bytes", "PayloadTooLarge"
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

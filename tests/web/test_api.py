@@ -1,0 +1,277 @@
+"""The JSON API over real HTTP: start, status, list with filters and pages, history, steering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+import flowcore
+from flowcore import activity, workflow
+from flowcore.web import create_app
+from tests.helpers import assert_eventually
+from tests.web.conftest import web_app
+
+
+@dataclass(frozen=True)
+class WebOrder:
+    sku: str
+    qty: int
+
+
+@dataclass(frozen=True)
+class WebApproval:
+    approver: str
+
+
+@activity
+async def web_api_reserve(order: WebOrder) -> str:
+    return f"res-{order.sku}-{order.qty}"
+
+
+@workflow
+async def web_api_order(order: WebOrder) -> str:
+    reservation = await web_api_reserve(order)
+    approval = await flowcore.wait_event("approval", type=WebApproval)
+    return f"{reservation} approved by {approval.approver}"
+
+
+@workflow
+async def web_api_quick(n: int) -> int:
+    return n * 2
+
+
+async def _finished(web, wid: str) -> dict:
+    async def done() -> bool:
+        return (await web.runtime.status(wid)).is_finished
+
+    await assert_eventually(done)
+    return (await web.client.get(f"/api/workflows/{wid}")).json()
+
+
+class TestStartAndSteer:
+    async def test_start_approve_complete(self, web):
+        """POST starts a workflow, an event approves it, the status shows the result."""
+        r = await web.client.post(
+            "/api/workflows",
+            json={"workflow": "web_api_order", "input": {"sku": "a", "qty": 2}, "id": "o-1"},
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["id"] == "o-1"
+        assert r.json()["status"]["name"] == "web_api_order"
+        r = await web.client.post(
+            "/api/workflows/o-1/events", json={"name": "approval", "payload": {"approver": "ann"}}
+        )
+        assert r.status_code == 200, r.text
+        status = await _finished(web, "o-1")
+        assert status["status"] == "completed"
+        assert status["output"] == "res-a-2 approved by ann"
+
+    async def test_cancel(self, web):
+        """POST .../cancel ends a waiting workflow canceled, with the reason in its history."""
+        await web.client.post(
+            "/api/workflows",
+            json={"workflow": "web_api_order", "input": {"sku": "b", "qty": 1}, "id": "c-1"},
+        )
+        r = await web.client.post("/api/workflows/c-1/cancel", json={"reason": "changed my mind"})
+        assert r.status_code == 200, r.text
+        assert (await _finished(web, "c-1"))["status"] == "canceled"
+        rows = (await web.client.get("/api/workflows/c-1/history")).json()
+        cancel = next(r for r in rows if r["kind"] == "cancel_requested")
+        assert cancel["data"]["reason"] == "changed my mind"
+        assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+
+    async def test_timeline(self, web):
+        """The timeline groups the activity with its attempt and the event wait."""
+        await web.client.post(
+            "/api/workflows",
+            json={"workflow": "web_api_order", "input": {"sku": "t", "qty": 1}, "id": "t-1"},
+        )
+
+        async def waiting() -> bool:
+            data = (await web.client.get("/api/workflows/t-1/timeline")).json()
+            return any(i["what"] == "wait_event" for i in data["items"])
+
+        await assert_eventually(waiting)
+        data = (await web.client.get("/api/workflows/t-1/timeline")).json()
+        activity_item = next(i for i in data["items"] if i["what"] == "activity")
+        assert activity_item["name"] == "web_api_reserve"
+        assert activity_item["state"] == "completed"
+        assert len(activity_item["attempts"]) == 1
+        assert activity_item["duration"] >= 0
+        assert data["status"]["status"] == "running"
+
+
+class TestList:
+    async def _start_quick(self, web, count: int) -> list[str]:
+        ids = [f"q-{i}" for i in range(count)]
+        for wid in ids:
+            r = await web.client.post(
+                "/api/workflows", json={"workflow": "web_api_quick", "input": 1, "id": wid}
+            )
+            assert r.status_code == 201
+        for wid in ids:
+            await _finished(web, wid)
+        return ids
+
+    async def test_pages_cover_everything_once(self, web):
+        """Following next_cursor with limit=2 visits every instance once, newest first."""
+        ids = await self._start_quick(web, 5)
+        seen, cursor = [], None
+        for _ in range(10):
+            params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+            page = (await web.client.get("/api/workflows", params=params)).json()
+            assert len(page["items"]) <= 2
+            seen += [i["id"] for i in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted(seen) == sorted(ids)
+        created = [s.created_at for s in await web.runtime.list(limit=10)]
+        assert [s.id for s in await web.runtime.list(limit=10)] == seen
+        assert created == sorted(created, reverse=True)
+
+    async def test_filters_and_counts(self, web):
+        """Name, status and since filter the list; counts are per state."""
+        await self._start_quick(web, 2)
+        await web.client.post(
+            "/api/workflows",
+            json={"workflow": "web_api_order", "input": {"sku": "x", "qty": 1}, "id": "w"},
+        )
+        get = web.client.get
+        assert [
+            i["id"] for i in (await get("/api/workflows?name=web_api_order")).json()["items"]
+        ] == ["w"]
+        done = (await get("/api/workflows?status=completed")).json()["items"]
+        assert sorted(i["id"] for i in done) == ["q-0", "q-1"]
+        future = (await get("/api/workflows?since=2999-01-01T00:00")).json()["items"]
+        assert future == []
+        past = (await get("/api/workflows?since=2000-01-01T00:00:00%2B00:00")).json()["items"]
+        assert len(past) == 3
+        counts = (await get("/api/counts")).json()
+        assert counts["completed"] == 2
+        assert counts["running"] + counts["pending"] == 1
+        assert (await get("/api/counts?name=web_api_quick")).json()["completed"] == 2
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("method", "path", "body", "status", "needle"),
+        [
+            ("get", "/api/workflows/nope", None, 404, "nope"),
+            ("get", "/api/workflows/nope/history", None, 404, "nope"),
+            ("get", "/api/workflows/nope/stream", None, 404, "nope"),
+            ("post", "/api/workflows/nope/events", {"name": "x"}, 404, "nope"),
+            ("post", "/api/workflows", {"workflow": "no_such_flow"}, 422, "no_such_flow"),
+            ("post", "/api/workflows", {"input": 1}, 422, "'workflow'"),
+            ("post", "/api/workflows", {"workflow": "web_api_quick", "input": "x"}, 422, "$.input"),
+            ("get", "/api/workflows?status=bogus", None, 422, "bogus"),
+            ("get", "/api/workflows?cursor=!!", None, 422, "cursor"),
+            ("get", "/api/workflows?limit=0", None, 422, "limit"),
+            ("get", "/api/workflows?since=yesterday", None, 422, "ISO 8601"),
+        ],
+    )
+    async def test_bad_requests(self, web, method, path, body, status, needle):  # noqa: PLR0917
+        """Each bad request gets its status code and a message naming the problem."""
+        r = await getattr(web.client, method)(path, **({"json": body} if body else {}))
+        assert r.status_code == status, r.text
+        assert needle in r.json()["error"]
+
+    async def test_conflicts(self, web):
+        """A duplicate id and an event to a finished workflow are 409s."""
+        r = await web.client.post(
+            "/api/workflows", json={"workflow": "web_api_quick", "input": 1, "id": "d"}
+        )
+        assert r.status_code == 201
+        r = await web.client.post(
+            "/api/workflows", json={"workflow": "web_api_quick", "input": 1, "id": "d"}
+        )
+        assert r.status_code == 409
+        assert r.json()["type"] == "WorkflowAlreadyExistsError"
+        await _finished(web, "d")
+        r = await web.client.post("/api/workflows/d/events", json={"name": "late"})
+        assert r.status_code == 409
+        assert r.json()["type"] == "WorkflowFinishedError"
+
+    async def test_invalid_json_is_422_with_the_reason(self, web):
+        """A body that is not JSON gets a 422 saying where parsing failed."""
+        r = await web.client.post(
+            "/api/workflows", content=b'{"workflow": ', headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == 422
+        assert "invalid JSON" in r.json()["error"]
+        assert "line 1 column" in r.json()["error"]
+        r = await web.client.post("/api/workflows", json=[1, 2])
+        assert r.status_code == 422
+        assert "JSON object" in r.json()["error"]
+        r = await web.client.post(
+            "/api/workflows",
+            content=b'{"workflow": NaN}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.status_code == 422
+
+    async def test_body_must_be_declared_json(self, web):
+        """A form post (what another web site could send) is refused with 415."""
+        r = await web.client.post("/api/workflows/x/cancel", data={"reason": "x"})
+        assert r.status_code == 415
+        assert "application/json" in r.json()["error"]
+        assert (await web.client.get("/api/counts")).json()["canceled"] == 0
+
+
+class TestLimits:
+    async def test_body_over_the_limit_is_413(self, db_path):
+        """A body larger than max_body is refused with 413 and nothing is started."""
+        async with web_app(db_path, max_body=200) as web:
+            big = {"workflow": "web_api_quick", "input": 1, "id": "big", "pad": "x" * 500}
+            r = await web.client.post("/api/workflows", json=big)
+            assert r.status_code == 413
+            assert "200 bytes" in r.json()["error"]
+
+            async def chunks():
+                yield b'{"workflow": "web_api_quick", "input": 1, "id": "big", "pad": "'
+                yield b"x" * 500
+                yield b'"}'
+
+            r = await web.client.post(
+                "/api/workflows", content=chunks(), headers={"Content-Type": "application/json"}
+            )
+            assert r.status_code == 413
+            r = await web.client.post(
+                "/api/workflows", json={"workflow": "web_api_quick", "input": 1, "id": "ok"}
+            )
+            assert r.status_code == 201
+            assert [s.id for s in await web.runtime.list()] == ["ok"]
+
+
+class TestMounting:
+    async def test_mounted_under_a_prefix_with_lifespan(self, db_path):
+        """Mounted with flowcore.lifespan, the API and the pages work under /flowcore."""
+        from starlette.applications import Starlette
+        from starlette.responses import PlainTextResponse
+        from starlette.routing import Route
+
+        from tests.web.conftest import serve
+
+        async def owner(request):
+            return PlainTextResponse(str(request.state.flowcore is runtime))
+
+        runtime = flowcore.Runtime(db_path)
+        outer = Starlette(lifespan=flowcore.lifespan(runtime), routes=[Route("/owner", owner)])
+        outer.mount("/flowcore", create_app(runtime))
+        async with serve(outer) as url, httpx.AsyncClient(base_url=url) as client:
+            r = await client.post(
+                "/flowcore/api/workflows", json={"workflow": "web_api_quick", "input": 3, "id": "m"}
+            )
+            assert r.status_code == 201, r.text
+            assert (await runtime.result("m", timeout=10)) == 6
+            assert (await client.get("/owner")).text == "True"  # the lifespan state
+            page = await client.get("/flowcore/")
+            assert page.status_code == 200
+            assert 'src="static/list.js"' in page.text
+            assert "script-src 'self'" in page.headers["content-security-policy"]
+            js = await client.get("/flowcore/static/workflow.js")
+            assert js.status_code == 200
+            assert "innerHTML" not in js.text
+        assert runtime._state == "closed"  # the lifespan closed it at shutdown

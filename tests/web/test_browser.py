@@ -1,0 +1,165 @@
+"""The dashboard in a real browser: headless Debian Chromium driven by Playwright.
+
+It opens the list, finds the running workflow, clicks through to its timeline, sends the
+approval from the page and sees the workflow complete live; a screenshot is kept under the
+test's tmp dir and in ``test-artifacts/`` at the repository root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pathlib
+import shutil
+
+import pytest
+
+import flowcore
+from flowcore import activity, workflow
+
+CHROMIUM = pathlib.Path("/usr/bin/chromium")
+ARTIFACTS = pathlib.Path(__file__).parent.parent.parent / "test-artifacts"
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+TIMEOUT_MS = 15_000
+
+
+@activity
+async def web_browser_reserve(sku: str) -> str:
+    return f"res-{sku}"
+
+
+@workflow
+async def web_browser_order(sku: str) -> str:
+    reservation = await web_browser_reserve(sku)
+    flowcore.set_status("waiting for approval")
+    approval = await flowcore.wait_event("approval")
+    return f"{reservation} approved by {approval['approver']}"
+
+
+@workflow
+async def web_browser_quick(n: int) -> int:
+    return n
+
+
+@pytest.fixture
+def chromium() -> pathlib.Path:
+    if not CHROMIUM.exists():
+        message = "Debian chromium is not installed (apt-get install -y chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+@contextlib.asynccontextmanager
+async def browser_page(chromium):
+    """A page in headless Debian Chromium; page errors collected in ``page.errors``."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(chromium), args=ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(TIMEOUT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            yield page, errors
+        finally:
+            await browser.close()
+
+
+async def approve_on_the_page(page, expect) -> None:
+    await page.fill("#event-name", "approval")
+    await page.fill("#event-payload", '{"approver": "pat"}')
+    await page.click("#send")
+    await expect(page.locator("#steer-result")).to_have_text("event approval: committed")
+    await expect(page.locator('dd[data-field="status"] .status')).to_have_text("completed")
+    await expect(page.locator("#live")).to_have_text("finished")
+    await expect(page.locator('#journal li[data-kind="workflow_completed"]')).to_have_count(1)
+    await expect(page.locator('dd[data-field="output"]')).to_contain_text("approved by pat")
+    await expect(page.locator('#timeline .row[data-what="completed"]')).to_have_count(1)
+    await expect(page.locator("#send")).to_be_disabled()
+
+
+async def cancel_on_the_page(page, expect, url: str) -> None:
+    await page.goto(url)
+    await expect(page.locator("#live")).to_have_text("live")
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.fill("#cancel-reason", "out of stock")
+    await page.click("#cancel-button")
+    await expect(page.locator('dd[data-field="status"] .status')).to_have_text("canceled")
+    rows = page.locator('#timeline .row[data-what="cancel_requested"]')
+    await expect(rows).to_have_count(1)
+
+
+class TestDashboard:
+    async def test_approve_from_the_timeline(self, web, chromium, tmp_path):
+        """List -> running workflow -> timeline -> send approval -> completed, all in the page."""
+        from playwright.async_api import expect
+
+        for i in range(2):
+            await web.runtime.start(web_browser_quick, i, id=f"quick-{i}")
+        hostile = '<img src=x onerror="document.title=1">'
+        await web.runtime.start(web_browser_order, hostile, id="order-7")
+        await web.runtime.start(web_browser_order, "lamp", id="order-8")
+        for i in range(2):
+            await web.runtime.result(f"quick-{i}", timeout=10)
+        shot = tmp_path / "dashboard-workflow.png"
+
+        async with browser_page(chromium) as (page, errors):
+            await page.goto(web.url + "/")
+            running = page.locator('#filters button[data-filter="running"]')
+            await expect(running).to_have_text("running 2")
+            completed = page.locator('#filters button[data-filter="completed"]')
+            await expect(completed).to_have_text("completed 2")
+            await running.click()
+            await expect(page.locator("#workflows tbody tr")).to_have_count(2)
+            await page.locator('#workflows tbody tr[data-id="order-7"] a').click()
+
+            await expect(page.locator("#title")).to_have_text("order-7")
+            await expect(page.locator('#timeline .row[data-what="wait_event"]')).to_have_count(1)
+            activity_row = page.locator('#timeline .row[data-what="activity"]')
+            await expect(activity_row).to_have_attribute("data-state", "completed")
+            await expect(page.locator("#live")).to_have_text("live")
+            # the hostile input is shown as text, never parsed as HTML
+            await expect(page.locator("#journal li").first).to_contain_text("<img src=x")
+            assert await page.locator("main img").count() == 0
+
+            await approve_on_the_page(page, expect)
+            await page.screenshot(path=str(shot), full_page=True)
+            assert await page.title() == "flowcore: order-7"  # no injected script ran
+
+            await cancel_on_the_page(page, expect, web.url + "/workflow?id=order-8")
+            assert errors == []
+
+        assert shot.stat().st_size > 0
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(shot, ARTIFACTS / shot.name)
+        assert await web.runtime.result("order-7", timeout=5) == f"res-{hostile} approved by pat"
+        assert (await web.runtime.status("order-8")).status.value == "canceled"
+
+    async def test_sign_in_with_a_token(self, web, chromium):
+        """With a token, the browser gets the sign-in form; after it, the list loads."""
+        from playwright.async_api import expect
+
+        from flowcore.web import create_app
+        from tests.web.conftest import serve
+
+        await web.runtime.start(web_browser_quick, 1, id="signed")
+        token = "browser-token-123"  # noqa: S105 - a test token
+        app = create_app(web.runtime, token=token)
+        async with serve(app) as url, browser_page(chromium) as (page, errors):
+            response = await page.goto(url + "/")
+            assert response is not None
+            assert response.status == 401
+            await page.fill("input[type=password]", "wrong")
+            await page.click("button")
+            await expect(page.locator("input[type=password]")).to_be_visible()
+            await page.fill("input[type=password]", token)
+            await page.click("button")
+            await expect(page.locator('#workflows tbody tr[data-id="signed"]')).to_have_count(1)
+            assert errors == []

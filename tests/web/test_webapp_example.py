@@ -1,0 +1,77 @@
+"""examples/webapp.py served the documented way (uvicorn) and used over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+
+import httpx
+
+from tests.helpers import assert_eventually
+
+EXAMPLES = pathlib.Path(__file__).parent.parent.parent / "examples"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TestWebappExample:
+    async def test_orders_over_http(self, tmp_path):
+        """Place an order, see it wait, approve it, read the result; the dashboard lists it."""
+        port = _free_port()
+        proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before the loop is busy
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLES), "webapp:app",
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path, env={**os.environ, "WEBAPP_DB": str(tmp_path / "orders.db")},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
+
+                async def up() -> bool:
+                    try:
+                        return (await c.get("/orders/none")).status_code == 404
+                    except httpx.TransportError:
+                        assert proc.poll() is None, proc.stdout.read()
+                        return False
+
+                await assert_eventually(up, timeout=20, interval=0.05)
+                r = await c.post("/orders", json={"sku": "lamp", "qty": 3})
+                assert r.status_code == 201, r.text
+                oid = r.json()["id"]
+
+                async def waiting() -> bool:
+                    body = (await c.get(f"/orders/{oid}")).json()
+                    return body["step"] == "waiting for approval"
+
+                await assert_eventually(waiting)
+                assert (await c.post("/orders", json={"sku": "", "qty": 0})).status_code == 422
+                r = await c.post(f"/orders/{oid}/approve", json={"approver": "bo"})
+                assert r.status_code == 200, r.text
+
+                async def completed() -> bool:
+                    return (await c.get(f"/orders/{oid}")).json()["status"] == "completed"
+
+                await assert_eventually(completed)
+                body = (await c.get(f"/orders/{oid}")).json()
+                assert body["result"] == "receipt-lamp-30 for reservation-lamp-3, approved by bo"
+                again = await c.post(f"/orders/{oid}/approve", json={"approver": "bo"})
+                assert again.status_code == 409
+                assert (
+                    await c.post("/orders/nope/approve", json={"approver": "x"})
+                ).status_code == 404
+                listed = (await c.get("/flowcore/api/workflows?name=order_flow")).json()["items"]
+                assert [w["id"] for w in listed] == [oid]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=30)
+        # uvicorn re-raises the signal after its graceful shutdown
+        assert proc.returncode in (0, -signal.SIGTERM), out
+        assert "Application shutdown complete" in out
