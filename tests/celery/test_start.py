@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import anyio
 import pytest
 import structlog.testing
 
-from flowcore import Runtime, workflow
+from flowcore import Runtime, steps, workflow
 from flowcore.celery import CeleryBackend, CeleryStarter
 from tests.celery.activities import cel_add
 from tests.celery.conftest import REPO
@@ -61,3 +62,72 @@ class TestCeleryStart:
         [dropped] = events("dropped a flowcore.start request")
         assert dropped["workflow"] == "cel_no_such_workflow"
         assert counts("cel_add") == {"2+3": 1}
+
+
+class PipeState(steps.OrchestrationState):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.trail: list[str] = []
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> PipeState:
+        return cls(payload["name"])
+
+
+@steps.step(number=1, state_class=PipeState, orchestration="cel_pipeline")
+def cel_pipe_hi(state: PipeState) -> None:
+    state.trail.append(f"hi {state.name}")
+
+
+@steps.step(number=2, state_class=PipeState, orchestration="cel_pipeline")
+def cel_pipe_bye(state: PipeState) -> None:
+    state.trail.append(f"bye {state.name}")
+
+
+SEND_PIPELINE = """
+import json, os, sys
+from celery import Celery
+app = Celery("client", broker=os.environ["FLOWCORE_TEST_REDIS"], set_as_current=False)
+app.conf.update(task_serializer="json", accept_content=["json"])
+for queue, name in [("flowcore.start", "Andrea"), ("celery", "Bo")]:
+    app.send_task("orchestration.tasks.orchestrate",
+                  args=["cel_pipeline", json.dumps({"name": name})], queue=queue)
+app.close()
+"""
+
+
+class TestPyorchestrationEntryPoint:
+    async def test_orchestrate_task_starts_a_step_pipeline(
+        self, tmp_path, redis_server, celery_app, start_worker
+    ):
+        """pyorchestration's send_task("orchestration.tasks.orchestrate", [name, json]) runs it.
+
+        One message goes straight to the runtime's queue, one to the workers' default queue
+        (a worker forwards it); each is a run of its own.
+        """
+        start_worker()
+        env = {"FLOWCORE_TEST_REDIS": redis_server.url, "PYTHONPATH": f"{REPO}/src:{REPO}"}
+        async with (
+            Runtime(tmp_path / "fc.db", backends={"celery": CeleryBackend(celery_app)}) as rt,
+            CeleryStarter(celery_app, rt),
+        ):
+            proc = await anyio.run_process(
+                [sys.executable, "-c", SEND_PIPELINE], cwd=REPO, env=env, check=False
+            )
+            assert proc.returncode == 0, proc.stderr.decode()
+
+            async def finished() -> list[str]:
+                runs = await rt.list(name="cel_pipeline")
+                return [r.id for r in runs if r.status == "completed"]
+
+            async def both_finished() -> bool:
+                return len(await finished()) == 2
+
+            await assert_eventually(both_finished, timeout=30, message="pipelines not run")
+            trails = []
+            orchestration = steps.get_orchestration("cel_pipeline")
+            for wid in await finished():
+                result = await rt.handle(wid).result(timeout=5)
+                trails.append(orchestration.load_state(result.state).trail)
+        assert sorted(trails) == [["hi Andrea", "bye Andrea"], ["hi Bo", "bye Bo"]]

@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIVITY_TASK",
+    "PIPELINE_TASK",
     "SENT_PREFIX",
     "START_QUEUE",
     "START_TASK",
+    "START_TASKS",
     "TASK_ID_PREFIX",
     "activity_message",
     "locate",
@@ -31,6 +33,11 @@ ACTIVITY_TASK = "flowcore.activity"
 """The Celery task that runs one activity attempt on a worker."""
 START_TASK = "flowcore.start"
 """The Celery task that starts a workflow: ``args=[name, json_payload], kwargs={"id": ...}``."""
+PIPELINE_TASK = "orchestration.tasks.orchestrate"
+"""pyorchestration's entry point, ``args=[orchestration name, json_payload]``: same as
+``flowcore.start`` (a :mod:`flowcore.steps` orchestration is a workflow of that name)."""
+START_TASKS = (START_TASK, PIPELINE_TASK)
+"""The task names that start a workflow."""
 START_QUEUE = "flowcore.start"
 """The queue a runtime consumes ``flowcore.start`` messages from (workers forward stray ones)."""
 TASK_ID_PREFIX = "flowcore/"

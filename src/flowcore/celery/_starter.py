@@ -19,7 +19,7 @@ import anyio
 import structlog
 from kombu.messaging import Consumer
 
-from flowcore.celery._protocol import START_QUEUE, START_TASK
+from flowcore.celery._protocol import START_QUEUE, START_TASKS
 from flowcore.errors import FlowcoreError, PayloadError, RegistrationError
 
 if TYPE_CHECKING:
@@ -48,6 +48,9 @@ class CeleryStarter:
     ``args`` are the workflow name and its payload as JSON text (or a JSON value);
     ``kwargs["id"]`` is the instance id (default: the Celery task id). Sending the same id
     twice starts one workflow. Unknown workflow names and bad payloads are logged and dropped.
+    pyorchestration's ``send_task("orchestration.tasks.orchestrate", args=[name,
+    json_payload])`` is accepted too (each message a new run, keyed by its Celery task id): it
+    starts the :mod:`flowcore.steps` orchestration of that name.
     Use it as an async context manager inside ``async with Runtime(...)``.
 
     Args:
@@ -159,8 +162,8 @@ def _parse(body: Any, headers: dict[str, Any]) -> tuple[str, Any, str]:
         args, kwargs = body[0] or [], body[1] or {}
     else:
         raise _BadRequestError(f"not a Celery task message: {body!r:.200}")
-    if task != START_TASK:
-        raise _BadRequestError(f"task {task!r} is not {START_TASK!r}")
+    if task not in START_TASKS:
+        raise _BadRequestError(f"task {task!r} is not one of {START_TASKS!r}")
     if not args or not isinstance(args[0], str) or len(args) > 2:  # noqa: PLR2004
         raise _BadRequestError(f"args must be [workflow name, json payload], not {args!r:.200}")
     payload = args[1] if len(args) > 1 else None

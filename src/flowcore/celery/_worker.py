@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowcore import _context, serde
 from flowcore._definitions import ActivityDef
-from flowcore.celery._protocol import ACTIVITY_TASK, START_QUEUE, START_TASK
+from flowcore.celery._protocol import ACTIVITY_TASK, START_QUEUE, START_TASK, START_TASKS
 from flowcore.errors import BackendError, FailureInfo, PayloadError, RegistrationError
 
 if TYPE_CHECKING:
@@ -33,8 +33,9 @@ def register(app: Celery) -> None:
     It adds ``flowcore.activity`` (runs activities for a runtime's
     :class:`~flowcore.celery.CeleryBackend`; ``acks_late`` and ``reject_on_worker_lost``, so a
     task whose worker dies is delivered again) and a ``flowcore.start`` forwarder that moves
-    start requests sent to a worker queue onto the ``flowcore.start`` queue a runtime consumes.
-    It also routes ``flowcore.start`` to that queue for senders using this app.
+    start requests sent to a worker queue onto the ``flowcore.start`` queue a runtime consumes;
+    pyorchestration's ``orchestration.tasks.orchestrate`` is forwarded the same way. It also
+    routes both to that queue for senders using this app.
 
     Raises:
         BackendError: the app does not use JSON for task messages and results.
@@ -42,7 +43,10 @@ def register(app: Celery) -> None:
     _check_json(app)
     routes = app.conf.task_routes
     if routes is None or isinstance(routes, dict):
-        app.conf.task_routes = {**(routes or {}), START_TASK: {"queue": START_QUEUE}}
+        app.conf.task_routes = {
+            **(routes or {}),
+            **{t: {"queue": START_QUEUE} for t in START_TASKS},
+        }
     app.task(
         name=ACTIVITY_TASK,
         shared=False,
@@ -56,9 +60,10 @@ def register(app: Celery) -> None:
     def forward_start(task: Any, *args: Any, **kwargs: Any) -> None:
         _forward_start(app, task, *args, **kwargs)
 
-    app.task(name=START_TASK, shared=False, bind=True, serializer="json", ignore_result=True)(
-        forward_start
-    )
+    for name in START_TASKS:  # flowcore.start, and pyorchestration's orchestrate entry point
+        app.task(name=name, shared=False, bind=True, serializer="json", ignore_result=True)(
+            forward_start
+        )
 
 
 def _check_json(app: Celery) -> None:
