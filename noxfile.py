@@ -45,7 +45,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Run the benchmarks; writes JSON under benchmarks/results/ (options: --help)."""
-    session.install("-e", ".")
+    session.install("-e", ".[celery]")  # the Celery cases (--celery) import it
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
@@ -61,7 +61,7 @@ def bench_dbos(session: nox.Session) -> None:
 @nox.session(default=False, requires=["bench_dbos"])
 def bench_compare(session: nox.Session) -> None:
     """flowcore and DBOS Transact (SQLite) side by side, with ratios (options after --)."""
-    session.install("-e", ".")
+    session.install("-e", ".[celery]")
     venv = session.virtualenv.location
     dbos_python = Path(venv).parent / "bench_dbos" / "bin" / "python"
     if not dbos_python.exists():
