@@ -2,9 +2,10 @@
 
 Every subcommand returns an exit code: 0 success, 1 the workflow failed, was canceled or would
 diverge (``check``), 2 a usage error (one line on stderr; ``--debug`` adds the traceback), 130
-interrupted. ``run`` and ``serve`` own the database; steering commands queue a request in its
-inbox (:mod:`flowcore._inbox`) and never take ownership; inspection opens it read-only. Results
-and ``--json`` output go to stdout, everything else to stderr.
+interrupted; ``verify`` exits 1 when it finds problems. ``run`` and ``serve`` own the database;
+steering commands queue a request in its inbox (:mod:`flowcore._inbox`) and never take
+ownership; inspection opens it read-only. Results and ``--json`` output go to stdout, everything
+else to stderr.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from flowcore import _inbox, serde
 from flowcore._core import check_id
 from flowcore._definitions import WorkflowDef, default_registry
 from flowcore._status import WorkflowState
+from flowcore._verify import verify_journal
 from flowcore.errors import (
     FlowcoreError,
     JournalLockedError,
@@ -183,6 +185,8 @@ def _add_inspection(add: Callable[..., Any]) -> None:
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
     cmd = add("export", _cmd_export, "print an instance's history as JSON rows")
     cmd.add_argument("id", metavar="ID")
+    cmd = add("verify", _cmd_verify, "check the journal's integrity (read only; exit 1: problems)")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -591,6 +595,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
     events = _run_async(_history(args.db, args.id))
     _out(render.to_json(render.export_rows(events)))
     return EXIT_OK
+
+
+# -- verify -------------------------------------------------------------------------------------
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    if not os.path.exists(args.db):  # noqa: PTH110
+        raise UsageError(f"no flowcore database at {args.db!r} (pass --db PATH)")
+    report = verify_journal(args.db)
+    if args.json:
+        _out(render.to_json(report.to_json()))
+    else:
+        for problem in report.problems:
+            _out(str(problem))
+        verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        _say(f"{report.workflows} workflow(s), {report.events} event(s) checked: {verdict}")
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 # -- check --------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import contextlib
 import json
 import operator
 import os
+import signal
 import socket
 import sqlite3
 import sys
@@ -152,6 +153,7 @@ class SqliteJournal:
         self._failure: BaseException | None = None
         self._token = ""
         self._commits = 0
+        self._crash_after = 0
 
     @property
     def path(self) -> str:
@@ -212,6 +214,7 @@ class SqliteJournal:
             await self._release()
             raise
         self._failure, self._commits, self._state = None, 0, "open"
+        self._crash_after = _crash_after_commit()  # test hook, see _crash_after_commit
         if not self._readonly:
             self._queue = asyncio.Queue()
             name = f"flowcore journal writer {self._path}"
@@ -399,6 +402,8 @@ class SqliteJournal:
                 raise
             return
         self._commits += 1
+        if self._crash_after and self._commits >= self._crash_after:  # test hook
+            os.kill(os.getpid(), signal.SIGKILL)
         for index, (_, future) in enumerate(batch):
             error = plan.errors.get(index)
             if error is not None:
@@ -516,6 +521,21 @@ class SqliteJournal:
 
 def _status_row(values: Iterable[Any]) -> StatusRow:
     return StatusRow(**dict(zip(_ROW_FIELDS, values, strict=True)))
+
+
+# -- test hook: kill at the Nth commit (tests/chaos) ---------------------------------------------
+
+CRASH_AFTER_COMMIT_ENV: Final = "FLOWCORE_CRASH_AFTER_COMMIT"
+"""Environment variable: SIGKILL this process right after the journal's Nth commit (tests only)."""
+
+
+def _crash_after_commit() -> int:
+    """N from ``FLOWCORE_CRASH_AFTER_COMMIT``, read when a journal opens; 0 (off) when unset."""
+    value = os.environ.get(CRASH_AFTER_COMMIT_ENV, "")
+    return int(value) if value.isdigit() else 0
+
+
+# -- end of test hook ---------------------------------------------------------------------------
 
 
 def _reject(future: asyncio.Future[None], error: BaseException) -> None:
