@@ -31,6 +31,7 @@ from flowcore import _cli_render as render
 from flowcore import _inbox, serde
 from flowcore._core import check_id
 from flowcore._definitions import WorkflowDef, default_registry
+from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES, check_payload_size
 from flowcore._status import WorkflowState
 from flowcore._verify import verify_journal
 from flowcore.errors import (
@@ -261,9 +262,14 @@ def _payload(args: argparse.Namespace) -> Any:
     else:
         return None
     try:
-        return serde.loads(text)
+        payload = serde.loads(text)
     except PayloadError as exc:
         raise UsageError(f"{source} is not valid JSON: {exc}") from exc
+    try:  # the runtime would refuse it too, after it sat in the database's inbox
+        check_payload_size(payload, DEFAULT_MAX_PAYLOAD_BYTES, f"the {source} value")
+    except PayloadError as exc:
+        raise UsageError(str(exc)) from exc
+    return payload
 
 
 def _check_payload(defn: WorkflowDef[Any, Any], payload: Any) -> None:

@@ -1,6 +1,6 @@
 """The crash campaign: SIGKILL a worker running a mixed load at random instants, check everything.
 
-``python -m tests.chaos.campaign --seed 1 --workflows 500 --kills 50`` (``nox -s chaos``) runs
+``python -m tests.chaos.campaign --seed 1 --workflows 1000 --kills 50`` (``nox -s chaos``) runs
 :mod:`tests.chaos.chaos_app` in a subprocess on one SQLite journal, SIGKILLs it at seeded random
 instants, restarts it, and repeats until it has been killed ``--kills`` times and every workflow
 has ended (a worker that finishes its plan before the kills are done gets a new round of
@@ -56,6 +56,8 @@ class Figures:
     """Instances in the journal at the end (children included)."""
     events: int = 0
     kills: int = 0
+    kills_mid_run: int = 0
+    """Kills that found a journal with unfinished workflows (not before the first commit)."""
     incarnations: int = 0
     attempts: int = 0
     """Activity attempts started (``start`` lines)."""
@@ -74,7 +76,8 @@ class Figures:
             f"crash campaign seed {self.seed}: {self.workflows} workflows in {self.rounds} "
             f"round(s), {self.instances} instances with children, {self.events} events\n"
             f"  SIGKILLs: {self.kills} (at {delays[0]:.2f}-{delays[-1]:.2f}s after spawn), "
-            f"worker incarnations: {self.incarnations}\n"
+            f"{self.kills_mid_run} with workflows in flight; worker incarnations: "
+            f"{self.incarnations}\n"
             f"  acknowledged starts/events/cancels: {self.acks}, all found in the journal\n"
             f"  activity attempts started: {self.attempts}, re-run after a crash (same key, "
             f"never after a committed completion): {self.rerun}\n"
@@ -91,9 +94,15 @@ class Campaign:
     workflows: int
     kills: int
     kill_window: tuple[float, float] = (0.2, 1.5)
-    """A kill lands this many seconds (uniform) after the worker is spawned."""
+    """A kill counted from the spawn lands this many seconds (uniform) after it."""
+    after_ready: tuple[float, float] = (0.0, 1.0)
+    """A kill counted from the first acknowledgement lands this many seconds after it."""
+    from_spawn: float = 0.2
+    """The share of kills counted from the spawn."""
     max_delay: float = 1.0
     """Longest durable timer of the plan."""
+    spread: float = 0.0
+    """Seconds over which a round's workflows are started (the load keeps coming)."""
     figures: Figures = field(init=False)
     plans: list[Spec] = field(default_factory=list)
     committed_at: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -121,7 +130,7 @@ class Campaign:
         self.figures.rounds += 1
         self.figures.workflows = len(self.plans)
         args = [str(self.db), str(self.log), str(self.acks), str(plan_seed), str(self.workflows),
-                str(self.max_delay)]  # fmt: skip
+                str(self.max_delay), repr(time.time()), str(self.spread)]  # fmt: skip
         while True:
             self.figures.incarnations += 1
             name = f"worker{self.figures.incarnations}"
@@ -135,8 +144,19 @@ class Campaign:
                 return
 
     def _kill_later(self, worker: WorkerProcess) -> bool:
-        """SIGKILL the worker at a random instant; False if it ended by itself first."""
-        delay = self.rng.uniform(*self.kill_window)
+        """SIGKILL the worker at a random instant; False if it ended by itself first.
+
+        One kill in five counts from the spawn (it may land in start-up or recovery); the others
+        count from the moment the worker acknowledges its first start (mid-run).
+        """
+        from_spawn = self.rng.random() < self.from_spawn
+        delay = self.rng.uniform(*(self.kill_window if from_spawn else self.after_ready))
+        acked = self.acks.stat().st_size if self.acks.exists() else 0
+        began = time.monotonic()
+        while not from_spawn and (self.acks.stat().st_size if self.acks.exists() else 0) == acked:
+            if worker.proc.poll() is not None or time.monotonic() - began > FINISH_TIMEOUT:
+                return False
+            time.sleep(0.005)
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline:
             if worker.proc.poll() is not None:
@@ -146,7 +166,7 @@ class Campaign:
             return False
         worker.kill()
         self.figures.kills += 1
-        self.figures.kill_delays.append(delay)
+        self.figures.kill_delays.append(time.monotonic() - began)
         return True
 
     # -- checks ---------------------------------------------------------------------------------
@@ -167,6 +187,9 @@ class Campaign:
             raise CampaignError(f"verify found {len(report.problems)} problem(s):\n{shown}")
         self.figures.instances, self.figures.events = report.workflows, report.events
         journal = _journal(self.db)
+        unfinished = _query(self.db, "SELECT count(*) FROM workflows WHERE status = 'running'")
+        if not final and unfinished[0][0]:
+            self.figures.kills_mid_run += 1
         self._check_acks(journal)
         self._check_no_rerun(journal)
         if final:
@@ -243,16 +266,24 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workflows", type=int, default=500, help="workflows per round")
+    parser.add_argument("--workflows", type=int, default=1000, help="workflows per round")
     parser.add_argument("--kills", type=int, default=50, help="SIGKILLs at least")
     parser.add_argument("--max-delay", type=float, default=1.0, help="longest timer, seconds")
+    parser.add_argument(
+        "--spread", type=float, default=40.0, help="seconds over which a round's starts come"
+    )
     parser.add_argument("--keep", help="work in this directory (kept) instead of a temporary one")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="flowcore-chaos-") as tmp:
         workdir = Path(args.keep or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         campaign = Campaign(
-            workdir, args.seed, args.workflows, args.kills, max_delay=args.max_delay
+            workdir,
+            args.seed,
+            args.workflows,
+            args.kills,
+            max_delay=args.max_delay,
+            spread=args.spread,
         )
         try:
             figures = campaign.run()

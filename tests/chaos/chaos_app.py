@@ -26,13 +26,15 @@ import contextlib
 import os
 import random
 import sys
+import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from tests.runtime.crash_app import MODULUS, mix
 
 SHAPES = ("chain", "fanout", "sub", "timer", "event", "child", "retry", "cancel", "fail")
-START_CHUNK = 50
+START_CHUNK = 10
 """Workflows started concurrently (their starts share group commits)."""
 
 
@@ -112,6 +114,14 @@ def _log(kind: str, label: str) -> None:
     _append(_Files.log, f"{kind} {info.workflow_id} {info.op} {info.attempt} {label} {key}\n")
 
 
+def _work_time() -> float:
+    """5 to 50 ms of "work", fixed per idempotency key, so that calls overlap."""
+    import flowcore
+
+    key = flowcore.activity_info().idempotency_key or ""
+    return (5 + zlib.crc32(key.encode()) % 46) / 1000
+
+
 def open_files(log: str, acks: str) -> None:
     """Open (appending) the activity log and the acknowledgement file, closing earlier ones."""
     for fd in (_Files.log, _Files.acks):
@@ -128,13 +138,14 @@ def define() -> dict[str, Any]:  # noqa: C901 - one small definition per shape
     @flowcore.activity(name="chaos_sync")
     def step_sync(x: int, label: str) -> int:
         _log("start", label)
+        time.sleep(_work_time())
         _log("end", label)
         return mix(x, label)
 
     @flowcore.activity(name="chaos_async")
     async def step_async(x: int, label: str) -> int:
         _log("start", label)
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(_work_time())
         _log("end", label)
         return mix(x, label)
 
@@ -237,25 +248,32 @@ async def _steer(rt: Any, spec: Spec) -> None:
         _append(_Files.acks, f"cancel {spec.id}\n")
 
 
-async def run(db: str, plan: list[Spec], shapes: dict[str, Any]) -> None:
+async def run(
+    db: str, plan: list[Spec], shapes: dict[str, Any], *, t0: float = 0.0, spread: float = 0.0
+) -> None:
     """Start (or resume) every workflow of the plan, steer them, wait until all have ended.
 
     ``shapes`` are the workflows :func:`define` returned; :func:`open_files` must have run.
+    Workflow ``i`` of ``n`` is started no sooner than ``t0 + spread * i / n`` (epoch seconds),
+    so the load keeps coming across restarts; the default starts everything at once.
     """
     import flowcore
 
     async with flowcore.Runtime(db) as rt:
         for at in range(0, len(plan), START_CHUNK):
+            wait = t0 + spread * at / len(plan) - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             chunk = plan[at : at + START_CHUNK]
             await asyncio.gather(*(_start(rt, shapes, spec) for spec in chunk))
-        await asyncio.gather(*(_steer(rt, spec) for spec in plan))
+            await asyncio.gather(*(_steer(rt, spec) for spec in chunk))
         for spec in plan:
             with contextlib.suppress(flowcore.WorkflowFailedError, flowcore.WorkflowCanceledError):
                 await rt.result(spec.id, timeout=120)
 
 
 def main(argv: list[str]) -> int:
-    """Entry point: ``DB LOG ACKS SEED COUNT [MAX_DELAY]``."""
+    """Entry point: ``DB LOG ACKS SEED COUNT [MAX_DELAY [T0 SPREAD]]``."""
     db, log, acks, seed, count, *rest = argv
     import logging
 
@@ -264,7 +282,8 @@ def main(argv: list[str]) -> int:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     plan = build_plan(int(seed), int(count), max_delay=float(rest[0]) if rest else 1.0)
     open_files(log, acks)
-    asyncio.run(run(db, plan, define()))
+    t0, spread = (float(rest[1]), float(rest[2])) if len(rest) >= 3 else (0.0, 0.0)
+    asyncio.run(run(db, plan, define(), t0=t0, spread=spread))
     return 0
 
 

@@ -11,10 +11,11 @@ from tests.chaos.campaign import Campaign, CampaignError
 @pytest.mark.crash
 def test_short_campaign_loses_nothing(tmp_path):
     """A few random SIGKILLs: acks kept, no committed activity re-run, results as crash-free."""
-    campaign = Campaign(tmp_path, seed=3, workflows=45, kills=3, kill_window=(0.4, 1.2),
-                        max_delay=0.3)  # fmt: skip
+    campaign = Campaign(tmp_path, seed=3, workflows=45, kills=3, after_ready=(0.0, 0.5),
+                        max_delay=1.0, spread=2.0)  # fmt: skip
     figures = campaign.run()
     assert figures.kills >= 3
+    assert figures.kills_mid_run >= 2, figures.summary()  # not all before the first commit
     assert figures.checks == figures.kills + 1
     assert figures.workflows >= 45
     assert figures.acks >= figures.workflows

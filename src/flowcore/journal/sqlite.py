@@ -154,6 +154,8 @@ class SqliteJournal:
         self._token = ""
         self._commits = 0
         self._crash_after = 0
+        self._identity: tuple[int, int] | None = None
+        """(device, inode) of the file when it was opened: a commit checks it is still there."""
 
     @property
     def path(self) -> str:
@@ -241,6 +243,7 @@ class SqliteJournal:
         )
         self._reader = await self._connect(readonly=False)
         await self._reader.execute("PRAGMA query_only = ON")
+        self._identity = _identity(self._path)
 
     async def _open_readonly(self) -> None:
         if schema.precheck(self._path) is None:
@@ -416,6 +419,7 @@ class SqliteJournal:
         if conn is None:
             msg = "the writer connection is closed"
             raise JournalError(msg)
+        self._check_identity()
         await conn.execute("BEGIN IMMEDIATE")
         try:
             ids = builtins.list(dict.fromkeys(item.op.workflow_id for item in batch))
@@ -439,6 +443,24 @@ class SqliteJournal:
                 await _quietly(conn.execute("ROLLBACK"))
             raise
         return plan
+
+    def _check_identity(self) -> None:
+        """Refuse to commit into a file that was deleted or replaced since the journal opened.
+
+        SQLite keeps writing to the open (possibly unlinked) inode, so such commits would succeed
+        and be lost; one ``stat`` per batch catches it.
+        """
+        try:
+            now = _identity(self._path)
+        except OSError:
+            now = None
+        if now != self._identity:
+            what = "deleted" if now is None else "replaced by another file"
+            msg = (
+                f"journal {self._path!r} was {what} while this runtime had it open; nothing more "
+                "is written. Restore the file (or remove what replaced it) and open a new runtime"
+            )
+            raise JournalError(msg)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -536,6 +558,11 @@ def _crash_after_commit() -> int:
 
 
 # -- end of test hook ---------------------------------------------------------------------------
+
+
+def _identity(path: str) -> tuple[int, int]:
+    stat = Path(path).stat()
+    return stat.st_dev, stat.st_ino
 
 
 def _reject(future: asyncio.Future[None], error: BaseException) -> None:
