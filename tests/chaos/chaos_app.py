@@ -115,9 +115,14 @@ def _log(kind: str, label: str) -> None:
 
 
 def _work_time() -> float:
-    """5 to 50 ms of "work", fixed per idempotency key, so that calls overlap."""
+    """5 to 50 ms of "work", fixed per idempotency key, so that calls overlap.
+
+    ``CHAOS_NO_WORK=1`` makes it 0 (fewer, fuller group commits: kill at every commit).
+    """
     import flowcore
 
+    if os.environ.get("CHAOS_NO_WORK") == "1":
+        return 0.0
     key = flowcore.activity_info().idempotency_key or ""
     return (5 + zlib.crc32(key.encode()) % 46) / 1000
 
