@@ -1,7 +1,7 @@
 """Bad-input fuzzing (hypothesis): random JSON payloads, ids and event names through ``start``,
 ``send_event`` and the CLI either work or fail with a flowcore error, and the runtime stays healthy.
 
-The HTTP API does not exist on this branch yet; it gets the same treatment when it lands.
+The HTTP API (flowcore.web) gets the same treatment in test_fuzz_http.py.
 """
 
 from __future__ import annotations
