@@ -21,7 +21,7 @@ from flowcore._core import Core, check_id
 from flowcore._definitions import Registry, WorkflowDef, default_registry
 from flowcore._handle import WorkflowHandle
 from flowcore._inbox import InboxWatcher
-from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES
+from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES, check_text
 from flowcore.abc import SystemClock
 from flowcore.backends.local import LocalBackend
 from flowcore.engine import events as ev
@@ -342,7 +342,10 @@ class Runtime(Core):
         Raises:
             WorkflowNotFoundError: no instance has this id.
             WorkflowFinishedError: the instance already ended.
+            InvalidArgumentError: the reason holds a NUL or a lone surrogate.
         """
+        if isinstance(reason, str):
+            check_text(reason, "the reason")
         inst = await self._unfinished(workflow_id, "terminate")
         await self._terminate(inst, reason)
 

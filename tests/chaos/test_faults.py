@@ -14,6 +14,7 @@ import flowcore
 from flowcore import (
     ActivityError,
     ActivityTimeoutError,
+    InvalidArgumentError,
     JournalError,
     PayloadError,
     RetryPolicy,
@@ -88,6 +89,23 @@ class TestDiskFull:
             assert all(results[w] == 20_001 for w in acked if w.startswith("big"))
             assert await (await rt.start(echo_wf, "z", id="later")).status() is not None
         assert verify_journal(db_path).ok
+
+
+class TestUnstorableText:
+    @pytest.mark.parametrize("action", ["cancel", "terminate", "send_event"])
+    async def test_is_refused_and_the_runtime_goes_on(self, db_path, echo_wf, action):
+        """A reason or event name SQLite cannot store is refused; nothing stops."""
+        async with Runtime(db_path) as rt:
+            await rt.start(echo_wf, "a", id="w")
+            call = {
+                "cancel": lambda: rt.cancel("w", "bad \ud800 reason"),
+                "terminate": lambda: rt.terminate("w", "bad \ud800 reason"),
+                "send_event": lambda: rt.send_event("w", "go\x00", 1),
+            }[action]
+            with pytest.raises(InvalidArgumentError):
+                await call()
+            await rt.send_event("w", "go", 1)
+            assert await rt.result("w", timeout=10) == 2
 
 
 class TestJournalFileGone:
