@@ -75,3 +75,15 @@ def bench_compare(session: nox.Session) -> None:
         str(dbos_python),
         *session.posargs,
     )
+
+
+@nox.session(default=False)
+def chaos(session: nox.Session) -> None:
+    """The long crash campaign (>= 500 workflows, >= 50 SIGKILLs) and the slow load tests.
+
+    Options after ``--`` go to ``python -m tests.chaos.campaign`` (``--seed``, ``--workflows``,
+    ``--kills``, ``--max-delay``); the seed makes a run reproducible.
+    """
+    session.install("-e", ".", *DEV)
+    session.run("python", "-m", "tests.chaos.campaign", *(session.posargs or ["--seed", "1"]))
+    session.run("pytest", "-q", "-m", "slow", "tests/chaos")

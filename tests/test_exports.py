@@ -23,6 +23,8 @@ EXPECTED = {
     "BlockingRuntime",
     # issue 9: embedding in async web apps
     "lifespan",
+    # issue 10: bad input is a flowcore error
+    "InvalidArgumentError",
 }  # fmt: skip
 
 SRC = pathlib.Path(flowcore.__file__).parent

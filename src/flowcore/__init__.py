@@ -36,6 +36,7 @@ from flowcore.errors import BackendError as BackendError
 from flowcore.errors import BackendUnavailableError as BackendUnavailableError
 from flowcore.errors import FailureInfo as FailureInfo
 from flowcore.errors import FlowcoreError as FlowcoreError
+from flowcore.errors import InvalidArgumentError as InvalidArgumentError
 from flowcore.errors import JournalCorruptError as JournalCorruptError
 from flowcore.errors import JournalError as JournalError
 from flowcore.errors import JournalLockedError as JournalLockedError
@@ -68,6 +69,7 @@ __all__ = [
     "First",
     "FlowcoreError",
     "Info",
+    "InvalidArgumentError",
     "JournalCorruptError",
     "JournalError",
     "JournalLockedError",

@@ -2,9 +2,10 @@
 
 Every subcommand returns an exit code: 0 success, 1 the workflow failed, was canceled or would
 diverge (``check``), 2 a usage error (one line on stderr; ``--debug`` adds the traceback), 130
-interrupted. ``run`` and ``serve`` own the database; steering commands queue a request in its
-inbox (:mod:`flowcore._inbox`) and never take ownership; inspection opens it read-only. Results
-and ``--json`` output go to stdout, everything else to stderr.
+interrupted; ``verify`` exits 1 when it finds problems. ``run`` and ``serve`` own the database;
+steering commands queue a request in its inbox (:mod:`flowcore._inbox`) and never take
+ownership; inspection opens it read-only. Results and ``--json`` output go to stdout, everything
+else to stderr.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from flowcore import _cli_render as render
 from flowcore import _inbox, serde
 from flowcore._core import check_id
 from flowcore._definitions import WorkflowDef, default_registry
+from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES, check_payload_size
 from flowcore._status import WorkflowState
+from flowcore._verify import verify_journal
 from flowcore.errors import (
     FlowcoreError,
     JournalLockedError,
@@ -183,6 +186,8 @@ def _add_inspection(add: Callable[..., Any]) -> None:
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
     cmd = add("export", _cmd_export, "print an instance's history as JSON rows")
     cmd.add_argument("id", metavar="ID")
+    cmd = add("verify", _cmd_verify, "check the journal's integrity (read only; exit 1: problems)")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -257,9 +262,14 @@ def _payload(args: argparse.Namespace) -> Any:
     else:
         return None
     try:
-        return serde.loads(text)
+        payload = serde.loads(text)
     except PayloadError as exc:
         raise UsageError(f"{source} is not valid JSON: {exc}") from exc
+    try:  # the runtime would refuse it too, after it sat in the database's inbox
+        check_payload_size(payload, DEFAULT_MAX_PAYLOAD_BYTES, f"the {source} value")
+    except PayloadError as exc:
+        raise UsageError(str(exc)) from exc
+    return payload
 
 
 def _check_payload(defn: WorkflowDef[Any, Any], payload: Any) -> None:
@@ -591,6 +601,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
     events = _run_async(_history(args.db, args.id))
     _out(render.to_json(render.export_rows(events)))
     return EXIT_OK
+
+
+# -- verify -------------------------------------------------------------------------------------
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    if not os.path.exists(args.db):  # noqa: PTH110
+        raise UsageError(f"no flowcore database at {args.db!r} (pass --db PATH)")
+    report = verify_journal(args.db)
+    if args.json:
+        _out(render.to_json(report.to_json()))
+    else:
+        for problem in report.problems:
+            _out(str(problem))
+        verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        _say(f"{report.workflows} workflow(s), {report.events} event(s) checked: {verdict}")
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 # -- check --------------------------------------------------------------------------------------

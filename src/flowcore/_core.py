@@ -20,6 +20,7 @@ import anyio
 from flowcore import listeners as _listeners
 from flowcore._definitions import WorkflowDef
 from flowcore._instance import TERMINAL_TYPES, ActivityJob, Terminal, _Instance, retry_state
+from flowcore._limits import check_payload_size, check_text
 from flowcore.backends.base import ActivityOutcome
 from flowcore.engine import commands as cmd
 from flowcore.engine import events as ev
@@ -27,8 +28,10 @@ from flowcore.engine.executor import WorkflowExecutor
 from flowcore.errors import (
     FailureInfo,
     FlowcoreError,
+    InvalidArgumentError,
     JournalError,
     NondeterminismError,
+    PayloadError,
     RegistrationError,
     WorkflowAlreadyExistsError,
     WorkflowFinishedError,
@@ -73,6 +76,8 @@ class Core:
     _tg: TaskGroup | None
     _eager: bool
     """Dispatch new work before its schedule is durable (``Runtime(dispatch="eager")``)."""
+    _max_payload: int
+    """Largest encoded payload accepted (``Runtime(max_payload_bytes=...)``)."""
     _busy: int
     _ready: builtins.list[_Instance]
     """Instances with activity outcomes queued for this loop tick (see _deliver_soon)."""
@@ -119,6 +124,7 @@ class Core:
         parent_id: str | None = None,
         consumed: tuple[int, ...] = (),
     ) -> None:
+        check_payload_size(encoded, self._max_payload, f"the input of workflow {defn.name!r}")
         inst = self._instances.get(wid)
         if inst is not None:
             self._exists(wid, inst.projection.status.value, if_exists)
@@ -198,6 +204,11 @@ class Core:
         **fields: Any,
     ) -> None:
         """Journal a request event and feed it to the instance (``consumed``: inbox ids)."""
+        if "payload" in fields:
+            check_payload_size(fields["payload"], self._max_payload, "the event's payload")
+        for key, what in (("name", "the event name"), ("reason", "the reason")):
+            if isinstance(fields.get(key), str):
+                check_text(fields[key], what)
         inst = await self._unfinished(wid, action)
         event = event_type(at=self._clock.now(), **fields)
         executor = inst.executor
@@ -565,6 +576,8 @@ class Core:
             }
             now = self._clock.now()
             if outcome.failure is None:
+                outcome = self._check_result(outcome, defn.name)
+            if outcome.failure is None:
                 self._log.debug("activity completed", **fields)
                 return ev.ActivityCompleted(
                     at=now, step=command.step, result=outcome.result, attempt=job.attempt
@@ -607,6 +620,14 @@ class Core:
             if note is not None:
                 return str(note)
         return None
+
+    def _check_result(self, outcome: ActivityOutcome, activity: str) -> ActivityOutcome:
+        """A result over the payload limit fails the attempt for good (a retry gives the same)."""
+        try:
+            check_payload_size(outcome.result, self._max_payload, f"the result of {activity!r}")
+        except PayloadError as exc:
+            return ActivityOutcome(failure=FailureInfo.from_exception(exc, non_retryable=True))
+        return outcome
 
     async def _attempt(self, task: ActivityTask, timeout: float | None) -> ActivityOutcome:
         name = task.activity.backend
@@ -806,8 +827,9 @@ def _terminal_event(command: cmd.Command, now: float) -> Terminal:
 
 def check_id(workflow_id: object) -> str:
     if not isinstance(workflow_id, str) or not workflow_id or len(workflow_id) > MAX_ID:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"a workflow id must be a non-empty string of at most {MAX_ID} characters, not "
             f"{workflow_id!r}"
         )
+    check_text(workflow_id, "a workflow id")
     return workflow_id

@@ -16,6 +16,7 @@ The tree::
     ├── ActivityError              .activity .step .attempts .failure
     │   └── ActivityTimeoutError
     ├── PayloadError               a value that cannot be encoded or decoded; names its path
+    ├── InvalidArgumentError       a malformed id or event name (also a ValueError)
     ├── JournalError
     │   ├── JournalLockedError     another runtime owns the database
     │   ├── JournalCorruptError    not a flowcore journal, or a damaged one
@@ -41,6 +42,7 @@ __all__ = [
     "BackendUnavailableError",
     "FailureInfo",
     "FlowcoreError",
+    "InvalidArgumentError",
     "JournalCorruptError",
     "JournalError",
     "JournalLockedError",
@@ -84,18 +86,29 @@ class FailureInfo:
 
     @classmethod
     def from_exception(cls, exc: BaseException, *, non_retryable: bool = False) -> FailureInfo:
-        """Describe ``exc`` (and its ``__cause__`` chain) as a FailureInfo."""
+        """Describe ``exc`` (and its ``__cause__`` chain) as a FailureInfo.
+
+        Never fails: an exception whose ``str()`` raises is described by its type, and a cycle
+        in the cause chain ends where it closes.
+        """
+        return cls._describe(exc, non_retryable=non_retryable, seen=set())
+
+    @classmethod
+    def _describe(cls, exc: BaseException, *, non_retryable: bool, seen: set[int]) -> FailureInfo:
+        seen.add(id(exc))
         tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
         if len(tb) > _MAX_TRACEBACK:
             tb = tb[: _MAX_TRACEBACK // 2] + "\n...\n" + tb[-_MAX_TRACEBACK // 2 :]
         cause = exc.__cause__
+        if cause is not None and id(cause) in seen:
+            cause = None  # a cycle in the cause chain
         details: dict[str, Any] = {}
         if isinstance(exc, ActivityError):
             details = {"activity": exc.activity, "step": exc.step, "attempts": exc.attempts}
             if cause is None:
                 return cls(
                     type_name=qualname(type(exc)),
-                    message=str(exc),
+                    message=_message(exc),
                     traceback=tb,
                     mro=_mro(type(exc)),
                     non_retryable=non_retryable,
@@ -104,11 +117,11 @@ class FailureInfo:
                 )
         return cls(
             type_name=qualname(type(exc)),
-            message=str(exc),
+            message=_message(exc),
             traceback=tb,
             mro=_mro(type(exc)),
             non_retryable=non_retryable or isinstance(exc, NonRetryableError),
-            cause=cls.from_exception(cause) if cause is not None and cause is not exc else None,
+            cause=None if cause is None else cls._describe(cause, non_retryable=False, seen=seen),
             details=details,
         )
 
@@ -168,6 +181,14 @@ class FailureInfo:
 def qualname(tp: type) -> str:
     """Return ``module.QualName`` for a type (``builtins.`` kept for clarity)."""
     return f"{tp.__module__}.{tp.__qualname__}"
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, or a placeholder naming why it cannot be had."""
+    try:
+        return str(exc)
+    except Exception as err:  # noqa: BLE001 - a broken __str__ must not hide the failure
+        return f"<unprintable {type(exc).__name__}: str() raised {type(err).__name__}: {err!r}>"
 
 
 def _mro(tp: type) -> tuple[str, ...]:
@@ -302,6 +323,13 @@ class PayloadError(FlowcoreError):
         self.hint = hint
         where = f" (expected {hint})" if hint else ""
         super().__init__(f"cannot serialise value at {path}{where}: {reason}")
+
+
+class InvalidArgumentError(FlowcoreError, ValueError):
+    """An argument is malformed (an empty event name, an over-long workflow id).
+
+    It is also a ``ValueError``, so code that caught that before keeps working.
+    """
 
 
 class JournalError(FlowcoreError):

@@ -21,11 +21,13 @@ from flowcore._core import Core, check_id
 from flowcore._definitions import Registry, WorkflowDef, default_registry
 from flowcore._handle import WorkflowHandle
 from flowcore._inbox import InboxWatcher
+from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES, check_text
 from flowcore.abc import SystemClock
 from flowcore.backends.local import LocalBackend
 from flowcore.engine import events as ev
 from flowcore.errors import (
     FlowcoreError,
+    InvalidArgumentError,
     RegistrationError,
     WorkflowCanceledError,
     WorkflowFailedError,
@@ -83,6 +85,9 @@ class Runtime(Core):
         journal: A journal object to use instead of ``db`` (e.g. an in-memory one for tests).
         listeners: Who hears about progress (:mod:`flowcore.listeners`), e.g.
             ``flowcore.orchestra.OrchestraReporter()``; their reports commit with the events.
+        max_payload_bytes: Largest encoded payload (UTF-8 JSON) accepted as a workflow input,
+            an event payload or an activity result (default 4 MiB); a larger one raises
+            PayloadError (an activity's result fails the activity, without retries).
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class Runtime(Core):
         journal: Journal | None = None,
         dispatch: Literal["durable", "eager"] = "durable",
         listeners: Iterable[Listener] = (),
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         if durability not in ("full", "normal"):
             raise ValueError("durability must be 'full' or 'normal'")
@@ -105,7 +111,10 @@ class Runtime(Core):
             raise ValueError("max_concurrent_activities must be at least 1")
         if dispatch not in ("durable", "eager"):
             raise ValueError("dispatch must be 'durable' or 'eager'")
+        if max_payload_bytes < 1:
+            raise ValueError("max_payload_bytes must be at least 1")
         self._eager = dispatch == "eager"
+        self._max_payload = max_payload_bytes
         self._journal: Journal = journal or SqliteJournal(db, durability=durability)
         if workflows is None:
             self._registry = default_registry
@@ -274,7 +283,8 @@ class Runtime(Core):
 
         Raises:
             RegistrationError: no workflow of that name (or version) is registered.
-            PayloadError: the payload cannot be encoded; nothing was written.
+            PayloadError: the payload cannot be encoded or is larger than ``max_payload_bytes``;
+                nothing was written.
             WorkflowAlreadyExistsError: ``id`` exists and ``if_exists="error"``.
         """
         self._check_open()
@@ -292,10 +302,13 @@ class Runtime(Core):
         Raises:
             WorkflowNotFoundError: no instance has this id.
             WorkflowFinishedError: the instance already ended.
-            PayloadError: the payload cannot be encoded; nothing was written.
+            PayloadError: the payload cannot be encoded or is larger than ``max_payload_bytes``;
+                nothing was written.
+            InvalidArgumentError: the event name is not a non-empty string.
         """
-        if not name:
-            raise ValueError(f"an event name must be a non-empty string, not {name!r}")
+        if not name or not isinstance(name, str):  # the hint does not bind callers from JSON
+            msg = f"an event name must be a non-empty string, not {name!r}"
+            raise InvalidArgumentError(msg)
         encoded = serde.encode(payload)
         await self._request(
             workflow_id, "send an event to", ev.EventReceived, name=name, payload=encoded
@@ -329,7 +342,10 @@ class Runtime(Core):
         Raises:
             WorkflowNotFoundError: no instance has this id.
             WorkflowFinishedError: the instance already ended.
+            InvalidArgumentError: the reason holds a NUL or a lone surrogate.
         """
+        if isinstance(reason, str):
+            check_text(reason, "the reason")
         inst = await self._unfinished(workflow_id, "terminate")
         await self._terminate(inst, reason)
 

@@ -21,6 +21,7 @@ import contextlib
 import json
 import operator
 import os
+import signal
 import socket
 import sqlite3
 import sys
@@ -152,6 +153,9 @@ class SqliteJournal:
         self._failure: BaseException | None = None
         self._token = ""
         self._commits = 0
+        self._crash_after = 0
+        self._identity: tuple[int, int] | None = None
+        """(device, inode) of the file when it was opened: a commit checks it is still there."""
 
     @property
     def path(self) -> str:
@@ -212,6 +216,7 @@ class SqliteJournal:
             await self._release()
             raise
         self._failure, self._commits, self._state = None, 0, "open"
+        self._crash_after = _crash_after_commit()  # test hook, see _crash_after_commit
         if not self._readonly:
             self._queue = asyncio.Queue()
             name = f"flowcore journal writer {self._path}"
@@ -238,6 +243,7 @@ class SqliteJournal:
         )
         self._reader = await self._connect(readonly=False)
         await self._reader.execute("PRAGMA query_only = ON")
+        self._identity = _identity(self._path)
 
     async def _open_readonly(self) -> None:
         if schema.precheck(self._path) is None:
@@ -399,6 +405,8 @@ class SqliteJournal:
                 raise
             return
         self._commits += 1
+        if self._crash_after and self._commits >= self._crash_after:  # test hook
+            os.kill(os.getpid(), signal.SIGKILL)
         for index, (_, future) in enumerate(batch):
             error = plan.errors.get(index)
             if error is not None:
@@ -411,6 +419,7 @@ class SqliteJournal:
         if conn is None:
             msg = "the writer connection is closed"
             raise JournalError(msg)
+        self._check_identity()
         await conn.execute("BEGIN IMMEDIATE")
         try:
             ids = builtins.list(dict.fromkeys(item.op.workflow_id for item in batch))
@@ -434,6 +443,24 @@ class SqliteJournal:
                 await _quietly(conn.execute("ROLLBACK"))
             raise
         return plan
+
+    def _check_identity(self) -> None:
+        """Refuse to commit into a file that was deleted or replaced since the journal opened.
+
+        SQLite keeps writing to the open (possibly unlinked) inode, so such commits would succeed
+        and be lost; one ``stat`` per batch catches it.
+        """
+        try:
+            now = _identity(self._path)
+        except OSError:
+            now = None
+        if now != self._identity:
+            what = "deleted" if now is None else "replaced by another file"
+            msg = (
+                f"journal {self._path!r} was {what} while this runtime had it open; nothing more "
+                "is written. Restore the file (or remove what replaced it) and open a new runtime"
+            )
+            raise JournalError(msg)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -516,6 +543,26 @@ class SqliteJournal:
 
 def _status_row(values: Iterable[Any]) -> StatusRow:
     return StatusRow(**dict(zip(_ROW_FIELDS, values, strict=True)))
+
+
+# -- test hook: kill at the Nth commit (tests/chaos) ---------------------------------------------
+
+CRASH_AFTER_COMMIT_ENV: Final = "FLOWCORE_CRASH_AFTER_COMMIT"
+"""Environment variable: SIGKILL this process right after the journal's Nth commit (tests only)."""
+
+
+def _crash_after_commit() -> int:
+    """N from ``FLOWCORE_CRASH_AFTER_COMMIT``, read when a journal opens; 0 (off) when unset."""
+    value = os.environ.get(CRASH_AFTER_COMMIT_ENV, "")
+    return int(value) if value.isdigit() else 0
+
+
+# -- end of test hook ---------------------------------------------------------------------------
+
+
+def _identity(path: str) -> tuple[int, int]:
+    stat = Path(path).stat()
+    return stat.st_dev, stat.st_ino
 
 
 def _reject(future: asyncio.Future[None], error: BaseException) -> None:
