@@ -172,7 +172,7 @@ def post(path: str, kind: str, workflow_id: str, data: dict[str, Any]) -> int:
     if kind not in KINDS:
         msg = f"unknown inbox request kind {kind!r}"
         raise ValueError(msg)
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)  # ASCII: always storable
     try:
         conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     except sqlite3.Error as exc:

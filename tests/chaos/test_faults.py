@@ -107,6 +107,46 @@ class TestUnstorableText:
             await rt.send_event("w", "go", 1)
             assert await rt.result("w", timeout=10) == 2
 
+    async def test_lone_surrogates_the_code_produces_are_stored_and_read_back(self, db_path):
+        """Values the workflow and its activities build (an exception message, a result, a
+        custom status) may hold a lone surrogate: they are journaled escaped and read back as
+        they were; the commit never fails (it used to stop the whole runtime)."""
+
+        @flowcore.activity
+        async def ft_bad_text(x: int) -> str:
+            raise ValueError(f"bad \ud800 text {x}")
+
+        @flowcore.workflow
+        async def ft_surrogates(x: int) -> str:
+            flowcore.set_status("st \udc80")
+            try:
+                await ft_bad_text(x)
+            except flowcore.ActivityError as exc:
+                return f"caught: {exc.failure.message}"
+            return "no error"
+
+        @flowcore.workflow
+        async def ft_fails_badly(x: int) -> str:
+            return await ft_bad_text(x)
+
+        async with Runtime(db_path) as rt:
+            assert await (await rt.start(ft_surrogates, 1, id="s")).result(timeout=10) == (
+                "caught: bad \ud800 text 1"
+            )
+            with pytest.raises(WorkflowFailedError):
+                await (await rt.start(ft_fails_badly, 2, id="f")).result(timeout=10)
+            failed = await rt.status("f")
+            assert failed.error is not None
+            assert "bad \\ud800 text 2" in failed.error  # shown escaped in the status row
+            assert (await rt.status("s")).custom_status == "st \udc80"
+            assert await (await rt.start(ft_echo_result, 3)).result(timeout=10) == 3  # healthy
+        assert verify_journal(db_path).ok
+
+
+@flowcore.workflow
+async def ft_echo_result(x: int) -> int:
+    return x
+
 
 class TestJournalFileGone:
     async def test_deleted_file_is_detected_at_the_next_commit(self, db_path, echo_wf):

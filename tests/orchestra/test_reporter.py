@@ -49,6 +49,16 @@ async def orc_failing(x: int) -> int:
     return await orc_explode(x)
 
 
+@activity
+async def orc_bad_text(x: int) -> int:
+    raise ValueError(f"bad \ud800 text {x}")
+
+
+@workflow
+async def orc_failing_badly(x: int) -> int:
+    return await orc_bad_text(x)
+
+
 @workflow
 async def orc_waiting() -> str:
     await flowcore.wait_event("never")
@@ -127,6 +137,16 @@ class TestSequences:
         assert final["message"].startswith(prefix + "ActivityError")
         assert len(final["message"]) == len(prefix) + 250
         assert len(got) == 4
+
+    async def test_error_with_a_lone_surrogate_is_reported(self, db_path, server, reporter_args):
+        """An error message holding a lone surrogate is committed (escaped JSON) and sent."""
+        async with Runtime(db_path, listeners=[OrchestraReporter(**reporter_args)]) as rt:
+            with pytest.raises(flowcore.WorkflowFailedError):
+                await (await rt.start(orc_failing_badly, 1)).result(timeout=10)
+            got = await delivered(server, 4)
+            assert await (await rt.start(orc_flow, 1)).result(timeout=10) == 3  # still healthy
+        assert got[3]["status"] == "FAILED"
+        assert "bad \ud800 text 1" in got[3]["message"]
 
     async def test_cancel(self, db_path, server, run_id, reporter_args):
         """A canceled run ends with CANCELLED and the reason."""

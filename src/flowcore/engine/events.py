@@ -360,9 +360,11 @@ _FIELDS: dict[type[Any], tuple[str, ...]] = {
 }
 
 
-json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-"""Compact JSON text of a value (one shared encoder: ``json.dumps`` with options builds one per
-call, which showed in the hot path's profile)."""
+json_text = json.JSONEncoder(separators=(",", ":")).encode
+"""Compact, ASCII-only JSON text of a value. ASCII: a string holding a lone surrogate (from an
+exception message, a decoded file name ...) is stored as its ``\\ud800`` escape and read back
+as it was, where UTF-8 text would fail the commit (and stop the runtime). One shared encoder:
+``json.dumps`` with options builds one per call, which showed in the hot path's profile."""
 
 
 _OMITTED_AT_DEFAULT: dict[str, Any] = {"run": 1}

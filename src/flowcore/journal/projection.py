@@ -178,13 +178,20 @@ class Projection:
             status=self.status.value,
             input=self._input_text(),
             output=_json_text(self.output),
-            error=self.error,
-            current_activity=self.current_activity,
+            error=_storable(self.error),
+            current_activity=_storable(self.current_activity),
             created_at=self.created_at,
             updated_at=self.updated_at,
             parent_id=self.parent_id,
             custom_status=_json_text(self.custom_status),
         )
+
+
+def _storable(text: str | None) -> str | None:
+    """Text SQLite can store: a lone surrogate (say, in an exception message) is escaped."""
+    if text is None or text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _json_text(value: Any) -> str | None:

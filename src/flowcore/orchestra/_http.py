@@ -83,7 +83,7 @@ def truncate(text: str, limit: int = MAX_MESSAGE) -> str:
 
 def _body(event_type: str, task_run_id: uuid.UUID, fields: dict[str, Any]) -> str:
     body = {"event_type": event_type, "metadata": {}, "task_run_id": str(task_run_id), **fields}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(body, separators=(",", ":"))  # ASCII: a lone surrogate stays storable
 
 
 def status_body(task_run_id: uuid.UUID, status: TaskRunStatus, message: str | None) -> str:

@@ -96,7 +96,7 @@ def sse_event(seq: int, run: str, event: Event) -> str:
     """One SSE message: ``id`` is ``SEQ-RUN`` (position, run), ``data`` the row as JSON."""
     kind, data = encode_event(event)
     row = {"seq": seq, "kind": kind, "at": event.at, "data": json.loads(data)}
-    return f"id: {seq}-{run}\ndata: {json.dumps(row, ensure_ascii=False)}\n\n"
+    return f"id: {seq}-{run}\ndata: {json.dumps(row)}\n\n"  # ASCII: any text can be sent
 
 
 def parse_last_event_id(text: str) -> tuple[int, str | None]:
