@@ -321,12 +321,23 @@ class Core:
         try:
             commands = executor.apply(event)
         except Exception as exc:  # noqa: BLE001 - an engine bug must not stop other workflows
-            self._log.exception("engine error; workflow parked", workflow_id=inst.id)
-            executor.close()
-            inst.executor = None
-            inst.cancel_work()
-            return self._park(inst, f"internal engine error: {exc!r}", 0, [event], consumed)
+            return self._engine_failed(inst, executor, exc, [event], consumed)
         return self._carry_out(inst, executor, commands, [event], consumed)
+
+    def _engine_failed(
+        self,
+        inst: _Instance,
+        executor: WorkflowExecutor,
+        exc: Exception,
+        events: Sequence[ev.Event],
+        consumed: tuple[int, ...] = (),
+    ) -> asyncio.Future[None] | None:
+        """The engine raised applying ``events``' last one: journal them and park the instance."""
+        self._log.exception("engine error; workflow parked", workflow_id=inst.id)
+        executor.close()
+        inst.executor = None
+        inst.cancel_work()
+        return self._park(inst, f"internal engine error: {exc!r}", 0, events, consumed)
 
     def _carry_out(
         self,
@@ -551,11 +562,7 @@ class Core:
             try:
                 commands = executor.apply(event)
             except Exception as exc:  # noqa: BLE001 - an engine bug must not stop other workflows
-                self._log.exception("engine error; workflow parked", workflow_id=inst.id)
-                executor.close()
-                inst.executor = None
-                inst.cancel_work()
-                self._park(inst, f"internal engine error: {exc!r}", 0, events)
+                self._engine_failed(inst, executor, exc, events)
                 return
         if executor is not None and commands is not None:
             self._carry_out(inst, executor, commands, events, work=work)
