@@ -83,6 +83,8 @@ class Core:
     """Instances with activity outcomes queued for this loop tick (see _deliver_soon)."""
     _waiters: int
     _log: FilteringBoundLogger
+    _debug: bool
+    """Whether debug logs are on (set at open): per-attempt debug fields cost otherwise."""
     _listeners: tuple[_listeners.Listener, ...]
     """Listeners (flowcore.listeners) handed every append; empty: no listener hook runs."""
     _commit_hook: Callable[[], None] | None = None
@@ -574,24 +576,19 @@ class Core:
                 await self._clock.sleep_until(job.due)
             began = time.perf_counter()
             outcome = await self._attempt(job.task(), defn.timeout)
-            fields = {
-                "workflow_id": job.inst.id,
-                "step": command.step,
-                "activity": defn.name,
-                "attempt": job.attempt,
-                "duration_ms": round((time.perf_counter() - began) * 1000, 3),
-            }
+            fields = _attempt_fields(job, time.perf_counter() - began)
             now = self._clock.now()
             if outcome.failure is None:
                 outcome = self._check_result(outcome, defn.name)
             if outcome.failure is None:
-                self._log.debug("activity completed", **fields)
+                if self._debug:  # the fields are built only when they are logged
+                    self._log.debug("activity completed", **fields())
                 return ev.ActivityCompleted(
                     at=now, step=command.step, result=outcome.result, attempt=job.attempt
                 )
             failure = outcome.failure
             if not defn.retry.should_retry(failure, job.attempt):
-                self._log.warning("activity failed", error=str(failure), **fields)
+                self._log.warning("activity failed", error=str(failure), **fields())
                 return ev.ActivityFailed(
                     at=now,
                     step=command.step,
@@ -601,7 +598,10 @@ class Core:
                 )
             job.due = now + defn.retry.delay(job.attempt)
             self._log.info(
-                "activity attempt failed; retrying", error=str(failure), retry_at=job.due, **fields
+                "activity attempt failed; retrying",
+                error=str(failure),
+                retry_at=job.due,
+                **fields(),
             )
             failed = ev.ActivityAttemptFailed(
                 at=now, step=command.step, attempt=job.attempt, failure=failure, retry_at=job.due
@@ -800,6 +800,22 @@ class Core:
             return None
         parked = ev.WorkflowParked(at=self._clock.now(), reason=reason, step=step)
         return self._append(inst, [*events, parked], consumed=consumed)
+
+
+def _attempt_fields(job: ActivityJob, seconds: float) -> Callable[[], dict[str, Any]]:
+    """The log fields of an attempt, built on demand (most attempts log nothing)."""
+    attempt = job.attempt  # read now: the job moves on to its next attempt
+
+    def build() -> dict[str, Any]:
+        return {
+            "workflow_id": job.inst.id,
+            "step": job.command.step,
+            "activity": job.command.activity.name,
+            "attempt": attempt,
+            "duration_ms": round(seconds * 1000, 3),
+        }
+
+    return build
 
 
 def _scheduling_event(command: _Work, now: float) -> ev.Event:

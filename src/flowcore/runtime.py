@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import uuid
 from typing import TYPE_CHECKING, Any, Literal, final
 
@@ -145,6 +146,7 @@ class Runtime(Core):
         self._waiters = 0
         """Callers blocked in result() (a virtual clock skips time only for them)."""
         self._log = structlog.get_logger("flowcore")
+        self._debug = True
         self._inbox: InboxWatcher | None = None
         """Applies requests other processes queue in the journal (``python -m flowcore``)."""
         self._listeners = tuple(listeners)
@@ -166,6 +168,8 @@ class Runtime(Core):
         if self._state != "new":
             raise FlowcoreError("a Runtime can be opened once; create a new one to reopen")
         self._log = structlog.get_logger("flowcore").bind()  # resolve the lazy proxy once
+        enabled = getattr(self._log, "is_enabled_for", None)  # FilteringBoundLogger has it
+        self._debug = True if enabled is None else bool(enabled(logging.DEBUG))
         await self._journal.open()
         try:
             for each in self._all_backends():

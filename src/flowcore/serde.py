@@ -378,8 +378,14 @@ def encode_args(
             ``$.args.order.items[0]`` (``$.args.rest[1]`` for the second extra ``*rest``).
     """
     shape = _shape(fn)
-    positional = [encode(v, path=_positional_slot(shape, i)[0]) for i, v in enumerate(args)]
-    named = {k: encode(v, path=_keyword_slot(shape, k)[0]) for k, v in kwargs.items()}
+    positional = [
+        v if type(v) in _PLAIN else encode(v, path=_positional_slot(shape, i)[0])
+        for i, v in enumerate(args)
+    ]  # the path (for errors) is worked out only for values that need encoding
+    named = {
+        k: v if type(v) in _PLAIN else encode(v, path=_keyword_slot(shape, k)[0])
+        for k, v in kwargs.items()
+    }
     return positional, named or None
 
 

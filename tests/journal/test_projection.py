@@ -82,7 +82,7 @@ class TestCustomStatus:
         assert proj.custom_status == {"done": 2, "of": "é"}
         assert proj.snapshot().custom_status == {"done": 2, "of": "é"}
         row = proj.row()
-        assert row.custom_status == '{"done":2,"of":"é"}'
+        assert row.custom_status == '{"done":2,"of":"\\u00e9"}'  # ASCII JSON: always storable
         assert to_status(row) == proj.snapshot()
 
     def test_set_to_none(self):

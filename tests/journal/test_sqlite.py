@@ -322,11 +322,11 @@ class TestSchemaV2:
         assert schema.SCHEMA_VERSION == len(schema.MIGRATIONS) == 4
 
     async def test_custom_status_stored_as_json_text(self, path, journal):
-        """The column holds the compact JSON text of the value."""
+        """The column holds the compact, ASCII JSON text of the value."""
         flow = Flow("w1")
         await journal.submit(flow.start())
         await journal.submit(flow.ops(CustomStatusSet(at=2.0, step=1, value={"a": [1, "é"]})))
-        assert sql(path, "SELECT custom_status FROM workflows") == [('{"a":[1,"é"]}',)]
+        assert sql(path, "SELECT custom_status FROM workflows") == [('{"a":[1,"\\u00e9"]}',)]
 
 
 class TestInbox:
