@@ -131,3 +131,33 @@ class TestPyorchestrationEntryPoint:
                 result = await rt.handle(wid).result(timeout=5)
                 trails.append(orchestration.load_state(result.state).trail)
         assert sorted(trails) == [["hi Andrea", "bye Andrea"], ["hi Bo", "bye Bo"]]
+
+
+@workflow
+async def cel_after_poison(n: int) -> int:
+    return n + 1
+
+
+class TestPoisonStartRequests:
+    async def test_requests_that_can_never_start_do_not_block_the_queue(self, tmp_path, celery_app):
+        """Payloads that blow up parsing or decoding are dropped; later requests still start."""
+        app = celery_app
+        deep = "[" * 100_000 + "]" * 100_000
+        with structlog.testing.capture_logs() as logs:
+            async with Runtime(tmp_path / "fc.db") as rt, CeleryStarter(app, rt):
+                app.send_task("flowcore.start", args=["cel_after_poison", deep],
+                              kwargs={"id": "deep"})  # fmt: skip
+                app.send_task("flowcore.start", args=["cel_after_poison", "1"],
+                              kwargs={"id": "pickled"}, serializer="pickle")  # fmt: skip
+                app.send_task("flowcore.start", args=["cel_after_poison", "41"],
+                              kwargs={"id": "after"})  # fmt: skip
+
+                async def started() -> bool:
+                    return bool(await rt.list(name="cel_after_poison"))
+
+                await assert_eventually(started, timeout=20, message="later request not started")
+                assert await rt.handle("after").result(timeout=10) == 42
+                assert [s.id for s in await rt.list(name="cel_after_poison")] == ["after"]
+        dropped = [e for e in logs if e["event"] == "dropped a flowcore.start request"]
+        assert len(dropped) == 2, dropped
+        assert not [e for e in logs if e["event"] == "flowcore.start consumer lost the broker"]

@@ -116,17 +116,22 @@ class CeleryStarter:
             self.app.connection_for_read() as conn,
             Consumer(  # type: ignore[no-untyped-call]
                 conn, queues=[queue], callbacks=[self._on_message], accept=["json"],
-                prefetch_count=64,
+                prefetch_count=64, on_decode_error=self._on_undecodable,
             ),
         ):  # fmt: skip
             while not self._stop.is_set():
                 with contextlib.suppress(socket.timeout, TimeoutError):
                     conn.drain_events(timeout=0.5)
 
+    def _on_undecodable(self, message: Any, exc: Exception) -> None:
+        """Not JSON (a pickle, say): it can never start anything, so drop it."""
+        self._log.warning("dropped a flowcore.start request", reason=f"cannot decode: {exc}")
+        message.ack()
+
     def _on_message(self, body: Any, message: Any) -> None:
         try:
             name, payload, wid = _parse(body, message.headers or {})
-        except _BadRequestError as exc:
+        except Exception as exc:  # noqa: BLE001 - a malformed message fails again if requeued
             self._log.warning("dropped a flowcore.start request", reason=str(exc))
             message.ack()
             return
@@ -144,6 +149,13 @@ class CeleryStarter:
             self._log.warning("flowcore.start request not applied", error=str(exc))
             message.requeue()
             return
+        except Exception as exc:  # noqa: BLE001 - it fails again on redelivery: never requeue
+            self._log.warning(
+                "dropped a flowcore.start request",
+                workflow=name,
+                workflow_id=wid,
+                reason=f"{type(exc).__name__}: {exc}",
+            )
         else:
             self._log.info("flowcore.start request applied", workflow=name, workflow_id=wid)
         message.ack()
@@ -170,7 +182,7 @@ def _parse(body: Any, headers: dict[str, Any]) -> tuple[str, Any, str]:
     if isinstance(payload, str):
         try:
             payload = json.loads(payload)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise _BadRequestError(f"payload is not JSON text: {exc}") from None
     wid = kwargs.get("id") or task_id
     if not isinstance(wid, str) or not wid:
