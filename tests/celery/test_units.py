@@ -110,6 +110,20 @@ class TestConfiguration:
         with pytest.raises(BackendError, match="result_serializer='json'"):
             register(app)
 
+    def test_start_forwarders_are_acknowledged_after_forwarding(self):
+        """A worker that dies while forwarding a start request leaves it on the broker.
+
+        Forwarding is idempotent (same task id, hence same workflow id), so a redelivery is
+        harmless; an early ack would lose the request.
+        """
+        app = Celery("t", set_as_current=False)
+        app.conf.update(task_serializer="json", result_serializer="json")
+        register(app)
+        for name in ("flowcore.start", "orchestration.tasks.orchestrate"):
+            task = app.tasks[name]
+            assert task.acks_late, name
+            assert task.reject_on_worker_lost, name
+
     async def test_backend_needs_redis_results(self, tmp_path):
         """A runtime refuses a Celery app without a Redis result backend when it opens."""
         app = Celery("t", broker="memory://", set_as_current=False)

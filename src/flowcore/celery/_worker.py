@@ -61,9 +61,16 @@ def register(app: Celery) -> None:
         _forward_start(app, task, *args, **kwargs)
 
     for name in START_TASKS:  # flowcore.start, and pyorchestration's orchestrate entry point
-        app.task(name=name, shared=False, bind=True, serializer="json", ignore_result=True)(
-            forward_start
-        )
+        # acked after the forward (idempotent: same task id), so a worker crash loses nothing
+        app.task(
+            name=name,
+            shared=False,
+            bind=True,
+            serializer="json",
+            ignore_result=True,
+            acks_late=True,
+            reject_on_worker_lost=True,
+        )(forward_start)
 
 
 def _check_json(app: Celery) -> None:
