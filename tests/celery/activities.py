@@ -9,6 +9,7 @@ import time
 import redis
 
 from flowcore import RetryPolicy, activity
+from flowcore.retry import NO_RETRY
 
 
 def _redis() -> redis.Redis:
@@ -79,3 +80,10 @@ def cel_flaky(key: str) -> int:
     if attempt < 2:
         raise ConnectionError(f"attempt {attempt} fails")
     return attempt
+
+
+@activity(backend="celery", timeout=0.3, retry=NO_RETRY)
+def cel_expiring(key: str) -> str:
+    """Times out while no worker runs; a worker started later must not run it."""
+    _count("cel_expiring", key)
+    return key

@@ -15,7 +15,7 @@ import redis
 import flowcore
 from flowcore import Runtime, workflow
 from flowcore.celery import CeleryBackend
-from tests.celery.activities import cel_add, cel_gate
+from tests.celery.activities import cel_add, cel_expiring, cel_gate
 from tests.celery.runtime_process import CRASH_ID, ITEMS
 from tests.helpers import assert_eventually
 from tests.runtime.worker_process import WorkerProcess
@@ -33,6 +33,14 @@ async def cel_local_wait(key: str) -> None:
 @workflow
 async def cel_gated(key: str) -> str:
     return await cel_gate(key)
+
+
+@workflow
+async def cel_expiring_flow(key: str) -> str:
+    try:
+        return await cel_expiring(key)
+    except flowcore.ActivityTimeoutError:
+        return "timed out"
 
 
 @workflow
@@ -141,3 +149,30 @@ class TestBrokerDown:
             assert await handle.result(timeout=40) == 42
             assert (await rt.status("broker")).backend_note is None
         assert counts("cel_add") == {"20+22": 1}
+
+
+class TestNoWorkers:
+    async def test_timed_out_attempt_is_not_run_by_a_worker_started_later(
+        self, tmp_path, redis_server, celery_app, start_worker, counts
+    ):
+        """An attempt that timed out in the queue expires there: a late worker discards it."""
+        async with Runtime(
+            tmp_path / "fc.db", backends={"celery": CeleryBackend(celery_app)}
+        ) as rt:
+            handle = await rt.start(cel_expiring_flow, "e1", id="expiring")
+            assert await handle.result(timeout=20) == "timed out"
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            [marker] = client.keys("flowcore-sent:*")
+            result_key = "celery-task-meta-" + marker.decode()[len("flowcore-sent:") :]
+            worker = start_worker()
+
+            def settled() -> bool:
+                return client.exists(result_key) == 1
+
+            await assert_eventually(settled, timeout=30, message=worker.tail())
+            meta = json.loads(client.get(result_key))
+        finally:
+            client.close()
+        assert meta["status"] == "REVOKED"
+        assert counts("cel_expiring") == {}

@@ -25,6 +25,7 @@ import queue as _queue
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
@@ -57,6 +58,8 @@ class _Send:
     args: list[Any]
     kwargs: dict[str, Any]
     queue: str | None
+    expires: datetime | None = None
+    """When the attempt times out: a worker that receives it later discards it unrun."""
 
 
 @final
@@ -155,7 +158,8 @@ class CeleryBackend:
         with self._lock:
             self._pending[task_id] = future
         queue_name = task.activity.queue or self.queue
-        self._outbox.put(_Send(task_id, task.workflow_id, args, kwargs, queue_name))
+        expires = None if timeout is None else datetime.now(UTC) + timedelta(seconds=timeout)
+        self._outbox.put(_Send(task_id, task.workflow_id, args, kwargs, queue_name, expires))
         try:
             if timeout is None:
                 meta = await future
@@ -274,6 +278,7 @@ class CeleryBackend:
                     kwargs=item.kwargs,
                     task_id=item.task_id,
                     queue=item.queue,
+                    expires=item.expires,
                     serializer="json",
                     producer=producer,
                     retry=False,
@@ -364,6 +369,12 @@ def _outcome(meta: dict[str, Any], task_id: str) -> ActivityOutcome:
             traceback=str(meta.get("traceback") or ""),
         )
         return ActivityOutcome(failure=failure)
+    if status == "REVOKED":
+        error = BackendError(
+            f"Celery task {task_id} was revoked, or expired (its attempt had timed out) "
+            "before a worker started it"
+        )
+        return ActivityOutcome(failure=FailureInfo.from_exception(error))
     error = BackendError(
         f"Celery task {task_id} ended {status} with an unexpected result {result!r}; is the "
         "worker's app set up with flowcore.celery.register(app)?"
