@@ -161,3 +161,30 @@ class TestPoisonStartRequests:
         dropped = [e for e in logs if e["event"] == "dropped a flowcore.start request"]
         assert len(dropped) == 2, dropped
         assert not [e for e in logs if e["event"] == "flowcore.start consumer lost the broker"]
+
+
+class TestStarterCrash:
+    async def test_request_a_killed_runtime_held_is_started_by_the_next(
+        self, tmp_path, redis_server, celery_app
+    ):
+        """A start request taken but not acknowledged by a dead runtime is not stranded.
+
+        Redis would give it back only after the transport's visibility timeout (an hour by
+        default, set here so that waiting it out cannot pass the test).
+        """
+        celery_app.conf.broker_transport_options = {"visibility_timeout": 3600}
+        celery_app.send_task(
+            "flowcore.start", args=["cel_after_poison", "1"], kwargs={"id": "held"}
+        )
+        env = {"FLOWCORE_TEST_REDIS": redis_server.url, "PYTHONPATH": f"{REPO}/src:{REPO}"}
+        proc = await anyio.run_process(
+            [sys.executable, "-m", "tests.celery.dead_starter"], cwd=REPO, env=env, check=False
+        )
+        assert proc.returncode == -9, proc.stderr.decode()
+        async with Runtime(tmp_path / "fc.db") as rt, CeleryStarter(celery_app, rt):
+
+            async def started() -> bool:
+                return bool(await rt.list(name="cel_after_poison"))
+
+            await assert_eventually(started, timeout=20, message="held request never started")
+            assert await rt.handle("held").result(timeout=10) == 2

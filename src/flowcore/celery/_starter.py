@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 import structlog
 from kombu.messaging import Consumer
+from kombu.transport.redis import Channel as RedisChannel
 
 from flowcore.celery._protocol import START_QUEUE, START_TASKS
 from flowcore.errors import FlowcoreError, PayloadError, RegistrationError
@@ -119,9 +120,31 @@ class CeleryStarter:
                 prefetch_count=64, on_decode_error=self._on_undecodable,
             ),
         ):  # fmt: skip
+            self._restore_unacked(conn)
             while not self._stop.is_set():
                 with contextlib.suppress(socket.timeout, TimeoutError):
                     conn.drain_events(timeout=0.5)
+
+    def _restore_unacked(self, conn: Any) -> None:
+        """Requeue start requests a consumer that died (this runtime, SIGKILLed) left unacked.
+
+        The Redis transport would hand them back only after its ``visibility_timeout`` (an
+        hour by default). Only runtimes consume the start queue and a start is idempotent by
+        id, so requeueing them at once is safe.
+        """
+        channel = conn.default_channel
+        if not isinstance(channel, RedisChannel):
+            return
+        with channel.conn_or_acquire() as client:
+            entries = client.hgetall(channel.unacked_key)
+        for tag, raw in entries.items():
+            try:
+                _payload, _exchange, routing_key = json.loads(raw)
+            except (ValueError, TypeError):
+                continue
+            if routing_key == self.queue:
+                channel.qos.restore_by_tag(tag)
+                self._log.info("requeued an unacknowledged flowcore.start request")
 
     def _on_undecodable(self, message: Any, exc: Exception) -> None:
         """Not JSON (a pickle, say): it can never start anything, so drop it."""
