@@ -188,3 +188,32 @@ class TestStarterCrash:
 
             await assert_eventually(started, timeout=20, message="held request never started")
             assert await rt.handle("held").result(timeout=10) == 2
+
+
+@workflow
+async def cel_other_start(n: int) -> int:
+    return n - 1
+
+
+class TestStartIdConflict:
+    async def test_an_id_taken_by_another_workflow_is_reported_not_applied(
+        self, tmp_path, celery_app
+    ):
+        """The same id under another workflow name starts nothing, and the log says so."""
+        with structlog.testing.capture_logs() as logs:
+            async with Runtime(tmp_path / "fc.db") as rt, CeleryStarter(celery_app, rt):
+                celery_app.send_task("flowcore.start", args=["cel_after_poison", "1"],
+                                     kwargs={"id": "taken"})  # fmt: skip
+                celery_app.send_task("flowcore.start", args=["cel_other_start", "1"],
+                                     kwargs={"id": "taken"})  # fmt: skip
+
+                def both_handled() -> bool:
+                    return len([e for e in logs if "flowcore.start request" in e["event"]]) == 2
+
+                await assert_eventually(both_handled, timeout=20, message="requests not handled")
+                assert await rt.handle("taken").result(timeout=10) == 2
+        [applied] = [e for e in logs if e["event"] == "flowcore.start request applied"]
+        assert applied["workflow"] == "cel_after_poison"
+        [dropped] = [e for e in logs if e["event"] == "dropped a flowcore.start request"]
+        assert dropped["workflow"] == "cel_other_start"
+        assert "already a 'cel_after_poison' workflow" in dropped["reason"]

@@ -164,7 +164,7 @@ class CeleryStarter:
         started = asyncio.run_coroutine_threadsafe(self._start(name, payload, wid), loop)
         try:
             started.result()
-        except (RegistrationError, PayloadError, ValueError) as exc:
+        except (RegistrationError, PayloadError, ValueError, _BadRequestError) as exc:
             self._log.warning(
                 "dropped a flowcore.start request", workflow=name, workflow_id=wid, reason=str(exc)
             )
@@ -184,7 +184,11 @@ class CeleryStarter:
         message.ack()
 
     async def _start(self, name: str, payload: Any, wid: str) -> None:
-        await self.runtime.start(name, payload, id=wid, if_exists="return")
+        handle = await self.runtime.start(name, payload, id=wid, if_exists="return")
+        existing = (await handle.status()).name
+        if existing != name:  # the id was taken: nothing of ``name`` started
+            msg = f"id {wid!r} is already a {existing!r} workflow; nothing started"
+            raise _BadRequestError(msg)
 
 
 def _parse(body: Any, headers: dict[str, Any]) -> tuple[str, Any, str]:
