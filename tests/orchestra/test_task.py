@@ -127,6 +127,21 @@ class TestConfiguration:
         with pytest.raises(OrchestraConfigError, match="not an http"):
             OrchestraReporter(task_run_id=run_id, api_key=api_key, webhook_url="ftp://x", env={})
 
+    @pytest.mark.parametrize(
+        "url", ["http://127.0.0.1:notaport/x", "http://127.0.0.1:99999/x", "http://[::1/x"]
+    )
+    def test_webhook_url_that_httpx_cannot_send_to(self, run_id, api_key, url):
+        """A URL whose port is not a port is refused at startup, not by a crashed sender."""
+        with pytest.raises(OrchestraConfigError, match="webhook URL"):
+            OrchestraReporter(task_run_id=run_id, api_key=api_key, webhook_url=url, env={})
+
+    @pytest.mark.parametrize("bad", ["sk-SEC RET", "sk-SECR\nET", "sk-SECRÉT"])
+    def test_key_that_cannot_go_in_a_header(self, run_id, bad):
+        """A key with spaces, control or non-ASCII characters is refused, and not shown."""
+        with pytest.raises(OrchestraConfigError, match="ORCHESTRA_API_KEY") as info:
+            OrchestraReporter(task_run_id=run_id, api_key=bad, env={})
+        assert "SEC" not in str(info.value)
+
     def test_environment_and_defaults(self, run_id, api_key):
         """Settings come from the environment; the webhook defaults to Orchestra's."""
         env = {"ORCHESTRA_TASK_RUN_ID": run_id, "ORCHESTRA_API_KEY": api_key}
