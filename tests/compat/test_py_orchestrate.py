@@ -146,6 +146,16 @@ def po_changing() -> list[str]:
     return [first, po_old_second() if Change.old_code else po_new_second()]
 
 
+@activity
+def po_hello(name: str, limit: int) -> str:
+    return f"hi {name}"[:limit]
+
+
+@workflow("po_named")
+def po_named(name: str, limit: int = 100) -> str:
+    return po_hello(name, limit)
+
+
 @pytest.fixture
 def orchestrator(db_path):
     orch = Orchestrator(str(db_path), max_workers=4)
@@ -194,6 +204,11 @@ class TestReadmeScenarios:
         created = datetime.fromisoformat(status["created_at"])
         assert created <= datetime.fromisoformat(status["updated_at"])
         assert orchestrator.get_workflow_status("no-such-id") is None
+
+    def test_a_workflow_argument_called_name(self, orchestrator):
+        """invoke_workflow's own parameter never clashes with the workflow's keyword `name`."""
+        wid = orchestrator.invoke_workflow("po_named", name="bob", limit=6)
+        assert orchestrator.wait_for_workflow(wid, timeout=10)["output"] == "hi bob"
 
     def test_list_workflows(self, orchestrator):
         """list_workflows() lists every workflow (the original returned []); name= filters."""

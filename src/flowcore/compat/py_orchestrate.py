@@ -395,8 +395,10 @@ class Orchestrator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def invoke_workflow(self, name: str, **kwargs: Any) -> str:
+    def invoke_workflow(self, name: str, /, **kwargs: Any) -> str:
         """Start workflow ``name`` with ``kwargs``; return its id once the start is durable.
+
+        ``name`` is positional-only, so a workflow may itself take a ``name`` keyword.
 
         Raises:
             RegistrationError: no workflow of that name is registered.
