@@ -63,6 +63,7 @@ import typing
 import uuid
 from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
+from flowcore import serde
 from flowcore._definitions import ActivityDef, WorkflowDef, default_registry
 from flowcore._status import WorkflowState
 from flowcore.blocking import BlockingRuntime
@@ -301,7 +302,8 @@ def workflow(name: str | Callable[..., Any] | None = None) -> Any:
 
 def _workflow_body(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
     async def body(kwargs: dict[str, Any] | None = None) -> Any:
-        return await _Bridge(fn, dict(kwargs or {}), name)
+        _, typed = serde.decode_args(fn, (), kwargs)  # each keyword by its parameter's hint
+        return await _Bridge(fn, typed, name)
 
     try:
         returns = typing.get_type_hints(fn).get("return", Any)
