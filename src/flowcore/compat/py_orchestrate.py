@@ -378,15 +378,18 @@ class Orchestrator:
             return
         try:
             deadline = time.monotonic() + timeout
-            for status in runtime.list(limit=1_000_000):
+            # only unfinished ones that can progress (parked or suspended ones cannot finish now)
+            waiting = [
+                s.id for state in _PROGRESSING for s in runtime.list(status=state, limit=1_000_000)
+            ]
+            for wid in waiting:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                if status.status in _PROGRESSING:  # parked or suspended ones cannot finish now
-                    try:
-                        runtime.result(status.id, timeout=left)
-                    except (FlowcoreError, TimeoutError):
-                        continue
+                try:
+                    runtime.result(wid, timeout=left)
+                except (FlowcoreError, TimeoutError):
+                    continue
         finally:
             runtime.close()
 
