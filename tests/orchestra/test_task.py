@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -64,6 +65,44 @@ class TestTaskDecorator:
             sdk_status(run_id, "SUCCEEDED", "fetch succeeded."),
             sdk_status(run_id, "RUNNING", "fetch started."),
             sdk_status(run_id, "FAILED", "fetch failed. Error: negative"),
+        ]
+
+    def test_sys_exit_is_reported(self, server, reporter_args):
+        """A script's sys.exit(): 0 is SUCCEEDED, another code FAILED; the exit propagates."""
+        reporter = OrchestraReporter(**reporter_args)
+
+        @reporter.run()
+        def main(code: int | None) -> None:
+            raise SystemExit(code)
+
+        for code in (None, 0, 3):
+            with pytest.raises(SystemExit):
+                main(code)
+        assert [(b["status"], b.get("message")) for b in server.recorder.acknowledged()][1::2] == [
+            ("SUCCEEDED", "main succeeded."),
+            ("SUCCEEDED", "main succeeded."),
+            ("FAILED", "main failed. Error: exited with status 3"),
+        ]
+
+    async def test_cancelled_and_interrupted_are_reported(self, server, reporter_args):
+        """A cancelled coroutine or a Ctrl-C ends the task run CANCELLED, then propagates."""
+        reporter = OrchestraReporter(**reporter_args)
+
+        @reporter.run()
+        async def waits() -> None:
+            raise asyncio.CancelledError
+
+        @reporter.run()
+        def interrupted() -> None:
+            raise KeyboardInterrupt
+
+        with pytest.raises(asyncio.CancelledError):
+            await waits()
+        with pytest.raises(KeyboardInterrupt):
+            interrupted()
+        assert [(b["status"], b.get("message")) for b in server.recorder.acknowledged()][1::2] == [
+            ("CANCELLED", "waits was cancelled."),
+            ("CANCELLED", "interrupted was cancelled."),
         ]
 
     def test_retries_then_gives_up_without_failing_the_function(self, server, reporter_args):
