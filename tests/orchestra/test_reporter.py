@@ -222,9 +222,9 @@ class TestDelivery:
         assert [r.answered for r in server.recorder.requests] == [400, 200, 200, 200, 200]
         assert got[0]["message"] == "Activity orc_double started."
 
-    @pytest.mark.parametrize("code", [401, 403])
+    @pytest.mark.parametrize("code", [401, 403, 301, 308])
     async def test_rejected_key_keeps_the_reports(self, db_path, server, reporter_args, code):
-        """A 401/403 is about the key, not the report: nothing is dropped, it is retried."""
+        """A 401/403 (the key) or a redirect (the URL) is not about the report: it is retried."""
         server.recorder.script = [code, code]
         async with Runtime(db_path, listeners=[OrchestraReporter(**reporter_args)]) as rt:
             await (await rt.start(orc_flow, 2)).result(timeout=10)

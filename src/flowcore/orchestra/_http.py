@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, final
 
 import httpx
 
-from flowcore.orchestra._config import ENV_API_KEY
+from flowcore.orchestra._config import ENV_API_KEY, ENV_WEBHOOK_URL
 
 if TYPE_CHECKING:
     import uuid
@@ -113,12 +113,12 @@ _RETRIED: Final = frozenset({401, 403, 408, 429})
 
 
 def verdict(response: httpx.Response) -> Verdict:
-    """2xx: delivered; 5xx, 408, 429, 401, 403 (a wrong key): retry; else the request is wrong."""
+    """2xx: delivered; 3xx, 5xx, 408, 429, 401/403: retry; any other: the request is wrong."""
     code = response.status_code
     if 200 <= code < 300:  # noqa: PLR2004 - HTTP classes
         return "ok"
-    if code in _RETRIED or code >= 500:  # noqa: PLR2004
-        return "retry"
+    if code in _RETRIED or code >= 500 or 300 <= code < 400:  # noqa: PLR2004
+        return "retry"  # a redirect: the URL is wrong for now (a POST is not followed)
     return "drop"
 
 
@@ -141,5 +141,7 @@ def describe(error: httpx.HTTPError | httpx.Response) -> str:
     if isinstance(error, httpx.Response):
         if error.status_code in (401, 403):
             return f"HTTP {error.status_code}: Orchestra rejected the API key (check {ENV_API_KEY})"
+        if 300 <= error.status_code < 400:  # noqa: PLR2004
+            return f"HTTP {error.status_code}: the webhook URL redirects (check {ENV_WEBHOOK_URL})"
         return f"HTTP {error.status_code}"
     return type(error).__name__
