@@ -31,7 +31,9 @@ small awaitable, a *bridge*, that runs the function on a dedicated thread:
   engine, exactly as ``await activity(...)`` would) or returns or raises (the bridge finishes
   the same way). Workflow code and the engine thus take turns, never run at once, and the code
   between two activity calls runs while the engine waits, like the code of an async workflow
-  between two awaits: keep it short and do I/O in activities.
+  between two awaits: keep it short and do I/O in activities. The engine, and so the whole
+  runtime, is blocked meanwhile: a ``time.sleep()`` there stalls every workflow; sleep in an
+  activity instead.
 - An activity called on the workflow thread blocks on the bridge until the engine resumes it
   with the result (or raises :class:`~flowcore.ActivityError` into it). Calls are sequential:
   an activity called from another thread (a pool the workflow starts) is not journaled and
