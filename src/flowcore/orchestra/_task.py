@@ -105,10 +105,14 @@ async def _end_async(
     config: OrchestraConfig, policy: _http.HttpPolicy, fn_name: str, exc: BaseException
 ) -> None:
     ending = _ending(fn_name, exc)
-    if ending is not None:
-        # reported even while being cancelled, bounded by one request's timeout
-        with anyio.CancelScope(shield=True), anyio.move_on_after(policy.timeout):
-            await report_async(config, policy, *ending)
+    if ending is None:
+        return
+    if not isinstance(exc, asyncio.CancelledError):
+        await report_async(config, policy, *ending)
+        return
+    # reported even while being cancelled, bounded by one request's timeout
+    with anyio.CancelScope(shield=True), anyio.move_on_after(policy.timeout):
+        await report_async(config, policy, *ending)
 
 
 def _try(send: Callable[[], httpx.Response]) -> _http.Verdict:
