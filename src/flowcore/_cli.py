@@ -342,12 +342,38 @@ async def _run(
         await runtime.open()
     except JournalLockedError as exc:
         raise _open_error(exc, "run") from exc
+    ended: WorkflowStatus | None = None
     try:
+        ended = await _ended(runtime, wid) if listeners else None
         await runtime.start(defn, payload, id=wid, if_exists="return")
         _say(f"workflow {defn.name} id {wid}")
         return await _follow(runtime, wid, stop)
     finally:
         await runtime.close()
+        if ended is not None:  # no event will report it: tell the listeners (Orchestra) now
+            for listener in listeners:
+                report = getattr(listener, "report_outcome", None)
+                if report is not None:
+                    await report(ended)
+
+
+async def _ended(runtime: Runtime, wid: str) -> WorkflowStatus | None:
+    """The status of instance ``wid`` if it had already finished, else None."""
+    with contextlib.suppress(WorkflowNotFoundError):
+        status = await runtime.status(wid)
+        if status.status in _ENDED:
+            return status
+    return None
+
+
+_ENDED: Final = frozenset(
+    {
+        WorkflowState.COMPLETED,
+        WorkflowState.FAILED,
+        WorkflowState.CANCELED,
+        WorkflowState.TERMINATED,
+    }
+)
 
 
 async def _follow(runtime: Runtime, wid: str, stop: asyncio.Event) -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import pytest
@@ -146,6 +148,27 @@ def po_changing() -> list[str]:
     return [first, po_old_second() if Change.old_code else po_new_second()]
 
 
+@activity
+def po_hello(name: str, limit: int) -> str:
+    return f"hi {name}"[:limit]
+
+
+@workflow("po_named")
+def po_named(name: str, limit: int = 100) -> str:
+    return po_hello(name, limit)
+
+
+@dataclass
+class PoPoint:
+    x: int
+    y: int
+
+
+@workflow("po_typed")
+def po_typed(amount: Decimal, when: datetime, point: PoPoint, tags: list[str]) -> list[str]:
+    return [type(v).__name__ for v in (amount, when, point, tags)]
+
+
 @pytest.fixture
 def orchestrator(db_path):
     orch = Orchestrator(str(db_path), max_workers=4)
@@ -194,6 +217,23 @@ class TestReadmeScenarios:
         created = datetime.fromisoformat(status["created_at"])
         assert created <= datetime.fromisoformat(status["updated_at"])
         assert orchestrator.get_workflow_status("no-such-id") is None
+
+    def test_a_workflow_argument_called_name(self, orchestrator):
+        """invoke_workflow's own parameter never clashes with the workflow's keyword `name`."""
+        wid = orchestrator.invoke_workflow("po_named", name="bob", limit=6)
+        assert orchestrator.wait_for_workflow(wid, timeout=10)["output"] == "hi bob"
+
+    def test_workflow_arguments_come_back_typed(self, orchestrator):
+        """invoke_workflow's keywords reach the workflow decoded by its parameters' hints."""
+        wid = orchestrator.invoke_workflow(
+            "po_typed",
+            amount=Decimal("1.50"),
+            when=datetime(2026, 1, 2, tzinfo=UTC),
+            point=PoPoint(1, 2),
+            tags=["a"],
+        )
+        status = orchestrator.wait_for_workflow(wid, timeout=10)
+        assert status["output"] == ["Decimal", "datetime", "PoPoint", "list"]
 
     def test_list_workflows(self, orchestrator):
         """list_workflows() lists every workflow (the original returned []); name= filters."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -80,6 +81,20 @@ class TestRunAsOrchestraTask:
         assert api_key not in done.stdout + done.stderr
         for path in app.glob("flowcore.db*"):
             assert api_key.encode() not in path.read_bytes()
+
+    def test_rerun_of_a_finished_instance_reports_its_outcome(self, app, server, orchestra_env):
+        """Orchestra re-running the task (a new task run, same --id) learns the final status."""
+        first = run_cli(app, "run", "orc_cli_app:orc_cli_boom", "--id", "daily", env=orchestra_env)
+        assert first.returncode == 1
+        assert len(server.recorder.acknowledged()) == 2
+        retry_env = {**orchestra_env, "ORCHESTRA_TASK_RUN_ID": str(uuid.uuid4())}
+        again = run_cli(app, "run", "orc_cli_app:orc_cli_boom", "--id", "daily", env=retry_env)
+        assert again.returncode == 1
+        got = server.recorder.acknowledged()[2:]
+        assert [(b["task_run_id"], b["status"], b["message"]) for b in got] == [
+            (retry_env["ORCHESTRA_TASK_RUN_ID"], "FAILED",
+             "Workflow orc_cli_boom failed. Error: ValueError: kaput"),
+        ]  # fmt: skip
 
     def test_automatic_from_the_environment(self, app, server, orchestra_env):
         """With the variables set, reporting needs no flag; a failure ends with FAILED."""

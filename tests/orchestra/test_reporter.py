@@ -214,13 +214,25 @@ class TestDelivery:
         assert [b.get("status") for b in got][-1] == "SUCCEEDED"
 
     async def test_refused_report_is_dropped(self, db_path, server, reporter_args):
-        """A 4xx (a request Orchestra will never take) is dropped, not retried for ever."""
+        """A 4xx other than 401/403 (a request Orchestra never takes) is dropped, not retried."""
         server.recorder.script = [400]
         async with Runtime(db_path, listeners=[OrchestraReporter(**reporter_args)]) as rt:
             await (await rt.start(orc_flow, 2)).result(timeout=10)
             got = await delivered(server, 4)
         assert [r.answered for r in server.recorder.requests] == [400, 200, 200, 200, 200]
         assert got[0]["message"] == "Activity orc_double started."
+
+    @pytest.mark.parametrize("code", [401, 403, 301, 308])
+    async def test_rejected_key_keeps_the_reports(self, db_path, server, reporter_args, code):
+        """A 401/403 (the key) or a redirect (the URL) is not about the report: it is retried."""
+        server.recorder.script = [code, code]
+        async with Runtime(db_path, listeners=[OrchestraReporter(**reporter_args)]) as rt:
+            await (await rt.start(orc_flow, 2)).result(timeout=10)
+            got = await delivered(server, 5)
+        assert [r.answered for r in server.recorder.requests][:3] == [code, code, 200]
+        assert got[0]["message"] == "Workflow orc_flow started."
+        assert got[-1]["status"] == "SUCCEEDED"
+        assert outbox_rows(db_path) == 0
 
     async def test_down_on_close_then_sent_by_the_next_runtime(
         self, db_path, server, reporter_args

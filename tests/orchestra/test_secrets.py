@@ -37,7 +37,7 @@ async def test_key_never_leaks(db_path, server, run_id, api_key, reporter_args, 
         assert api_key.encode() not in pending
         # Back, but refusing, failing and hanging now and then.
         server.recorder.default = 200
-        server.recorder.script = [500, "hang", 401, 503]
+        server.recorder.script = [500, "hang", 400, 401, 503]
         reporter_args["timeout"] = 0.3
         async with Runtime(db_path, listeners=[OrchestraReporter(**reporter_args)]) as rt:
             with pytest.raises(flowcore.WorkflowFailedError) as failed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -66,6 +67,44 @@ class TestTaskDecorator:
             sdk_status(run_id, "FAILED", "fetch failed. Error: negative"),
         ]
 
+    def test_sys_exit_is_reported(self, server, reporter_args):
+        """A script's sys.exit(): 0 is SUCCEEDED, another code FAILED; the exit propagates."""
+        reporter = OrchestraReporter(**reporter_args)
+
+        @reporter.run()
+        def main(code: int | None) -> None:
+            raise SystemExit(code)
+
+        for code in (None, 0, 3):
+            with pytest.raises(SystemExit):
+                main(code)
+        assert [(b["status"], b.get("message")) for b in server.recorder.acknowledged()][1::2] == [
+            ("SUCCEEDED", "main succeeded."),
+            ("SUCCEEDED", "main succeeded."),
+            ("FAILED", "main failed. Error: exited with status 3"),
+        ]
+
+    async def test_cancelled_and_interrupted_are_reported(self, server, reporter_args):
+        """A cancelled coroutine or a Ctrl-C ends the task run CANCELLED, then propagates."""
+        reporter = OrchestraReporter(**reporter_args)
+
+        @reporter.run()
+        async def waits() -> None:
+            raise asyncio.CancelledError
+
+        @reporter.run()
+        def interrupted() -> None:
+            raise KeyboardInterrupt
+
+        with pytest.raises(asyncio.CancelledError):
+            await waits()
+        with pytest.raises(KeyboardInterrupt):
+            interrupted()
+        assert [(b["status"], b.get("message")) for b in server.recorder.acknowledged()][1::2] == [
+            ("CANCELLED", "waits was cancelled."),
+            ("CANCELLED", "interrupted was cancelled."),
+        ]
+
     def test_retries_then_gives_up_without_failing_the_function(self, server, reporter_args):
         """Orchestra down: a few tries per report, then the function still runs and returns."""
         server.recorder.default = 500
@@ -126,6 +165,21 @@ class TestConfiguration:
         """A webhook URL that is not http(s) is refused."""
         with pytest.raises(OrchestraConfigError, match="not an http"):
             OrchestraReporter(task_run_id=run_id, api_key=api_key, webhook_url="ftp://x", env={})
+
+    @pytest.mark.parametrize(
+        "url", ["http://127.0.0.1:notaport/x", "http://127.0.0.1:99999/x", "http://[::1/x"]
+    )
+    def test_webhook_url_that_httpx_cannot_send_to(self, run_id, api_key, url):
+        """A URL whose port is not a port is refused at startup, not by a crashed sender."""
+        with pytest.raises(OrchestraConfigError, match="webhook URL"):
+            OrchestraReporter(task_run_id=run_id, api_key=api_key, webhook_url=url, env={})
+
+    @pytest.mark.parametrize("bad", ["sk-SEC RET", "sk-SECR\nET", "sk-SECRÉT"])
+    def test_key_that_cannot_go_in_a_header(self, run_id, bad):
+        """A key with spaces, control or non-ASCII characters is refused, and not shown."""
+        with pytest.raises(OrchestraConfigError, match="ORCHESTRA_API_KEY") as info:
+            OrchestraReporter(task_run_id=run_id, api_key=bad, env={})
+        assert "SEC" not in str(info.value)
 
     def test_environment_and_defaults(self, run_id, api_key):
         """Settings come from the environment; the webhook defaults to Orchestra's."""

@@ -31,7 +31,9 @@ small awaitable, a *bridge*, that runs the function on a dedicated thread:
   engine, exactly as ``await activity(...)`` would) or returns or raises (the bridge finishes
   the same way). Workflow code and the engine thus take turns, never run at once, and the code
   between two activity calls runs while the engine waits, like the code of an async workflow
-  between two awaits: keep it short and do I/O in activities.
+  between two awaits: keep it short and do I/O in activities. The engine, and so the whole
+  runtime, is blocked meanwhile: a ``time.sleep()`` there stalls every workflow; sleep in an
+  activity instead.
 - An activity called on the workflow thread blocks on the bridge until the engine resumes it
   with the result (or raises :class:`~flowcore.ActivityError` into it). Calls are sequential:
   an activity called from another thread (a pool the workflow starts) is not journaled and
@@ -63,6 +65,7 @@ import typing
 import uuid
 from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
+from flowcore import serde
 from flowcore._definitions import ActivityDef, WorkflowDef, default_registry
 from flowcore._status import WorkflowState
 from flowcore.blocking import BlockingRuntime
@@ -301,7 +304,8 @@ def workflow(name: str | Callable[..., Any] | None = None) -> Any:
 
 def _workflow_body(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
     async def body(kwargs: dict[str, Any] | None = None) -> Any:
-        return await _Bridge(fn, dict(kwargs or {}), name)
+        _, typed = serde.decode_args(fn, (), kwargs)  # each keyword by its parameter's hint
+        return await _Bridge(fn, typed, name)
 
     try:
         returns = typing.get_type_hints(fn).get("return", Any)
@@ -376,15 +380,18 @@ class Orchestrator:
             return
         try:
             deadline = time.monotonic() + timeout
-            for status in runtime.list(limit=1_000_000):
+            # only unfinished ones that can progress (parked or suspended ones cannot finish now)
+            waiting = [
+                s.id for state in _PROGRESSING for s in runtime.list(status=state, limit=1_000_000)
+            ]
+            for wid in waiting:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                if status.status in _PROGRESSING:  # parked or suspended ones cannot finish now
-                    try:
-                        runtime.result(status.id, timeout=left)
-                    except (FlowcoreError, TimeoutError):
-                        continue
+                try:
+                    runtime.result(wid, timeout=left)
+                except (FlowcoreError, TimeoutError):
+                    continue
         finally:
             runtime.close()
 
@@ -395,8 +402,10 @@ class Orchestrator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def invoke_workflow(self, name: str, **kwargs: Any) -> str:
+    def invoke_workflow(self, name: str, /, **kwargs: Any) -> str:
         """Start workflow ``name`` with ``kwargs``; return its id once the start is durable.
+
+        ``name`` is positional-only, so a workflow may itself take a ``name`` keyword.
 
         Raises:
             RegistrationError: no workflow of that name is registered.

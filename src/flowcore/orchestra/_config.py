@@ -41,6 +41,8 @@ DEFAULT_WEBHOOK_URL: Final = "https://webhook.getorchestra.io"
 
 _OUTPUT_NAME: Final = re.compile(r"[A-Za-z_-]+")
 _SHOWN: Final = 64
+_KEY: Final = re.compile(r"[\x21-\x7e]+")
+"""What a bearer token can hold: visible ASCII (no spaces or control characters)."""
 
 
 class OrchestraConfigError(FlowcoreError):
@@ -106,15 +108,29 @@ def resolve(
     key = api_key if api_key is not None else env.get(ENV_API_KEY)
     if not key or not key.strip():
         problems.append(f"no API key (set {ENV_API_KEY} or pass api_key=)")
+    elif not _KEY.fullmatch(key.strip()):
+        problems.append(
+            f"the API key has spaces, control or non-ASCII characters, so it cannot be sent in "
+            f"an HTTP header (check {ENV_API_KEY} or api_key=)"
+        )
     url = webhook_url or env.get(ENV_WEBHOOK_URL) or DEFAULT_WEBHOOK_URL
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not _http_url(url):
         problems.append(
             f"the webhook URL is not an http(s) URL (check {ENV_WEBHOOK_URL} or webhook_url=)"
         )
     if problems or run_id is None or not key:
         raise OrchestraConfigError("Orchestra reporting is not configured: " + "; ".join(problems))
     return OrchestraConfig(task_run_id=run_id, webhook_url=url, api_key=Secret(key.strip()))
+
+
+def _http_url(url: str) -> bool:
+    """``url`` is an http(s) URL with a host and a valid port (or none)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _task_run_id(value: str | uuid.UUID | None, problems: list[str]) -> uuid.UUID | None:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, final
 
 import httpx
 
+from flowcore.orchestra._config import ENV_API_KEY, ENV_WEBHOOK_URL
+
 if TYPE_CHECKING:
     import uuid
 
@@ -106,13 +108,17 @@ def _headers(config: OrchestraConfig) -> dict[str, str]:
     }
 
 
+_RETRIED: Final = frozenset({401, 403, 408, 429})
+"""4xx answers about the moment or the key, not the report itself: worth another try."""
+
+
 def verdict(response: httpx.Response) -> Verdict:
-    """2xx: delivered; 408, 429 and 5xx: try again; anything else: the request itself is wrong."""
+    """2xx: delivered; 3xx, 5xx, 408, 429, 401/403: retry; any other: the request is wrong."""
     code = response.status_code
     if 200 <= code < 300:  # noqa: PLR2004 - HTTP classes
         return "ok"
-    if code in (408, 429) or code >= 500:  # noqa: PLR2004
-        return "retry"
+    if code in _RETRIED or code >= 500 or 300 <= code < 400:  # noqa: PLR2004
+        return "retry"  # a redirect: the URL is wrong for now (a POST is not followed)
     return "drop"
 
 
@@ -133,5 +139,9 @@ def post_sync(client: httpx.Client, config: OrchestraConfig, body: str) -> httpx
 def describe(error: httpx.HTTPError | httpx.Response) -> str:
     """A log-safe line about a failed try: the status code or the error type, never headers."""
     if isinstance(error, httpx.Response):
+        if error.status_code in (401, 403):
+            return f"HTTP {error.status_code}: Orchestra rejected the API key (check {ENV_API_KEY})"
+        if 300 <= error.status_code < 400:  # noqa: PLR2004
+            return f"HTTP {error.status_code}: the webhook URL redirects (check {ENV_WEBHOOK_URL})"
         return f"HTTP {error.status_code}"
     return type(error).__name__

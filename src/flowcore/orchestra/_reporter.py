@@ -14,6 +14,7 @@ import structlog
 
 from flowcore._context import in_workflow
 from flowcore._definitions import ActivityDef
+from flowcore._status import WorkflowState, WorkflowStatus
 from flowcore.engine import events as ev
 from flowcore.errors import FlowcoreError
 from flowcore.listeners import OutboxRecord, OutboxStore
@@ -192,6 +193,32 @@ class OrchestraReporter:
         SDK, re-raises the exception. See :func:`flowcore.orchestra.task`.
         """
         return _task.task(config=self._config, policy=self._policy)
+
+    async def report_outcome(self, status: WorkflowStatus) -> bool:
+        """Send an instance's final status to the task run now, outside the outbox.
+
+        For a run attached to an instance that had already ended before it (Orchestra re-running
+        the task under the same workflow id): no journal event will report it, yet the new task
+        run must end. A few tries; a failure is logged, never raised.
+
+        Returns:
+            True once Orchestra acknowledged it; False when it was not sent (or not finished).
+        """
+        state = WorkflowState
+        kind = _http.TaskRunStatus
+        name = status.name
+        match status.status:
+            case state.COMPLETED:
+                report = (kind.SUCCEEDED, f"Workflow {name} succeeded.")
+            case state.FAILED:
+                error = _http.truncate(status.error or "")
+                report = (kind.FAILED, f"Workflow {name} failed. Error: {error}")
+            case state.CANCELED | state.TERMINATED:
+                what = "canceled" if status.status is state.CANCELED else "terminated"
+                report = (kind.CANCELLED, f"Workflow {name} was {what}.")
+            case _:
+                return False
+        return await _task.report_async(self._config, self._policy, *report)
 
     # -- the listener protocol ------------------------------------------------------------------
 

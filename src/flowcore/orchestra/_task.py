@@ -2,13 +2,16 @@
 
 The drop-in for ``orchestra-sdk``'s ``@OrchestraSDK.run()``: ``RUNNING "<fn> started."`` before the
 call, then ``SUCCEEDED "<fn> succeeded."`` or ``FAILED "<fn> failed. Error: <text>"`` (cut to 250
-characters), with the SDK's bodies. Unlike the SDK it re-raises the function's exception. There is
+characters), with the SDK's bodies. Unlike the SDK it re-raises the function's exception, and it
+also ends the task run on ``sys.exit()`` (0: SUCCEEDED, else FAILED) and on Ctrl-C or
+cancellation (CANCELLED). There is
 no journal here: reports are sent at once, with a few bounded retries, and a reporting failure is
 logged, never raised.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import time
@@ -41,6 +44,21 @@ def _messages(fn_name: str) -> tuple[str, str]:
 
 def _failed(fn_name: str, exc: BaseException) -> str:
     return f"{fn_name} failed. Error: {_http.truncate(str(exc))}"
+
+
+def _ending(fn_name: str, exc: BaseException) -> tuple[_http.TaskRunStatus, str] | None:
+    """The final report of a call that raised ``exc`` (None: report nothing)."""
+    status = _http.TaskRunStatus
+    if isinstance(exc, SystemExit):  # a script's sys.exit(): 0/None is a success
+        if exc.code is None or exc.code == 0:
+            return status.SUCCEEDED, _messages(fn_name)[1]
+        why = f"exited with status {exc.code}" if isinstance(exc.code, int) else str(exc.code)
+        return status.FAILED, f"{fn_name} failed. Error: {_http.truncate(why)}"
+    if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
+        return status.CANCELLED, f"{fn_name} was cancelled."
+    if isinstance(exc, Exception):
+        return status.FAILED, _failed(fn_name, exc)
+    return None
 
 
 def report_sync(
@@ -81,6 +99,20 @@ async def report_async(
             await anyio.sleep(policy.delay(attempt))
     _log.error("orchestra report not delivered", status=status.value)
     return False
+
+
+async def _end_async(
+    config: OrchestraConfig, policy: _http.HttpPolicy, fn_name: str, exc: BaseException
+) -> None:
+    ending = _ending(fn_name, exc)
+    if ending is None:
+        return
+    if not isinstance(exc, asyncio.CancelledError):
+        await report_async(config, policy, *ending)
+        return
+    # reported even while being cancelled, bounded by one request's timeout
+    with anyio.CancelScope(shield=True), anyio.move_on_after(policy.timeout):
+        await report_async(config, policy, *ending)
 
 
 def _try(send: Callable[[], httpx.Response]) -> _http.Verdict:
@@ -133,8 +165,8 @@ def task(
                 await report_async(target, chosen, status.RUNNING, started)
                 try:
                     result = await func(*args, **kwargs)
-                except Exception as exc:
-                    await report_async(target, chosen, status.FAILED, _failed(name, exc))
+                except BaseException as exc:
+                    await _end_async(target, chosen, name, exc)
                     raise
                 await report_async(target, chosen, status.SUCCEEDED, succeeded)
                 return result
@@ -149,8 +181,10 @@ def task(
             report_sync(target, chosen, status.RUNNING, started)
             try:
                 result = func(*args, **kwargs)
-            except Exception as exc:
-                report_sync(target, chosen, status.FAILED, _failed(name, exc))
+            except BaseException as exc:
+                ending = _ending(name, exc)
+                if ending is not None:
+                    report_sync(target, chosen, *ending)
                 raise
             report_sync(target, chosen, status.SUCCEEDED, succeeded)
             return result
