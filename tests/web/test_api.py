@@ -168,6 +168,7 @@ class TestErrors:
             ("post", "/api/workflows", {"workflow": "web_api_quick", "input": "x"}, 422, "$.input"),
             ("get", "/api/workflows?status=bogus", None, 422, "bogus"),
             ("get", "/api/workflows?cursor=!!", None, 422, "cursor"),
+            ("get", "/api/workflows?cursor=WzEsMl0", None, 422, "invalid cursor 'WzEsMl0'"),
             ("get", "/api/workflows?limit=0", None, 422, "limit"),
             ("get", "/api/workflows?since=yesterday", None, 422, "ISO 8601"),
         ],

@@ -72,7 +72,9 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     except (binascii.Error, ValueError, TypeError) as exc:
         raise ValueError(f"invalid cursor {cursor!r}: pass the next_cursor of a page") from exc
     if not isinstance(created, int | float) or not isinstance(wid, str):
-        raise ValueError  # noqa: TRY004 - a bad value given by the client, answered 422(f"invalid cursor {cursor!r}: pass the next_cursor of a page")
+        raise ValueError(  # noqa: TRY004 - a bad value given by the client, answered 422
+            f"invalid cursor {cursor!r}: pass the next_cursor of a page"
+        )
     return float(created), wid
 
 
