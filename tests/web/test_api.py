@@ -213,6 +213,16 @@ class TestErrors:
         )
         assert r.status_code == 422
 
+    async def test_deeply_nested_json_is_422(self, web):
+        """A body nested beyond the parser's depth is a 422, not a server error."""
+        depth = 100_000
+        body = b'{"name": "x", "payload": ' + b"[" * depth + b"]" * depth + b"}"
+        r = await web.client.post(
+            "/api/workflows/x/events", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == 422, r.text
+        assert "nested too deeply" in r.json()["error"]
+
     async def test_body_must_be_declared_json(self, web):
         """A form post (what another web site could send) is refused with 415."""
         r = await web.client.post("/api/workflows/x/cancel", data={"reason": "x"})

@@ -161,6 +161,10 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         data = json.loads(body, parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError(422, f"invalid JSON in the request body: {exc}", "InvalidJSON") from exc
+    except RecursionError:
+        raise ApiError(
+            422, "invalid JSON in the request body: nested too deeply", "InvalidJSON"
+        ) from None
     if not isinstance(data, dict):
         raise ApiError(
             422, f"the request body must be a JSON object, not {type(data).__name__}", "InvalidJSON"
