@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import httpx
@@ -40,6 +41,13 @@ async def web_api_order(order: WebOrder) -> str:
 @workflow
 async def web_api_quick(n: int) -> int:
     return n * 2
+
+
+@workflow
+async def web_api_surrogate(text: str) -> str:
+    flowcore.set_status("caf\u00e9 " + text)
+    got = await flowcore.wait_event("more", type=str)
+    return text + got + chr(0xDC00)
 
 
 async def _finished(web, wid: str) -> dict:
@@ -153,6 +161,28 @@ class TestList:
         assert counts["completed"] == 2
         assert counts["running"] + counts["pending"] == 1
         assert (await get("/api/counts?name=web_api_quick")).json()["completed"] == 2
+
+
+class TestText:
+    async def test_lone_surrogates_in_the_journal_are_served(self, web):
+        """Values holding a lone surrogate (which UTF-8 cannot encode) come back escaped."""
+        r = await web.client.post(  # httpx's json= cannot encode one: send escaped JSON
+            "/api/workflows",
+            content=json.dumps({"workflow": "web_api_surrogate", "input": "\ud800", "id": "s"}),
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.status_code == 201, r.text
+        r = await web.client.post("/api/workflows/s/events", json={"name": "more", "payload": "x"})
+        assert r.status_code == 200, r.text
+        status = await _finished(web, "s")
+        assert status["output"] == "\ud800x\udc00"
+        assert status["custom_status"] == "caf\u00e9 \ud800"
+        for path in ("/api/workflows", "/api/workflows/s/history", "/api/workflows/s/timeline"):
+            r = await web.client.get(path)
+            assert r.status_code == 200, (path, r.text)
+            assert r.content.isascii()
+        history = (await web.client.get("/api/workflows/s/history")).json()
+        assert history[-1]["data"]["result"] == "\ud800x\udc00"
 
 
 class TestErrors:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -41,7 +41,13 @@ from flowcore.errors import (
     WorkflowNotFoundError,
 )
 from flowcore.web import _queries
-from flowcore.web._security import ApiError, TokenAuth, is_loopback, read_json
+from flowcore.web._security import (
+    ApiError,
+    AsciiJSONResponse,
+    TokenAuth,
+    is_loopback,
+    read_json,
+)
 from flowcore.web._stream import commit_signal, journal_stream, parse_last_event_id
 
 if TYPE_CHECKING:
@@ -156,8 +162,8 @@ def _page(name: str) -> Callable[[Request], Awaitable[Response]]:
     return page
 
 
-def _json(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status, headers={"Cache-Control": "no-store"})
+def _json(data: Any, status: int = 200) -> AsciiJSONResponse:
+    return AsciiJSONResponse(data, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 def _api_error(exc: Exception) -> ApiError:

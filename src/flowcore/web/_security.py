@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COOKIE",
     "ApiError",
+    "AsciiJSONResponse",
     "TokenAuth",
     "is_loopback",
     "read_json",
@@ -53,6 +54,17 @@ document.getElementById("f").addEventListener("submit", function (e) {
 """
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON as ASCII text: a journaled string may hold a lone surrogate, which UTF-8 cannot encode.
+
+    The escaped form (a backslash-u escape) is valid JSON and reads back as the same string.
+    """
+
+    def render(self, content: Any) -> bytes:
+        """The body: compact JSON, non-ASCII characters escaped."""
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 class ApiError(Exception):
     """An error answered as ``{"error": message, "type": kind}`` with an HTTP status."""
 
@@ -62,10 +74,10 @@ class ApiError(Exception):
         self.message = message
         self.kind = kind
 
-    def response(self) -> JSONResponse:
+    def response(self) -> AsciiJSONResponse:
         """The JSON response for this error."""
         headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None  # noqa: PLR2004
-        return JSONResponse(
+        return AsciiJSONResponse(
             {"error": self.message, "type": self.kind}, status_code=self.status, headers=headers
         )
 
