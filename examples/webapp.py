@@ -8,7 +8,8 @@ JSON API are mounted at ``/flowcore/``.
 
 Serve it (needs the web extra and FastAPI; the dev group has both)::
 
-    uv run uvicorn --app-dir examples webapp:app          # journal: webapp.db (or $WEBAPP_DB)
+    uv run uvicorn --app-dir examples webapp:app --timeout-graceful-shutdown 2
+    # journal: webapp.db (or $WEBAPP_DB); the timeout lets Ctrl-C end open dashboard streams
     curl -X POST localhost:8000/orders -H 'Content-Type: application/json' \\
          -d '{"sku": "book", "qty": 2}'
     curl -X POST localhost:8000/orders/ID/approve -H 'Content-Type: application/json' \\
