@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -55,6 +56,17 @@ class TestToken:
             page = await web.client.get("/", headers={"Cookie": f"flowcore_token={TOKEN}"})
             assert page.status_code == 200
             assert "list.js" in page.text
+
+    async def test_non_ascii_token(self, db_path):
+        """A token with non-ASCII characters works as a header (UTF-8) and as the cookie."""
+        token = "p\u00e4ssw\u00f6rd"  # noqa: S105 - a test token
+        async with web_app(db_path, token=token) as web:
+            header = {"Authorization": b"Bearer " + token.encode()}
+            assert (await web.client.get("/api/counts", headers=header)).status_code == 200
+            cookie = {"Cookie": "flowcore_token=" + quote(token)}  # what the sign-in page sets
+            assert (await web.client.get("/api/counts", headers=cookie)).status_code == 200
+            wrong = {"Authorization": b"Bearer " + token.encode("latin-1")}
+            assert (await web.client.get("/api/counts", headers=wrong)).status_code == 401
 
     async def test_browser_gets_a_sign_in_page(self, db_path):
         """A page request without the token gets the sign-in form (401, no data)."""

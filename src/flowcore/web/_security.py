@@ -96,10 +96,10 @@ def is_loopback(scope: Scope) -> bool:
         return False
 
 
-def _presented(headers: dict[bytes, bytes]) -> str | None:
-    auth = headers.get(b"authorization", b"").decode("latin-1")
-    scheme, _, value = auth.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
+def _presented(headers: dict[bytes, bytes]) -> bytes | None:
+    """The token the request presents, as the bytes it was sent in (UTF-8 for a cookie)."""
+    scheme, _, value = headers.get(b"authorization", b"").partition(b" ")
+    if scheme.lower() == b"bearer" and value.strip():
         return value.strip()
     raw = headers.get(b"cookie")
     if raw:
@@ -110,7 +110,7 @@ def _presented(headers: dict[bytes, bytes]) -> str | None:
             return None
         morsel = jar.get(COOKIE)
         if morsel is not None:
-            return unquote(morsel.value)
+            return unquote(morsel.value).encode(errors="surrogateescape")
     return None
 
 
@@ -128,7 +128,7 @@ class TokenAuth:
             return
         headers = dict(scope["headers"])
         presented = _presented(headers)
-        if presented is not None and hmac.compare_digest(presented.encode(), self._token):
+        if presented is not None and hmac.compare_digest(presented, self._token):
             await self._app(scope, receive, send)
             return
         accept = headers.get(b"accept", b"").decode("latin-1")
