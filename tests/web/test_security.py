@@ -105,6 +105,33 @@ class TestLoopbackRule:
             assert await runtime.list() == []
 
 
+class TestDnsRebinding:
+    @pytest.mark.parametrize("host", ["evil.example:8080", "evil.example", "10.0.0.1:80"])
+    async def test_foreign_host_name_on_loopback_is_refused(self, web, host):
+        """Without a token, a loopback request naming another host can neither read nor steer."""
+        r = await web.client.get("/api/counts", headers={"Host": host})
+        assert r.status_code == 403
+        assert "loopback host name" in r.json()["error"]
+        r = await web.client.post(
+            "/api/workflows", json={"workflow": "web_sec_flow", "input": 1}, headers={"Host": host}
+        )
+        assert r.status_code == 403
+        assert await web.runtime.list() == []
+
+    @pytest.mark.parametrize("host", ["127.0.0.1:1", "localhost:8080", "LOCALHOST", "[::1]:80",
+                                      "app.localhost:8000", "127.1.2.3"])  # fmt: skip
+    async def test_loopback_host_names_pass(self, web, host):
+        """The names of the loopback interface are served."""
+        r = await web.client.get("/api/counts", headers={"Host": host})
+        assert r.status_code == 200, r.text
+
+    async def test_with_a_token_any_host_name_is_served(self, db_path):
+        """A token protects the app, so it may be served under any name (a reverse proxy)."""
+        async with web_app(db_path, token=TOKEN) as web:
+            headers = {"Host": "flows.example.com", "Authorization": f"Bearer {TOKEN}"}
+            assert (await web.client.get("/api/counts", headers=headers)).status_code == 200
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

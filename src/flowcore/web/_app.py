@@ -44,6 +44,7 @@ from flowcore.web import _queries
 from flowcore.web._security import (
     ApiError,
     AsciiJSONResponse,
+    LoopbackHostOnly,
     TokenAuth,
     is_loopback,
     read_json,
@@ -138,7 +139,10 @@ def create_app(
         Route("/api/workflows/{wid:path}/cancel", api.steering(api.cancel), methods=["POST"]),
         Route("/api/workflows/{wid:path}", _handled(api.status)),
     ]
-    middleware = [Middleware(TokenAuth, token=token)] if token is not None else []
+    if token is not None:
+        middleware = [Middleware(TokenAuth, token=token)]
+    else:
+        middleware = [Middleware(LoopbackHostOnly)]
     return Starlette(
         routes=routes,
         middleware=middleware,

@@ -6,6 +6,9 @@
   logged or echoed.
 * Without a token, steering (start, send-event, cancel) is refused unless the request came in
   on a loopback address: an app served on a public interface cannot be steered by anyone.
+* Without a token, a request that came in on a loopback address must also name a loopback host
+  (``Host: 127.0.0.1:8080``, ``localhost``, ``[::1]``): a web page whose own name was rebound
+  to 127.0.0.1 (DNS rebinding) would otherwise count as same-origin and read and steer freely.
 * Request bodies are read up to a limit (413 beyond it) and must be JSON objects (422 with the
   parser's reason otherwise).
 """
@@ -29,6 +32,7 @@ __all__ = [
     "COOKIE",
     "ApiError",
     "AsciiJSONResponse",
+    "LoopbackHostOnly",
     "TokenAuth",
     "is_loopback",
     "read_json",
@@ -94,6 +98,51 @@ def is_loopback(scope: Scope) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _host_name(header: str) -> str:
+    """The name in a ``Host`` header, without its port (and brackets for IPv6)."""
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if ":" in header else header
+
+
+def is_loopback_name(name: str) -> bool:
+    """True for ``localhost`` (and ``*.localhost``) and loopback IP addresses."""
+    name = name.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class LoopbackHostOnly:
+    """ASGI middleware for an app without a token: loopback requests need a loopback host name.
+
+    A page whose DNS name was rebound to 127.0.0.1 is same-origin with this server in the
+    browser's eyes; its requests carry its own name in ``Host`` and are answered 403.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass requests on unless they came in on loopback under a foreign host name."""
+        if scope["type"] == "http" and is_loopback(scope):
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if host and not is_loopback_name(_host_name(host)):
+                response = ApiError(
+                    403,
+                    f"this server answers on loopback only to a loopback host name, not "
+                    f"{_host_name(host)!r}: open it as http://127.0.0.1:PORT/, or set a token "
+                    "to serve it under another name (say, behind a reverse proxy)",
+                    "Forbidden",
+                ).response()
+                await response(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
 
 
 def _presented(headers: dict[bytes, bytes]) -> bytes | None:
