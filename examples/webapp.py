@@ -8,18 +8,17 @@ JSON API are mounted at ``/flowcore/``.
 
 Serve it (needs the web extra and FastAPI; the dev group has both)::
 
-    uv run uvicorn --app-dir examples webapp:app --timeout-graceful-shutdown 2
-    # journal: webapp.db (or $WEBAPP_DB); the timeout lets Ctrl-C end open dashboard streams
+    uv run uvicorn --app-dir examples webapp:app          # journal: webapp.db (or $WEBAPP_DB)
     curl -X POST localhost:8000/orders -H 'Content-Type: application/json' \\
          -d '{"sku": "book", "qty": 2}'
     curl -X POST localhost:8000/orders/ID/approve -H 'Content-Type: application/json' \\
          -d '{"approver": "ann"}'
     curl localhost:8000/orders/ID                         # and http://localhost:8000/flowcore/
 
-Stop it with Ctrl-C: the lifespan closes the runtime; an order still waiting for its approval
-continues when the service starts again. ``uv run python examples/webapp.py [journal]`` runs the
-same app on a free loopback port, places and approves one order over HTTP, and prints the
-result.
+Stop it with Ctrl-C: the lifespan ends open dashboard streams and closes the runtime; an order
+still waiting for its approval continues when the service starts again. ``uv run python
+examples/webapp.py [journal]`` runs the same app on a free loopback port, places and approves
+one order over HTTP, and prints the result.
 """
 
 from __future__ import annotations

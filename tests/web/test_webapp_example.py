@@ -75,3 +75,39 @@ class TestWebappExample:
         # uvicorn re-raises the signal after its graceful shutdown
         assert proc.returncode in (0, -signal.SIGTERM), out
         assert "Application shutdown complete" in out
+
+    async def test_ctrl_c_ends_open_dashboard_streams(self, tmp_path):
+        """With a dashboard stream open, SIGINT stops uvicorn and closes the runtime."""
+        port = _free_port()
+        proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before the loop is busy
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLES), "webapp:app",
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path, env={**os.environ, "WEBAPP_DB": str(tmp_path / "orders.db")},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
+
+                async def up() -> bool:
+                    try:
+                        return (await c.get("/orders/none")).status_code == 404
+                    except httpx.TransportError:
+                        assert proc.poll() is None, proc.stdout.read()
+                        return False
+
+                await assert_eventually(up, timeout=20, interval=0.05)
+                oid = (await c.post("/orders", json={"sku": "a", "qty": 1})).json()["id"]
+                async with c.stream("GET", f"/flowcore/api/workflows/{oid}/stream") as stream:
+                    lines = stream.aiter_lines()
+                    while not (await anext(lines)).startswith("id: 1-"):
+                        pass
+                    proc.send_signal(signal.SIGINT)
+                    rest = [line async for line in lines]  # the server ends the stream
+                assert not any(line.startswith("event: end") for line in rest)
+            out, _ = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 0, out
+        assert "Application shutdown complete" in out

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CommitSignal",
     "commit_signal",
+    "end_streams",
     "journal_stream",
     "parse_last_event_id",
     "sse_event",
@@ -90,6 +91,13 @@ def commit_signal(runtime: Runtime) -> CommitSignal:
         signal = _signals[runtime] = CommitSignal()
         runtime._commit_hook = signal.notify  # noqa: SLF001 - the hook exists for this module
     return signal
+
+
+def end_streams(runtime: Runtime) -> None:
+    """End the live streams of ``runtime``, if any were ever opened (a server is stopping)."""
+    signal = _signals.get(runtime)
+    if signal is not None:
+        signal.close()
 
 
 def sse_event(seq: int, run: str, event: Event) -> str:
