@@ -10,9 +10,10 @@ import pytest
 
 import flowcore
 from flowcore import activity, workflow
-from flowcore.web import create_app
+from flowcore.testing import FakeClock
+from flowcore.web import close_streams, create_app
 from tests.helpers import assert_eventually
-from tests.web.conftest import web_app
+from tests.web.conftest import serve, web_app
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,27 @@ class TestList:
         created = [s.created_at for s in await web.runtime.list(limit=10)]
         assert [s.id for s in await web.runtime.list(limit=10)] == seen
         assert created == sorted(created, reverse=True)
+
+    async def test_pages_over_ties_in_created_at(self, db_path):
+        """Instances created at the same instant are paged by id: none repeated, none missed."""
+        async with flowcore.Runtime(db_path, clock=FakeClock()) as runtime:
+            ids = [f"t-{i:02d}" for i in range(23)]
+            for wid in ids:
+                await runtime.start(web_api_quick, 1, id=wid)
+            created = {s.created_at for s in await runtime.list(limit=100)}
+            assert len(created) == 1
+            app = create_app(runtime)
+            async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+                seen, cursor = [], None
+                for _ in range(30):
+                    params = {"limit": 4, **({"cursor": cursor} if cursor else {})}
+                    page = (await client.get("/api/workflows", params=params)).json()
+                    seen += [item["id"] for item in page["items"]]
+                    cursor = page["next_cursor"]
+                    if cursor is None:
+                        break
+                close_streams(runtime)
+        assert seen == sorted(ids, reverse=True)
 
     async def test_filters_and_counts(self, web):
         """Name, status and since filter the list; counts are per state."""
