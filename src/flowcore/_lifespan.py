@@ -81,7 +81,8 @@ def _streams_end_on_stop_signals(runtime: Runtime) -> Iterator[None]:
     previous: dict[int, Callable[[int, FrameType | None], Any]] = {}
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        loop.call_soon_threadsafe(_end_streams, runtime)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing left to end
+            loop.call_soon_threadsafe(_end_streams, runtime)
         previous[signum](signum, frame)
 
     for sig in _STOP_SIGNALS:
