@@ -119,9 +119,10 @@ class TestDnsRebinding:
         assert await web.runtime.list() == []
 
     @pytest.mark.parametrize("host", ["127.0.0.1:1", "localhost:8080", "LOCALHOST", "[::1]:80",
-                                      "app.localhost:8000", "127.1.2.3"])  # fmt: skip
+                                      "app.localhost:8000", "127.1.2.3", "0.0.0.0:8000",
+                                      "[::]:8000"])  # fmt: skip
     async def test_loopback_host_names_pass(self, web, host):
-        """The names of the loopback interface are served."""
+        """The names of the loopback interface (and the all-interfaces address) are served."""
         r = await web.client.get("/api/counts", headers={"Host": host})
         assert r.status_code == 200, r.text
 

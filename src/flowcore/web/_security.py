@@ -108,14 +108,20 @@ def _host_name(header: str) -> str:
 
 
 def is_loopback_name(name: str) -> bool:
-    """True for ``localhost`` (and ``*.localhost``) and loopback IP addresses."""
+    """True for ``localhost`` (and ``*.localhost``), loopback IP addresses and ``0.0.0.0``/``::``.
+
+    The unspecified addresses are what servers bound to every interface print as their URL
+    (``http://0.0.0.0:8000``); a browser that opens it reaches this host, and only a page at that
+    very address sends that name, so it is as local as ``127.0.0.1``.
+    """
     name = name.lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(name).is_loopback
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
+    return address.is_loopback or address.is_unspecified
 
 
 class LoopbackHostOnly:
