@@ -170,6 +170,49 @@ async def web_stream_loop(n: int) -> int:
     return n
 
 
+class TestRunSnapshot:
+    async def test_a_continue_as_new_between_reads_is_never_mixed(self, db_path, monkeypatch):
+        """A new run committed while the stream reads never passes for the old one.
+
+        The commit is made right after the journal's first read of the stream's step, the
+        instant where reading the run's first row apart from the rows after it went wrong.
+        """
+        from flowcore.web._queries import events_after
+
+        async with flowcore.Runtime(db_path) as runtime:
+            await runtime.start(web_stream_loop, 0, id="m")
+
+            async def waits() -> bool:
+                return (await runtime.history("m"))[-1].kind == "event_wait_started"
+
+            await assert_eventually(waits)
+            before = await events_after(runtime, "m", 1)
+            journal = runtime._journal
+            real_read = journal._read
+            calls = 0
+
+            async def read_then_continue_as_new(sql, params):
+                nonlocal calls
+                rows = await real_read(sql, params)
+                calls += 1
+                if calls == 1:
+                    await runtime.send_event("m", "next")
+
+                    async def second_run() -> bool:
+                        history = await runtime.history("m")
+                        return history[0].input == 1 and len(history) == 2
+
+                    await assert_eventually(second_run)
+                return rows
+
+            monkeypatch.setattr(journal, "_read", read_then_continue_as_new)
+            got = await events_after(runtime, "m", 1)
+            monkeypatch.undo()
+            now = await events_after(runtime, "m", 1)
+        assert now.run != before.run
+        assert (got.run, got.events) in [(before.run, before.events), (now.run, now.events)]
+
+
 class TestCommitSignal:
     async def test_wait_returns_on_notify_not_on_timeout(self):
         """A waiter wakes on the next commit; a commit it has not seen returns at once."""

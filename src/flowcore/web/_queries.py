@@ -31,11 +31,10 @@ _COLUMNS: Final = (
     "created_at", "updated_at", "parent_id", "custom_status",
 )  # fmt: skip
 _SELECT: Final = f"SELECT {', '.join(_COLUMNS)} FROM workflows"  # noqa: S608 - fixed names
-_EVENTS_AFTER: Final = (
-    "SELECT seq, kind, data, at FROM events WHERE workflow_id = ? AND seq > ? ORDER BY seq"
+_EVENTS_AFTER: Final = (  # one statement: the run's first row, its last and those after ?
+    "SELECT seq, kind, data, at FROM events WHERE workflow_id = ?1 AND (seq = 1 OR seq > ?2"
+    " OR seq = (SELECT MAX(seq) FROM events WHERE workflow_id = ?1)) ORDER BY seq"
 )
-_FIRST: Final = "SELECT at, data FROM events WHERE workflow_id = ? AND seq = 1"
-_LAST_SEQ: Final = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE workflow_id = ?"
 _FALLBACK_LIMIT: Final = 1_000_000
 _CREATED: Final = _COLUMNS.index("created_at")
 
@@ -177,11 +176,12 @@ async def events_after(runtime: Runtime, wid: str, after: int) -> Slice:
     """The events of ``wid``'s current run after position ``after``."""
     journal = runtime._journal  # noqa: SLF001
     if isinstance(journal, SqliteJournal):
-        first = await journal._read(_FIRST, (wid,))  # noqa: SLF001
+        # A single statement reads one snapshot: with the run's first row read apart from the
+        # rest, a continue-as-new committed in between passed the new run's rows off as the old.
         rows = await journal._read(_EVENTS_AFTER, (wid, after))  # noqa: SLF001
-        found = [(seq, decode_event(kind, data, at)) for seq, kind, data, at in rows]
-        last = found[-1][0] if found else await _last_seq(journal, wid)
-        return Slice(run=_run_key(*first[0]) if first else "", last=last, events=found)
+        run = _run_key(rows[0][3], rows[0][2]) if rows and rows[0][0] == 1 else ""
+        found = [(q, decode_event(kind, data, at)) for q, kind, data, at in rows if q > after]
+        return Slice(run=run, last=rows[-1][0] if rows else 0, events=found)
     history = await journal.history(wid)
     run = _run_key(history[0].at, encode_event(history[0])[1]) if history else ""
     return Slice(run=run, last=len(history), events=list(enumerate(history, start=1))[after:])
@@ -189,8 +189,3 @@ async def events_after(runtime: Runtime, wid: str, after: int) -> Slice:
 
 def _run_key(at: float, data: str) -> str:
     return hashlib.blake2b(f"{at!r}:{data}".encode(), digest_size=4).hexdigest()
-
-
-async def _last_seq(journal: SqliteJournal, wid: str) -> int:
-    rows = await journal._read(_LAST_SEQ, (wid,))  # noqa: SLF001
-    return int(rows[0][0])
