@@ -353,7 +353,7 @@ def _since(text: str | None) -> float | None:
     if not text:
         return None
     try:
-        when = datetime.fromisoformat(text)
+        when = datetime.fromisoformat(_plus_offset(text))
     except ValueError:
         raise ApiError(
             422,
@@ -363,3 +363,11 @@ def _since(text: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.timestamp()
+
+
+def _plus_offset(text: str) -> str:
+    """Put back the ``+`` of a UTC offset that arrived unencoded in a query (read as a space)."""
+    head, sep, offset = text.rpartition(" ")
+    if sep and "T" in head and offset[:2].isdigit():
+        return f"{head}+{offset}"
+    return text
