@@ -251,6 +251,16 @@ class TestErrors:
         assert r.status_code == 409
         assert r.json()["type"] == "WorkflowFinishedError"
 
+    async def test_if_exists_return_answers_200_with_the_existing_instance(self, web):
+        """Starting an existing id with if_exists=return creates nothing: 200, not 201."""
+        body = {"workflow": "web_api_quick", "input": 1, "id": "r", "if_exists": "return"}
+        first = await web.client.post("/api/workflows", json=body)
+        assert first.status_code == 201, first.text
+        again = await web.client.post("/api/workflows", json={**body, "input": 2})
+        assert again.status_code == 200, again.text
+        assert again.json()["status"]["input"] == 1
+        assert [s.id for s in await web.runtime.list()] == ["r"]
+
     async def test_invalid_json_is_422_with_the_reason(self, web):
         """A body that is not JSON gets a 422 saying where parsing failed."""
         r = await web.client.post(
