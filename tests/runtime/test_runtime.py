@@ -281,6 +281,23 @@ class TestBadInput:
             assert (await rt.status("dup2")).status == "completed"
             assert await (await rt.start(arith, 3)).result(timeout=10) == 8  # still healthy
 
+    async def test_result_racing_a_refused_duplicate_start_gives_the_finished_one(self, db_path):
+        """result() asked while a duplicate start of a finished id is in flight does not hang.
+
+        The refused start's instance is in memory until the journal refuses the id; result()
+        used to wait on it, and it never ends.
+        """
+        async with Runtime(db_path) as rt:
+            assert await (await rt.start(arith, 1, id="dup3")).result(timeout=10) == 4
+            outcomes = await asyncio.gather(
+                rt.start(arith, 2, id="dup3"),
+                rt.handle("dup3").result(timeout=5),
+                rt.result("dup3", timeout=5),
+                return_exceptions=True,
+            )
+            assert isinstance(outcomes[0], WorkflowAlreadyExistsError)
+            assert outcomes[1:] == [4, 4]
+
     async def test_if_exists_return_gives_the_existing_instance(self, db_path):
         """if_exists='return' returns a handle to the running instance instead of failing."""
         async with Runtime(db_path) as rt:
