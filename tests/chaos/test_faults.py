@@ -3,6 +3,7 @@ exceptions, too few threads, oversized and deeply nested payloads."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 
@@ -169,6 +170,30 @@ class TestJournalFileGone:
             other.replace(db)
             with pytest.raises(JournalError, match="replaced by another file"):
                 await rt.send_event("before", "go", 1)
+
+    async def test_deleted_write_ahead_log_is_detected_and_what_it_held_is_saved(
+        self, tmp_path, echo_wf
+    ):
+        """Deleting the ``-wal`` file fails the next commit; acknowledged work is not lost.
+
+        Until a checkpoint, committed transactions live only in the ``-wal``: deleting it used to
+        go unnoticed (SQLite writes on into the unlinked file) and a crash then lost every
+        acknowledged start. The database file (copied here as a crash would leave it, without
+        a ``-wal``) must hold what was acknowledged.
+        """
+        db, wal = tmp_path / "w.db", tmp_path / "w.db-wal"
+        async with Runtime(db) as rt:
+            await rt.start(echo_wf, "a", id="before")
+            wal.unlink()
+            with pytest.raises(JournalError, match=r"w\.db-wal' was deleted while this runtime"):
+                await rt.start(echo_wf, "b", id="after")
+            shutil.copyfile(db, tmp_path / "after-crash.db")  # what a SIGKILL now leaves
+        async with Runtime(tmp_path / "after-crash.db") as rt:
+            assert (await rt.status("before")).status == "running"
+            with pytest.raises(WorkflowNotFoundError):
+                await rt.status("after")
+            await rt.send_event("before", "go", 1)
+            assert await rt.result("before", timeout=10) == 2
 
 
 class TestHangingActivity:
