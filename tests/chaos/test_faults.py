@@ -4,6 +4,9 @@ exceptions, too few threads, oversized and deeply nested payloads."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -90,6 +93,43 @@ class TestDiskFull:
             assert all(results[w] == 20_001 for w in acked if w.startswith("big"))
             assert await (await rt.start(echo_wf, "z", id="later")).status() is not None
         assert verify_journal(db_path).ok
+
+    def test_opening_on_a_full_disk_gives_a_journal_error(self, tmp_path):
+        """Opening a runtime where nothing can be written raises JournalError, not sqlite3's.
+
+        A subprocess whose file-size limit is 0 bytes (RLIMIT_FSIZE; writes fail with EFBIG)
+        stands for a full disk.
+        """
+        script = textwrap.dedent(
+            """
+            import asyncio, resource, signal, sys
+            import flowcore
+
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+
+            async def main():
+                try:
+                    async with flowcore.Runtime(sys.argv[1]):
+                        print("opened")
+                except flowcore.JournalError as exc:
+                    print("JournalError:", exc)
+
+            asyncio.run(main())
+            """
+        )
+        db = tmp_path / "full.db"
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(db)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.startswith("JournalError: journal"), done.stdout
+        assert "cannot be opened" in done.stdout
+        assert "has space" in done.stdout
 
 
 class TestUnstorableText:

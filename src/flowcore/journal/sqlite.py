@@ -214,6 +214,13 @@ class SqliteJournal:
                 await self._open_readonly()
             else:
                 await self._open_owner()
+        except sqlite3.Error as exc:  # a full disk, an unwritable directory, an I/O error
+            await self._release()
+            msg = (
+                f"journal {self._path!r} cannot be opened: {exc}; check that the disk has space "
+                "and that the file and its directory are writable"
+            )
+            raise JournalError(msg) from exc
         except BaseException:
             await self._release()
             raise
