@@ -19,7 +19,6 @@ from flowcore.engine.events import (
     WorkflowFailed,
     WorkflowTerminated,
 )
-from flowcore.errors import PayloadError
 
 if TYPE_CHECKING:
     import asyncio
@@ -109,10 +108,9 @@ def _copy_args(command: ScheduleActivity) -> tuple[tuple[Any, ...], dict[str, An
             (command.args, command.kwargs)
         )
         return copied
-    try:
+    with contextlib.suppress(Exception):  # a hint that cannot rebuild the value
         return serde.decode_args(command.activity.fn, command.encoded_args, command.encoded_kwargs)
-    except PayloadError:
-        return command.args, command.kwargs  # no better copy: the originals
+    return command.args, command.kwargs  # no better copy: the originals
 
 
 @dataclass(slots=True, eq=False)
