@@ -82,7 +82,7 @@ def chaos(session: nox.Session) -> None:
     """The long crash campaign (>= 500 workflows, >= 50 SIGKILLs) and the slow load tests.
 
     Options after ``--`` go to ``python -m tests.chaos.campaign`` (``--seed``, ``--workflows``,
-    ``--kills``, ``--max-delay``); the seed makes a run reproducible.
+    ``--kills``, ``--max-delay``, ``--dispatch eager``); the seed makes a run reproducible.
     """
     session.install("-e", ".", *DEV)
     session.run("python", "-m", "tests.chaos.campaign", *(session.posargs or ["--seed", "1"]))

@@ -181,14 +181,22 @@ class Core:
         if if_exists != "return":
             raise WorkflowAlreadyExistsError(wid, status=status)
 
-    async def _unfinished(self, wid: str, action: str) -> _Instance:
-        self._check_open()
+    async def _settled(self, wid: str) -> _Instance | None:
+        """The instance in memory for ``wid``, once its start (if still in flight) committed.
+
+        A start not yet committed may be refused as a duplicate (the id belongs to a finished
+        workflow): that instance is then dropped and never ends, so nobody may wait on it.
+        """
         inst = self._instances.get(wid)
         if inst is not None and inst.creating is not None:
-            # Its start is not committed yet (and may be refused as a duplicate): wait for it.
             with contextlib.suppress(Exception):
                 await asyncio.shield(inst.creating)
             inst = self._instances.get(wid)
+        return inst
+
+    async def _unfinished(self, wid: str, action: str) -> _Instance:
+        self._check_open()
+        inst = await self._settled(wid)
         if inst is not None and not inst.done.done():
             return inst
         row = await self._journal.status(wid)
@@ -720,7 +728,7 @@ class Core:
             await self._request(child_id, "cancel", ev.CancelRequested, reason=reason)
 
     async def _terminal_event(self, wid: str) -> tuple[Terminal, str, str]:
-        inst = self._instances.get(wid)
+        inst = await self._settled(wid)
         if inst is not None:
             terminal = await asyncio.shield(inst.done)
             return terminal, inst.projection.name, inst.projection.version

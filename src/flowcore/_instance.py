@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from flowcore import serde
 from flowcore.backends.base import ActivityTask
 from flowcore.engine.events import (
     ActivityAttemptFailed,
@@ -21,6 +23,7 @@ from flowcore.engine.events import (
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Sequence
+    from typing import Any
 
     import anyio
 
@@ -76,7 +79,7 @@ class ActivityJob:
         if not all(type(v) in _SCALARS for v in args) or not all(
             type(v) in _SCALARS for v in kwargs.values()
         ):
-            args, kwargs = copy.deepcopy((args, kwargs))
+            args, kwargs = _copy_args(command)
         return ActivityTask(
             workflow_id=self.inst.id,
             step=command.step,
@@ -91,6 +94,23 @@ class ActivityJob:
             workflow_version=self.executor.version,
             cancelled=self.cancelled,
         )
+
+
+def _copy_args(command: ScheduleActivity) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Fresh copies of a call's arguments: deep copies, else decoded from their journaled form.
+
+    Some values that encode fine cannot be deep-copied (a ``MappingProxyType``, a dataclass with
+    a lock in a non-init field); they get what a replay or a remote worker would get instead.
+    """
+    # any failure of __deepcopy__ or __reduce__ (not only TypeError): decode instead
+    with contextlib.suppress(Exception):
+        copied: tuple[tuple[Any, ...], dict[str, Any]] = copy.deepcopy(
+            (command.args, command.kwargs)
+        )
+        return copied
+    with contextlib.suppress(Exception):  # a hint that cannot rebuild the value
+        return serde.decode_args(command.activity.fn, command.encoded_args, command.encoded_kwargs)
+    return command.args, command.kwargs  # no better copy: the originals
 
 
 @dataclass(slots=True, eq=False)

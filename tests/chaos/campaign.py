@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sqlite3
 import sys
@@ -33,7 +34,7 @@ from typing import Any
 
 from flowcore._verify import verify_journal
 from flowcore.journal import schema
-from tests.chaos.chaos_app import Spec, build_plan, expected_outcome
+from tests.chaos.chaos_app import DISPATCH_ENV, Spec, build_plan, expected_outcome
 from tests.runtime.worker_process import WorkerProcess
 
 FINISH_TIMEOUT = 120.0
@@ -73,7 +74,8 @@ class Figures:
         """A human-readable report."""
         delays = sorted(self.kill_delays) or [0.0]
         return (
-            f"crash campaign seed {self.seed}: {self.workflows} workflows in {self.rounds} "
+            f"crash campaign seed {self.seed} ({os.environ.get(DISPATCH_ENV, 'durable')} "
+            f"dispatch): {self.workflows} workflows in {self.rounds} "
             f"round(s), {self.instances} instances with children, {self.events} events\n"
             f"  SIGKILLs: {self.kills} (at {delays[0]:.2f}-{delays[-1]:.2f}s after spawn), "
             f"{self.kills_mid_run} with workflows in flight; worker incarnations: "
@@ -273,7 +275,14 @@ def main(argv: list[str] | None = None) -> int:
         "--spread", type=float, default=40.0, help="seconds over which a round's starts come"
     )
     parser.add_argument("--keep", help="work in this directory (kept) instead of a temporary one")
+    parser.add_argument(
+        "--dispatch",
+        choices=("durable", "eager"),
+        default="durable",
+        help="the workers' Runtime(dispatch=...)",
+    )
     args = parser.parse_args(argv)
+    os.environ[DISPATCH_ENV] = args.dispatch  # the workers inherit it
     with tempfile.TemporaryDirectory(prefix="flowcore-chaos-") as tmp:
         workdir = Path(args.keep or tmp)
         workdir.mkdir(parents=True, exist_ok=True)

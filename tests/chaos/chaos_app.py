@@ -36,6 +36,8 @@ from tests.runtime.crash_app import MODULUS, mix
 SHAPES = ("chain", "fanout", "sub", "timer", "event", "child", "retry", "cancel", "fail")
 START_CHUNK = 10
 """Workflows started concurrently (their starts share group commits)."""
+DISPATCH_ENV = "CHAOS_DISPATCH"
+"""Environment variable: the workers' ``Runtime(dispatch=...)`` (``durable`` by default)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +266,8 @@ async def run(
     """
     import flowcore
 
-    async with flowcore.Runtime(db) as rt:
+    dispatch = os.environ.get(DISPATCH_ENV, "durable")
+    async with flowcore.Runtime(db, dispatch=dispatch) as rt:  # type: ignore[arg-type]
         for at in range(0, len(plan), START_CHUNK):
             wait = t0 + spread * at / len(plan) - time.time()
             if wait > 0:

@@ -3,6 +3,10 @@ exceptions, too few threads, oversized and deeply nested payloads."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -90,6 +94,43 @@ class TestDiskFull:
             assert await (await rt.start(echo_wf, "z", id="later")).status() is not None
         assert verify_journal(db_path).ok
 
+    def test_opening_on_a_full_disk_gives_a_journal_error(self, tmp_path):
+        """Opening a runtime where nothing can be written raises JournalError, not sqlite3's.
+
+        A subprocess whose file-size limit is 0 bytes (RLIMIT_FSIZE; writes fail with EFBIG)
+        stands for a full disk.
+        """
+        script = textwrap.dedent(
+            """
+            import asyncio, resource, signal, sys
+            import flowcore
+
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+
+            async def main():
+                try:
+                    async with flowcore.Runtime(sys.argv[1]):
+                        print("opened")
+                except flowcore.JournalError as exc:
+                    print("JournalError:", exc)
+
+            asyncio.run(main())
+            """
+        )
+        db = tmp_path / "full.db"
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(db)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.startswith("JournalError: journal"), done.stdout
+        assert "cannot be opened" in done.stdout
+        assert "has space" in done.stdout
+
 
 class TestUnstorableText:
     @pytest.mark.parametrize("action", ["cancel", "terminate", "send_event"])
@@ -169,6 +210,30 @@ class TestJournalFileGone:
             other.replace(db)
             with pytest.raises(JournalError, match="replaced by another file"):
                 await rt.send_event("before", "go", 1)
+
+    async def test_deleted_write_ahead_log_is_detected_and_what_it_held_is_saved(
+        self, tmp_path, echo_wf
+    ):
+        """Deleting the ``-wal`` file fails the next commit; acknowledged work is not lost.
+
+        Until a checkpoint, committed transactions live only in the ``-wal``: deleting it used to
+        go unnoticed (SQLite writes on into the unlinked file) and a crash then lost every
+        acknowledged start. The database file (copied here as a crash would leave it, without
+        a ``-wal``) must hold what was acknowledged.
+        """
+        db, wal = tmp_path / "w.db", tmp_path / "w.db-wal"
+        async with Runtime(db) as rt:
+            await rt.start(echo_wf, "a", id="before")
+            wal.unlink()
+            with pytest.raises(JournalError, match=r"w\.db-wal' was deleted while this runtime"):
+                await rt.start(echo_wf, "b", id="after")
+            shutil.copyfile(db, tmp_path / "after-crash.db")  # what a SIGKILL now leaves
+        async with Runtime(tmp_path / "after-crash.db") as rt:
+            assert (await rt.status("before")).status == "running"
+            with pytest.raises(WorkflowNotFoundError):
+                await rt.status("after")
+            await rt.send_event("before", "go", 1)
+            assert await rt.result("before", timeout=10) == 2
 
 
 class TestHangingActivity:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import sqlite3
+import threading
+import types
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import NamedTuple
@@ -42,6 +44,14 @@ from flowcore.engine.events import (
     WorkflowCompleted,
     WorkflowStarted,
 )
+
+
+@dataclass
+class Guarded:
+    """Encodes fine (only init fields are encoded) but cannot be deep-copied (the lock)."""
+
+    name: str
+    lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
 
 class Color(enum.Enum):
@@ -271,6 +281,23 @@ class TestBadInput:
             assert (await rt.status("dup2")).status == "completed"
             assert await (await rt.start(arith, 3)).result(timeout=10) == 8  # still healthy
 
+    async def test_result_racing_a_refused_duplicate_start_gives_the_finished_one(self, db_path):
+        """result() asked while a duplicate start of a finished id is in flight does not hang.
+
+        The refused start's instance is in memory until the journal refuses the id; result()
+        used to wait on it, and it never ends.
+        """
+        async with Runtime(db_path) as rt:
+            assert await (await rt.start(arith, 1, id="dup3")).result(timeout=10) == 4
+            outcomes = await asyncio.gather(
+                rt.start(arith, 2, id="dup3"),
+                rt.handle("dup3").result(timeout=5),
+                rt.result("dup3", timeout=5),
+                return_exceptions=True,
+            )
+            assert isinstance(outcomes[0], WorkflowAlreadyExistsError)
+            assert outcomes[1:] == [4, 4]
+
     async def test_if_exists_return_gives_the_existing_instance(self, db_path):
         """if_exists='return' returns a handle to the running instance instead of failing."""
         async with Runtime(db_path) as rt:
@@ -392,6 +419,34 @@ class TestFailuresAndRetries:
             result = await (await rt.start(keeps_its_list, 2)).result(timeout=10)
         assert result == [3, ["a", "a"], {"k": ["t"]}]
         assert seen == [["a", "a"], ["a", "a"]]  # the retry saw the original arguments
+
+    async def test_arguments_that_cannot_be_deep_copied_still_reach_the_activity(self, db_path):
+        """A value that encodes but cannot be deep-copied is passed decoded from the journal.
+
+        It used to crash the activity runner, which stopped the whole runtime (and again on
+        every restart, as recovery replays the same call).
+        """
+
+        @activity
+        def describe(g: Guarded, tags: dict[str, int]) -> str:
+            return f"{type(g).__name__}:{g.name}:{sorted(tags.items())}"
+
+        @activity
+        def plus_one(x: int) -> int:
+            return x + 1
+
+        @workflow
+        async def uncopyable(name: str) -> list[object]:
+            text = await describe(Guarded(name), types.MappingProxyType({"a": 1}))
+            return [text, await plus_one(1)]
+
+        async with Runtime(db_path) as rt:
+            result = await (await rt.start(uncopyable, "x")).result(timeout=10)
+            assert result == ["Guarded:x:[('a', 1)]", 2]
+            assert await (await rt.start(uncopyable, "y")).result(timeout=10) == [
+                "Guarded:y:[('a', 1)]",
+                2,
+            ]
 
     async def test_failed_workflow_raises_workflow_failed_error(self, db_path):
         """An uncaught error fails the workflow; result() raises WorkflowFailedError with it."""

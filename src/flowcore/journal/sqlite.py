@@ -156,6 +156,8 @@ class SqliteJournal:
         self._crash_after = 0
         self._identity: tuple[int, int] | None = None
         """(device, inode) of the file when it was opened: a commit checks it is still there."""
+        self._wal_identity: tuple[int, int] | None = None
+        """The same for its ``-wal`` file, which holds the commits not yet checkpointed."""
 
     @property
     def path(self) -> str:
@@ -212,6 +214,13 @@ class SqliteJournal:
                 await self._open_readonly()
             else:
                 await self._open_owner()
+        except sqlite3.Error as exc:  # a full disk, an unwritable directory, an I/O error
+            await self._release()
+            msg = (
+                f"journal {self._path!r} cannot be opened: {exc}; check that the disk has space "
+                "and that the file and its directory are writable"
+            )
+            raise JournalError(msg) from exc
         except BaseException:
             await self._release()
             raise
@@ -244,6 +253,7 @@ class SqliteJournal:
         self._reader = await self._connect(readonly=False)
         await self._reader.execute("PRAGMA query_only = ON")
         self._identity = _identity(self._path)
+        self._wal_identity = _identity(self._path + "-wal")  # the owner row above created it
 
     async def _open_readonly(self) -> None:
         if schema.precheck(self._path) is None:
@@ -419,7 +429,7 @@ class SqliteJournal:
         if conn is None:
             msg = "the writer connection is closed"
             raise JournalError(msg)
-        self._check_identity()
+        await self._check_files(conn)
         await conn.execute("BEGIN IMMEDIATE")
         try:
             ids = builtins.list(dict.fromkeys(item.op.workflow_id for item in batch))
@@ -438,29 +448,55 @@ class SqliteJournal:
             if plan.outbox:
                 await conn.executemany(_INSERT_OUTBOX, plan.outbox)
             await conn.execute("COMMIT")
+            # Deleted or replaced while this batch committed: its commit went to an unlinked
+            # file and is lost when the process ends, so it must not be acknowledged.
+            await self._check_files(conn)
         except BaseException:
             if conn.in_transaction:
                 await _quietly(conn.execute("ROLLBACK"))
             raise
         return plan
 
+    async def _check_files(self, conn: aiosqlite.Connection) -> None:
+        """:meth:`_check_identity`; a deleted ``-wal`` is first saved into the database file.
+
+        The commits acknowledged so far may still live only in that (now unlinked) log: a
+        checkpoint through the open connection copies them into the database file, which is
+        still in place, so they survive the process.
+        """
+        try:
+            self._check_identity()
+        except JournalError:
+            if _same_file(self._path, self._identity):
+                await _quietly(conn.execute("PRAGMA wal_checkpoint(FULL)"))
+            raise
+
     def _check_identity(self) -> None:
         """Refuse to commit into a file that was deleted or replaced since the journal opened.
 
         SQLite keeps writing to the open (possibly unlinked) inode, so such commits would succeed
-        and be lost; one ``stat`` per batch catches it.
+        and be lost; a ``stat`` of the file and of its ``-wal`` (which holds every commit not yet
+        checkpointed) before and after each batch catches it.
         """
-        try:
-            now = _identity(self._path)
-        except OSError:
-            now = None
-        if now != self._identity:
-            what = "deleted" if now is None else "replaced by another file"
-            msg = (
-                f"journal {self._path!r} was {what} while this runtime had it open; nothing more "
-                "is written. Restore the file (or remove what replaced it) and open a new runtime"
-            )
-            raise JournalError(msg)
+        for path, known in ((self._path, self._identity),
+                            (self._path + "-wal", self._wal_identity)):  # fmt: skip
+            try:
+                now = _identity(path)
+            except OSError:
+                now = None
+            if now != known:
+                what = "deleted" if now is None else "replaced by another file"
+                fix = (
+                    "Restore the file (or remove what replaced it) and open a new runtime"
+                    if path == self._path
+                    else "What it held was saved into the database file; remove what replaced "
+                    "it (if anything) and open a new runtime"
+                )
+                msg = (
+                    f"journal file {path!r} was {what} while this runtime had it open; nothing "
+                    f"more is written. {fix}"
+                )
+                raise JournalError(msg)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -563,6 +599,13 @@ def _crash_after_commit() -> int:
 def _identity(path: str) -> tuple[int, int]:
     stat = Path(path).stat()
     return stat.st_dev, stat.st_ino
+
+
+def _same_file(path: str, known: tuple[int, int] | None) -> bool:
+    try:
+        return _identity(path) == known
+    except OSError:
+        return False
 
 
 def _reject(future: asyncio.Future[None], error: BaseException) -> None:
