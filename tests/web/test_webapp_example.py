@@ -22,27 +22,37 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _serve_example(tmp_path: pathlib.Path, port: int) -> subprocess.Popen[str]:
+    """The README's command: uvicorn serving examples/webapp.py on 127.0.0.1:``port``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLES), "webapp:app",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path, env={**os.environ, "WEBAPP_DB": str(tmp_path / "orders.db")},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+async def _until_up(client: httpx.AsyncClient, proc: subprocess.Popen[str]) -> None:
+    """Wait until the app answers (an unknown order: 404); fail at once if uvicorn exited."""
+
+    async def up() -> bool:
+        try:
+            return (await client.get("/orders/none")).status_code == 404
+        except httpx.TransportError:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            return False
+
+    await assert_eventually(up, timeout=20, interval=0.05)
+
+
 class TestWebappExample:
     async def test_orders_over_http(self, tmp_path):
         """Place an order, see it wait, approve it, read the result; the dashboard lists it."""
         port = _free_port()
-        proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before the loop is busy
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLES), "webapp:app",
-             "--host", "127.0.0.1", "--port", str(port)],
-            cwd=tmp_path, env={**os.environ, "WEBAPP_DB": str(tmp_path / "orders.db")},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+        proc = _serve_example(tmp_path, port)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
-
-                async def up() -> bool:
-                    try:
-                        return (await c.get("/orders/none")).status_code == 404
-                    except httpx.TransportError:
-                        assert proc.poll() is None, proc.stdout.read()
-                        return False
-
-                await assert_eventually(up, timeout=20, interval=0.05)
+                await _until_up(c, proc)
                 r = await c.post("/orders", json={"sku": "lamp", "qty": 3})
                 assert r.status_code == 201, r.text
                 oid = r.json()["id"]
@@ -79,23 +89,10 @@ class TestWebappExample:
     async def test_ctrl_c_ends_open_dashboard_streams(self, tmp_path):
         """With a dashboard stream open, SIGINT stops uvicorn and closes the runtime."""
         port = _free_port()
-        proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before the loop is busy
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLES), "webapp:app",
-             "--host", "127.0.0.1", "--port", str(port)],
-            cwd=tmp_path, env={**os.environ, "WEBAPP_DB": str(tmp_path / "orders.db")},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+        proc = _serve_example(tmp_path, port)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
-
-                async def up() -> bool:
-                    try:
-                        return (await c.get("/orders/none")).status_code == 404
-                    except httpx.TransportError:
-                        assert proc.poll() is None, proc.stdout.read()
-                        return False
-
-                await assert_eventually(up, timeout=20, interval=0.05)
+                await _until_up(c, proc)
                 oid = (await c.post("/orders", json={"sku": "a", "qty": 1})).json()["id"]
                 async with c.stream("GET", f"/flowcore/api/workflows/{oid}/stream") as stream:
                     lines = stream.aiter_lines()
