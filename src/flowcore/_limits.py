@@ -1,12 +1,16 @@
 """Input checks shared by every way a value enters the journal: payload size, storable text.
 
-SQLite stores text as UTF-8: a lone surrogate (such as U+D800) cannot be stored, and a NUL cuts a
-key short. Such input is refused at the door, because a batch that fails to commit stops the
-whole runtime.
+SQLite stores text as UTF-8: a lone surrogate (such as U+D800) cannot be stored as a key, and a
+NUL cuts a key short. Such input is refused at the door, because a batch that fails to commit
+stops the whole runtime. Payloads are stored as ASCII JSON, where a lone surrogate is an escape
+that reads back as it was, except a high one followed by a low one, which JSON reads back as the
+single character they encode in UTF-16: such a payload is refused, as it would not round-trip.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, Final
 
 from flowcore.engine.events import json_text
@@ -20,6 +24,9 @@ DEFAULT_MAX_PAYLOAD_BYTES: Final = 4 * 1024 * 1024
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
 _MAX_CHAR_BYTES: Final = 6
 """Bytes one character of a string takes at most in JSON text (``\\u0000`` escapes)."""
+_PAIR: Final = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+"""A high surrogate followed by a low one: two code points JSON would read back as one."""
+_keep_unicode: Final = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def check_payload_size(encoded: Any, limit: int, what: str) -> None:
@@ -38,20 +45,27 @@ def check_payload_size(encoded: Any, limit: int, what: str) -> None:
         tp is str and encoded.isascii() and (len(encoded) + 2) * _MAX_CHAR_BYTES <= limit
     ):
         return
-    try:
-        size = len(json_text(encoded).encode())
-    except UnicodeEncodeError as exc:
-        bad = exc.object[exc.start : exc.end]
-        raise PayloadError(
-            f"{what} holds {bad!r}, a lone surrogate, which is not valid Unicode and cannot be "
-            "stored; decode bytes with errors='replace' (or send them as bytes)"
-        ) from None
+    text = json_text(encoded)
+    if "\\ud" in text:  # an astral character, or surrogates: look at the raw code points
+        pair = _PAIR.search(_keep_unicode(encoded))
+        if pair is not None:
+            raise PayloadError(
+                f"{what} holds the surrogate pair {pair.group()!r} as two code points, which "
+                f"JSON would read back as the one character {_joined(pair.group())!r}; join such "
+                "pairs before passing the value: s.encode('utf-16', 'surrogatepass')"
+                ".decode('utf-16')"
+            )
+    size = len(text)  # ASCII: one byte a character
     if size > limit:
         raise PayloadError(
             f"{what} is {size:,} bytes of JSON, more than the {limit:,}-byte limit; store large "
             "data elsewhere (a file, an object store) and pass a reference to it, or raise the "
             "limit with Runtime(max_payload_bytes=...)"
         )
+
+
+def _joined(pair: str) -> str:
+    return pair.encode("utf-16", "surrogatepass").decode("utf-16")
 
 
 def check_text(value: str, what: str) -> None:

@@ -183,6 +183,26 @@ class TestUnstorableText:
             assert await (await rt.start(ft_echo_result, 3)).result(timeout=10) == 3  # healthy
         assert verify_journal(db_path).ok
 
+    async def test_split_surrogate_pair_in_a_payload_is_refused(self, db_path, echo_wf):
+        """'\\ud800\\udc00' (two code points) would come back from JSON as '\\U00010000' (one):
+        refused with PayloadError instead of changing the value; lone ones and real astral
+        characters round-trip (found by the fuzz test of start)."""
+
+        @flowcore.workflow
+        async def ft_echo_any(x: object) -> object:
+            return x
+
+        async with Runtime(db_path) as rt:
+            with pytest.raises(PayloadError, match=r"surrogate pair .* one character"):
+                await rt.start(ft_echo_any, {"k": ["a\ud800\udc00b"]})
+            await rt.start(echo_wf, "a", id="w")
+            with pytest.raises(PayloadError, match="surrogate pair"):
+                await rt.send_event("w", "go", "\udbff\udfff")
+            for value in ("\ud800 \udc00", "\U00010000", "\udc00\ud800"):
+                assert await (await rt.start(ft_echo_any, value)).result(timeout=10) == value
+            await rt.send_event("w", "go", 1)
+            assert await rt.result("w", timeout=10) == 2
+
 
 @flowcore.workflow
 async def ft_echo_result(x: int) -> int:

@@ -358,24 +358,51 @@ class TestInbox:
         assert sql(path, "SELECT id FROM inbox ORDER BY id") == [(2,)]
 
 
+class TestOneRoundTrip:
+    async def test_a_batch_is_one_call_on_the_writer_thread(self, journal, monkeypatch):
+        """A commit used to make seven round trips to aiosqlite's thread, each costing about as
+        much as the fsync; it makes one (this also pins aiosqlite's private ``_execute``)."""
+        writer = journal._writer
+        assert writer is not None
+        calls = []
+        real = writer._execute
+
+        async def counting(fn, *args, **kwargs):
+            calls.append(fn)
+            return await real(fn, *args, **kwargs)
+
+        monkeypatch.setattr(writer, "_execute", counting)
+        flows = [Flow(f"w{i}") for i in range(20)]
+        await asyncio.gather(*(journal.submit(f.start()) for f in flows))
+        await asyncio.gather(*(journal.submit(f.schedule(1)) for f in flows))
+        assert calls == [sqlite_module._write_batch] * journal.commits
+
+
 class TestResetStatements:
     async def _count(self, journal, monkeypatch, ops):
         """Submit ops as one batch; return the statements the writer ran, in order."""
-        writer = journal._writer
-        assert writer is not None
         seen = []
+        real = sqlite_module._write_batch
 
-        def spy(method):
-            real = getattr(writer, method)
+        class Recorder:
+            """The raw connection, noting each statement's first word."""
 
-            def run(sql, *args):
+            def __init__(self, conn):
+                self._conn = conn
+
+            def execute(self, sql, *args):
                 seen.append(sql.split()[0])
-                return real(sql, *args)
+                return self._conn.execute(sql, *args)
 
-            monkeypatch.setattr(writer, method, run)
+            def executemany(self, sql, *args):
+                seen.append(sql.split()[0])
+                return self._conn.executemany(sql, *args)
 
-        for method in ("execute", "executemany", "execute_fetchall"):
-            spy(method)
+            @property
+            def in_transaction(self):
+                return self._conn.in_transaction
+
+        monkeypatch.setattr(sqlite_module, "_write_batch", lambda c, b: real(Recorder(c), b))
         before = journal.commits
         await asyncio.gather(*(journal.submit(op) for op in ops))
         assert journal.commits - before == 1
