@@ -146,7 +146,9 @@ class Core:
         if fresh_id or not any(isinstance(c, cmd.ContinueAsNew) for c in commands):
             # One append holds the start and the first step's schedules; work is dispatched only
             # once it commits, so a duplicate id (refused atomically by the journal) runs nothing.
-            commit = self._carry_out(inst, executor, commands, [started], consumed, create=True)
+            # A fresh id cannot be a duplicate: eager dispatch starts its work at once.
+            commit = self._carry_out(inst, executor, commands, [started], consumed, create=True,
+                                     unique=fresh_id)  # fmt: skip
             assert commit is not None  # noqa: S101 - it holds `started`
             later = None
         else:
@@ -358,12 +360,14 @@ class Core:
         consumed: tuple[int, ...] = (),
         *,
         create: bool = False,
+        unique: bool = False,
         work: builtins.list[_Work] | None = None,
     ) -> asyncio.Future[None] | None:
         """Journal what the commands record, then carry them out; return the commit.
 
         ``consumed`` (inbox ids) and ``create`` apply to the first append, the one that holds
-        ``events``; the work of a creating append always waits for its commit. ``work``:
+        ``events``; the work of a creating append waits for its commit (which may refuse a
+        duplicate id) unless the id is ``unique`` (generated) and dispatch is eager. ``work``:
         what earlier commands of ``events`` asked for.
         """
         work = [] if work is None else work
@@ -379,7 +383,7 @@ class Core:
                 commit = self._append(inst, events, consumed=consumed, create=create)
             else:
                 commit = None
-            eager = self._eager and not create
+            eager = self._eager and (unique or not create)
             consumed, create = (), False
             if restart is None:
                 break

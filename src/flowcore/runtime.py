@@ -80,9 +80,10 @@ class Runtime(Core):
         dispatch: ``"durable"`` (default) starts an activity, timer or child only once its
             schedule is committed: an idempotency key always names one call with one set of
             arguments. ``"eager"`` starts it at once, while the schedule commits (lower latency,
-            one commit less per sequential step); after a crash, a call whose arguments came
-            from results the crash lost may be reissued under the same key with other
-            arguments. Choose eager when activities are pure or deduplicate on their arguments.
+            one commit less per sequential step; with a generated id, the first step runs while
+            ``start()`` commits); after a crash, a call whose arguments came from results the
+            crash lost may be reissued under the same key with other arguments. Choose eager
+            when activities are pure or deduplicate on their arguments.
         journal: A journal object to use instead of ``db`` (e.g. an in-memory one for tests).
         listeners: Who hears about progress (:mod:`flowcore.listeners`), e.g.
             ``flowcore.orchestra.OrchestraReporter()``; their reports commit with the events.

@@ -1,0 +1,117 @@
+"""When work starts relative to the commit of its schedule (``Runtime(dispatch=...)``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+
+import flowcore
+from flowcore import Runtime
+from flowcore.journal.memory import InMemoryJournal
+
+if TYPE_CHECKING:
+    from flowcore.journal.base import Append
+
+
+class GatedJournal(InMemoryJournal):
+    """An in-memory journal whose commits are acknowledged only once ``gate`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.submitted = 0
+
+    def submit(self, op: Append) -> asyncio.Future[None]:
+        self.submitted += 1
+        inner = super().submit(op)
+        outer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def relay() -> None:
+            await self.gate.wait()
+            try:
+                await inner
+            except Exception as exc:  # noqa: BLE001 - handed to the waiter
+                outer.set_exception(exc)
+            else:
+                outer.set_result(None)
+
+        task = asyncio.get_running_loop().create_task(relay())
+        outer.add_done_callback(lambda _: task)  # keep a reference while pending
+        return outer
+
+
+@pytest.fixture
+def dp_wf():
+    ran: list[int] = []
+
+    @flowcore.activity
+    async def dp_record(x: int) -> int:
+        ran.append(x)
+        return x
+
+    @flowcore.workflow
+    async def dp_flow(x: int) -> int:
+        return await dp_record(x)
+
+    return dp_flow, ran
+
+
+async def _loop_turns(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+class TestEagerStart:
+    async def test_generated_id_runs_its_first_step_while_the_start_commits(self, dp_wf):
+        """A generated id cannot be a duplicate: under eager dispatch the first activity runs
+        before start() is acknowledged (one commit less per workflow); start() still waits."""
+        flow, ran = dp_wf
+        journal = GatedJournal()
+        async with Runtime(journal=journal, dispatch="eager") as rt:
+            starting = asyncio.ensure_future(rt.start(flow, 7))
+            for _ in range(200):
+                if ran:
+                    break
+                await asyncio.sleep(0)
+            assert ran == [7]
+            assert not starting.done()  # not acknowledged before its commit
+            journal.gate.set()
+            handle = await starting
+            assert await handle.result(timeout=10) == 7
+
+    @pytest.mark.parametrize("dispatch", ["eager", "durable"])
+    async def test_explicit_id_waits_for_the_start_to_commit(self, dp_wf, dispatch):
+        """An explicit id may be a duplicate (refused by the commit): its work waits."""
+        flow, ran = dp_wf
+        journal = GatedJournal()
+        async with Runtime(journal=journal, dispatch=dispatch) as rt:
+            starting = asyncio.ensure_future(rt.start(flow, 8, id="mine"))
+            for _ in range(200):
+                if journal.submitted:
+                    break
+                await asyncio.sleep(0)
+            assert journal.submitted == 1
+            await _loop_turns(50)  # a generated id's activity runs within a few turns
+            assert ran == []
+            journal.gate.set()
+            await starting
+            assert await rt.result("mine", timeout=10) == 8
+            assert ran == [8]
+
+    async def test_durable_dispatch_waits_even_for_a_generated_id(self, dp_wf):
+        """Under durable dispatch an activity never starts before its schedule is durable."""
+        flow, ran = dp_wf
+        journal = GatedJournal()
+        async with Runtime(journal=journal, dispatch="durable") as rt:
+            starting = asyncio.ensure_future(rt.start(flow, 9))
+            for _ in range(200):
+                if journal.submitted:
+                    break
+                await asyncio.sleep(0)
+            await _loop_turns(50)
+            assert ran == []
+            journal.gate.set()
+            handle = await starting
+            assert await handle.result(timeout=10) == 9
