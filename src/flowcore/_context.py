@@ -29,11 +29,11 @@ from flowcore.errors import WorkflowMisuseError
 
 if TYPE_CHECKING:
     import random as _random
-    import threading
     from collections.abc import Awaitable
     from datetime import datetime
 
     from flowcore._definitions import ActivityDef
+    from flowcore.backends.base import CancelFlag
 
 __all__ = [
     "ContinueAsNewSignal",
@@ -84,7 +84,7 @@ class Info:
     op: str | None = None
     """Inside an activity: the call's place in the program (``"3"``, ``"2.1.1"``): the same on
     every replay, whatever order concurrent branches run in."""
-    _cancel: threading.Event | None = field(default=None, repr=False, compare=False)
+    _cancel: CancelFlag | None = field(default=None, repr=False, compare=False)
 
     @property
     def idempotency_key(self) -> str | None:

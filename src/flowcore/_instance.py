@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flowcore import serde
-from flowcore.backends.base import ActivityTask
+from flowcore.backends.base import ActivityTask, CancelFlag
 from flowcore.engine.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
@@ -53,7 +52,7 @@ class ActivityJob:
     """The attempt about to run (or running), from 1."""
     due: float | None
     """When that attempt may start (a journaled retry deadline), or None for now."""
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    cancelled: CancelFlag = field(default_factory=CancelFlag)
     """Set when the workflow no longer wants the result; sync activities may poll it."""
     runner: asyncio.Task[None] | None = None
     """The task running the attempt loop."""

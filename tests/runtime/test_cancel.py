@@ -20,6 +20,7 @@ from flowcore import (
     activity,
     workflow,
 )
+from flowcore.backends.base import CancelFlag
 from flowcore.engine.events import (
     ActivityCompleted,
     ActivityScheduled,
@@ -543,3 +544,30 @@ class TestSuspendResume:
                 await rt.suspend("s5")
             with pytest.raises(WorkflowFinishedError):
                 await rt.resume("s5")
+
+
+class TestCancelFlag:
+    """The flag a backend hands each attempt: an Event's answers, its lock made only on wait."""
+
+    def test_set_wakes_a_thread_waiting_on_it(self):
+        flag = CancelFlag()
+        woke: list[bool] = []
+        waiter = threading.Thread(target=lambda: woke.append(flag.wait(timeout=SYNC_LIMIT)))
+        waiter.start()
+        deadline = time.monotonic() + SYNC_LIMIT
+        while flag._event is None and time.monotonic() < deadline:  # the waiter made its lock
+            time.sleep(0.001)
+        flag.set()
+        waiter.join(timeout=SYNC_LIMIT)
+        assert woke == [True]
+        assert flag.is_set()
+
+    def test_wait_on_a_set_flag_returns_at_once_and_unset_times_out(self):
+        unset = CancelFlag()
+        assert unset.wait(timeout=0.01) is False
+        assert not unset.is_set()
+        done = CancelFlag()
+        done.set()
+        assert done.wait() is True
+        assert done._event is None  # nobody had to wait: no lock was ever made
+        assert repr(done) == "<CancelFlag set>"

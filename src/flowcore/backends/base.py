@@ -2,17 +2,55 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, final
 
 if TYPE_CHECKING:
-    import threading
-
     from flowcore._definitions import ActivityDef
     from flowcore.engine.events import Json
     from flowcore.errors import FailureInfo
 
-__all__ = ["ActivityOutcome", "ActivityTask", "Backend"]
+__all__ = ["ActivityOutcome", "ActivityTask", "Backend", "CancelFlag"]
+
+
+@final
+class CancelFlag:
+    """Set once the workflow no longer wants an attempt's result; safe to read from any thread.
+
+    It answers like a ``threading.Event`` (``is_set``, ``set``, ``wait``) but makes its lock only
+    when someone waits: one is made per activity call, and almost none is ever waited on.
+    """
+
+    __slots__ = ("_event", "_flag")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._event: threading.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<CancelFlag {'set' if self._flag else 'unset'}>"
+
+    def is_set(self) -> bool:
+        """True once set."""
+        return self._flag
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        self._flag = True
+        event = self._event
+        if event is not None:
+            event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the flag is set or ``timeout`` seconds passed; return whether it is set."""
+        if self._flag:
+            return True
+        if self._event is None:
+            self._event = threading.Event()
+            if self.is_set():  # set() ran before the event existed
+                self._event.set()
+        return self._event.wait(timeout)
 
 
 @final
@@ -42,7 +80,7 @@ class ActivityTask:
     """The workflow's registered name."""
     workflow_version: str = ""
     """The workflow's recorded version."""
-    cancelled: threading.Event | None = field(default=None, compare=False, repr=False)
+    cancelled: CancelFlag | None = field(default=None, compare=False, repr=False)
     """Set when the workflow no longer wants the result (cancellation); sync code may poll it."""
 
     @property
