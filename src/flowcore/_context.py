@@ -29,7 +29,7 @@ from flowcore.errors import WorkflowMisuseError
 
 if TYPE_CHECKING:
     import random as _random
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Callable
     from datetime import datetime
 
     from flowcore._definitions import ActivityDef
@@ -131,7 +131,9 @@ class WorkflowContext(Protocol):
 
 
 _workflow: ContextVar[WorkflowContext | None] = ContextVar("flowcore_workflow", default=None)
-_activity: ContextVar[Info | None] = ContextVar("flowcore_activity", default=None)
+_activity: ContextVar[Info | Callable[[], Info] | None] = ContextVar(
+    "flowcore_activity", default=None
+)
 
 
 def enter_workflow(ctx: WorkflowContext) -> Token[WorkflowContext | None]:
@@ -144,12 +146,16 @@ def exit_workflow(token: Token[WorkflowContext | None]) -> None:
     _workflow.reset(token)
 
 
-def enter_activity(info: Info) -> Token[Info | None]:
-    """Backend hook: describe the running activity attempt."""
+def enter_activity(info: Info | Callable[[], Info]) -> Token[Info | Callable[[], Info] | None]:
+    """Backend hook: describe the running activity attempt.
+
+    ``info`` may be a function that builds the description when it is first asked for: most
+    activities never ask, and building it for each call showed in the hot path's profile.
+    """
     return _activity.set(info)
 
 
-def exit_activity(token: Token[Info | None]) -> None:
+def exit_activity(token: Token[Info | Callable[[], Info] | None]) -> None:
     """Backend hook: undo :func:`enter_activity`."""
     _activity.reset(token)
 
@@ -225,7 +231,7 @@ def info() -> Info:
     """
     act = _activity.get()
     if act is not None:
-        return act
+        return act if isinstance(act, Info) else act()
     return _require("info").info()
 
 
@@ -242,7 +248,7 @@ def activity_info() -> Info:
             "an @flowcore.activity function while the runtime runs it",
             workflow_id="",
         )
-    return act
+    return act if isinstance(act, Info) else act()
 
 
 class ContinueAsNewSignal(BaseException):

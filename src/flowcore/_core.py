@@ -588,19 +588,21 @@ class Core:
                 await self._clock.sleep_until(job.due)
             began = time.perf_counter()
             outcome = await self._attempt(job.task(), defn.timeout)
-            fields = _attempt_fields(job, time.perf_counter() - began)
+            seconds = time.perf_counter() - began
             now = self._clock.now()
             if outcome.failure is None:
                 outcome = self._check_result(outcome, defn.name)
             if outcome.failure is None:
                 if self._debug:  # the fields are built only when they are logged
-                    self._log.debug("activity completed", **fields())
+                    self._log.debug("activity completed", **_attempt_fields(job, seconds))
                 return ev.ActivityCompleted(
                     at=now, step=command.step, result=outcome.result, attempt=job.attempt
                 )
             failure = outcome.failure
             if not defn.retry.should_retry(failure, job.attempt):
-                self._log.warning("activity failed", error=str(failure), **fields())
+                self._log.warning(
+                    "activity failed", error=str(failure), **_attempt_fields(job, seconds)
+                )
                 return ev.ActivityFailed(
                     at=now,
                     step=command.step,
@@ -613,7 +615,7 @@ class Core:
                 "activity attempt failed; retrying",
                 error=str(failure),
                 retry_at=job.due,
-                **fields(),
+                **_attempt_fields(job, seconds),
             )
             failed = ev.ActivityAttemptFailed(
                 at=now, step=command.step, attempt=job.attempt, failure=failure, retry_at=job.due
@@ -657,14 +659,9 @@ class Core:
                 f"only {sorted(self._backends)}; pass Runtime(backends={{{name!r}: ...}})"
             )
             return ActivityOutcome(failure=FailureInfo.from_exception(error, non_retryable=True))
-        if getattr(backend, "remote", False):  # its workers bound concurrency, not this process
-            return await self._execute(backend, task, timeout)
-        async with self._limiter:  # an asyncio.Semaphore: cheap when a slot is free
-            return await self._execute(backend, task, timeout)
-
-    async def _execute(
-        self, backend: Backend, task: ActivityTask, timeout: float | None
-    ) -> ActivityOutcome:
+        limiter = None if getattr(backend, "remote", False) else self._limiter
+        if limiter is not None:  # remote: its workers bound concurrency, not this process
+            await limiter.acquire()  # an asyncio.Semaphore: no wait while a slot is free
         self._busy += 1
         try:
             return await backend.execute(task, timeout=timeout)
@@ -672,6 +669,8 @@ class Core:
             return ActivityOutcome(failure=FailureInfo.from_exception(exc))
         finally:
             self._busy -= 1
+            if limiter is not None:
+                limiter.release()
 
     def _arm(self, inst: _Instance, executor: WorkflowExecutor, step: int, fire_at: float) -> None:
         scope = anyio.CancelScope()
@@ -814,20 +813,15 @@ class Core:
         return self._append(inst, [*events, parked], consumed=consumed)
 
 
-def _attempt_fields(job: ActivityJob, seconds: float) -> Callable[[], dict[str, Any]]:
-    """The log fields of an attempt, built on demand (most attempts log nothing)."""
-    attempt = job.attempt  # read now: the job moves on to its next attempt
-
-    def build() -> dict[str, Any]:
-        return {
-            "workflow_id": job.inst.id,
-            "step": job.command.step,
-            "activity": job.command.activity.name,
-            "attempt": attempt,
-            "duration_ms": round(seconds * 1000, 3),
-        }
-
-    return build
+def _attempt_fields(job: ActivityJob, seconds: float) -> dict[str, Any]:
+    """The log fields of the attempt that just ended (built only when it is logged)."""
+    return {
+        "workflow_id": job.inst.id,
+        "step": job.command.step,
+        "activity": job.command.activity.name,
+        "attempt": job.attempt,
+        "duration_ms": round(seconds * 1000, 3),
+    }
 
 
 def _scheduling_event(command: _Work, now: float) -> ev.Event:

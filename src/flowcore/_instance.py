@@ -75,8 +75,8 @@ class ActivityJob:
         """
         command = self.command
         args, kwargs = command.args, command.kwargs
-        if not all(type(v) in _SCALARS for v in args) or not all(
-            type(v) in _SCALARS for v in kwargs.values()
+        if not _SCALARS.issuperset(map(type, args)) or (
+            kwargs and not _SCALARS.issuperset(map(type, kwargs.values()))
         ):
             args, kwargs = _copy_args(command)
         return ActivityTask(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
@@ -36,20 +37,11 @@ class LocalBackend:
 
     async def execute(self, task: ActivityTask, *, timeout: float | None) -> ActivityOutcome:
         """Run one attempt; exceptions and timeouts become a failed outcome."""
-        token = _context.enter_activity(
-            _context.Info(
-                workflow_id=task.workflow_id,
-                workflow_name=task.workflow_name,
-                version=task.workflow_version,
-                activity=task.activity.name,
-                step=task.step,
-                attempt=task.attempt,
-                op=task.op,
-                _cancel=task.cancelled,
-            )
-        )
+        token = _context.enter_activity(functools.partial(_info, task))
         try:
-            if timeout is None:
+            if timeout is None and task.activity.is_async:
+                value = await task.activity.fn(*task.args, **task.kwargs)
+            elif timeout is None:
                 value = await self._call(task)
             else:
                 with anyio.move_on_after(timeout) as scope:
@@ -80,6 +72,20 @@ class LocalBackend:
             limiter=self._threads,
             abandon_on_cancel=True,
         )
+
+
+def _info(task: ActivityTask) -> _context.Info:
+    """What ``flowcore.activity_info()`` tells the attempt (built only when it asks)."""
+    return _context.Info(
+        workflow_id=task.workflow_id,
+        workflow_name=task.workflow_name,
+        version=task.workflow_version,
+        activity=task.activity.name,
+        step=task.step,
+        attempt=task.attempt,
+        op=task.op,
+        _cancel=task.cancelled,
+    )
 
 
 if TYPE_CHECKING:
