@@ -279,7 +279,9 @@ class Core:
             inst.last_event = events[-1]
         if self._listeners:  # listener hook: outbox records commit with the op
             op = _listeners.collect(self._listeners, op, self._log)
-        future = asyncio.ensure_future(self._journal.submit(op))
+        future = self._journal.submit(op)  # both journals return a future: no ensure_future
+        if not isinstance(future, asyncio.Future):
+            future = asyncio.ensure_future(future)
         if op.outbox:
             _listeners.notify_committed(self._listeners, future)
         self._busy += 1
