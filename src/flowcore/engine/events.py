@@ -408,50 +408,47 @@ _OMITTED_AT_DEFAULT: dict[str, Any] = {"run": 1}
 """Fields added later: left out at their default, so older readers still decode the event."""
 
 
-def _values_of(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+def _data_encoder(cls: type[Any]) -> Callable[[Any], str]:
+    """The function writing the ``data`` column of ``cls``'s events (see encode_event_data)."""
+    names = _FIELDS[cls]
+    failures = tuple(f.name for f in fields(cls) if f.type in ("FailureInfo", FailureInfo))
+    omitted = tuple((n, d) for n, d in _OMITTED_AT_DEFAULT.items() if n in names)
     if len(names) >= 2:  # noqa: PLR2004 - attrgetter returns a tuple only for two or more
-        return attrgetter(*names)
-    if names:
-        get = attrgetter(names[0])
-        return lambda event: (get(event),)
-    return lambda _event: ()
+        values: Callable[[Any], tuple[Any, ...]] = attrgetter(*names)
+    elif names:
+        one = attrgetter(names[0])
+        values = lambda event: (one(event),)  # noqa: E731
+    else:
+        values = lambda _event: ()  # noqa: E731
+
+    def plain(event: Any) -> str:
+        return json_text(dict(zip(names, values(event), strict=True)))
+
+    def special(event: Any) -> str:
+        data = dict(zip(names, values(event), strict=True))
+        for name in failures:
+            value = data[name]
+            if isinstance(value, FailureInfo):
+                data[name] = value.to_json()
+        for name, default in omitted:
+            if data[name] == default:
+                del data[name]  # added later: left out at its default, so older readers decode it
+        return json_text(data)
+
+    return special if failures or omitted else plain
 
 
-@dataclass(frozen=True, slots=True)
-class _Encoding:
-    """How one event class becomes the JSON object of its ``data`` column."""
-
-    names: tuple[str, ...]
-    values: Callable[[Any], tuple[Any, ...]]
-    failures: tuple[str, ...]
-    """Fields holding a FailureInfo (stored as its JSON form)."""
-    omitted: tuple[tuple[str, Any], ...]
-    """Fields left out at the given default."""
-
-
-_ENCODINGS: dict[type[Any], _Encoding] = {
-    cls: _Encoding(
-        names,
-        _values_of(names),
-        tuple(f.name for f in fields(cls) if f.type in ("FailureInfo", FailureInfo)),
-        tuple((n, d) for n, d in _OMITTED_AT_DEFAULT.items() if n in names),
-    )
-    for cls, names in _FIELDS.items()
+_DATA_ENCODERS: Final[dict[type[Any], Callable[[Any], str]]] = {
+    cls: _data_encoder(cls) for cls in _FIELDS
 }
 
 
 def encode_event_data(event: Event) -> str:
-    """The ``data`` column of an event: its fields but ``at`` as one JSON object."""
-    how = _ENCODINGS[type(event)]
-    data = dict(zip(how.names, how.values(event), strict=True))
-    for name in how.failures:
-        value = data[name]
-        if isinstance(value, FailureInfo):
-            data[name] = value.to_json()
-    for name, default in how.omitted:
-        if data[name] == default:
-            del data[name]  # added later: left out at its default, so older readers decode it
-    return json_text(data)
+    """The ``data`` column of an event: its fields but ``at`` as one JSON object.
+
+    ``FailureInfo`` fields are stored as their JSON form, ``run`` is left out at its default.
+    """
+    return _DATA_ENCODERS[type(event)](event)
 
 
 def encode_event(event: Event) -> tuple[str, str]:
