@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -89,6 +90,8 @@ class Core:
     """Listeners (flowcore.listeners) handed every append; empty: no listener hook runs."""
     _commit_hook: Callable[[], None] | None = None
     """Called after each successful commit; :mod:`flowcore.web` wakes its live streams with it."""
+    _in_flight: deque[asyncio.Future[None]] | None = None
+    """Appends not yet seen committed, in submission order (see :meth:`_on_commit`)."""
 
     # -- internals: starting -------------------------------------------------------------------
 
@@ -281,26 +284,52 @@ class Core:
             inst.last_event = events[-1]
         if self._listeners:  # listener hook: outbox records commit with the op
             op = _listeners.collect(self._listeners, op, self._log)
-        future = asyncio.ensure_future(self._journal.submit(op))
+        future = self._journal.submit(op)  # both journals return a future: no ensure_future
+        if not isinstance(future, asyncio.Future):
+            future = asyncio.ensure_future(future)
         if op.outbox:
             _listeners.notify_committed(self._listeners, future)
         self._busy += 1
-        future.add_done_callback(self._on_commit)
+        if future.done():  # refused at once: seen on its own
+            future.add_done_callback(self._on_commit)
+            return future
+        in_flight = self._in_flight
+        if in_flight is None:
+            in_flight = self._in_flight = deque()
+        in_flight.append(future)
+        if len(in_flight) == 1:
+            future.add_done_callback(self._on_commit)
         return future
 
     def _on_commit(self, future: asyncio.Future[None]) -> None:
-        self._busy -= 1
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if (
-            exc is not None
-            and not isinstance(exc, WorkflowAlreadyExistsError)
-            and self._failure is None
-        ):
-            self._fail_stop(exc)
-        elif exc is None and self._commit_hook is not None:
-            self._commit_hook()
+        """Account for ended appends: fail-stop on a failed one, tell the commit hook otherwise.
+
+        Only the oldest append in flight has this callback: a journal resolves its ops in
+        submission order, a batch at once, so one call (a loop callback costs more than the
+        rest of it) sees every append the batch ended and hands the callback on to the oldest
+        one still in flight. An append refused at submit has its own call.
+        """
+        in_flight = self._in_flight
+        ended: builtins.list[asyncio.Future[None]] = [future]
+        if in_flight and in_flight[0] is future:
+            ended.clear()
+            while in_flight and in_flight[0].done():
+                ended.append(in_flight.popleft())
+            if in_flight:
+                in_flight[0].add_done_callback(self._on_commit)
+        for each in ended:
+            self._busy -= 1
+            if each.cancelled():
+                continue
+            exc = each.exception()
+            if (
+                exc is not None
+                and not isinstance(exc, WorkflowAlreadyExistsError)
+                and self._failure is None
+            ):
+                self._fail_stop(exc)
+            elif exc is None and self._commit_hook is not None:
+                self._commit_hook()
 
     def _fail_stop(self, exc: BaseException) -> None:
         """The journal can no longer be trusted: stop all progress; waiters get the error."""

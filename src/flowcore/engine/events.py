@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 from flowcore.errors import FailureInfo, JournalCorruptError
 
@@ -40,6 +45,8 @@ __all__ = [
     "WorkflowTerminated",
     "decode_event",
     "encode_event",
+    "encode_event_data",
+    "json_text",
 ]
 
 Json = Any
@@ -359,30 +366,94 @@ _FIELDS: dict[type[Any], tuple[str, ...]] = {
     cls: tuple(f.name for f in fields(cls) if f.name != "at") for cls in EVENT_TYPES.values()
 }
 
+_CHECKED: Final = json.JSONEncoder(separators=(",", ":"))
+_checked_text: Final = _CHECKED.encode
+_c_encoder: Final = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(  # the arguments JSONEncoder.iterencode passes, for _CHECKED's options
+        None,  # markers: no circular-reference bookkeeping (see json_text)
+        _CHECKED.default,
+        encode_basestring_ascii,
+        _CHECKED.indent,
+        _CHECKED.key_separator,
+        _CHECKED.item_separator,
+        _CHECKED.sort_keys,
+        _CHECKED.skipkeys,
+        _CHECKED.allow_nan,
+    )
+)
+"""The C encoder ``_CHECKED.encode`` builds at every call, built once."""
 
-json_text = json.JSONEncoder(separators=(",", ":")).encode
-"""Compact, ASCII-only JSON text of a value. ASCII: a string holding a lone surrogate (from an
-exception message, a decoded file name ...) is stored as its ``\\ud800`` escape and read back
-as it was, where UTF-8 text would fail the commit (and stop the runtime). One shared encoder:
-``json.dumps`` with options builds one per call, which showed in the hot path's profile."""
+
+def json_text(value: Any) -> str:
+    r"""Compact, ASCII-only JSON text of a value.
+
+    ASCII: a string holding a lone surrogate (from an exception message, a decoded file name ...)
+    is stored as its ``\ud800`` escape and read back as it was, where UTF-8 text would fail the
+    commit (and stop the runtime). Byte for byte what ``json.JSONEncoder(separators=(",", ":"))``
+    writes, without building an encoder per call (which showed in the hot path's profile). A
+    cycle ends in RecursionError without the bookkeeping that detects it; the checking encoder
+    then writes the value again, to raise the same ValueError as ever.
+    """
+    if _c_encoder is None:  # pragma: no cover - CPython always has the C accelerator
+        return _checked_text(value)
+    try:
+        return "".join(_c_encoder(value, 0))
+    except RecursionError:
+        return _checked_text(value)  # a cycle: ValueError("Circular reference detected")
 
 
 _OMITTED_AT_DEFAULT: dict[str, Any] = {"run": 1}
+"""Fields added later: left out at their default, so older readers still decode the event."""
+
+
+def _data_encoder(cls: type[Any]) -> Callable[[Any], str]:
+    """The function writing the ``data`` column of ``cls``'s events (see encode_event_data)."""
+    names = _FIELDS[cls]
+    failures = tuple(f.name for f in fields(cls) if f.type in ("FailureInfo", FailureInfo))
+    omitted = tuple((n, d) for n, d in _OMITTED_AT_DEFAULT.items() if n in names)
+    if len(names) >= 2:  # noqa: PLR2004 - attrgetter returns a tuple only for two or more
+        values: Callable[[Any], tuple[Any, ...]] = attrgetter(*names)
+    elif names:
+        one = attrgetter(names[0])
+        values = lambda event: (one(event),)  # noqa: E731
+    else:
+        values = lambda _event: ()  # noqa: E731
+
+    def plain(event: Any) -> str:
+        return json_text(dict(zip(names, values(event), strict=True)))
+
+    def special(event: Any) -> str:
+        data = dict(zip(names, values(event), strict=True))
+        for name in failures:
+            value = data[name]
+            if isinstance(value, FailureInfo):
+                data[name] = value.to_json()
+        for name, default in omitted:
+            if data[name] == default:
+                del data[name]  # added later: left out at its default, so older readers decode it
+        return json_text(data)
+
+    return special if failures or omitted else plain
+
+
+_DATA_ENCODERS: Final[dict[type[Any], Callable[[Any], str]]] = {
+    cls: _data_encoder(cls) for cls in _FIELDS
+}
+
+
+def encode_event_data(event: Event) -> str:
+    """The ``data`` column of an event: its fields but ``at`` as one JSON object.
+
+    ``FailureInfo`` fields are stored as their JSON form, ``run`` is left out at its default.
+    """
+    return _DATA_ENCODERS[type(event)](event)
 
 
 def encode_event(event: Event) -> tuple[str, str]:
     """Encode an event as its ``(kind, data)`` journal columns (``at`` is stored apart)."""
-    data: dict[str, Any] = {}
-    for name in _FIELDS[type(event)]:
-        value = getattr(event, name)
-        if name in _OMITTED_AT_DEFAULT and value == _OMITTED_AT_DEFAULT[name]:
-            continue  # added later: left out at its default, so older readers still decode it
-        if isinstance(value, FailureInfo):
-            value = value.to_json()
-        elif isinstance(value, tuple):
-            value = list(value)
-        data[name] = value
-    return event.kind, json_text(data)
+    return event.kind, encode_event_data(event)
 
 
 def decode_event(kind: str, data: str, at: float) -> Event:

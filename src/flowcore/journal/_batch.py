@@ -32,10 +32,10 @@ from __future__ import annotations
 import builtins
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final, NamedTuple, final
 
 from flowcore._status import WorkflowState, WorkflowStatus, from_timestamp
-from flowcore.engine.events import encode_event
+from flowcore.engine.events import encode_event_data
 from flowcore.errors import (
     JournalCorruptError,
     JournalError,
@@ -45,7 +45,7 @@ from flowcore.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     from flowcore.journal.base import Append, StatusRow
 
@@ -67,9 +67,7 @@ EventRow = tuple[str, int, str, str, float]
 _FINISHED: Final = frozenset(s.value for s in WorkflowState if s.is_finished)
 
 
-@final
-@dataclass(frozen=True, slots=True)
-class Encoded:
+class Encoded(NamedTuple):
     """An op with its events already encoded as journal rows."""
 
     op: Append
@@ -116,55 +114,78 @@ def encode_append(op: Append) -> Encoded:
     Raises:
         PayloadError: an event holds a value JSON cannot encode.
     """
-    rows: builtins.list[EventRow] = []
+    wid, first = op.workflow_id, op.first_seq
+    try:
+        rows = [
+            (wid, first + i, event.kind, encode_event_data(event), event.at)
+            for i, event in enumerate(op.events)
+        ]
+    except (TypeError, ValueError):
+        _raise_unencodable(op)
+        raise
+    return Encoded(op, tuple(rows))
+
+
+def _raise_unencodable(op: Append) -> None:
+    """Raise PayloadError for the first event of ``op`` JSON cannot encode."""
     for i, event in enumerate(op.events):
         try:
-            kind, data = encode_event(event)
+            encode_event_data(event)
         except (TypeError, ValueError) as exc:
             raise PayloadError(
                 f"event {type(event).__name__} of workflow {op.workflow_id!r}: {exc}",
                 path=f"$.events[{i}]",
             ) from exc
-        rows.append((op.workflow_id, op.first_seq + i, kind, data, event.at))
-    return Encoded(op, tuple(rows))
 
 
-def plan_batch(batch: Sequence[Encoded], known: Mapping[str, Known]) -> BatchPlan:
+def plan_batch(batch: Sequence[Encoded], known: dict[str, Known]) -> BatchPlan:
     """Apply the batch rules (see the module docstring) to ops in submission order.
 
     Args:
         batch: The ops, in submission order.
-        known: The stored state of every id the batch mentions that exists.
+        known: The stored state of every id the batch mentions that exists. It is updated to
+            the state after the batch: its entries change in place and the ids the batch
+            creates are added (pass a copy to keep the original).
 
     Returns:
         What to write and what to refuse.
     """
     plan = BatchPlan()
-    state = {wid: Known(k.status, k.last_seq) for wid, k in known.items()}
+    created: set[str] = set()  # ids not stored before the batch (their rows are inserts)
     accepted: builtins.list[Encoded] = []
     reset_at: dict[str, int] = {}  # id -> index in `accepted` of its last reset (wipes earlier)
     for index, item in enumerate(batch):
         op = item.op
-        error = _refusal(op, state.get(op.workflow_id))
-        if error is not None:
-            plan.errors[index] = error
-            continue
-        current = state.setdefault(op.workflow_id, Known(op.row.status, 0))
+        wid = op.workflow_id
+        current = known.get(wid)
+        if (
+            current is None
+            or op.create
+            or op.reset
+            or (item.events and op.first_seq != current.last_seq + 1)
+        ):  # the common case (continuing an existing history) needs no closer look
+            error = _refusal(op, current)
+            if error is not None:
+                plan.errors[index] = error
+                continue
+            if current is None:
+                current = known[wid] = Known(op.row.status, 0)
+                created.add(wid)
         current.status = op.row.status
         if op.reset:
             current.last_seq = len(item.events)
-            reset_at[op.workflow_id] = len(accepted)
+            reset_at[wid] = len(accepted)
         else:
             current.last_seq += len(item.events)
         accepted.append(item)
-        plan.consumed.extend(op.consumed)
+        if op.consumed:
+            plan.consumed.extend(op.consumed)
         if op.outbox:
-            plan.outbox.extend((r.channel, r.key, op.workflow_id, r.body) for r in op.outbox)
-        target = plan.updates if op.workflow_id in known else plan.inserts
-        target[op.workflow_id] = op.row
+            plan.outbox.extend((r.channel, r.key, wid, r.body) for r in op.outbox)
+        (plan.inserts if wid in created else plan.updates)[wid] = op.row
     plan.resets.extend(reset_at)
     for position, item in enumerate(accepted):
-        if position >= reset_at.get(item.op.workflow_id, 0):
+        if not reset_at or position >= reset_at.get(item.op.workflow_id, 0):
             plan.events.extend(item.events)
     return plan
 

@@ -50,6 +50,8 @@ class InMemoryJournal:
         self._closed = False
         self._events: dict[str, builtins.list[EventRow]] = {}
         self._rows: dict[str, StatusRow] = {}
+        self._known: dict[str, Known] = {}
+        """Status and last position of every stored id (what the batch rules check)."""
         self._pending: builtins.list[tuple[Encoded, asyncio.Future[None]]] = []
         self._commits = 0
         self._outbox: dict[int, OutboxEntry] = {}
@@ -110,17 +112,16 @@ class InMemoryJournal:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        ids = {item.op.workflow_id for item, _ in batch}
-        known = {
-            wid: Known(self._rows[wid].status, len(self._events.get(wid, ())))
-            for wid in ids
-            if wid in self._rows
-        }
-        plan = plan_batch([item for item, _ in batch], known)
+        plan = plan_batch([item for item, _ in batch], self._known)  # updates self._known
         for wid in plan.resets:
             self._events.pop(wid, None)
+        stored = self._events
         for event in plan.events:
-            self._events.setdefault(event[0], []).append(event)
+            events = stored.get(event[0])
+            if events is None:
+                stored[event[0]] = [event]
+            else:
+                events.append(event)
         self._rows.update(plan.inserts)
         for wid, row in plan.updates.items():
             created_at = self._rows[wid].created_at

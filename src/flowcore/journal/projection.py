@@ -8,7 +8,7 @@ or pending activities) but keeps the first run's ``created_at``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 from flowcore._status import WorkflowState, WorkflowStatus, from_timestamp
 from flowcore.engine.events import (
@@ -162,35 +162,38 @@ class Projection:
             parent_id=self.parent_id,
         )
 
-    def _input_text(self) -> str | None:
-        cached = self._input_json
-        if cached is None or cached[0] is not self.input:
-            cached = (self.input, _json_text(self.input))
-            self._input_json = cached
-        return cached[1]
-
     def row(self) -> StatusRow:
         """The row to store, frozen as it is now."""
+        cached = self._input_json
+        if cached is None or cached[0] is not self.input:
+            cached = self._input_json = (self.input, _json_text(self.input))
+        output, error, custom = self.output, self.error, self.custom_status
+        pending = self.pending
+        current = pending[next(reversed(pending))] if pending else None
         return StatusRow(
             id=self.id,
             name=self.name,
             version=self.version,
-            status=self.status.value,
-            input=self._input_text(),
-            output=_json_text(self.output),
-            error=_storable(self.error),
-            current_activity=_storable(self.current_activity),
+            status=_STATUS_VALUES[self.status],
+            input=cached[1],
+            output=None if output is None else json_text(output),
+            error=error if error is None or error.isascii() else _escaped(error),
+            current_activity=(
+                current if current is None or current.isascii() else _escaped(current)
+            ),
             created_at=self.created_at,
             updated_at=self.updated_at,
             parent_id=self.parent_id,
-            custom_status=_json_text(self.custom_status),
+            custom_status=None if custom is None else json_text(custom),
         )
 
 
-def _storable(text: str | None) -> str | None:
+_STATUS_VALUES: Final = {state: state.value for state in WorkflowState}
+"""State -> its stored value (``.value`` of an enum member is a Python-level property)."""
+
+
+def _escaped(text: str) -> str:
     """Text SQLite can store: a lone surrogate (say, in an exception message) is escaped."""
-    if text is None or text.isascii():
-        return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 

@@ -150,7 +150,15 @@ class SqliteJournal:
         self._reader: aiosqlite.Connection | None = None
         self._acker: aiosqlite.Connection | None = None
         """Deletes delivered outbox records (opened on first use; see :meth:`ack_outbox`)."""
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._queue: builtins.list[_Pending] = []
+        """Ops submitted and not yet taken by the writer, in submission order."""
+        self._stopping = False
+        """close() asked the writer to stop once the queue is empty."""
+        self._wakeup: asyncio.Future[None] | None = None
+        """What the writer awaits while the queue is empty (set by the next submit or close)."""
+        self._known: dict[str, Known] = {}
+        """Committed status and last position of the unfinished workflows this writer wrote
+        (see :func:`_write_batch`); only the writer's thread touches it while open."""
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._token = ""
@@ -227,9 +235,10 @@ class SqliteJournal:
             await self._release()
             raise
         self._failure, self._commits, self._state = None, 0, "open"
+        self._known.clear()  # the file may have changed while it was closed
         self._crash_after = _crash_after_commit()  # test hook, see _crash_after_commit
         if not self._readonly:
-            self._queue = asyncio.Queue()
+            self._queue, self._stopping, self._wakeup = [], False, None
             name = f"flowcore journal writer {self._path}"
             self._task = asyncio.create_task(self._run(), name=name)
 
@@ -312,7 +321,8 @@ class SqliteJournal:
         task = self._task
         try:
             if task is not None:
-                self._queue.put_nowait(None)
+                self._stopping = True
+                self._wake()
                 await asyncio.wait({task})
         finally:
             if task is not None and not task.done():
@@ -350,8 +360,15 @@ class SqliteJournal:
         except (JournalError, PayloadError) as exc:
             future.set_exception(exc)
             return future
-        self._queue.put_nowait((encoded, future))
+        self._queue.append((encoded, future))
+        if self._wakeup is not None:
+            self._wake()
         return future
+
+    def _wake(self) -> None:
+        waiter, self._wakeup = self._wakeup, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _check_writable(self) -> None:
         if self._readonly:
@@ -376,32 +393,30 @@ class SqliteJournal:
         """The writer task: commit everything queued, batch after batch, in submission order."""
         try:
             while self._failure is None:
-                batch, stop = self._drain(await self._queue.get())
-                if batch:
-                    await self._commit(batch)
-                if stop:
+                if self._queue:
+                    await self._commit(self._take())
+                elif self._stopping:
                     return
+                else:
+                    self._wakeup = asyncio.get_running_loop().create_future()
+                    await self._wakeup
         finally:
             self._reject_queued()
 
-    def _drain(self, item: _Pending | None) -> tuple[builtins.list[_Pending], bool]:
-        batch: builtins.list[_Pending] = []
-        while item is not None:
-            batch.append(item)
-            if len(batch) >= MAX_BATCH:
-                return batch, False
-            try:
-                item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return batch, False
-        return batch, True
+    def _take(self) -> builtins.list[_Pending]:
+        """The next batch: the oldest queued ops, at most MAX_BATCH."""
+        batch = self._queue
+        if len(batch) <= MAX_BATCH:
+            self._queue = []
+            return batch
+        self._queue = batch[MAX_BATCH:]
+        return batch[:MAX_BATCH]
 
     def _reject_queued(self) -> None:
         error = self._failed_error if self._failure is not None else self._stopped_error
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is not None:
-                _reject(item[1], error())
+        queued, self._queue = self._queue, []
+        for _, future in queued:
+            _reject(future, error())
 
     def _stopped_error(self) -> JournalError:
         return JournalError(f"journal {self._path!r} stopped its writer before this op committed")
@@ -434,7 +449,7 @@ class SqliteJournal:
         await self._check_files(conn)
         # The whole transaction is one call on the connection's thread: a round trip to that
         # thread costs about as much as the fsync itself, and a batch used to make seven.
-        plan = await _on_thread(conn, _write_batch, batch)
+        plan = await _on_thread(conn, _write_batch, (batch, self._known))
         # Deleted or replaced while this batch committed: its commit went to an unlinked
         # file and is lost when the process ends, so it must not be acknowledged.
         await self._check_files(conn)
@@ -560,32 +575,72 @@ class SqliteJournal:
             raise JournalError(msg) from exc
 
 
-def _write_batch(conn: sqlite3.Connection, batch: Sequence[Encoded]) -> BatchPlan:
-    """Plan and write one batch in one transaction (runs on the writer connection's thread)."""
+def _write_batch(
+    conn: sqlite3.Connection, work: tuple[Sequence[Encoded], dict[str, Known]]
+) -> BatchPlan:
+    """Plan and write one batch in one transaction (runs on the writer connection's thread).
+
+    ``work`` is the batch and the writer's record of the committed state (status, last position)
+    of the unfinished workflows it wrote: the batch rules need that state for every id the
+    batch mentions, and only the ids missing from the record are read from the database. The
+    record stays exact because this writer is the only one: the file is owned (locked) while it
+    is open, and the record is emptied when a batch fails and at every ``open()``. After the
+    commit it holds the batch's unfinished ids; finished ones leave it (keeping it as small as
+    the set of running workflows) and are read again should another op name them.
+    """
+    batch, record = work
     conn.execute("BEGIN IMMEDIATE")
     try:
-        ids = builtins.list(dict.fromkeys(item.op.workflow_id for item in batch))
-        rows = conn.execute(_KNOWN, (json.dumps(ids),)).fetchall()
-        plan = plan_batch(batch, {wid: Known(status, seq) for wid, status, seq in rows})
-        if plan.resets:
-            conn.executemany(_DELETE_EVENTS, [(wid,) for wid in plan.resets])
-        if plan.events:
-            conn.executemany(_INSERT_EVENTS, plan.events)
-        if plan.inserts:
-            conn.executemany(_INSERT_ROWS, map(_row_values, plan.inserts.values()))
-        if plan.updates:
-            conn.executemany(_UPSERT_ROWS, map(_row_values, plan.updates.values()))
-        if plan.consumed:
-            conn.executemany(_DELETE_REQUESTS, [(rid,) for rid in plan.consumed])
-        if plan.outbox:
-            conn.executemany(_INSERT_OUTBOX, plan.outbox)
+        known = _known_state(conn, batch, record)
+        plan = plan_batch(batch, known)  # brings `known` (and so `record`) to after the batch
+        _write_plan(conn, plan)
         conn.execute("COMMIT")
     except BaseException:
+        record.clear()  # it may hold the uncommitted state of this batch
         if conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
+    for wid, state in known.items():
+        if is_finished(state.status):
+            record.pop(wid, None)
+        else:
+            record[wid] = state
     return plan
+
+
+def _known_state(
+    conn: sqlite3.Connection, batch: Sequence[Encoded], record: dict[str, Known]
+) -> dict[str, Known]:
+    """The committed state of every id ``batch`` mentions that exists: recorded, else read."""
+    known: dict[str, Known] = {}
+    missing: builtins.list[str] = []
+    for wid in dict.fromkeys(item.op.workflow_id for item in batch):
+        state = record.get(wid)
+        if state is None:
+            missing.append(wid)
+        else:
+            known[wid] = state
+    if missing:
+        rows = conn.execute(_KNOWN, (json.dumps(missing),)).fetchall()
+        known.update((wid, Known(status, seq)) for wid, status, seq in rows)
+    return known
+
+
+def _write_plan(conn: sqlite3.Connection, plan: BatchPlan) -> None:
+    """The batch's statements, in the order the batch rules need (deletions before inserts)."""
+    if plan.resets:
+        conn.executemany(_DELETE_EVENTS, [(wid,) for wid in plan.resets])
+    if plan.events:
+        conn.executemany(_INSERT_EVENTS, plan.events)
+    if plan.inserts:
+        conn.executemany(_INSERT_ROWS, map(_row_values, plan.inserts.values()))
+    if plan.updates:
+        conn.executemany(_UPSERT_ROWS, map(_row_values, plan.updates.values()))
+    if plan.consumed:
+        conn.executemany(_DELETE_REQUESTS, [(rid,) for rid in plan.consumed])
+    if plan.outbox:
+        conn.executemany(_INSERT_OUTBOX, plan.outbox)
 
 
 async def _on_thread(
