@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+import types
 from collections import Counter
 from typing import Any
 
@@ -571,3 +573,39 @@ class TestCancelFlag:
         assert done.wait() is True
         assert done._event is None  # nobody had to wait: no lock was ever made
         assert repr(done) == "<CancelFlag set>"
+
+    @pytest.mark.xfail(reason="two first waiters each make an event; set() wakes one", strict=True)
+    def test_set_wakes_two_threads_that_began_waiting_together(self, monkeypatch):
+        """Two first waiters racing to make the lock both wake on set(), none waits in vain."""
+        import flowcore.backends.base as base_module
+
+        made = threading.Barrier(2)
+        waiting = threading.Semaphore(0)
+
+        class Event(threading.Event):
+            def __init__(self) -> None:
+                super().__init__()
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    made.wait(timeout=0.5)  # both waiters inside wait(), each making a lock
+
+            def wait(self, timeout: float | None = None) -> bool:
+                waiting.release()
+                return super().wait(timeout)
+
+        monkeypatch.setattr(base_module, "threading", types.SimpleNamespace(Event=Event))
+        flag = CancelFlag()
+        woke: list[bool] = []
+        waiters = [
+            threading.Thread(target=lambda: woke.append(flag.wait(timeout=SYNC_LIMIT)))
+            for _ in range(2)
+        ]
+        for waiter in waiters:
+            waiter.start()
+        assert waiting.acquire(timeout=SYNC_LIMIT)
+        assert waiting.acquire(timeout=SYNC_LIMIT)  # both block in Event.wait now
+        began = time.monotonic()
+        flag.set()
+        for waiter in waiters:
+            waiter.join(timeout=SYNC_LIMIT + 1)
+        assert woke == [True, True]
+        assert time.monotonic() - began < SYNC_LIMIT / 2
