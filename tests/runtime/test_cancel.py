@@ -574,7 +574,6 @@ class TestCancelFlag:
         assert done._event is None  # nobody had to wait: no lock was ever made
         assert repr(done) == "<CancelFlag set>"
 
-    @pytest.mark.xfail(reason="two first waiters each make an event; set() wakes one", strict=True)
     def test_set_wakes_two_threads_that_began_waiting_together(self, monkeypatch):
         """Two first waiters racing to make the lock both wake on set(), none waits in vain."""
         import flowcore.backends.base as base_module

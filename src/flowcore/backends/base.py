@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 if TYPE_CHECKING:
     from flowcore._definitions import ActivityDef
@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from flowcore.errors import FailureInfo
 
 __all__ = ["ActivityOutcome", "ActivityTask", "Backend", "CancelFlag"]
+
+_MAKING: Final = threading.Lock()
+"""Held while a CancelFlag makes its event: two first waiters must share one (rarely taken)."""
 
 
 @final
@@ -46,11 +49,15 @@ class CancelFlag:
         """Block until the flag is set or ``timeout`` seconds passed; return whether it is set."""
         if self._flag:
             return True
-        if self._event is None:
-            self._event = threading.Event()
+        event = self._event
+        if event is None:
+            with _MAKING:  # another first waiter may be making one: wait on the same event
+                event = self._event
+                if event is None:
+                    event = self._event = threading.Event()
             if self.is_set():  # set() ran before the event existed
-                self._event.set()
-        return self._event.wait(timeout)
+                event.set()
+        return event.wait(timeout)
 
 
 @final
