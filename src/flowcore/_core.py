@@ -161,14 +161,27 @@ class Core:
             later = commands
         inst.creating = commit
         commit.add_done_callback(functools.partial(self._created, inst))
+        if later is not None:
+            commit.add_done_callback(
+                functools.partial(self._carry_out_later, inst, executor, later)
+            )
         try:
-            await commit
+            await asyncio.shield(commit)  # a cancelled caller must not cancel what commits anyway
         except WorkflowAlreadyExistsError as exc:
             self._exists(wid, exc.status, if_exists)
             return
-        if later is not None and inst.executor is executor:
-            self._carry_out(inst, executor, later, [])
         self._log.info("workflow started", workflow_id=wid, workflow=defn.name)
+
+    def _carry_out_later(
+        self,
+        inst: _Instance,
+        executor: WorkflowExecutor,
+        commands: Sequence[cmd.Command],
+        commit: asyncio.Future[None],
+    ) -> None:
+        """The start committed alone: carry out the rest of its first step (continue-as-new)."""
+        if not commit.cancelled() and commit.exception() is None and inst.executor is executor:
+            self._carry_out(inst, executor, commands, [])
 
     def _created(self, inst: _Instance, commit: asyncio.Future[None]) -> None:
         """The start's commit ended: on a duplicate id, forget the instance that never was."""
@@ -232,11 +245,11 @@ class Core:
             raise WorkflowFinishedError(wid, status=terminal.kind.removeprefix("workflow_"),
                                         action=action)  # fmt: skip
         if executor is None:  # parked: the event waits in the journal for fixed code
-            await self._append(inst, [event], consumed=consumed)
+            await asyncio.shield(self._append(inst, [event], consumed=consumed))
             return
         commit = self._deliver(inst, executor, event, consumed=consumed)
-        if commit is not None:
-            await commit
+        if commit is not None:  # shielded: the commit's callbacks dispatch what the event woke
+            await asyncio.shield(commit)
 
     async def _terminate(
         self, inst: _Instance, reason: str | None, consumed: tuple[int, ...] = ()
@@ -249,11 +262,17 @@ class Core:
         terminal = ev.WorkflowTerminated(at=self._clock.now(), reason=reason)
         commit = self._append(inst, [terminal], consumed=consumed)
         commit.add_done_callback(functools.partial(self._finished, inst, terminal))
+        # A task of its own: should the caller be cancelled, the children still end with it.
+        await asyncio.shield(self._terminate_children(commit, inst.id, children))
+
+    async def _terminate_children(
+        self, commit: asyncio.Future[None], parent_id: str, children: Sequence[str]
+    ) -> None:
         await commit
         for child_id in children:
             child = self._instances.get(child_id)
             if child is not None and not child.done.done():
-                await self._terminate(child, f"parent {inst.id!r} was terminated")
+                await self._terminate(child, f"parent {parent_id!r} was terminated")
 
     # -- internals: the step loop ------------------------------------------------------------
 

@@ -27,9 +27,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 DISPATCH = pytest.mark.parametrize("dispatch", ["eager", "durable"])
-pytestmark = pytest.mark.xfail(
-    reason="the caller's cancellation cancels the commit's future", strict=False
-)
 
 
 @contextmanager
