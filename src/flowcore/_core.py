@@ -92,6 +92,8 @@ class Core:
     """Called after each successful commit; :mod:`flowcore.web` wakes its live streams with it."""
     _in_flight: deque[asyncio.Future[None]] | None = None
     """Appends not yet seen committed, in submission order (see :meth:`_on_commit`)."""
+    _after: dict[asyncio.Future[None], Callable[[asyncio.Future[None]], None]]
+    """What to do once an append ended, run by :meth:`_on_commit` (see :meth:`_when_ended`)."""
 
     # -- internals: starting -------------------------------------------------------------------
 
@@ -159,8 +161,9 @@ class Core:
             # alone first, so a duplicate id is refused before anything else is queued.
             commit = self._append(inst, [started], create=True, consumed=consumed)
             later = commands
-        inst.creating = commit
-        commit.add_done_callback(functools.partial(self._created, inst))
+        if not fresh_id:  # a generated id cannot be a duplicate: nothing to forget
+            inst.creating = commit
+            commit.add_done_callback(functools.partial(self._created, inst))
         try:
             await commit
         except WorkflowAlreadyExistsError as exc:
@@ -301,13 +304,25 @@ class Core:
             future.add_done_callback(self._on_commit)
         return future
 
+    def _when_ended(
+        self, commit: asyncio.Future[None], action: Callable[[asyncio.Future[None]], None]
+    ) -> None:
+        """Call ``action(commit)`` once the append ``commit`` ended (committed, failed or not).
+
+        :meth:`_on_commit` calls it with the rest of the batch: no loop callback of its own. It
+        runs after the runtime fail-stopped on a failed batch, and after the waiters of an
+        append that was handed the batch callback late (see :meth:`_on_commit`).
+        """
+        self._after[commit] = action
+
     def _on_commit(self, future: asyncio.Future[None]) -> None:
         """Account for ended appends: fail-stop on a failed one, tell the commit hook otherwise.
 
         Only the oldest append in flight has this callback: a journal resolves its ops in
         submission order, a batch at once, so one call (a loop callback costs more than the
         rest of it) sees every append the batch ended and hands the callback on to the oldest
-        one still in flight. An append refused at submit has its own call.
+        one still in flight. An append refused at submit has its own call. Then it runs what
+        was asked of the ended appends (:meth:`_when_ended`), in submission order.
         """
         in_flight = self._in_flight
         ended: builtins.list[asyncio.Future[None]] = [future]
@@ -330,6 +345,16 @@ class Core:
                 self._fail_stop(exc)
             elif exc is None and self._commit_hook is not None:
                 self._commit_hook()
+        if self._after:
+            self._run_after(ended)
+
+    def _run_after(self, ended: Sequence[asyncio.Future[None]]) -> None:
+        """Run what :meth:`_when_ended` asked of the ended appends, in submission order."""
+        after = self._after
+        for each in ended:
+            action = after.pop(each, None)
+            if action is not None:
+                action(each)
 
     def _fail_stop(self, exc: BaseException) -> None:
         """The journal can no longer be trusted: stop all progress; waiters get the error."""
@@ -421,7 +446,7 @@ class Core:
         terminal = events[-1] if events and isinstance(events[-1], TERMINAL_TYPES) else None
         if terminal is not None and commit is not None:
             inst.cancel_work()
-            commit.add_done_callback(functools.partial(self._finished, inst, terminal))
+            self._when_ended(commit, functools.partial(self._finished, inst, terminal))
         elif work and (commit is None or eager):
             # Recovered work is already durable. Eager work starts before its schedule is: it is
             # keyed by its op, which replay reproduces whatever order outcomes arrive in.
@@ -429,7 +454,7 @@ class Core:
         elif work and commit is not None:
             # Durable dispatch: work starts once its schedule is committed, so a key can never
             # be reissued to a call whose arguments came from results a crash lost.
-            commit.add_done_callback(functools.partial(self._dispatch_after, inst, executor, work))
+            self._when_ended(commit, functools.partial(self._dispatch_after, inst, executor, work))
         return commit
 
     def _dispatch_after(

@@ -141,6 +141,7 @@ class Runtime(Core):
         self._tg = None
         self._stop = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self._after = {}
         self._busy = 0
         self._ready = []
         """Activity attempts running plus appends not yet committed (for virtual clocks)."""
