@@ -524,15 +524,8 @@ class Core:
         """Run an activity's attempt loop as a plain task: the hot path skips task-group upkeep."""
         if self._tg is None or self._failure is not None:
             return
-        job.runner = asyncio.get_running_loop().create_task(self._run_activity(job))
-        self._jobs.add(job.runner)
-        job.runner.add_done_callback(self._job_done)
-
-    def _job_done(self, runner: asyncio.Task[None]) -> None:
-        self._jobs.discard(runner)
-        if not runner.cancelled() and (exc := runner.exception()) is not None:
-            self._log.error("activity runner crashed", error=repr(exc))
-            self._fail_stop(exc)
+        runner = job.runner = asyncio.get_running_loop().create_task(self._run_activity(job))
+        self._jobs.add(runner)  # the task leaves the set itself: no done callback
 
     def _finished(self, inst: _Instance, terminal: Terminal, commit: asyncio.Future[None]) -> None:
         if commit.cancelled() or commit.exception() is not None:
@@ -577,17 +570,22 @@ class Core:
     # -- internals: running work ----------------------------------------------------------------
 
     async def _run_activity(self, job: ActivityJob) -> None:
+        """The body of an activity's task (see :meth:`_start_job`); it leaves ``_jobs`` itself."""
         try:
             event = await self._attempts(job)
+            inst, step = job.inst, job.command.step
+            if inst.activities.get(step) is job:
+                del inst.activities[step]
+            if event is not None and not job.stopped:
+                self._deliver_soon(job, event)
         except asyncio.CancelledError:
             if not job.stopped:
                 raise  # the runtime is closing
-            return  # the workflow no longer wants this activity
-        inst, step = job.inst, job.command.step
-        if inst.activities.get(step) is job:
-            del inst.activities[step]
-        if event is not None and not job.stopped:
-            self._deliver_soon(job, event)
+        except Exception as exc:  # noqa: BLE001 - a runtime fault: stop, recovery re-runs it
+            self._log.error("activity runner crashed", error=repr(exc))
+            self._fail_stop(exc)
+        finally:
+            self._jobs.discard(job.runner)  # set before the task first runs
 
     def _deliver_soon(self, job: ActivityJob, event: ev.Event) -> None:
         """Queue an activity's outcome: the outcomes of one loop tick are applied together.
