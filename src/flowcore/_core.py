@@ -231,7 +231,7 @@ class Core:
         event = event_type(at=self._clock.now(), **fields)
         executor = inst.executor
         if executor is not None and executor.done:  # its end is being committed
-            terminal = await asyncio.shield(inst.done)
+            terminal = await inst.ended()
             raise WorkflowFinishedError(wid, status=terminal.kind.removeprefix("workflow_"),
                                         action=action)  # fmt: skip
         if executor is None:  # parked: the event waits in the journal for fixed code
@@ -370,8 +370,7 @@ class Core:
                 inst.executor = None
             inst.cancel_work()
             if not inst.done.done():
-                inst.done.set_exception(error)
-                inst.done.exception()  # retrieved here; result() re-raises it to any waiter
+                inst.abort(error)  # result() re-raises it to any waiter
 
     def _deliver(
         self,
@@ -531,7 +530,7 @@ class Core:
         if commit.cancelled() or commit.exception() is not None:
             return
         if not inst.done.done():
-            inst.done.set_result(terminal)
+            inst.end(terminal)
         if self._instances.get(inst.id) is inst:
             del self._instances[inst.id]
         log = self._log.bind(workflow_id=inst.id, workflow=inst.projection.name)
@@ -785,7 +784,7 @@ class Core:
     async def _terminal_event(self, wid: str) -> tuple[Terminal, str, str]:
         inst = await self._settled(wid)
         if inst is not None:
-            terminal = await asyncio.shield(inst.done)
+            terminal = await inst.ended()
             return terminal, inst.projection.name, inst.projection.version
         events = await self._journal.history(wid)
         if not events:

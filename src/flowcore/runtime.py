@@ -219,8 +219,7 @@ class Runtime(Core):
             if inst.executor is not None:
                 inst.executor.close()
             if not inst.done.done():
-                inst.done.set_exception(closed)
-                inst.done.exception()  # mark retrieved: nobody may be waiting
+                inst.abort(closed)
         self._instances.clear()
         try:
             while self._listening:  # their senders may read the journal until they are closed
