@@ -533,16 +533,16 @@ class Core:
             inst.end(terminal)
         if self._instances.get(inst.id) is inst:
             del self._instances[inst.id]
-        log = self._log.bind(workflow_id=inst.id, workflow=inst.projection.name)
-        match terminal:
+        log, ids = self._log, {"workflow_id": inst.id, "workflow": inst.projection.name}
+        match terminal:  # no bound logger per workflow: a filtered line then costs nothing more
             case ev.WorkflowCompleted():
-                log.info("workflow completed")
+                log.info("workflow completed", **ids)
             case ev.WorkflowFailed():
-                log.warning("workflow failed", error=str(terminal.failure))
+                log.warning("workflow failed", error=str(terminal.failure), **ids)
             case ev.WorkflowCanceled():
-                log.info("workflow canceled", reason=terminal.reason)
+                log.info("workflow canceled", reason=terminal.reason, **ids)
             case ev.WorkflowTerminated():
-                log.info("workflow terminated", reason=terminal.reason)
+                log.info("workflow terminated", reason=terminal.reason, **ids)
 
     def _new_run(
         self, inst: _Instance, encoded: Any, version: str | None
