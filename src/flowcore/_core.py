@@ -570,7 +570,10 @@ class Core:
 
     async def _run_activity(self, job: ActivityJob) -> None:
         """The body of an activity's task (see :meth:`_start_job`); it leaves ``_jobs`` itself."""
+        job.running = True
         try:
+            if job.stopped:  # stopped before the task began: it was not cancelled
+                return
             event = await self._attempts(job)
             inst, step = job.inst, job.command.step
             if inst.activities.get(step) is job:

@@ -58,12 +58,14 @@ class ActivityJob:
     """The task running the attempt loop."""
     stopped: bool = False
     """True once the workflow asked to stop it (its outcome is then dropped)."""
+    running: bool = False
+    """True once the task began: cancelled before that, a task would skip its own cleanup."""
 
     def stop(self) -> None:
         """Cancel the attempt loop: async attempts are cancelled, sync ones see ``cancelled``."""
         self.stopped = True
         self.cancelled.set()
-        if self.runner is not None:
+        if self.runner is not None and self.running:  # else it sees `stopped` when it begins
             self.runner.cancel()
 
     def task(self) -> ActivityTask:

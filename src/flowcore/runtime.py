@@ -209,6 +209,7 @@ class Runtime(Core):
         for runner in list(self._jobs):
             runner.cancel()
         await asyncio.gather(*self._jobs, return_exceptions=True)
+        self._jobs.clear()  # a task cancelled before it began did not leave the set itself
         if self._supervisor is not None:
             await self._supervisor
         closed = FlowcoreError(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from flowcore import JournalError, RetryPolicy, Runtime, activity, workflow
+from flowcore.engine.events import ActivityScheduled
 from flowcore.journal.memory import InMemoryJournal
+from tests.helpers import assert_eventually, until_recorded
 
 
 class _BrokenPolicy(RetryPolicy):
@@ -34,3 +38,26 @@ async def test_runner_crash_fail_stops_and_leaks_no_task() -> None:
         with pytest.raises(JournalError, match="stopped accepting work"):
             await rt.start(rc_flow, id="rc-2")
         assert not rt._jobs  # the runner left the set of running tasks
+
+
+@activity
+async def rc_slow() -> None:
+    await asyncio.Event().wait()  # never set: only a stop ends it
+
+
+@workflow
+async def rc_slow_flow() -> None:
+    await rc_slow()
+
+
+async def test_activity_stopped_before_it_ran_leaves_no_task() -> None:
+    """An activity whose workflow ends before its task first ran leaves the set of tasks."""
+    async with Runtime(journal=InMemoryJournal()) as rt:
+        for index in range(3):
+            handle = await rt.start(rc_slow_flow, id=f"rc-stop-{index}")
+            await rt.terminate(handle.id)  # its task may not have run yet
+        handle = await rt.start(rc_slow_flow, id="rc-stop-late")
+        await until_recorded(rt, "rc-stop-late", ActivityScheduled)
+        await asyncio.sleep(0)  # it runs now
+        await rt.terminate("rc-stop-late")
+        await assert_eventually(lambda: not rt._jobs, message=f"tasks left: {rt._jobs}")
