@@ -50,6 +50,14 @@ class ScheduleActivityTrap:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
 
+    def __await__(self) -> Generator[ScheduleActivityTrap, Any, Any]:
+        """Suspend the awaiting workflow task on this call (what ``await activity(...)`` does).
+
+        An activity call inside a workflow *is* its trap: ``gather`` and ``first`` recognise a
+        branch that is a plain call and schedule it without stepping a coroutine for it.
+        """
+        return (yield self)
+
 
 @final
 @dataclass(frozen=True, slots=True)
