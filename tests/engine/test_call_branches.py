@@ -33,6 +33,8 @@ from flowcore.engine.events import (
     Event,
     TimerFired,
     TimerScheduled,
+    WorkflowResumed,
+    WorkflowSuspended,
 )
 from flowcore.engine.executor import WorkflowExecutor
 from flowcore.errors import FailureInfo
@@ -95,6 +97,15 @@ async def cb_guarded(wrap: bool) -> list[Any]:
     except flowcore.PayloadError:
         return ["undecodable", await cb_echo("cleanup")]
     return ["ok", values]
+
+
+@workflow
+async def cb_bad_args(wrap: bool) -> list[Any]:
+    try:
+        await flowcore.gather(_branch(cb_double(2), wrap), _branch(cb_double(object()), wrap))  # type: ignore[arg-type]
+    except flowcore.PayloadError:
+        return ["unencodable", await cb_echo("after")]
+    return ["encoded?"]
 
 
 # -- a scripted world: completes the outstanding work in a chosen order ---------------------------
@@ -209,6 +220,7 @@ CASES = [
     pytest.param(cb_guarded, lifo, {"fail": {3}}, id="guarded-call-fails"),
     pytest.param(cb_guarded, fifo, {"garble": {2}}, id="guarded-undecodable-result"),
     pytest.param(cb_guarded, middle, {"cancel_after": 1}, id="guarded-canceled"),
+    pytest.param(cb_bad_args, fifo, {}, id="unencodable-arguments"),
 ]
 
 
@@ -272,3 +284,19 @@ def test_first_abandons_plain_call_losers_and_ignores_their_outcomes() -> None:
     assert ex.apply(ActivityFailed(at=T0, step=2, failure=_failure())) == []
     done = ex.apply(ActivityCompleted(at=T0, step=5, result=20))
     assert done == [CompleteWorkflow(result=[2, "slow", 20])]
+
+
+@pytest.mark.parametrize("wrap", [True, False])
+def test_outcomes_held_by_a_suspension_finish_call_branches_in_order(wrap: bool) -> None:
+    """Outcomes queued while suspended are applied on resume, one by one, as if live."""
+    ex = WorkflowExecutor(cb_guarded, "wf-1")
+    assert len(ex.start(started(cb_guarded.name, wrap))) == 4
+    assert ex.apply(WorkflowSuspended(at=T0)) == []
+    for step in (4, 2, 1):
+        assert ex.apply(ActivityCompleted(at=T0, step=step, result=2 * (step - 1))) == []
+    assert ex.apply(ActivityFailed(at=T0, step=3, failure=_failure())) == []
+    resumed = [_view(c) for c in ex.apply(WorkflowResumed(at=T0 + 1))]
+    assert resumed == [("activity", 5, "cb_echo", ("cleanup",), "2", False)]
+    assert ex.apply(ActivityCompleted(at=T0, step=5, result="cleanup")) == [
+        CompleteWorkflow(result=["failed", "cb_double", 3, "cleanup"])
+    ]
