@@ -108,6 +108,28 @@ async def cb_bad_args(wrap: bool) -> list[Any]:
     return ["encoded?"]
 
 
+@workflow
+async def cb_reuse(wrap: bool) -> list[Any]:
+    """One call awaited twice behaves as one coroutine would: the second await gets None."""
+    once = cb_double(1)
+    out = [await once, await once]
+    shared = cb_double(2)
+    out.append(await flowcore.gather(_branch(shared, wrap), _branch(shared, wrap)))
+    raced = cb_double(3)
+    out.append(list(await flowcore.first(_branch(raced, wrap), _branch(raced, wrap))))
+    out.append(await raced)
+    before = cb_double(4)
+    out.append(await before)
+    out.append(await flowcore.gather(_branch(before, wrap), _branch(cb_double(5), wrap)))
+    after = cb_double(6)
+    out.append(await flowcore.gather(_branch(after, wrap), _branch(cb_double(7), wrap)))
+    out.append(await after)
+    loser = cb_double(8)
+    out.append(list(await flowcore.first(_branch(cb_double(9), wrap), _branch(loser, wrap))))
+    out.append(await flowcore.gather(_branch(loser, wrap)))
+    return out
+
+
 # -- a scripted world: completes the outstanding work in a chosen order ---------------------------
 
 Pick = Callable[[list[int]], int]
@@ -221,6 +243,8 @@ CASES = [
     pytest.param(cb_guarded, fifo, {"garble": {2}}, id="guarded-undecodable-result"),
     pytest.param(cb_guarded, middle, {"cancel_after": 1}, id="guarded-canceled"),
     pytest.param(cb_bad_args, fifo, {}, id="unencodable-arguments"),
+    pytest.param(cb_reuse, lifo, {}, id="reused-calls-lifo"),
+    pytest.param(cb_reuse, fifo, {}, id="reused-calls-fifo"),
 ]
 
 
@@ -300,3 +324,14 @@ def test_outcomes_held_by_a_suspension_finish_call_branches_in_order(wrap: bool)
     assert ex.apply(ActivityCompleted(at=T0, step=5, result="cleanup")) == [
         CompleteWorkflow(result=["failed", "cb_double", 3, "cleanup"])
     ]
+
+
+def test_a_call_awaited_twice_is_one_generator_as_before() -> None:
+    """Reusing one call (awaited again, or twice in one gather/first) gives what it always did.
+
+    The expected values are what the engine returned when every call was a generator.
+    """
+    expected = [2, None, [None, None], [1, None], None, 8, [None, 10], [12, 14], None, [1, 16]]
+    for wrap in (False, True):
+        batches, _ = drive(cb_reuse, wrap, lifo)
+        assert batches[-1] == [CompleteWorkflow(result=[*expected, [None]])]

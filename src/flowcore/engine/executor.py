@@ -41,7 +41,7 @@ from flowcore.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Generator, Sequence
 
     from flowcore._definitions import WorkflowDef
 
@@ -88,6 +88,21 @@ class _Task:
     """How many commands this task has issued."""
     call: traps.ScheduleActivityTrap | None = None
     """For a branch that is a plain activity call: that call, scheduled without a coroutine."""
+
+    def hand_over(self) -> Generator[traps.ScheduleActivityTrap, Any, Any]:
+        """The call is awaited elsewhere too: become a coroutine task driven by its generator.
+
+        The generator is put in the state stepping it would have reached (not started, suspended
+        on the trap, or finished), so sharing one call behaves as sharing one coroutine.
+        """
+        call, self.call = self.call, None
+        assert call is not None  # noqa: S101 - only a call task is a claim
+        self.coro = awaiting = traps.suspend_on(call)
+        if self.done:
+            awaiting.close()
+        elif self.ops:
+            next(awaiting)
+        return awaiting
 
     def next_op(self) -> str:
         """Name this task's next command by its place in the program, not by timing.
@@ -446,8 +461,10 @@ class WorkflowExecutor:
         children = []
         ready = self._ready
         for index, aw in enumerate(awaitables, 1):
-            if type(aw) is traps.ScheduleActivityTrap:  # a plain call: no coroutine to step
+            if type(aw) is traps.ScheduleActivityTrap and not hasattr(aw, "claim"):
+                # a plain call never awaited yet: no coroutine to step
                 child = _Task(None, group, index - 1, path=f"{op}.{index}", call=aw)
+                object.__setattr__(aw, "claim", child)
                 ready.append((child, None, None))
             else:
                 child = self._spawn(_as_coroutine(aw), group, index - 1, f"{op}.{index}")
@@ -738,7 +755,7 @@ def _input_hint(defn: WorkflowDef[Any, Any]) -> Any:
 
 def _raised_by(call: traps.ScheduleActivityTrap, exc: BaseException) -> BaseException:
     """``exc`` as raised out of ``await call``: thrown in, so its traceback names the await."""
-    awaiting = call.__await__()
+    awaiting = traps.suspend_on(call)
     next(awaiting)
     try:
         awaiting.throw(exc)
