@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, final
+from typing import TYPE_CHECKING, Any, Protocol, cast, final
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Generator, Iterator
@@ -44,17 +44,21 @@ class First:
 
 
 @final
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class ScheduleActivityTrap:
-    """Run an activity and resume with its result."""
+    """Run an activity and resume with its result.
+
+    Not frozen: it is the awaitable an activity call returns, and records how it is awaited
+    (``claim``); like a coroutine it compares by identity.
+    """
 
     activity: ActivityDef[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    claim: Generator[ScheduleActivityTrap, Any, Any] | Claim = field(
-        init=False, repr=False, compare=False
+    claim: Generator[ScheduleActivityTrap, Any, Any] | Claim | None = field(
+        default=None, init=False, repr=False, compare=False
     )
-    """Unset until first awaited: then the one generator every ``await`` of this call shares,
+    """None until first awaited: then the one generator every ``await`` of this call shares,
     or the engine's branch that runs the call without one (see :meth:`__await__`)."""
 
     def __await__(self) -> Generator[ScheduleActivityTrap, Any, Any]:
@@ -65,14 +69,14 @@ class ScheduleActivityTrap:
         coroutine, a call is one generator however often it is awaited (awaited again once it
         finished, it returns None), also when the engine runs it as a branch (``claim``).
         """
-        claim = getattr(self, "claim", None)
+        claim = self.claim
         if claim is None:
             claim = suspend_on(self)
         elif isinstance(claim, types.GeneratorType):
             return claim
         else:
-            claim = claim.hand_over()
-        object.__setattr__(self, "claim", claim)
+            claim = cast("Claim", claim).hand_over()
+        self.claim = claim
         return claim
 
 

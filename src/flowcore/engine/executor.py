@@ -461,10 +461,10 @@ class WorkflowExecutor:
         children = []
         ready = self._ready
         for index, aw in enumerate(awaitables, 1):
-            if type(aw) is traps.ScheduleActivityTrap and not hasattr(aw, "claim"):
+            if type(aw) is traps.ScheduleActivityTrap and aw.claim is None:
                 # a plain call never awaited yet: no coroutine to step
                 child = _Task(None, group, index - 1, path=f"{op}.{index}", call=aw)
-                object.__setattr__(aw, "claim", child)
+                aw.claim = child
                 ready.append((child, None, None))
             else:
                 child = self._spawn(_as_coroutine(aw), group, index - 1, f"{op}.{index}")
