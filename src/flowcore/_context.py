@@ -180,7 +180,7 @@ def schedule_activity(
     defn: ActivityDef[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Awaitable[Any]:
     """Engine hook used by ActivityDef: the awaitable of a journaled activity call."""
-    return yield_trap(ScheduleActivityTrap(defn, args, kwargs))
+    return ScheduleActivityTrap(defn, args, kwargs)
 
 
 @overload

@@ -92,6 +92,8 @@ class Core:
     """Called after each successful commit; :mod:`flowcore.web` wakes its live streams with it."""
     _in_flight: deque[asyncio.Future[None]] | None = None
     """Appends not yet seen committed, in submission order (see :meth:`_on_commit`)."""
+    _after: dict[asyncio.Future[None], Callable[[asyncio.Future[None]], None]]
+    """What to do once an append ended, run by :meth:`_on_commit` (see :meth:`_when_ended`)."""
 
     # -- internals: starting -------------------------------------------------------------------
 
@@ -159,8 +161,9 @@ class Core:
             # alone first, so a duplicate id is refused before anything else is queued.
             commit = self._append(inst, [started], create=True, consumed=consumed)
             later = commands
-        inst.creating = commit
-        commit.add_done_callback(functools.partial(self._created, inst))
+        if not fresh_id:  # a generated id cannot be a duplicate: nothing to forget
+            inst.creating = commit
+            commit.add_done_callback(functools.partial(self._created, inst))
         if later is not None:
             commit.add_done_callback(
                 functools.partial(self._carry_out_later, inst, executor, later)
@@ -241,7 +244,7 @@ class Core:
         event = event_type(at=self._clock.now(), **fields)
         executor = inst.executor
         if executor is not None and executor.done:  # its end is being committed
-            terminal = await asyncio.shield(inst.done)
+            terminal = await inst.ended()
             raise WorkflowFinishedError(wid, status=terminal.kind.removeprefix("workflow_"),
                                         action=action)  # fmt: skip
         if executor is None:  # parked: the event waits in the journal for fixed code
@@ -320,13 +323,25 @@ class Core:
             future.add_done_callback(self._on_commit)
         return future
 
+    def _when_ended(
+        self, commit: asyncio.Future[None], action: Callable[[asyncio.Future[None]], None]
+    ) -> None:
+        """Call ``action(commit)`` once the append ``commit`` ended (committed, failed or not).
+
+        :meth:`_on_commit` calls it with the rest of the batch: no loop callback of its own. It
+        runs after the runtime fail-stopped on a failed batch, and after the waiters of an
+        append that was handed the batch callback late (see :meth:`_on_commit`).
+        """
+        self._after[commit] = action
+
     def _on_commit(self, future: asyncio.Future[None]) -> None:
         """Account for ended appends: fail-stop on a failed one, tell the commit hook otherwise.
 
         Only the oldest append in flight has this callback: a journal resolves its ops in
         submission order, a batch at once, so one call (a loop callback costs more than the
         rest of it) sees every append the batch ended and hands the callback on to the oldest
-        one still in flight. An append refused at submit has its own call.
+        one still in flight. An append refused at submit has its own call. Then it runs what
+        was asked of the ended appends (:meth:`_when_ended`), in submission order.
         """
         in_flight = self._in_flight
         ended: builtins.list[asyncio.Future[None]] = [future]
@@ -349,6 +364,16 @@ class Core:
                 self._fail_stop(exc)
             elif exc is None and self._commit_hook is not None:
                 self._commit_hook()
+        if self._after:
+            self._run_after(ended)
+
+    def _run_after(self, ended: Sequence[asyncio.Future[None]]) -> None:
+        """Run what :meth:`_when_ended` asked of the ended appends, in submission order."""
+        after = self._after
+        for each in ended:
+            action = after.pop(each, None)
+            if action is not None:
+                action(each)
 
     def _fail_stop(self, exc: BaseException) -> None:
         """The journal can no longer be trusted: stop all progress; waiters get the error."""
@@ -364,8 +389,7 @@ class Core:
                 inst.executor = None
             inst.cancel_work()
             if not inst.done.done():
-                inst.done.set_exception(error)
-                inst.done.exception()  # retrieved here; result() re-raises it to any waiter
+                inst.abort(error)  # result() re-raises it to any waiter
 
     def _deliver(
         self,
@@ -440,7 +464,7 @@ class Core:
         terminal = events[-1] if events and isinstance(events[-1], TERMINAL_TYPES) else None
         if terminal is not None and commit is not None:
             inst.cancel_work()
-            commit.add_done_callback(functools.partial(self._finished, inst, terminal))
+            self._when_ended(commit, functools.partial(self._finished, inst, terminal))
         elif work and (commit is None or eager):
             # Recovered work is already durable. Eager work starts before its schedule is: it is
             # keyed by its op, which replay reproduces whatever order outcomes arrive in.
@@ -448,7 +472,7 @@ class Core:
         elif work and commit is not None:
             # Durable dispatch: work starts once its schedule is committed, so a key can never
             # be reissued to a call whose arguments came from results a crash lost.
-            commit.add_done_callback(functools.partial(self._dispatch_after, inst, executor, work))
+            self._when_ended(commit, functools.partial(self._dispatch_after, inst, executor, work))
         return commit
 
     def _dispatch_after(
@@ -518,33 +542,26 @@ class Core:
         """Run an activity's attempt loop as a plain task: the hot path skips task-group upkeep."""
         if self._tg is None or self._failure is not None:
             return
-        job.runner = asyncio.get_running_loop().create_task(self._run_activity(job))
-        self._jobs.add(job.runner)
-        job.runner.add_done_callback(self._job_done)
-
-    def _job_done(self, runner: asyncio.Task[None]) -> None:
-        self._jobs.discard(runner)
-        if not runner.cancelled() and (exc := runner.exception()) is not None:
-            self._log.error("activity runner crashed", error=repr(exc))
-            self._fail_stop(exc)
+        runner = job.runner = asyncio.get_running_loop().create_task(self._run_activity(job))
+        self._jobs.add(runner)  # the task leaves the set itself: no done callback
 
     def _finished(self, inst: _Instance, terminal: Terminal, commit: asyncio.Future[None]) -> None:
         if commit.cancelled() or commit.exception() is not None:
             return
         if not inst.done.done():
-            inst.done.set_result(terminal)
+            inst.end(terminal)
         if self._instances.get(inst.id) is inst:
             del self._instances[inst.id]
-        log = self._log.bind(workflow_id=inst.id, workflow=inst.projection.name)
-        match terminal:
+        log, ids = self._log, {"workflow_id": inst.id, "workflow": inst.projection.name}
+        match terminal:  # no bound logger per workflow: a filtered line then costs nothing more
             case ev.WorkflowCompleted():
-                log.info("workflow completed")
+                log.info("workflow completed", **ids)
             case ev.WorkflowFailed():
-                log.warning("workflow failed", error=str(terminal.failure))
+                log.warning("workflow failed", error=str(terminal.failure), **ids)
             case ev.WorkflowCanceled():
-                log.info("workflow canceled", reason=terminal.reason)
+                log.info("workflow canceled", reason=terminal.reason, **ids)
             case ev.WorkflowTerminated():
-                log.info("workflow terminated", reason=terminal.reason)
+                log.info("workflow terminated", reason=terminal.reason, **ids)
 
     def _new_run(
         self, inst: _Instance, encoded: Any, version: str | None
@@ -571,17 +588,25 @@ class Core:
     # -- internals: running work ----------------------------------------------------------------
 
     async def _run_activity(self, job: ActivityJob) -> None:
+        """The body of an activity's task (see :meth:`_start_job`); it leaves ``_jobs`` itself."""
+        job.running = True
         try:
+            if job.stopped:  # stopped before the task began: it was not cancelled
+                return
             event = await self._attempts(job)
+            inst, step = job.inst, job.command.step
+            if inst.activities.get(step) is job:
+                del inst.activities[step]
+            if event is not None and not job.stopped:
+                self._deliver_soon(job, event)
         except asyncio.CancelledError:
             if not job.stopped:
                 raise  # the runtime is closing
-            return  # the workflow no longer wants this activity
-        inst, step = job.inst, job.command.step
-        if inst.activities.get(step) is job:
-            del inst.activities[step]
-        if event is not None and not job.stopped:
-            self._deliver_soon(job, event)
+        except Exception as exc:  # noqa: BLE001 - a runtime fault: stop, recovery re-runs it
+            self._log.error("activity runner crashed", error=repr(exc))
+            self._fail_stop(exc)
+        finally:
+            self._jobs.discard(job.runner)  # set before the task first runs
 
     def _deliver_soon(self, job: ActivityJob, event: ev.Event) -> None:
         """Queue an activity's outcome: the outcomes of one loop tick are applied together.
@@ -781,7 +806,7 @@ class Core:
     async def _terminal_event(self, wid: str) -> tuple[Terminal, str, str]:
         inst = await self._settled(wid)
         if inst is not None:
-            terminal = await asyncio.shield(inst.done)
+            terminal = await inst.ended()
             return terminal, inst.projection.name, inst.projection.version
         events = await self._journal.history(wid)
         if not events:

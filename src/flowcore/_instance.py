@@ -58,12 +58,14 @@ class ActivityJob:
     """The task running the attempt loop."""
     stopped: bool = False
     """True once the workflow asked to stop it (its outcome is then dropped)."""
+    running: bool = False
+    """True once the task began: cancelled before that, a task would skip its own cleanup."""
 
     def stop(self) -> None:
         """Cancel the attempt loop: async attempts are cancelled, sync ones see ``cancelled``."""
         self.stopped = True
         self.cancelled.set()
-        if self.runner is not None:
+        if self.runner is not None and self.running:  # else it sees `stopped` when it begins
             self.runner.cancel()
 
     def task(self) -> ActivityTask:
@@ -134,6 +136,45 @@ class _Instance:
     """Activity outcomes queued for delivery this loop tick, in arrival order."""
     creating: asyncio.Future[None] | None = None
     """The commit of the start while it is pending (a duplicate id is refused by it)."""
+    waiters: list[asyncio.Future[None]] | None = None
+    """Callers blocked in :meth:`ended`, woken by :meth:`end` and :meth:`abort`."""
+
+    def end(self, terminal: Terminal) -> None:
+        """Resolve ``done`` with the run's committed terminal event; wake the waiters."""
+        self.done.set_result(terminal)
+        self._wake()
+
+    def abort(self, error: BaseException) -> None:
+        """Resolve ``done`` with the error its waiters get (the runtime stops); wake them."""
+        self.done.set_exception(error)
+        self.done.exception()  # retrieved here: a waiter re-raises it, there may be none
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self.waiters = self.waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def ended(self) -> Terminal:
+        """The terminal event once ``done`` resolves (or its error).
+
+        Like ``asyncio.shield(done)``, cancelling the caller leaves ``done`` alone; a plain
+        future per waiter costs one loop callback to wake it, where a shield costs three.
+        """
+        done = self.done
+        if not done.done():
+            waiter: asyncio.Future[None] = done.get_loop().create_future()
+            waiters = self.waiters
+            if waiters is None:
+                waiters = self.waiters = []
+            waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not done.done():  # cancelled while waiting: forget it
+                    waiters.remove(waiter)
+        return done.result()
 
     def cancel_work(self) -> None:
         """Stop every activity loop and timer of the instance (its run is over)."""

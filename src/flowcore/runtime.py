@@ -141,6 +141,7 @@ class Runtime(Core):
         self._tg = None
         self._stop = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self._after = {}
         self._busy = 0
         self._ready = []
         """Activity attempts running plus appends not yet committed (for virtual clocks)."""
@@ -208,6 +209,7 @@ class Runtime(Core):
         for runner in list(self._jobs):
             runner.cancel()
         await asyncio.gather(*self._jobs, return_exceptions=True)
+        self._jobs.clear()  # a task cancelled before it began did not leave the set itself
         if self._supervisor is not None:
             await self._supervisor
         closed = FlowcoreError(
@@ -218,8 +220,7 @@ class Runtime(Core):
             if inst.executor is not None:
                 inst.executor.close()
             if not inst.done.done():
-                inst.done.set_exception(closed)
-                inst.done.exception()  # mark retrieved: nobody may be waiting
+                inst.abort(closed)
         self._instances.clear()
         try:
             while self._listening:  # their senders may read the journal until they are closed

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import types
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, cast, final
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Generator, Iterator
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChildTrap",
+    "Claim",
     "First",
     "FirstTrap",
     "GatherTrap",
@@ -20,6 +21,7 @@ __all__ = [
     "TimerTrap",
     "Trap",
     "WaitEventTrap",
+    "suspend_on",
     "yield_trap",
 ]
 
@@ -42,13 +44,56 @@ class First:
 
 
 @final
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class ScheduleActivityTrap:
-    """Run an activity and resume with its result."""
+    """Run an activity and resume with its result.
+
+    Not frozen: it is the awaitable an activity call returns, and records how it is awaited
+    (``claim``); like a coroutine it compares by identity.
+    """
 
     activity: ActivityDef[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    claim: Generator[ScheduleActivityTrap, Any, Any] | Claim | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    """None until first awaited: then the one generator every ``await`` of this call shares,
+    or the engine's branch that runs the call without one (see :meth:`__await__`)."""
+
+    def __await__(self) -> Generator[ScheduleActivityTrap, Any, Any]:
+        """Suspend the awaiting workflow task on this call (what ``await activity(...)`` does).
+
+        An activity call inside a workflow *is* its trap: ``gather`` and ``first`` recognise a
+        branch that is a plain call and schedule it without stepping a coroutine for it. Like a
+        coroutine, a call is one generator however often it is awaited (awaited again once it
+        finished, it returns None), also when the engine runs it as a branch (``claim``).
+        """
+        claim = self.claim
+        if claim is None:
+            claim = suspend_on(self)
+        elif isinstance(claim, types.GeneratorType):
+            return claim
+        else:
+            claim = cast("Claim", claim).hand_over()
+        self.claim = claim
+        return claim
+
+
+class Claim(Protocol):
+    """The engine's branch running an activity call without a generator."""
+
+    def hand_over(self) -> Generator[ScheduleActivityTrap, Any, Any]:
+        """Give up the call: return its generator, in the state the branch reached.
+
+        The branch goes on through that generator, like any coroutine branch.
+        """
+        ...
+
+
+def suspend_on(trap: ScheduleActivityTrap) -> Generator[ScheduleActivityTrap, Any, Any]:
+    """The generator that awaiting ``trap`` runs: yield it, return what the engine sends."""
+    return (yield trap)
 
 
 @final

@@ -8,6 +8,11 @@ match the recorded schedule at its step (kind and name), else :class:`Nondetermi
 Workflow tasks (the main coroutine and gather/first branches) run from a strict FIFO queue ordered
 by creation, so the same history always interleaves them the same way. A task suspended on an
 activity, a timer, an event wait or a child workflow is a *leaf* keyed by that step.
+
+A gather/first branch that is a plain activity call (``gather(*(act(i) for i in ...))``) is a
+*call task*: it holds the call's trap instead of a coroutine and takes the same places in the queue
+as a coroutine branch would (issue on its first step, finish on the step after the outcome), so
+steps, op names and command order are the same whichever way a branch is run.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from flowcore.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Generator, Sequence
 
     from flowcore._definitions import WorkflowDef
 
@@ -70,10 +75,10 @@ _OUTCOMES = (
 @dataclass(slots=True, eq=False)
 class _Task:
     coro: Any
-    """A coroutine (or generator-based coroutine) driven with send/throw."""
+    """A coroutine (or generator-based coroutine) driven with send/throw; None for a call task."""
     group: _Group | None = None
     index: int = 0
-    children: list[_Task] = field(default_factory=list)
+    children: Sequence[_Task] = ()
     leaf: int | None = None
     """The step this task is suspended on, if it waits on a leaf."""
     done: bool = False
@@ -81,6 +86,23 @@ class _Task:
     """Where the task sits in the tree of gather/first branches ("" for the main task)."""
     ops: int = 0
     """How many commands this task has issued."""
+    call: traps.ScheduleActivityTrap | None = None
+    """For a branch that is a plain activity call: that call, scheduled without a coroutine."""
+
+    def hand_over(self) -> Generator[traps.ScheduleActivityTrap, Any, Any]:
+        """The call is awaited elsewhere too: become a coroutine task driven by its generator.
+
+        The generator is put in the state stepping it would have reached (not started, suspended
+        on the trap, or finished), so sharing one call behaves as sharing one coroutine.
+        """
+        call, self.call = self.call, None
+        assert call is not None  # noqa: S101 - only a call task is a claim
+        self.coro = awaiting = traps.suspend_on(call)
+        if self.done:
+            awaiting.close()
+        elif self.ops:
+            next(awaiting)
+        return awaiting
 
     def next_op(self) -> str:
         """Name this task's next command by its place in the program, not by timing.
@@ -280,8 +302,24 @@ class WorkflowExecutor:
         ready = self._ready
         while ready and not self.done:
             task, value, exc = ready.popleft()
-            if not task.done:
+            if task.done:
+                continue
+            if task.call is None:
                 self._step(task, value, exc)
+            else:
+                self._step_call(task, task.call, value, exc)
+
+    def _step_call(
+        self, task: _Task, call: traps.ScheduleActivityTrap, value: Any, exc: BaseException | None
+    ) -> None:
+        """Step a call task exactly as stepping ``await call`` in its own coroutine would."""
+        task.leaf = None
+        if exc is not None:
+            self._task_done(task, None, _raised_by(call, exc))
+        elif task.ops == 0:  # first step: the awaitable yields its trap
+            self._on_activity(task, call)
+        else:  # resumed with the outcome: the awaitable returns it
+            self._task_done(task, value, None)
 
     def _step(self, task: _Task, value: Any, exc: BaseException | None) -> None:
         task.leaf = None
@@ -350,6 +388,8 @@ class WorkflowExecutor:
                 self._abandon(child)
         if task.leaf is not None and task.leaf in self._leaves:
             self._detach(self._leaves[task.leaf], cancel_work=False)
+        if task.coro is None:  # a call task: no coroutine to close
+            return
         token = _context.enter_workflow(self)
         try:
             with contextlib.suppress(RuntimeError):
@@ -387,17 +427,20 @@ class WorkflowExecutor:
     # -- traps -----------------------------------------------------------------------------
 
     def _issue(self, kind: type[_Scheduling], target: str, attempted: str) -> tuple[int, bool]:
-        """Number a new command; check it against the recorded one. Returns (step, recorded)."""
+        """Number a new command; check it against the recorded one. Returns (step, recorded).
+
+        ``attempted`` describes the command for an error, formatted with ``target`` only then.
+        """
         step = self._next_step
         self._next_step += 1
         recorded = self._recorded.get(step)
         if recorded is not None:
             if type(recorded) is not kind or _target(recorded) != target:
-                raise self._mismatch(step, _describe(recorded), attempted)
+                raise self._mismatch(step, _describe(recorded), attempted.format(target))
             self._confirmed.add(step)
             return step, True
         if self._replaying and step < self._last_recorded:
-            raise self._mismatch(step, "no command", attempted)
+            raise self._mismatch(step, "no command", attempted.format(target))
         return step, False
 
     def _wait_on(self, task: _Task, leaf: _Leaf) -> None:
@@ -415,10 +458,18 @@ class WorkflowExecutor:
             return
         group = _Group(parent=task, results=[None] * count, remaining=count, first=first)
         op = task.next_op()
-        task.children = [
-            self._spawn(_as_coroutine(aw), group, index, f"{op}.{index + 1}")
-            for index, aw in enumerate(awaitables)
-        ]
+        children = []
+        ready = self._ready
+        for index, aw in enumerate(awaitables, 1):
+            if type(aw) is traps.ScheduleActivityTrap and aw.claim is None:
+                # a plain call never awaited yet: no coroutine to step
+                child = _Task(None, group, index - 1, path=f"{op}.{index}", call=aw)
+                aw.claim = child
+                ready.append((child, None, None))
+            else:
+                child = self._spawn(_as_coroutine(aw), group, index - 1, f"{op}.{index}")
+            children.append(child)
+        task.children = children
 
     def _on_activity(self, task: _Task, trap: traps.ScheduleActivityTrap) -> None:
         defn = trap.activity
@@ -427,7 +478,7 @@ class WorkflowExecutor:
         except PayloadError as exc:
             self._ready.append((task, None, exc))
             return
-        step, recorded = self._issue(ev.ActivityScheduled, defn.name, f"activity {defn.name!r}")
+        step, recorded = self._issue(ev.ActivityScheduled, defn.name, "activity {!r}")
         command = cmd.ScheduleActivity(step=step, activity=defn, args=trap.args,
                                        kwargs=trap.kwargs, encoded_args=args,
                                        encoded_kwargs=kwargs, op=task.next_op())  # fmt: skip
@@ -442,7 +493,7 @@ class WorkflowExecutor:
         self._wait_on(task, _Leaf(step, "timer", task, command, recorded=recorded))
 
     def _on_wait_event(self, task: _Task, trap: traps.WaitEventTrap) -> None:
-        step, recorded = self._issue(ev.EventWaitStarted, trap.name, f"wait_event({trap.name!r})")
+        step, recorded = self._issue(ev.EventWaitStarted, trap.name, "wait_event({!r})")
         task.next_op()
         queued = self._inbox.get(trap.name)
         if queued:  # an event sent earlier satisfies the wait at once
@@ -461,9 +512,7 @@ class WorkflowExecutor:
         except PayloadError as exc:
             self._ready.append((task, None, exc))
             return
-        step, recorded = self._issue(
-            ev.ChildScheduled, trap.workflow, f"child workflow {trap.workflow!r}"
-        )
+        step, recorded = self._issue(ev.ChildScheduled, trap.workflow, "child workflow {!r}")
         op = task.next_op()  # not the step: a default id must not depend on outcome order
         child_id = trap.child_id or f"{self.workflow_id}:{op}"
         if recorded:  # the journal's id wins: it is the child that exists
@@ -545,7 +594,18 @@ class WorkflowExecutor:
         if leaf is None or leaf.task is None:
             return
         if isinstance(event, ev.ActivityCompleted):
-            self._resume_with_payload(leaf.task, event.result, leaf.hint)
+            task = leaf.task
+            if task.call is not None and not self._ready:
+                # A call task first in the queue would finish on its next step: finish it now.
+                try:
+                    value = serde.decode(event.result, leaf.hint)
+                except PayloadError as exc:
+                    self._ready.append((task, None, exc))
+                    return
+                task.leaf = None
+                self._task_done(task, value, None)
+                return
+            self._resume_with_payload(task, event.result, leaf.hint)
             return
         error_type = ActivityTimeoutError if event.timed_out else ActivityError
         error = error_type(
@@ -691,6 +751,17 @@ def _input_hint(defn: WorkflowDef[Any, Any]) -> Any:
     signature, hints, _ = serde.signature_hints(defn.fn)
     first = next(iter(signature.parameters))
     return hints.get(first, Any)
+
+
+def _raised_by(call: traps.ScheduleActivityTrap, exc: BaseException) -> BaseException:
+    """``exc`` as raised out of ``await call``: thrown in, so its traceback names the await."""
+    awaiting = traps.suspend_on(call)
+    next(awaiting)
+    try:
+        awaiting.throw(exc)
+    except BaseException as raised:  # noqa: BLE001 - it is exc itself, handed back
+        return raised
+    return exc  # pragma: no cover - the awaitable never catches
 
 
 async def _await(awaitable: Any) -> Any:
