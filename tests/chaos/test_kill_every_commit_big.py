@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 from typing import TYPE_CHECKING
 
 import pytest
 
-from flowcore.journal.sqlite import CRASH_AFTER_COMMIT_ENV
 from tests.chaos import big_app
 from tests.chaos.campaign import Campaign, CampaignError, _query
-from tests.runtime.worker_process import WorkerProcess
+from tests.runtime.worker_process import run_crashing
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -44,14 +42,15 @@ class _BigCampaign(Campaign):
 
 
 def _worker(work: Path, name: str, args: list[str], crash_after: int, monkeypatch) -> int:
-    if crash_after:
-        monkeypatch.setenv(CRASH_AFTER_COMMIT_ENV, str(crash_after))
-    else:
-        monkeypatch.delenv(CRASH_AFTER_COMMIT_ENV, raising=False)
-    with WorkerProcess(work, name, "tests.chaos.big_app", args) as worker:
-        code = worker.exit_code(90)
-        assert code in (0, -signal.SIGKILL), worker.diagnostics()
-    return code
+    return run_crashing(
+        work,
+        name,
+        "tests.chaos.big_app",
+        args,
+        crash_after=crash_after,
+        monkeypatch=monkeypatch,
+        timeout=90,
+    )
 
 
 @pytest.mark.timeout(900)

@@ -13,15 +13,13 @@ crash-free run ends its plan entry.
 from __future__ import annotations
 
 import json
-import signal
 from typing import TYPE_CHECKING
 
 import pytest
 
-from flowcore.journal.sqlite import CRASH_AFTER_COMMIT_ENV
 from tests.chaos import chaos_app, fresh_app
 from tests.chaos.campaign import Campaign, CampaignError, _query
-from tests.runtime.worker_process import WorkerProcess
+from tests.runtime.worker_process import run_crashing
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -53,14 +51,15 @@ class _FreshCampaign(Campaign):
 
 
 def _worker(work: Path, name: str, args: list[str], crash_after: int, monkeypatch) -> int:
-    if crash_after:
-        monkeypatch.setenv(CRASH_AFTER_COMMIT_ENV, str(crash_after))
-    else:
-        monkeypatch.delenv(CRASH_AFTER_COMMIT_ENV, raising=False)
-    with WorkerProcess(work, name, "tests.chaos.fresh_app", args) as worker:
-        code = worker.exit_code(60)
-        assert code in (0, -signal.SIGKILL), worker.diagnostics()
-    return code
+    return run_crashing(
+        work,
+        name,
+        "tests.chaos.fresh_app",
+        args,
+        crash_after=crash_after,
+        monkeypatch=monkeypatch,
+        timeout=60,
+    )
 
 
 def test_generated_ids_recover_after_a_crash_at_every_commit(tmp_path, monkeypatch):

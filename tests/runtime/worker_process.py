@@ -71,3 +71,27 @@ class WorkerProcess:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             pytest.fail(f"worker did not finish within {timeout:.0f}s; {self.diagnostics()}")
+
+
+def run_crashing(
+    work: Path,
+    name: str,
+    module: str,
+    args: list[str],
+    *,
+    crash_after: int,
+    monkeypatch: pytest.MonkeyPatch,
+    timeout: float = 60,
+) -> int:
+    """Run ``module`` to its end, SIGKILLed right after its journal's ``crash_after``-th commit
+    (0: never); return its exit code (0 or -SIGKILL, anything else fails the test)."""
+    from flowcore.journal.sqlite import CRASH_AFTER_COMMIT_ENV
+
+    if crash_after:
+        monkeypatch.setenv(CRASH_AFTER_COMMIT_ENV, str(crash_after))
+    else:
+        monkeypatch.delenv(CRASH_AFTER_COMMIT_ENV, raising=False)
+    with WorkerProcess(work, name, module, args) as worker:
+        code = worker.exit_code(timeout)
+        assert code in (0, -signal.SIGKILL), worker.diagnostics()
+    return code
