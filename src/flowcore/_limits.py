@@ -30,7 +30,10 @@ _keep_unicode: Final = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def check_payload_size(encoded: Any, limit: int, what: str) -> None:
-    """Refuse an encoded value whose JSON text is larger than ``limit`` bytes.
+    """Refuse an encoded value that is too large, or that JSON would not read back as it is.
+
+    Too large: its JSON text has more than ``limit`` bytes. Not read back: it holds a surrogate
+    pair written as two code points.
 
     Args:
         encoded: A JSON-compatible value (what :func:`flowcore.serde.encode` returns).
@@ -38,7 +41,7 @@ def check_payload_size(encoded: Any, limit: int, what: str) -> None:
         what: What the value is, for the message (``"the input of workflow 'x'"``).
 
     Raises:
-        PayloadError: the value is too large; nothing was written.
+        PayloadError: the value is too large or would change; nothing was written.
     """
     tp = type(encoded)
     if tp in _SCALARS or (
