@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+import flowcore.journal.sqlite as sqlite_module
 from flowcore.engine.events import (
     ActivityCompleted,
     ActivityFailed,
@@ -126,3 +127,35 @@ async def until_recorded(rt: Any, wid: str, kind: type, count: int = 1) -> None:
             return False
 
     await assert_eventually(check, message=f"{wid} never recorded {count} {kind.__name__}")
+
+
+def record_statements(monkeypatch: Any) -> list[tuple[str, str, list[Any] | None]]:
+    """Make the SQLite writer note each statement it runs, until ``monkeypatch.undo()``.
+
+    Returns the (live) list of ``(method, SQL on one line, parameter rows or None)``, in the
+    order the writer's thread ran them.
+    """
+    seen: list[tuple[str, str, list[Any] | None]] = []
+    real = sqlite_module._write_batch
+
+    class Recorder:
+        """The raw connection of the writer, noting what it is asked to run."""
+
+        def __init__(self, conn: Any) -> None:
+            self._conn = conn
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            seen.append(("execute", " ".join(sql.split()), None))
+            return self._conn.execute(sql, *args)
+
+        def executemany(self, sql: str, rows: Any) -> Any:
+            rows = list(rows)
+            seen.append(("executemany", " ".join(sql.split()), rows))
+            return self._conn.executemany(sql, rows)
+
+        @property
+        def in_transaction(self) -> bool:
+            return bool(self._conn.in_transaction)
+
+    monkeypatch.setattr(sqlite_module, "_write_batch", lambda c, w: real(Recorder(c), w))
+    return seen

@@ -10,6 +10,8 @@ import dataclasses
 import os
 import sqlite3
 import sys
+import time
+import types
 from contextlib import closing
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from flowcore.errors import (
 )
 from flowcore.journal import schema
 from flowcore.journal.sqlite import MAX_BATCH, SqliteJournal
-from tests.helpers import Flow
+from tests.helpers import Flow, record_statements
 
 
 def start(wid, *, at=1.0):
@@ -378,36 +380,70 @@ class TestOneRoundTrip:
         assert calls == [sqlite_module._write_batch] * journal.commits
 
 
+class TestGatherWhileGrowing:
+    """Group commit: a batch that grows on every loop pass waits for the next pass, bounded."""
+
+    async def test_ops_submitted_on_consecutive_passes_share_one_commit(self, journal):
+        """Work that is ready to run appends pass after pass; it commits once, not per op."""
+        await journal.submit(start("warm"))
+        journal._commit_seconds = 60.0  # the bound is the last commit's duration: not reached
+        before = journal.commits
+        flow = Flow("w")
+        ops = [flow.start(), *(flow.schedule(step) for step in range(1, 6))]
+        futures = []
+        for op in ops:
+            futures.append(journal.submit(op))
+            await asyncio.sleep(0)
+        await asyncio.gather(*futures)
+        assert journal.commits == before + 1
+
+    async def test_a_batch_that_stopped_growing_commits_at_once(self, journal):
+        """An op nothing follows waits one pass, not for a later op."""
+        first = journal.submit(start("a"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        second = journal.submit(start("b"))
+        await asyncio.gather(first, second)
+        assert journal.commits == 2
+
+    async def test_a_steady_stream_still_commits(self, journal, monkeypatch):
+        """An op appended on every pass for ever does not hold the first one back for ever:
+        a batch gathers for at most as long as the last commit took (on a virtual clock)."""
+        await journal.submit(start("warm"))
+        now = [0.0]
+        clock = types.SimpleNamespace(perf_counter=lambda: now[0], time=time.time)
+        monkeypatch.setattr(sqlite_module, "time", clock)
+        journal._commit_seconds = 1.0
+        first = journal.submit(start("s0"))
+        submitted = 1
+
+        async def grow(passes):
+            nonlocal submitted
+            for _ in range(passes):
+                if first.done():
+                    return
+                journal.submit(start(f"s{submitted}"))
+                submitted += 1
+                await asyncio.sleep(0)
+
+        await grow(50)
+        assert not first.done(), "a growing batch committed before its bound"
+        now[0] = 1.0  # as long as the last commit took has passed
+        await grow(2)
+        taken = all(future is not first for _, future in journal._queue)
+        assert taken, f"the first op still waits after {submitted} growing passes"
+        await first
+
+
 class TestResetStatements:
     async def _count(self, journal, monkeypatch, ops):
-        """Submit ops as one batch; return the statements the writer ran, in order."""
-        seen = []
-        real = sqlite_module._write_batch
-
-        class Recorder:
-            """The raw connection, noting each statement's first word."""
-
-            def __init__(self, conn):
-                self._conn = conn
-
-            def execute(self, sql, *args):
-                seen.append(sql.split()[0])
-                return self._conn.execute(sql, *args)
-
-            def executemany(self, sql, *args):
-                seen.append(sql.split()[0])
-                return self._conn.executemany(sql, *args)
-
-            @property
-            def in_transaction(self):
-                return self._conn.in_transaction
-
-        monkeypatch.setattr(sqlite_module, "_write_batch", lambda c, b: real(Recorder(c), b))
+        """Submit ops as one batch; return the first word of each statement the writer ran."""
+        seen = record_statements(monkeypatch)
         before = journal.commits
         await asyncio.gather(*(journal.submit(op) for op in ops))
         assert journal.commits - before == 1
         monkeypatch.undo()
-        return seen
+        return [sql.split()[0] for _, sql, _ in seen]
 
     async def test_delete_precedes_inserts_and_is_one_statement(self, journal, monkeypatch):
         """Any number of resets costs one DELETE, before the events' INSERT; none costs nothing."""
@@ -418,16 +454,16 @@ class TestResetStatements:
         many = await self._count(journal, monkeypatch, [_restart(f) for f in flows])
         one = await self._count(journal, monkeypatch, [_restart(flows[0])])
         # No SELECT: the writer knows the state of the unfinished workflows it wrote itself.
-        assert many == one == ["BEGIN", "DELETE", "INSERT", "INSERT", "COMMIT"]
-        assert plain == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
+        assert many == one == ["BEGIN", "DELETE", "INSERT", "UPDATE", "COMMIT"]
+        assert plain == ["BEGIN", "INSERT", "UPDATE", "COMMIT"]
 
     async def test_consumed_requests_cost_one_statement(self, journal, monkeypatch):
-        """Any number of consumed inbox ids costs one DELETE after the rows' upsert."""
+        """Any number of consumed inbox ids costs one DELETE after the rows' update."""
         flows = [Flow(f"w{i}") for i in range(20)]
         await asyncio.gather(*(journal.submit(f.start()) for f in flows))
         ops = [dataclasses.replace(f.schedule(1), consumed=(i + 1,)) for i, f in enumerate(flows)]
         seen = await self._count(journal, monkeypatch, ops)
-        assert seen == ["BEGIN", "INSERT", "INSERT", "DELETE", "COMMIT"]
+        assert seen == ["BEGIN", "INSERT", "UPDATE", "DELETE", "COMMIT"]
 
     async def test_state_is_read_only_for_ids_the_writer_does_not_know(self, path, monkeypatch):
         """One SELECT reads the ids the writer did not write since open() or that finished.
@@ -441,9 +477,9 @@ class TestResetStatements:
             await journal.submit(flows[2].complete())
         async with SqliteJournal(path) as journal:  # a fresh writer knows nothing yet
             seen = await self._count(journal, monkeypatch, [flows[0].schedule(1)])
-            assert seen == ["BEGIN", "SELECT", "INSERT", "INSERT", "COMMIT"]
+            assert seen == ["BEGIN", "SELECT", "INSERT", "UPDATE", "COMMIT"]
             seen = await self._count(journal, monkeypatch, [flows[0].schedule(2)])
-            assert seen == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
+            assert seen == ["BEGIN", "INSERT", "UPDATE", "COMMIT"]
             running = Flow("w0").start()
             with pytest.raises(WorkflowAlreadyExistsError) as exc_info:
                 await journal.submit(running)

@@ -1,0 +1,247 @@
+"""The SQLite writer's status rows: only what changed is written, NULL never bound, same values.
+
+The writer updates a row with the columns that changed since the row it last wrote (see
+flowcore.journal._rows); these tests pin that the stored rows stay exactly those the batch rules
+give (the in-memory journal's), through column changes to and from NULL, renames, resets, several
+ops of one id in a batch, finished workflows and a fresh writer that knows nothing yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from contextlib import closing
+
+import pytest
+
+import flowcore.journal.sqlite as sqlite_module
+from flowcore.engine.events import (
+    ActivityCompleted,
+    CustomStatusSet,
+    WorkflowFailed,
+    WorkflowParked,
+    WorkflowResumed,
+    WorkflowStarted,
+)
+from flowcore.errors import FailureInfo, WorkflowAlreadyExistsError
+from flowcore.journal.memory import InMemoryJournal
+from flowcore.journal.sqlite import SqliteJournal
+from tests.helpers import Flow, record_statements
+
+_COLUMNS = (
+    "id", "name", "version", "status", "input", "output", "error", "current_activity",
+    "created_at", "updated_at", "parent_id", "custom_status",
+)  # fmt: skip
+_TYPES = {type(None): "null", str: "text", float: "real"}
+
+
+def stored(path):
+    """Every row of ``workflows`` as (values, storage classes), by id."""
+    typed = ", ".join(f"typeof({c})" for c in _COLUMNS)
+    with closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute(f"SELECT {', '.join(_COLUMNS)}, {typed} FROM workflows").fetchall()  # noqa: S608
+    return {row[0]: (row[: len(_COLUMNS)], row[len(_COLUMNS) :]) for row in rows}
+
+
+async def expected(memory):
+    """The rows the batch rules give, as :func:`stored` reads them from SQLite."""
+    rows = {}
+    for wid, row in memory._rows.items():
+        values = tuple(getattr(row, c) for c in _COLUMNS)
+        rows[wid] = (values, tuple(_TYPES[type(v)] for v in values))
+    return rows
+
+
+def restart(flow, *, at, version="1", payload=None, name=None):
+    """A continue-as-new of ``flow`` (optionally renamed, with another version and input)."""
+    flow.next_seq = 1
+    flow.name = name or flow.name
+    started = WorkflowStarted(at=at, name=flow.name, version=version, input=payload)
+    return dataclasses.replace(flow.ops(started), reset=True)
+
+
+def scenario(parent):
+    """Batches of ops that move every column of a row to and from NULL, and back."""
+    a, b, c = Flow("rows-a"), Flow("rows-b"), Flow("rows-c")
+    c_start = c.ops(
+        WorkflowStarted(at=1.5, name="wf", version="1", input=[1, "é"], parent_id=parent),
+        create=True,
+    )
+    yield [a.start(at=1.0, payload={"x": 1}), b.start(at=1.0), c_start]
+    yield [a.schedule(1, at=2.0), b.schedule(1, at=2.0, activity="first")]
+    yield [
+        a.ops(CustomStatusSet(at=3.0, step=2, value={"stage": "one"})),
+        a.ops(WorkflowParked(at=3.5, reason="stuck \udc80 here")),  # same id, same batch
+        b.schedule(2, at=3.0, activity="second"),
+        c.schedule(1, at=3.0, activity="ünïcode"),
+    ]
+    yield [
+        a.ops(WorkflowResumed(at=4.0)),
+        b.ops(ActivityCompleted(at=4.0, step=2, result=None)),
+        c.schedule(2, at=3.0, activity="ünïcode"),  # an unchanged row
+    ]
+    yield [
+        restart(b, at=5.0, version="2", payload="again", name="renamed"),
+        b.schedule(1, at=5.5, activity="after"),
+        a.ops(CustomStatusSet(at=5.0, step=3, value=None)),
+    ]
+    yield [
+        a.ops(WorkflowFailed(at=6.0, failure=FailureInfo(type_name="E", message="boom"))),
+        restart(c, at=6.0, payload=None),
+    ]
+    yield [b.complete(at=7.0, result={"done": True}), c.schedule(1, at=7.0)]
+
+
+async def submit_all(journal, batch):
+    """Submit a batch's ops together; return what each raised (None if committed)."""
+    results = await asyncio.gather(*(journal.submit(op) for op in batch), return_exceptions=True)
+    return [type(r) if isinstance(r, BaseException) else r for r in results]
+
+
+class TestRowsAsTheBatchRulesGive:
+    @pytest.mark.parametrize("reopen_at", [None, 2, 4])
+    async def test_stored_rows_match_after_every_batch(self, tmp_path, reopen_at):
+        """After every batch the table holds the rows the in-memory journal holds, value and
+        storage class alike; a writer reopened mid-way (knowing no row) writes them as well."""
+        path = tmp_path / "rows.db"
+        memory = InMemoryJournal()
+        await memory.open()
+        journal = SqliteJournal(path)
+        await journal.open()
+        try:
+            for number, batch in enumerate(scenario("parent-1")):
+                if number == reopen_at:
+                    await journal.close()
+                    await journal.open()
+                assert await submit_all(journal, batch) == await submit_all(memory, batch)
+                assert stored(path) == await expected(memory), f"after batch {number}"
+        finally:
+            await journal.close()
+            await memory.close()
+
+    async def test_refused_ops_leave_the_record_exact(self, tmp_path):
+        """A refused create names an existing id: the stored row stays, and the next update of
+        that id still writes exactly the batch rules' row."""
+        path = tmp_path / "rows.db"
+        async with SqliteJournal(path) as journal, InMemoryJournal() as memory:
+            first = Flow("rows-dup")
+            batches = [
+                [first.start(at=1.0, payload=1)],
+                [Flow("rows-dup").start(at=2.0, payload=2), first.schedule(1, at=3.0)],
+                [first.schedule(2, at=4.0, activity="other")],
+            ]
+            outcomes = []
+            for batch in batches:
+                outcomes.append(await submit_all(journal, batch))
+                assert outcomes[-1] == await submit_all(memory, batch)
+                assert stored(path) == await expected(memory)
+        assert outcomes == [[None], [WorkflowAlreadyExistsError, None], [None]]
+
+
+class TestStatements:
+    async def _statements(self, journal, monkeypatch, ops):
+        """Submit ops as one batch; return (sql, parameter rows) of each executemany."""
+        seen = record_statements(monkeypatch)
+        await asyncio.gather(*(journal.submit(op) for op in ops))
+        monkeypatch.undo()
+        return [(sql, rows) for method, sql, rows in seen if method == "executemany"]
+
+    async def test_a_step_sets_what_a_step_changes_and_binds_no_none(self, tmp_path, monkeypatch):
+        """A running workflow's next step leaves its name, version, input, parent and status
+        alone (so their indexes too), writes NULL as a literal, and runs one statement for many
+        rows."""
+        async with SqliteJournal(tmp_path / "rows.db") as journal:
+            flows = [Flow(f"rows-s{i}") for i in range(10)]
+            created = await self._statements(
+                journal, monkeypatch, [f.start(at=1.0, payload=i) for i, f in enumerate(flows)]
+            )
+            steps = await self._statements(
+                journal, monkeypatch, [f.schedule(1, at=2.0) for f in flows]
+            )
+        rows = [(sql, params) for sql, params in created + steps if "workflows" in sql]
+        assert [sql.split()[0] for sql, _ in rows] == ["INSERT", "UPDATE"]
+        assert rows[0][0] == (
+            "INSERT INTO workflows (id, name, version, status, input, output, error, "
+            "current_activity, created_at, updated_at, parent_id, custom_status) "
+            "VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?, NULL, NULL)"
+        )
+        assert rows[1][0] == (
+            "UPDATE workflows SET output = NULL, error = NULL, current_activity = ?, "
+            "updated_at = ?, custom_status = NULL WHERE id = ?"
+        )
+        assert rows[1][1] == [("act", 2.0, f.wid) for f in flows]
+        for _, params in created + steps:
+            assert all(None not in row for row in params)
+
+    async def test_a_changed_status_is_set(self, tmp_path, monkeypatch):
+        """The status (indexed) is set when it changes."""
+        async with SqliteJournal(tmp_path / "rows.db") as journal:
+            flow = Flow("rows-fin")
+            await journal.submit(flow.start(at=1.0))
+            await journal.submit(flow.schedule(1, at=2.0))
+            seen = await self._statements(journal, monkeypatch, [flow.complete(at=3.0, result=5)])
+        assert seen[-1][0] == (
+            "UPDATE workflows SET status = ?, output = ?, error = NULL, current_activity = NULL, "
+            "updated_at = ?, custom_status = NULL WHERE id = ?"
+        )
+        assert seen[-1][1] == [("completed", "5", 3.0, "rows-fin")]
+
+    async def test_a_row_the_writer_did_not_write_gets_every_column(self, tmp_path, monkeypatch):
+        """After a reopen the writer knows no row: the first update sets every column but
+        created_at; the next one is a step again."""
+        path = tmp_path / "rows.db"
+        flow = Flow("rows-new")
+        async with SqliteJournal(path) as journal:
+            await journal.submit(flow.start(at=1.0, payload="in"))
+        async with SqliteJournal(path) as journal:
+            first = await self._statements(journal, monkeypatch, [flow.schedule(1, at=2.0)])
+            second = await self._statements(journal, monkeypatch, [flow.schedule(2, at=3.0)])
+        assert first[-1][0] == (
+            "UPDATE workflows SET name = ?, version = ?, status = ?, input = ?, output = NULL, "
+            "error = NULL, current_activity = ?, updated_at = ?, parent_id = NULL, "
+            "custom_status = NULL WHERE id = ?"
+        )
+        assert first[-1][1] == [("wf", "1", "running", '"in"', "act", 2.0, "rows-new")]
+        assert second[-1][0].startswith("UPDATE workflows SET output = NULL")
+
+
+class TestRowsAfterAFailedCommit:
+    @pytest.mark.parametrize("fail_at", [1, 3, 4, 5])
+    async def test_a_batch_failing_half_written_leaves_rows_exact_after_reopen(
+        self, tmp_path, monkeypatch, fail_at
+    ):
+        """A batch whose row statements fail after the first one ran (a full disk) is rolled
+        back and fails the writer; once reopened, the same batch and the rest write exactly the
+        batch rules' rows: the writer's record of written rows changes only after a COMMIT."""
+        real = sqlite_module.row_statements
+        failing = {"on": False}
+
+        def statements(*args):
+            result = real(*args)
+            if not failing["on"]:
+                return result
+
+            def broken():
+                yield from result[:1]
+                raise sqlite3.OperationalError("database or disk is full")
+
+            return broken()
+
+        monkeypatch.setattr(sqlite_module, "row_statements", statements)
+        path = tmp_path / "rows.db"
+        async with InMemoryJournal() as memory:
+            journal = SqliteJournal(path)
+            await journal.open()
+            try:
+                for number, batch in enumerate(scenario("parent-2")):
+                    if number == fail_at:
+                        failing["on"] = True
+                        assert set(await submit_all(journal, batch)) != {None}
+                        failing["on"] = False
+                        await journal.close()
+                        await journal.open()
+                    assert await submit_all(journal, batch) == await submit_all(memory, batch)
+                    assert stored(path) == await expected(memory), f"after batch {number}"
+            finally:
+                await journal.close()
