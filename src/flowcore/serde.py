@@ -377,16 +377,25 @@ def encode_args(
         PayloadError: An argument cannot be encoded; the path names its parameter, e.g.
             ``$.args.order.items[0]`` (``$.args.rest[1]`` for the second extra ``*rest``).
     """
-    shape = _shape(fn)
-    positional = [
-        v if type(v) in _PLAIN else encode(v, path=_positional_slot(shape, i)[0])
-        for i, v in enumerate(args)
-    ]  # the path (for errors) is worked out only for values that need encoding
-    named = {
-        k: v if type(v) in _PLAIN else encode(v, path=_keyword_slot(shape, k)[0])
-        for k, v in kwargs.items()
-    }
-    return positional, named or None
+    # fn's shape (parameter names) is looked up only to name a value that fails to encode
+    if _PLAIN.issuperset(map(type, args)):  # the common case: nothing to encode
+        positional = list(args)
+    else:
+        positional = [v if type(v) in _PLAIN else _encode_arg(fn, v, i) for i, v in enumerate(args)]
+    if not kwargs:
+        return positional, None
+    named = {k: v if type(v) in _PLAIN else _encode_arg(fn, v, k) for k, v in kwargs.items()}
+    return positional, named
+
+
+def _encode_arg(fn: Callable[..., object], value: object, key: int | str) -> Any:
+    """Encode argument ``key`` (a position or a keyword) of a call to ``fn``."""
+    try:
+        return _encode(value, set())
+    except Fail as exc:
+        shape = _shape(fn)
+        slot = _positional_slot(shape, key) if isinstance(key, int) else _keyword_slot(shape, key)
+        raise exc.error(slot[0]) from None
 
 
 def decode_args(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import random as _random
 from collections import deque
@@ -43,7 +44,7 @@ from flowcore.errors import (
 if TYPE_CHECKING:
     from collections.abc import Generator, Sequence
 
-    from flowcore._definitions import WorkflowDef
+    from flowcore._definitions import ActivityDef, WorkflowDef
 
 __all__ = ["WorkflowExecutor"]
 
@@ -138,6 +139,20 @@ class _Leaf:
     recorded: bool = False
 
 
+@dataclass(slots=True, eq=False)
+class _Replay:
+    """What only a replay needs; a live executor holds none of it."""
+
+    recorded: dict[int, _Scheduling]
+    """Step -> the scheduling event the history recorded there."""
+    last: int
+    """The highest recorded step."""
+    confirmed: set[int] = field(default_factory=set)
+    """Recorded steps the code reissued."""
+    unconfirmed_cancels: set[int] = field(default_factory=set)
+    """Children whose cancellation replay saw requested (re-sent after recovery)."""
+
+
 @final
 @dataclass(slots=True, eq=False)
 class WorkflowExecutor:
@@ -167,12 +182,10 @@ class WorkflowExecutor:
     _leaves: dict[int, _Leaf] = field(default_factory=dict)
     _waits: dict[str, deque[_Leaf]] = field(default_factory=dict)
     _inbox: dict[str, deque[Any]] = field(default_factory=dict)
-    _held: list[ev.Event] = field(default_factory=list)
-    _recorded: dict[int, _Scheduling] = field(default_factory=dict)
-    _last_recorded: int = 0
-    _confirmed: set[int] = field(default_factory=set)
-    _unconfirmed_cancels: set[int] = field(default_factory=set)
-    """Children whose cancellation replay saw requested (re-sent after recovery)."""
+    _held: list[ev.Event] | None = None
+    """Events applied while suspended, in order (None until the first)."""
+    _replay: _Replay | None = None
+    """What replay checks the code against; None outside :meth:`replay`."""
     _replaying: bool = False
     _tasks: set[_Task] = field(default_factory=set)
     _commands: list[cmd.Command] = field(default_factory=list)
@@ -193,34 +206,38 @@ class WorkflowExecutor:
         if not history or not isinstance(history[0], ev.WorkflowStarted):
             msg = f"history of {self.workflow_id!r} does not begin with workflow_started"
             raise ValueError(msg)
-        self._recorded = {e.step: e for e in history if isinstance(e, _SCHEDULING)}
-        self._last_recorded = max(self._recorded, default=0)
+        recorded = {e.step: e for e in history if isinstance(e, _SCHEDULING)}
+        self._replay = replay = _Replay(recorded, max(recorded, default=0))
         self._replaying = True
         try:
             self._start(history[0])
             for event in history[1:]:
                 self._apply(event)
-            self._check_all_reissued()
+            self._check_all_reissued(replay)
         finally:
             self._replaying = False
         # Outcomes already journaled but held behind a suspension must not be redone.
-        held = {e.step for e in self._held if isinstance(e, _OUTCOMES)}
+        held = {e.step for e in self._held or () if isinstance(e, _OUTCOMES)}
         for leaf in self._leaves.values():
             if leaf.recorded and leaf.task is not None and leaf.step not in held:
                 self._commands.append(_as_recorded(leaf.command))
-            elif leaf.kind == "child" and leaf.step in self._unconfirmed_cancels:
+            elif leaf.kind == "child" and leaf.step in replay.unconfirmed_cancels:
                 self._commands.append(cmd.CancelChild(step=leaf.step, child_id=leaf.name))
+        # Every recorded step was reissued: later steps are new, so the live run needs none of it.
+        self._replay = None
         return self._take()
 
     def start(self, started: ev.WorkflowStarted) -> list[cmd.Command]:
         """Begin a new instance; return its first commands."""
         self._start(started)
-        return self._take()
+        out, self._commands = self._commands, []
+        return out
 
     def apply(self, event: ev.Event) -> list[cmd.Command]:
         """Feed one new event; return the commands it causes."""
         self._apply(event)
-        return self._take()
+        out, self._commands = self._commands, []
+        return out
 
     def close(self) -> None:
         """Abandon the instance: close every coroutine (e.g. on shutdown).
@@ -433,13 +450,16 @@ class WorkflowExecutor:
         """
         step = self._next_step
         self._next_step += 1
-        recorded = self._recorded.get(step)
+        replay = self._replay
+        if replay is None:  # a live run: nothing recorded to check against
+            return step, False
+        recorded = replay.recorded.get(step)
         if recorded is not None:
             if type(recorded) is not kind or _target(recorded) != target:
                 raise self._mismatch(step, _describe(recorded), attempted.format(target))
-            self._confirmed.add(step)
+            replay.confirmed.add(step)
             return step, True
-        if self._replaying and step < self._last_recorded:
+        if self._replaying and step < replay.last:
             raise self._mismatch(step, "no command", attempted.format(target))
         return step, False
 
@@ -482,9 +502,11 @@ class WorkflowExecutor:
         command = cmd.ScheduleActivity(step=step, activity=defn, args=trap.args,
                                        kwargs=trap.kwargs, encoded_args=args,
                                        encoded_kwargs=kwargs, op=task.next_op())  # fmt: skip
-        leaf = _Leaf(step, "activity", task, command, serde.signature_hints(defn.fn)[2],
-                     defn.name, recorded=recorded)  # fmt: skip
-        self._wait_on(task, leaf)
+        self._leaves[step] = _Leaf(step, "activity", task, command, _result_hint(defn),
+                                   defn.name, recorded=recorded)  # fmt: skip
+        task.leaf = step
+        if not recorded:
+            self._commands.append(command)
 
     def _on_timer(self, task: _Task, trap: traps.TimerTrap) -> None:
         step, recorded = self._issue(ev.TimerScheduled, "", "a timer")
@@ -515,8 +537,8 @@ class WorkflowExecutor:
         step, recorded = self._issue(ev.ChildScheduled, trap.workflow, "child workflow {!r}")
         op = task.next_op()  # not the step: a default id must not depend on outcome order
         child_id = trap.child_id or f"{self.workflow_id}:{op}"
-        if recorded:  # the journal's id wins: it is the child that exists
-            child_id = self._recorded[step].child_id  # type: ignore[union-attr]
+        if recorded and self._replay is not None:  # the journal's id wins: that child exists
+            child_id = self._replay.recorded[step].child_id  # type: ignore[union-attr]
         command = cmd.StartChild(step=step, workflow=trap.workflow, version=trap.version,
                                  input=encoded, child_id=child_id)  # fmt: skip
         self._wait_on(task, _Leaf(step, "child", task, command, trap.hint, child_id,
@@ -541,6 +563,8 @@ class WorkflowExecutor:
             return
         if self.suspended and not isinstance(event, ev.WorkflowResumed):
             if not isinstance(event, ev.WorkflowSuspended):  # suspending twice changes nothing
+                if self._held is None:
+                    self._held = []
                 self._held.append(event)
             return
         self._now = max(event.at, not_before)
@@ -575,16 +599,14 @@ class WorkflowExecutor:
 
     def _on_resume(self, resumed_at: float) -> None:
         self.suspended = False
-        held, self._held = self._held, []
+        held, self._held = self._held or (), None
         for queued in held:  # processed now: their time is at least the resume time
             self._apply(queued, not_before=resumed_at)
 
     def _outcome_leaf(self, step: int, kind: str) -> _Leaf | None:
         leaf = self._leaves.get(step)
         if leaf is None or leaf.kind != kind:
-            recorded = self._recorded.get(step)
-            if self._replaying and recorded is not None and step not in self._confirmed:
-                raise self._mismatch(step, _describe(recorded), "no command")
+            self._check_unexpected(step)
             return None  # a late or duplicate outcome: recorded once, ignored here
         del self._leaves[step]
         return leaf
@@ -616,9 +638,7 @@ class WorkflowExecutor:
     def _on_timer_fired(self, step: int) -> None:
         leaf = self._leaves.get(step)
         if leaf is None or leaf.kind not in ("timer", "event"):
-            recorded = self._recorded.get(step)
-            if self._replaying and recorded is not None and step not in self._confirmed:
-                raise self._mismatch(step, _describe(recorded), "no command")
+            self._check_unexpected(step)
             return  # a timer that was disarmed, or a wait already satisfied
         del self._leaves[step]
         if leaf.kind == "event":
@@ -685,8 +705,8 @@ class WorkflowExecutor:
         elif cancel_work and leaf.kind == "child":
             if notify:
                 self._commands.append(cmd.CancelChild(step=leaf.step, child_id=leaf.name))
-            else:  # replay: the request may not have reached the child before a crash
-                self._unconfirmed_cancels.add(leaf.step)
+            elif self._replay is not None:  # replay: it may not have reached the child
+                self._replay.unconfirmed_cancels.add(leaf.step)
 
     def _resume_with_payload(self, task: _Task, payload: Any, hint: Any) -> None:
         try:
@@ -698,12 +718,20 @@ class WorkflowExecutor:
 
     # -- determinism checks -------------------------------------------------------------------
 
-    def _check_all_reissued(self) -> None:
-        missing = sorted(set(self._recorded) - self._confirmed)
+    def _check_unexpected(self, step: int) -> None:
+        """An outcome with no leaf waiting: on replay, one for a step the code never reissued."""
+        replay = self._replay
+        if self._replaying and replay is not None:
+            recorded = replay.recorded.get(step)
+            if recorded is not None and step not in replay.confirmed:
+                raise self._mismatch(step, _describe(recorded), "no command")
+
+    def _check_all_reissued(self, replay: _Replay) -> None:
+        missing = sorted(set(replay.recorded) - replay.confirmed)
         if missing:
             step = missing[0]
             attempted = "nothing (the workflow ended)" if self.done else "no command"
-            raise self._mismatch(step, _describe(self._recorded[step]), attempted)
+            raise self._mismatch(step, _describe(replay.recorded[step]), attempted)
 
     def _mismatch(self, step: int, recorded: str, attempted: str) -> NondeterminismError:
         return NondeterminismError(
@@ -745,7 +773,15 @@ def _as_recorded(command: cmd.Command) -> cmd.Command:
             return command
 
 
+@functools.lru_cache(maxsize=4096)
+def _result_hint(defn: ActivityDef[..., Any]) -> Any:
+    """The return hint of an activity, which decodes its results (one lookup per call)."""
+    return serde.signature_hints(defn.fn)[2]
+
+
+@functools.lru_cache(maxsize=4096)
 def _input_hint(defn: WorkflowDef[Any, Any]) -> Any:
+    """The hint of a workflow's payload parameter, which decodes its input."""
     if not defn.takes_input:
         return Any
     signature, hints, _ = serde.signature_hints(defn.fn)

@@ -8,18 +8,21 @@ or pending activities) but keeps the first run's ``created_at``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
 from flowcore._status import WorkflowState, WorkflowStatus, from_timestamp
 from flowcore.engine.events import (
+    ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
     ActivityScheduled,
+    CancelRequested,
     ChildCompleted,
     ChildFailed,
     ChildScheduled,
     CustomStatusSet,
     Event,
+    EventReceived,
     EventWaitStarted,
     TimerFired,
     TimerScheduled,
@@ -36,7 +39,7 @@ from flowcore.engine.events import (
 from flowcore.journal.base import StatusRow
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
 __all__ = ["Projection"]
 
@@ -82,37 +85,38 @@ class Projection:
     def apply(self, event: Event) -> None:
         """Fold one event into the row."""
         self.updated_at = event.at
-        match event:
-            case WorkflowStarted():
-                self._start(event)
-            case ActivityScheduled():
-                self.pending[event.step] = event.name
-                self._unpark()
-            case ActivityCompleted() | ActivityFailed():
-                self.pending.pop(event.step, None)
-                self._unpark()
-            case CustomStatusSet():
-                self.custom_status = event.value
-                self._unpark()
-            case (
-                TimerScheduled()
-                | TimerFired()
-                | EventWaitStarted()
-                | ChildScheduled()
-                | ChildCompleted()
-                | ChildFailed()
-            ):
-                self._unpark()
-            case WorkflowCompleted() | WorkflowFailed() | WorkflowCanceled() | WorkflowTerminated():
-                self._finish(event)
-            case WorkflowParked():
-                self.status, self.error = WorkflowState.PARKED, event.reason
-            case WorkflowSuspended():
-                self.status = WorkflowState.SUSPENDED
-            case WorkflowResumed():
-                self.status, self.error = WorkflowState.RUNNING, None
-            case _:
-                pass
+        handler = self._HANDLERS.get(type(event))
+        if handler is None:  # a subclass of an event kind: handled as its nearest base
+            found = (self._HANDLERS[cls] for cls in type(event).__mro__ if cls in self._HANDLERS)
+            handler = next(found, Projection._on_other)
+        handler(self, event)
+
+    def _on_activity_scheduled(self, event: ActivityScheduled) -> None:
+        self.pending[event.step] = event.name
+        self._unpark()
+
+    def _on_activity_ended(self, event: ActivityCompleted | ActivityFailed) -> None:
+        self.pending.pop(event.step, None)
+        self._unpark()
+
+    def _on_custom_status(self, event: CustomStatusSet) -> None:
+        self.custom_status = event.value
+        self._unpark()
+
+    def _on_progress(self, _event: Event) -> None:
+        self._unpark()
+
+    def _on_parked(self, event: WorkflowParked) -> None:
+        self.status, self.error = WorkflowState.PARKED, event.reason
+
+    def _on_suspended(self, _event: WorkflowSuspended) -> None:
+        self.status = WorkflowState.SUSPENDED
+
+    def _on_resumed(self, _event: WorkflowResumed) -> None:
+        self.status, self.error = WorkflowState.RUNNING, None
+
+    def _on_other(self, _event: Event) -> None:
+        pass
 
     def _start(self, event: WorkflowStarted) -> None:
         """Start the first run, or a new run after a reset (keeping the first run's created_at)."""
@@ -144,6 +148,32 @@ class Projection:
         """Progress of the workflow's code ends a park (a suspension ends only on resume)."""
         if self.status is WorkflowState.PARKED:
             self.status, self.error = WorkflowState.RUNNING, None
+
+    _HANDLERS: ClassVar[dict[type[Any], Callable[[Projection, Any], None]]] = {
+        WorkflowStarted: _start,
+        ActivityScheduled: _on_activity_scheduled,
+        ActivityCompleted: _on_activity_ended,
+        ActivityFailed: _on_activity_ended,
+        CustomStatusSet: _on_custom_status,
+        TimerScheduled: _on_progress,
+        TimerFired: _on_progress,
+        EventWaitStarted: _on_progress,
+        ChildScheduled: _on_progress,
+        ChildCompleted: _on_progress,
+        ChildFailed: _on_progress,
+        WorkflowCompleted: _finish,
+        WorkflowFailed: _finish,
+        WorkflowCanceled: _finish,
+        WorkflowTerminated: _finish,
+        WorkflowParked: _on_parked,
+        WorkflowSuspended: _on_suspended,
+        WorkflowResumed: _on_resumed,
+        ActivityAttemptFailed: _on_other,
+        EventReceived: _on_other,
+        CancelRequested: _on_other,
+    }
+    """Event class -> how it changes the row: one dict lookup per event, not a chain of class tests
+    (the last three kinds change only ``updated_at``)."""
 
     def snapshot(self) -> WorkflowStatus:
         """The public status record."""
