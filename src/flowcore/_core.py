@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import time
 from collections import deque
@@ -18,11 +19,20 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from flowcore import _context
 from flowcore import listeners as _listeners
 from flowcore._definitions import WorkflowDef
-from flowcore._instance import TERMINAL_TYPES, ActivityJob, Terminal, _Instance, retry_state
+from flowcore._instance import (
+    TERMINAL_TYPES,
+    ActivityJob,
+    Terminal,
+    _Instance,
+    attempt_info,
+    retry_state,
+)
 from flowcore._limits import check_payload_size, check_text
 from flowcore.backends.base import ActivityOutcome
+from flowcore.backends.local import LocalBackend, encode_result
 from flowcore.engine import commands as cmd
 from flowcore.engine import events as ev
 from flowcore.engine.executor import WorkflowExecutor
@@ -48,9 +58,10 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from structlog.typing import FilteringBoundLogger
 
-    from flowcore._definitions import Registry
+    from flowcore._definitions import ActivityDef, Registry
     from flowcore.abc import Backend, Clock, Journal
     from flowcore.backends.base import ActivityTask
+    from flowcore.engine.events import Json
 
 __all__ = ["MAX_ID", "Core", "check_id"]
 
@@ -539,10 +550,20 @@ class Core:
             tg.start_soon(fn, *args)
 
     def _start_job(self, job: ActivityJob) -> None:
-        """Run an activity's attempt loop as a plain task: the hot path skips task-group upkeep."""
+        """Run an activity's attempt loop as a plain task: the hot path skips task-group upkeep.
+
+        A task even for an attempt that ends without suspending: asyncio.timeout, TaskGroup and
+        anyio's cancel scopes (httpx) need a current task from the activity's first line, which
+        driving its coroutine from a plain loop callback would not give.
+        """
         if self._tg is None or self._failure is not None:
             return
-        runner = job.runner = asyncio.get_running_loop().create_task(self._run_activity(job))
+        # The activity runs in a copy of the starter's context and its outcome is applied in
+        # the starter's: context variables the activity body sets stay in the activity.
+        starter = contextvars.copy_context()
+        runner = job.runner = asyncio.get_running_loop().create_task(
+            self._run_activity(job, starter), context=starter.copy()
+        )
         self._jobs.add(runner)  # the task leaves the set itself: no done callback
 
     def _finished(self, inst: _Instance, terminal: Terminal, commit: asyncio.Future[None]) -> None:
@@ -587,18 +608,41 @@ class Core:
 
     # -- internals: running work ----------------------------------------------------------------
 
-    async def _run_activity(self, job: ActivityJob) -> None:
-        """The body of an activity's task (see :meth:`_start_job`); it leaves ``_jobs`` itself."""
+    async def _run_activity(self, job: ActivityJob, starter: contextvars.Context) -> None:
+        """The body of an activity's task (see :meth:`_start_job`); it leaves ``_jobs`` itself.
+
+        A local async activity without a timeout or a retry due runs its attempt in this frame
+        (what :meth:`_attempts`, :meth:`_attempt` and the backend do, in one frame: no coroutine
+        per layer on the hot path); a retry continues in :meth:`_attempts`. An outcome with no
+        running sibling is applied at once, in this task's pass (:meth:`_settle`).
+        """
         job.running = True
         try:
             if job.stopped:  # stopped before the task began: it was not cancelled
                 return
-            event = await self._attempts(job)
-            inst, step = job.inst, job.command.step
-            if inst.activities.get(step) is job:
-                del inst.activities[step]
-            if event is not None and not job.stopped:
-                self._deliver_soon(job, event)
+            defn = job.command.activity
+            if job.due is None and defn.is_async and defn.timeout is None and self._here(defn):
+                began = time.perf_counter()
+                limiter = self._limiter
+                await limiter.acquire()  # an asyncio.Semaphore: no wait while a slot is free
+                self._busy += 1
+                token = _context.enter_activity(functools.partial(attempt_info, job, job.attempt))
+                try:
+                    args, kwargs = job.arguments()
+                    result, failure = encode_result(await defn.fn(*args, **kwargs))
+                except Exception as exc:  # noqa: BLE001 - the activity's error is its outcome
+                    result, failure = None, FailureInfo.from_exception(exc)
+                finally:
+                    _context.exit_activity(token)
+                    self._busy -= 1
+                    limiter.release()
+                seconds = time.perf_counter() - began
+                event: ev.Event | None = self._judge(job, result, failure, seconds)
+                if type(event) is ev.ActivityAttemptFailed:  # journal it, retry in the loop
+                    event = await self._attempts(job, self._append(job.inst, [event]))
+            else:
+                event = await self._attempts(job)
+            starter.run(self._settle, job, event)
         except asyncio.CancelledError:
             if not job.stopped:
                 raise  # the runtime is closing
@@ -608,6 +652,24 @@ class Core:
         finally:
             self._jobs.discard(job.runner)  # set before the task first runs
 
+    def _settle(self, job: ActivityJob, event: ev.Event | None) -> None:
+        """The attempt loop ended: apply its event now, or with its siblings' later this tick."""
+        inst, step = job.inst, job.command.step
+        if inst.activities.get(step) is job:
+            del inst.activities[step]
+        if event is None or job.stopped:
+            pass
+        elif inst.activities or inst.outcomes:
+            self._deliver_soon(job, event)  # siblings may finish this tick: apply together
+        elif self._failure is None:
+            self._deliver_outcomes(inst, ((job, event),))  # nothing to wait for: a pass less
+
+    def _here(self, defn: ActivityDef[..., Any]) -> bool:
+        """Whether ``defn`` runs on this runtime's LocalBackend (its task may then run it)."""
+        name = defn.backend
+        backend = self._backend if name is None else self._backends.get(name)
+        return type(backend) is LocalBackend
+
     def _deliver_soon(self, job: ActivityJob, event: ev.Event) -> None:
         """Queue an activity's outcome: the outcomes of one loop tick are applied together.
 
@@ -615,17 +677,19 @@ class Core:
         each), in the order they arrived, as if delivered one by one.
         """
         inst = job.inst
-        if not inst.outcomes:
+        outcomes = inst.outcomes
+        if outcomes is None:
             if not self._ready:
                 asyncio.get_running_loop().call_soon(self._deliver_ready)
             self._ready.append(inst)
-        inst.outcomes.append((job, event))
+            outcomes = inst.outcomes = []
+        outcomes.append((job, event))
         self._busy += 1  # undelivered work: a virtual clock must not skip ahead
 
     def _deliver_ready(self) -> None:
         ready, self._ready = self._ready, []
         for inst in ready:
-            outcomes, inst.outcomes = inst.outcomes, []
+            outcomes, inst.outcomes = inst.outcomes or [], None
             self._busy -= len(outcomes)
             if self._failure is None:
                 self._deliver_outcomes(inst, outcomes)
@@ -654,51 +718,76 @@ class Core:
         if executor is not None and commands is not None:
             self._carry_out(inst, executor, commands, events, work=work)
 
-    async def _attempts(self, job: ActivityJob) -> ev.Event | None:
-        command, defn = job.command, job.command.activity
+    async def _attempts(
+        self, job: ActivityJob, retry: asyncio.Future[None] | None = None
+    ) -> ev.Event | None:
+        """Run attempts through the backend until one ends the activity; return its event.
+
+        ``retry``: the commit of a failed attempt already judged (:meth:`_run_activity`); the
+        next one runs once it is durable. None: the workflow's wish to stop is a cancellation.
+        """
+        timeout = job.command.activity.timeout
         while True:
+            if retry is not None:
+                try:
+                    # The next attempt's idempotency key is valid only once this is durable.
+                    await retry
+                except Exception:  # noqa: BLE001 - _on_commit fail-stops; recovery retries
+                    return None
+                job.attempt += 1
             if job.due is not None:
                 await self._clock.sleep_until(job.due)
             began = time.perf_counter()
-            outcome = await self._attempt(job.task(), defn.timeout)
+            outcome = await self._attempt(job.task(), timeout)
             seconds = time.perf_counter() - began
-            now = self._clock.now()
-            if outcome.failure is None:
-                outcome = self._check_result(outcome, defn.name)
-            if outcome.failure is None:
-                if self._debug:  # the fields are built only when they are logged
-                    self._log.debug("activity completed", **_attempt_fields(job, seconds))
-                return ev.ActivityCompleted(
-                    at=now, step=command.step, result=outcome.result, attempt=job.attempt
-                )
-            failure = outcome.failure
-            if not defn.retry.should_retry(failure, job.attempt):
-                self._log.warning(
-                    "activity failed", error=str(failure), **_attempt_fields(job, seconds)
-                )
-                return ev.ActivityFailed(
-                    at=now,
-                    step=command.step,
-                    failure=failure,
-                    attempts=job.attempt,
-                    timed_out=outcome.timed_out,
-                )
-            job.due = now + defn.retry.delay(job.attempt)
-            self._log.info(
-                "activity attempt failed; retrying",
-                error=str(failure),
-                retry_at=job.due,
-                **_attempt_fields(job, seconds),
+            event = self._judge(job, outcome.result, outcome.failure, seconds, outcome.timed_out)
+            if type(event) is not ev.ActivityAttemptFailed:
+                return event
+            retry = self._append(job.inst, [event])
+
+    def _judge(
+        self,
+        job: ActivityJob,
+        result: Json,
+        failure: FailureInfo | None,
+        seconds: float,
+        timed_out: bool = False,  # noqa: FBT001, FBT002 - a private hot-path call
+    ) -> ev.Event:
+        """The event an attempt's outcome makes, logged: completed, failed, or to be retried.
+
+        A retried failure (:class:`~flowcore.engine.events.ActivityAttemptFailed`) sets
+        ``job.due`` to its retry's deadline; the caller journals it.
+        """
+        command, defn = job.command, job.command.activity
+        now = self._clock.now()
+        if failure is None:
+            failure = self._check_result(result, defn.name)
+        if failure is None:
+            if self._debug:  # the fields are built only when they are logged
+                self._log.debug("activity completed", **_attempt_fields(job, seconds))
+            return ev.ActivityCompleted(
+                at=now, step=command.step, result=result, attempt=job.attempt
             )
-            failed = ev.ActivityAttemptFailed(
-                at=now, step=command.step, attempt=job.attempt, failure=failure, retry_at=job.due
+        if not defn.retry.should_retry(failure, job.attempt):
+            fields = _attempt_fields(job, seconds)
+            self._log.warning("activity failed", error=str(failure), **fields)
+            return ev.ActivityFailed(
+                at=now,
+                step=command.step,
+                failure=failure,
+                attempts=job.attempt,
+                timed_out=timed_out,
             )
-            try:
-                # The next attempt's idempotency key is valid only once this is durable.
-                await self._append(job.inst, [failed])
-            except Exception:  # noqa: BLE001 - _on_commit fail-stops; recovery retries
-                return None
-            job.attempt += 1
+        job.due = now + defn.retry.delay(job.attempt)
+        self._log.info(
+            "activity attempt failed; retrying",
+            error=str(failure),
+            retry_at=job.due,
+            **_attempt_fields(job, seconds),
+        )
+        return ev.ActivityAttemptFailed(
+            at=now, step=command.step, attempt=job.attempt, failure=failure, retry_at=job.due
+        )
 
     def _all_backends(self) -> builtins.list[Backend]:
         """The default backend and the named ones, each once."""
@@ -715,13 +804,13 @@ class Core:
                 return str(note)
         return None
 
-    def _check_result(self, outcome: ActivityOutcome, activity: str) -> ActivityOutcome:
+    def _check_result(self, result: Json, activity: str) -> FailureInfo | None:
         """A result over the payload limit fails the attempt for good (a retry gives the same)."""
         try:
-            check_payload_size(outcome.result, self._max_payload, f"the result of {activity!r}")
+            check_payload_size(result, self._max_payload, f"the result of {activity!r}")
         except PayloadError as exc:
-            return ActivityOutcome(failure=FailureInfo.from_exception(exc, non_retryable=True))
-        return outcome
+            return FailureInfo.from_exception(exc, non_retryable=True)
+        return None
 
     async def _attempt(self, task: ActivityTask, timeout: float | None) -> ActivityOutcome:
         name = task.activity.backend

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flowcore import serde
+from flowcore._context import Info
 from flowcore.backends.base import ActivityTask, CancelFlag
 from flowcore.engine.events import (
     ActivityAttemptFailed,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from flowcore.engine.executor import WorkflowExecutor
     from flowcore.journal.projection import Projection
 
-__all__ = ["TERMINAL_TYPES", "ActivityJob", "Terminal", "_Instance", "retry_state"]
+__all__ = ["TERMINAL_TYPES", "ActivityJob", "Terminal", "_Instance", "attempt_info", "retry_state"]
 
 _SCALARS = frozenset({int, float, str, bool, type(None)})
 """Argument types passed to an activity as they are (immutable)."""
@@ -68,8 +69,8 @@ class ActivityJob:
         if self.runner is not None and self.running:  # else it sees `stopped` when it begins
             self.runner.cancel()
 
-    def task(self) -> ActivityTask:
-        """The backend's view of the current attempt.
+    def arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The arguments of the current attempt.
 
         Arguments other than immutable scalars are deep copies, fresh for each attempt: an
         activity that mutates its argument must not change the workflow's value (a replay,
@@ -80,7 +81,13 @@ class ActivityJob:
         if not _SCALARS.issuperset(map(type, args)) or (
             kwargs and not _SCALARS.issuperset(map(type, kwargs.values()))
         ):
-            args, kwargs = _copy_args(command)
+            return _copy_args(command)
+        return args, kwargs
+
+    def task(self) -> ActivityTask:
+        """The backend's view of the current attempt (its arguments: see :meth:`arguments`)."""
+        command = self.command
+        args, kwargs = self.arguments()
         return ActivityTask(
             workflow_id=self.inst.id,
             step=command.step,
@@ -95,6 +102,21 @@ class ActivityJob:
             workflow_version=self.executor.version,
             cancelled=self.cancelled,
         )
+
+
+def attempt_info(job: ActivityJob, attempt: int) -> Info:
+    """What ``flowcore.activity_info()`` tells attempt ``attempt`` of ``job`` (built when asked)."""
+    command = job.command
+    return Info(
+        workflow_id=job.inst.id,
+        workflow_name=job.executor.definition.name,
+        version=job.executor.version,
+        activity=command.activity.name,
+        step=command.step,
+        attempt=attempt,
+        op=command.op,
+        _cancel=job.cancelled,
+    )
 
 
 def _copy_args(command: ScheduleActivity) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -132,8 +154,9 @@ class _Instance:
     """Armed timers (and event-wait deadlines) by step."""
     children: dict[int, str] = field(default_factory=dict)
     """Child workflows awaited, step -> child id."""
-    outcomes: list[tuple[ActivityJob, Event]] = field(default_factory=list)
-    """Activity outcomes queued for delivery this loop tick, in arrival order."""
+    outcomes: list[tuple[ActivityJob, Event]] | None = None
+    """Activity outcomes queued for delivery this loop tick, in arrival order (None while none
+    is queued: a waiting workflow keeps no empty list alive for the garbage collector to scan)."""
     creating: asyncio.Future[None] | None = None
     """The commit of the start while it is pending (a duplicate id is refused by it)."""
     waiters: list[asyncio.Future[None]] | None = None

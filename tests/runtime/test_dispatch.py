@@ -10,6 +10,7 @@ import pytest
 import flowcore
 from flowcore import Runtime
 from flowcore.journal.memory import InMemoryJournal
+from flowcore.journal.sqlite import SqliteJournal
 
 if TYPE_CHECKING:
     from flowcore.journal.base import Append
@@ -115,3 +116,30 @@ class TestEagerStart:
             journal.gate.set()
             handle = await starting
             assert await handle.result(timeout=10) == 9
+
+
+class TestOneCommitPerQuickWorkflow:
+    async def test_eager_quick_steps_commit_with_the_start(self, tmp_path):
+        """Under eager dispatch a workflow whose steps finish at once appends on every loop
+        pass; the writer gathers while the batch grows, so its start, steps and end share one
+        commit (the latency of one fsync, not four)."""
+
+        @flowcore.activity
+        async def dp_quick(x: int) -> int:
+            return x + 1
+
+        @flowcore.workflow
+        async def dp_chain(x: int) -> int:
+            for _ in range(3):
+                x = await dp_quick(x)
+            return x
+
+        journal = SqliteJournal(tmp_path / "j.db")
+        async with Runtime(journal=journal, workflows=[dp_chain], dispatch="eager") as rt:
+            await (await rt.start(dp_chain, 0)).result(timeout=10)  # warm
+            journal._commit_seconds = 60.0  # bound not reached (see test_sqlite.py)
+            before = journal.commits
+            handle = await rt.start(dp_chain, 0)
+            assert journal.commits == before + 1
+            assert (await handle.status()).status == "completed"  # in the start's commit
+            assert await handle.result(timeout=10) == 3

@@ -12,7 +12,7 @@ from flowcore import _context, serde
 from flowcore.backends.base import ActivityOutcome, ActivityTask
 from flowcore.errors import FailureInfo, PayloadError
 
-__all__ = ["LocalBackend"]
+__all__ = ["LocalBackend", "encode_result"]
 
 
 @final
@@ -57,10 +57,8 @@ class LocalBackend:
             return ActivityOutcome(failure=FailureInfo.from_exception(exc))
         finally:
             _context.exit_activity(token)
-        try:
-            return ActivityOutcome(result=serde.encode(value))
-        except PayloadError as exc:
-            return ActivityOutcome(failure=FailureInfo.from_exception(exc, non_retryable=True))
+        result, failure = encode_result(value)
+        return ActivityOutcome(result=result, failure=failure)
 
     async def _call(self, task: ActivityTask) -> Any:
         fn = task.activity.fn
@@ -72,6 +70,18 @@ class LocalBackend:
             limiter=self._threads,
             abandon_on_cancel=True,
         )
+
+
+def encode_result(value: Any) -> tuple[Json, FailureInfo | None]:
+    """An attempt returned ``value``: its encoding, or why it fails for good.
+
+    A value that cannot be encoded fails the same way on every attempt, so that failure is not
+    retried. The runtime calls it too, for the attempts it runs in its own task.
+    """
+    try:
+        return serde.encode(value), None
+    except PayloadError as exc:
+        return None, FailureInfo.from_exception(exc, non_retryable=True)
 
 
 def _info(task: ActivityTask) -> _context.Info:
@@ -90,5 +100,6 @@ def _info(task: ActivityTask) -> _context.Info:
 
 if TYPE_CHECKING:
     from flowcore.backends.base import Backend
+    from flowcore.engine.events import Json
 
     _check: Backend = LocalBackend()
