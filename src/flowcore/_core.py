@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import heapq
+import itertools
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Literal
@@ -105,6 +107,20 @@ class Core:
     """Appends not yet seen committed, in submission order (see :meth:`_on_commit`)."""
     _after: dict[asyncio.Future[None], Callable[[asyncio.Future[None]], None]]
     """What to do once an append ended, run by :meth:`_on_commit` (see :meth:`_when_ended`)."""
+    _max_cached: int | None
+    """Most unfinished workflows kept in memory before idle ones are evicted (None: no bound)."""
+    _evicted: int = 0
+    """Instances in ``_instances`` that are evicted (``_Instance.evicted``)."""
+    _next_sweep: float = 0.0
+    """perf_counter time before which no eviction sweep runs (one that fell short waits)."""
+    _wakeups: builtins.list[tuple[float, int, _Instance, int]]
+    """Evicted instances by their earliest timer deadline: (deadline, tie, instance, eviction)."""
+    _wake_tie: itertools.count[int]
+    _wake_scope: anyio.CancelScope | None = None
+    """The wake-up runner's sleep while it runs (cancelled when an earlier deadline arrives)."""
+    _wake_running: bool = False
+    _sweep_deferred: bool = False
+    """A sweep put off by :attr:`_next_sweep` is scheduled."""
 
     # -- internals: starting -------------------------------------------------------------------
 
@@ -208,6 +224,8 @@ class Core:
         inst.cancel_work()
         if self._instances.get(inst.id) is inst:
             del self._instances[inst.id]
+            if inst.evicted:
+                self._unevict(inst)
 
     def _exists(self, wid: str, status: str, if_exists: str) -> None:
         if if_exists != "return":
@@ -252,6 +270,9 @@ class Core:
             if isinstance(fields.get(key), str):
                 check_text(fields[key], what)
         inst = await self._unfinished(wid, action)
+        while inst.evicted:  # idle and evicted: replay it, then deliver
+            await self._reload(inst)
+            inst = await self._unfinished(wid, action)
         event = event_type(at=self._clock.now(), **fields)
         executor = inst.executor
         if executor is not None and executor.done:  # its end is being committed
@@ -268,6 +289,8 @@ class Core:
     async def _terminate(
         self, inst: _Instance, reason: str | None, consumed: tuple[int, ...] = ()
     ) -> None:
+        if inst.evicted:  # no code of it runs on terminate: no need to replay it
+            self._unevict(inst)
         if inst.executor is not None:
             inst.executor.close()
             inst.executor = None
@@ -320,6 +343,7 @@ class Core:
         future = self._journal.submit(op)  # both journals return a future: no ensure_future
         if not isinstance(future, asyncio.Future):
             future = asyncio.ensure_future(future)
+        inst.last_commit = future
         if op.outbox:
             _listeners.notify_committed(self._listeners, future)
         self._busy += 1
@@ -377,6 +401,13 @@ class Core:
                 self._commit_hook()
         if self._after:
             self._run_after(ended)
+        limit = self._max_cached
+        if (
+            limit is not None
+            and len(self._instances) - self._evicted > limit
+            and not (in_flight and in_flight[0].done())  # all ended appends seen (see _idle_at)
+        ):
+            self._sweep(limit)
 
     def _run_after(self, ended: Sequence[asyncio.Future[None]]) -> None:
         """Run what :meth:`_when_ended` asked of the ended appends, in submission order."""
@@ -836,7 +867,7 @@ class Core:
 
     def _arm(self, inst: _Instance, executor: WorkflowExecutor, step: int, fire_at: float) -> None:
         scope = anyio.CancelScope()
-        inst.timers[step] = scope
+        inst.timers[step] = (scope, fire_at)
         self._spawn(self._run_timer, inst, executor, step, fire_at, scope)
 
     async def _run_timer(
@@ -849,7 +880,8 @@ class Core:
     ) -> None:
         with scope:
             await self._clock.sleep_until(fire_at)
-        if scope.cancel_called or inst.timers.get(step) is not scope:
+        timer = inst.timers.get(step)
+        if scope.cancel_called or timer is None or timer[0] is not scope:
             return
         del inst.timers[step]
         self._deliver(inst, executor, ev.TimerFired(at=self._clock.now(), step=step))
@@ -909,6 +941,158 @@ class Core:
             "that serves it to continue it"
         )
 
+    # -- internals: the cache of idle workflows (eviction) ----------------------------------
+
+    def _init_cache(self, max_cached: int | None) -> None:
+        if max_cached is not None and max_cached < 1:
+            raise ValueError("max_cached_workflows must be at least 1, or None for no bound")
+        self._max_cached = max_cached
+        self._wakeups = []
+        self._wake_tie = itertools.count()
+
+    def _sweep(self, limit: int) -> None:
+        """More than ``limit`` workflows in memory: evict the least recently active idle ones.
+
+        It evicts down to 90% of ``limit`` so that sweeps stay rare. Busy workflows are never
+        evicted; a sweep that could not get under ``limit`` is not repeated for ten times its
+        own duration (it scans every instance: at most ~10% of the loop's time).
+        """
+        began = time.perf_counter()
+        if began < self._next_sweep:
+            if not self._sweep_deferred:  # the last commit may be this one: look again then
+                self._sweep_deferred = True
+                asyncio.get_running_loop().call_later(
+                    self._next_sweep - began, self._deferred_sweep
+                )
+            return
+        now = self._clock.now()
+        idle = [inst for inst in self._instances.values() if _idle_at(inst, now)]
+        live = len(self._instances) - self._evicted
+        surplus = live - (limit - limit // 10)
+        if surplus < len(idle):
+            idle.sort(key=_recency)
+            del idle[surplus:]
+        for inst in idle:
+            self._evict(inst)
+        if len(self._instances) - self._evicted > limit:
+            self._next_sweep = time.perf_counter() + 10 * (time.perf_counter() - began)
+        else:
+            self._next_sweep = 0.0
+
+    def _deferred_sweep(self) -> None:
+        self._sweep_deferred = False
+        in_flight, limit = self._in_flight, self._max_cached
+        if self._state != "open" or self._failure is not None or limit is None:
+            return
+        if in_flight and in_flight[0].done():
+            return  # _on_commit is due and sweeps once it has seen every ended append
+        if len(self._instances) - self._evicted > limit:
+            self._sweep(limit)
+
+    def _evict(self, inst: _Instance) -> None:
+        """Drop an idle instance's executor and timers; its journal brings it back (_reload)."""
+        executor = inst.executor
+        assert executor is not None  # noqa: S101 - _idle_at checked it
+        deadline = min((fire_at for _, fire_at in inst.timers.values()), default=None)
+        inst.cancel_work()  # its timers' tasks end; the earliest deadline wakes it instead
+        inst.executor = None
+        inst.last_commit = None  # it ended: nothing to keep alive
+        inst.evicted = True
+        inst.evictions += 1
+        self._evicted += 1
+        try:
+            executor.close()
+        except Exception:  # noqa: BLE001 - a finally block in workflow code raised on close
+            self._log.exception("workflow code raised while being evicted", workflow_id=inst.id)
+        if deadline is not None:
+            self._wake_at(inst, deadline)
+        if self._debug:
+            self._log.debug("workflow evicted", workflow_id=inst.id)
+
+    def _unevict(self, inst: _Instance) -> None:
+        inst.evicted = False
+        self._evicted -= 1
+
+    def _wake_at(self, inst: _Instance, deadline: float) -> None:
+        """Reload the evicted ``inst`` at ``deadline`` (its earliest timer): one runner for all."""
+        heap = self._wakeups
+        earliest = heap[0][0] if heap else None
+        heapq.heappush(heap, (deadline, next(self._wake_tie), inst, inst.evictions))
+        if not self._wake_running:
+            self._wake_running = True
+            self._spawn(self._run_wakeups)
+        elif earliest is not None and deadline < earliest and self._wake_scope is not None:
+            self._wake_scope.cancel()  # the runner sleeps until a later deadline: wake it
+
+    async def _run_wakeups(self) -> None:
+        """Sleep until the earliest deadline of an evicted instance; reload those that are due."""
+        heap = self._wakeups
+        try:
+            while heap:
+                with anyio.CancelScope() as scope:
+                    self._wake_scope = scope
+                    await self._clock.sleep_until(heap[0][0])
+                self._wake_scope = None
+                now = self._clock.now()
+                while heap and heap[0][0] <= now:
+                    _, _, inst, evictions = heapq.heappop(heap)
+                    if inst.evicted and inst.evictions == evictions:
+                        self._spawn(self._wake, inst)
+        finally:
+            self._wake_running = False
+            self._wake_scope = None
+
+    async def _wake(self, inst: _Instance) -> None:
+        try:
+            await self._reload(inst)
+        except Exception as exc:  # noqa: BLE001 - a journal failure: the runtime fail-stops
+            self._log.error("could not reload an evicted workflow", workflow_id=inst.id,
+                            error=str(exc))  # fmt: skip
+
+    async def _reload(self, inst: _Instance) -> None:
+        """Bring an evicted instance back: read its history, replay it, re-arm its work."""
+        loading = inst.loading
+        if loading is not None:  # another caller reloads it: wait for that
+            await asyncio.shield(loading)
+            return
+        self._check_open()
+        loading = inst.loading = asyncio.get_running_loop().create_future()
+        self._busy += 1  # a virtual clock must not skip ahead while the history is read
+        try:
+            history = await self._journal.history(inst.id)
+        finally:
+            self._busy -= 1
+            inst.loading = None
+            loading.set_result(None)
+        if not inst.evicted or self._instances.get(inst.id) is not inst:
+            return  # terminated while its history was read
+        self._check_open()
+        if len(history) + 1 != inst.next_seq:
+            raise JournalError(
+                f"workflow {inst.id!r} has {len(history)} events in the journal where the runtime "
+                f"appended {inst.next_seq - 1}; the journal was changed under the runtime: "
+                "restart the runtime to recover from the journal"
+            )
+        self._unevict(inst)
+        inst.touched = self._clock.now()
+        started = history[0]
+        assert isinstance(started, ev.WorkflowStarted)  # noqa: S101 - decode guarantees the kind
+        try:
+            defn = self._registry.for_replay(started.name, started.version)
+            executor = WorkflowExecutor(defn, inst.id)
+            commands = executor.replay(history)
+        except NondeterminismError as exc:
+            self._park(inst, str(exc), exc.step)
+            return
+        except Exception as exc:  # noqa: BLE001 - one broken instance must not stop the others
+            self._log.exception("replay error", workflow_id=inst.id)
+            self._park(inst, f"replay failed: {exc!r}", 0)
+            return
+        inst.executor = executor
+        if self._debug:
+            self._log.debug("workflow reloaded", workflow_id=inst.id, events=len(history))
+        self._carry_out(inst, executor, commands, [])
+
     # -- internals: recovery -------------------------------------------------------------------
 
     async def _recover(self) -> None:
@@ -927,6 +1111,9 @@ class Core:
         for park in parks:  # open() returns once every parked status is visible
             if park is not None:
                 await park
+        limit = self._max_cached
+        if limit is not None and len(self._instances) - self._evicted > limit:
+            self._sweep(limit)
 
     def _recover_one(
         self, wid: str, history: builtins.list[ev.Event], projection: Projection
@@ -973,6 +1160,42 @@ class Core:
             return None
         parked = ev.WorkflowParked(at=self._clock.now(), reason=reason, step=step)
         return self._append(inst, [*events, parked], consumed=consumed)
+
+
+def _idle_at(inst: _Instance, now: float) -> bool:
+    """Whether ``inst`` may be evicted at clock time ``now``: it waits on nothing in memory.
+
+    Idle: it runs (not parked, not ending), and no activity, child, queued outcome, append in
+    flight (its durable dispatch may be pending), retry or reload is on; every timer it waits
+    on is still in the future (a due one is about to fire). Called where every ended append
+    has been seen (:meth:`Core._on_commit`), so a committed append left nothing to run.
+    """
+    executor = inst.executor
+    if (
+        executor is None
+        or executor.done
+        or inst.activities
+        or inst.children
+        or inst.outcomes is not None
+        or inst.retries
+        or inst.loading is not None
+    ):
+        return False
+    creating = inst.creating  # its commit ended: _created is about to forget it or not
+    if creating is not None and (
+        not creating.done() or creating.cancelled() or creating.exception() is not None
+    ):
+        return False
+    commit = inst.last_commit
+    if commit is not None and not commit.done():
+        return False
+    return all(fire_at > now for _, fire_at in inst.timers.values())
+
+
+def _recency(inst: _Instance) -> float:
+    """When ``inst`` was last active (clock seconds): its last event or its last reload."""
+    last = inst.last_event
+    return max(inst.touched, last.at if last is not None else 0.0)
 
 
 def _attempt_fields(job: ActivityJob, seconds: float) -> dict[str, Any]:

@@ -150,8 +150,8 @@ class _Instance:
     """For recovery: step -> (next attempt, when it is due)."""
     activities: dict[int, ActivityJob] = field(default_factory=dict)
     """Running activity loops by step."""
-    timers: dict[int, anyio.CancelScope] = field(default_factory=dict)
-    """Armed timers (and event-wait deadlines) by step."""
+    timers: dict[int, tuple[anyio.CancelScope, float]] = field(default_factory=dict)
+    """Armed timers (and event-wait deadlines) by step: the scope that disarms it, its deadline."""
     children: dict[int, str] = field(default_factory=dict)
     """Child workflows awaited, step -> child id."""
     outcomes: list[tuple[ActivityJob, Event]] | None = None
@@ -161,6 +161,16 @@ class _Instance:
     """The commit of the start while it is pending (a duplicate id is refused by it)."""
     waiters: list[asyncio.Future[None]] | None = None
     """Callers blocked in :meth:`ended`, woken by :meth:`end` and :meth:`abort`."""
+    last_commit: asyncio.Future[None] | None = None
+    """The commit of its latest append (an instance whose append is in flight is not idle)."""
+    evicted: bool = False
+    """Idle and dropped from memory but for this record: its executor is rebuilt by replay."""
+    evictions: int = 0
+    """How often it was evicted (a wake-up of an earlier eviction is stale)."""
+    loading: asyncio.Future[None] | None = None
+    """Set while its history is read back to replay it after an eviction."""
+    touched: float = 0.0
+    """When it was last brought back from eviction (clock seconds): recency for the cache."""
 
     def end(self, terminal: Terminal) -> None:
         """Resolve ``done`` with the run's committed terminal event; wake the waiters."""
@@ -203,7 +213,7 @@ class _Instance:
         """Stop every activity loop and timer of the instance (its run is over)."""
         for job in self.activities.values():
             job.stop()
-        for scope in self.timers.values():
+        for scope, _ in self.timers.values():
             scope.cancel()
         self.activities.clear()
         self.timers.clear()
@@ -216,9 +226,9 @@ class _Instance:
 
     def cancel_timer(self, step: int) -> None:
         """Disarm one timer."""
-        scope = self.timers.pop(step, None)
-        if scope is not None:
-            scope.cancel()
+        timer = self.timers.pop(step, None)
+        if timer is not None:
+            timer[0].cancel()
 
 
 def retry_state(history: Sequence[Event]) -> dict[int, tuple[int, float]]:

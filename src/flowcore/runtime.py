@@ -90,6 +90,11 @@ class Runtime(Core):
         max_payload_bytes: Largest encoded payload (UTF-8 JSON) accepted as a workflow input,
             an event payload or an activity result (default 4 MiB); a larger one raises
             PayloadError (an activity's result fails the activity, without retries).
+        max_cached_workflows: Most unfinished workflows kept in memory (default 10,000; None:
+            no bound). Beyond it, the least recently active idle ones (waiting only on timers
+            or events) are evicted; an event, a cancel request or their earliest timer brings
+            one back by replaying its journal. Workflows running activities or waiting on
+            children are never evicted, so the bound can be exceeded while they are busy.
     """
 
     def __init__(
@@ -106,6 +111,7 @@ class Runtime(Core):
         dispatch: Literal["durable", "eager"] = "durable",
         listeners: Iterable[Listener] = (),
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_cached_workflows: int | None = 10_000,
     ) -> None:
         if durability not in ("full", "normal"):
             raise ValueError("durability must be 'full' or 'normal'")
@@ -115,6 +121,7 @@ class Runtime(Core):
             raise ValueError("dispatch must be 'durable' or 'eager'")
         if max_payload_bytes < 1:
             raise ValueError("max_payload_bytes must be at least 1")
+        self._init_cache(max_cached_workflows)
         self._eager = dispatch == "eager"
         self._max_payload = max_payload_bytes
         self._journal: Journal = journal or SqliteJournal(db, durability=durability)
