@@ -10,6 +10,7 @@ Workloads (sizes as the issue asks; ``--quick`` shrinks them to a smoke test):
   W4-timers   500 workflows on a 1 s timer, SIGKILL, restart after the timers expired
   W4-history  one workflow with a 2,000-step history blocked on an event, SIGKILL, recover
   W5          resident memory per workflow with 10,000 workflows waiting on events
+  W5-cached   the same with Runtime(max_cached_workflows=1,000): idle ones are evicted
   *-eager     W1, W1-lat, W2, W3 with Runtime(dispatch="eager")
 
 --celery also runs the Celery workloads (needs redis-server and flowcore[celery]): flowcore
@@ -207,7 +208,8 @@ NOTES = [
     ),
     (
         "W5: VmRSS of a fresh child before and after starting the waiting workflows (gc.collect() "
-        "before each reading), divided by their number."
+        "before each reading), divided by their number. W5-cached: Runtime(max_cached_workflows="
+        "N // 10), so nine in ten waiting workflows are evicted (kept as a small record)."
     ),
     (
         "comparison.ratio: how many times faster flowcore is; DBOS/flowcore for times, "

@@ -198,13 +198,17 @@ async def child_recover(kind: str, db: Path, sizes: Sizes) -> None:
         await rt.close()
 
 
-async def child_memory(kind: str, db: Path, sizes: Sizes) -> None:  # noqa: ARG001
-    """W5: RSS before and after starting N workflows that wait for an event."""
+async def child_memory(kind: str, db: Path, sizes: Sizes) -> None:
+    """W5: RSS before and after starting N workflows that wait for an event.
+
+    W5-cached: the same with ``max_cached_workflows`` a tenth of N (idle ones evicted).
+    """
     import gc  # noqa: PLC0415
 
     n = int(sizes["workflows"])
     ids = [f"m{i}" for i in range(n)]
-    async with Runtime(db) as rt:
+    cap = max(1, n // 10) if kind == "W5-cached" else None
+    async with Runtime(db, max_cached_workflows=cap) as rt:
         await (await rt.start(three_steps, 0)).result()  # warm every code path once
         gc.collect()
         before = rss_kb()
@@ -212,6 +216,11 @@ async def child_memory(kind: str, db: Path, sizes: Sizes) -> None:  # noqa: ARG0
             batch = range(lo, min(lo + 1000, n))
             await asyncio.gather(*(rt.start(wait_for_go, i, id=ids[i]) for i in batch))
         await until_waiting(rt, ids, "event_wait_started")
+        if cap is not None:  # the last sweep may run a moment after the last commit
+            deadline = time.monotonic() + SETUP_DEADLINE
+            live = lambda: len(rt._instances) - rt._evicted  # noqa: E731, SLF001
+            while live() > cap and time.monotonic() < deadline:  # noqa: ASYNC110 - a deadline poll
+                await asyncio.sleep(0.01)
         gc.collect()
         after = rss_kb()
         emit("memory", before_kb=before, after_kb=after, workflows=n)
@@ -237,10 +246,10 @@ def w4_recovery(workload: str, sizes: Sizes) -> Run:
     return run_recovery(workload, _child_argv(), _child_env(), sizes)
 
 
-def w5_memory(sizes: Sizes) -> Run:
+def w5_memory(sizes: Sizes, kind: str = "W5") -> Run:
     """W5: resident memory per waiting workflow, measured in a fresh child process."""
     with scratch_dir() as tmp:
-        argv = [*_child_argv(), "memory", "memory", str(tmp / "bench.db"), json.dumps(sizes)]
+        argv = [*_child_argv(), "memory", kind, str(tmp / "bench.db"), json.dumps(sizes)]
         with Child(argv, env=_child_env()) as child:
             report = child.expect("memory", 600)
             child.finish()
@@ -277,5 +286,6 @@ WORKLOADS: dict[str, Callable[[Sizes], Run]] = {
     "W4-timers": lambda s: w4_recovery("W4-timers", s),
     "W4-history": lambda s: w4_recovery("W4-history", s),
     "W5": w5_memory,
+    "W5-cached": lambda s: w5_memory(s, "W5-cached"),
 }
 """Each takes the workload's sizes and returns one run's measurements."""

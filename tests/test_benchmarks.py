@@ -28,6 +28,7 @@ EXPECTED_METRICS = {
     "W4-timers": {"total_s", "startup_s", "open_s", "finish_s", "engine_s"},
     "W4-history": {"total_s", "startup_s", "open_s", "finish_s", "engine_s"},
     "W5": {"kb_per_workflow", "rss_before_mb", "rss_after_mb"},
+    "W5-cached": {"kb_per_workflow", "rss_before_mb", "rss_after_mb"},
     "W1-eager": {"seconds", "workflows_per_s", "steps_per_s"},
     "W1-lat-eager": {"p50_ms", "p99_ms"},
     "W2-eager": {"seconds"},
