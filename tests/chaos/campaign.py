@@ -34,7 +34,7 @@ from typing import Any
 
 from flowcore._verify import verify_journal
 from flowcore.journal import schema
-from tests.chaos.chaos_app import DISPATCH_ENV, Spec, build_plan, expected_outcome
+from tests.chaos.chaos_app import CACHE_ENV, DISPATCH_ENV, Spec, build_plan, expected_outcome
 from tests.runtime.worker_process import WorkerProcess
 
 FINISH_TIMEOUT = 120.0
@@ -164,9 +164,8 @@ class Campaign:
             if worker.proc.poll() is not None:
                 return False
             time.sleep(0.005)
-        if worker.proc.poll() is not None:
+        if worker.proc.poll() is not None or not worker.kill(may_have_ended=True):
             return False
-        worker.kill()
         self.figures.kills += 1
         self.figures.kill_delays.append(time.monotonic() - began)
         return True
@@ -281,8 +280,16 @@ def main(argv: list[str] | None = None) -> int:
         default="durable",
         help="the workers' Runtime(dispatch=...)",
     )
+    parser.add_argument(
+        "--cache",
+        type=int,
+        default=None,
+        help="the workers' Runtime(max_cached_workflows=...): small to evict idle workflows",
+    )
     args = parser.parse_args(argv)
     os.environ[DISPATCH_ENV] = args.dispatch  # the workers inherit it
+    if args.cache is not None:
+        os.environ[CACHE_ENV] = str(args.cache)
     with tempfile.TemporaryDirectory(prefix="flowcore-chaos-") as tmp:
         workdir = Path(args.keep or tmp)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,8 @@ START_CHUNK = 10
 """Workflows started concurrently (their starts share group commits)."""
 DISPATCH_ENV = "CHAOS_DISPATCH"
 """Environment variable: the workers' ``Runtime(dispatch=...)`` (``durable`` by default)."""
+CACHE_ENV = "CHAOS_CACHE"
+"""Environment variable: the workers' ``Runtime(max_cached_workflows=...)`` (default if unset)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +269,8 @@ async def run(
     import flowcore
 
     dispatch = os.environ.get(DISPATCH_ENV, "durable")
-    async with flowcore.Runtime(db, dispatch=dispatch) as rt:  # type: ignore[arg-type]
+    cache = int(os.environ.get(CACHE_ENV) or 10_000)  # a small one: idle workflows get evicted
+    async with flowcore.Runtime(db, dispatch=dispatch, max_cached_workflows=cache) as rt:  # type: ignore[arg-type]
         for at in range(0, len(plan), START_CHUNK):
             wait = t0 + spread * at / len(plan) - time.time()
             if wait > 0:

@@ -59,11 +59,19 @@ class WorkerProcess:
                 pytest.fail(f"{what} not reached in time; {self.diagnostics()}")
             time.sleep(self.poll)
 
-    def kill(self) -> None:
-        """SIGKILL the running worker."""
+    def kill(self, *, may_have_ended: bool = False) -> bool:
+        """SIGKILL the running worker; True once it died of it.
+
+        ``may_have_ended``: a worker that was about to finish may exit by itself between the
+        caller's last look and the signal; then return False instead of failing.
+        """
         assert self.proc.poll() is None, f"worker ended before the kill; {self.diagnostics()}"
         self.proc.send_signal(signal.SIGKILL)
-        assert self.proc.wait(timeout=10) == -signal.SIGKILL
+        code = self.proc.wait(timeout=10)
+        if may_have_ended and code == 0:
+            return False
+        assert code == -signal.SIGKILL, f"worker exited {code} at the kill; {self.diagnostics()}"
+        return True
 
     def exit_code(self, timeout: float) -> int:
         """Wait for the worker to end by itself; fail after ``timeout`` seconds."""
