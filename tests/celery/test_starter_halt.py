@@ -1,4 +1,5 @@
-"""A CeleryStarter whose runtime cannot take work stops consuming instead of spinning.
+"""A CeleryStarter whose runtime cannot take work stops consuming instead of spinning; and a
+program that never closes its Celery runtime still exits.
 
 Before the fix it requeued the request and took it straight back, over a thousand times a
 second, for as long as the process lived.
@@ -6,12 +7,17 @@ second, for as long as the process lived.
 
 from __future__ import annotations
 
+import sys
+
+import anyio
 import pytest
 import redis
 import structlog.testing
 
 from flowcore import JournalError, Runtime, workflow
-from flowcore.celery import CeleryStarter
+from flowcore.celery import CeleryBackend, CeleryStarter
+from tests.celery import unclosed_process  # noqa: F401 - registers its workflow here too
+from tests.celery.conftest import REPO
 from tests.helpers import assert_eventually
 
 pytestmark = pytest.mark.celery
@@ -103,3 +109,22 @@ class TestStarterHalts:
         assert "the runtime is closed" in handled[0]["error"]
         assert queued(redis_server.url) == (1, 0)
         await started_by_the_next_runtime(db, celery_app)
+
+
+class TestUnclosedCeleryRuntime:
+    async def test_the_process_exits_and_the_next_runtime_finishes_the_work(
+        self, tmp_path, redis_server, celery_app, start_worker
+    ):
+        """Backend and starter threads never keep a program alive; nothing acknowledged is lost."""
+        db = tmp_path / "fc.db"
+        env = {"FLOWCORE_TEST_REDIS": redis_server.url, "PYTHONPATH": f"{REPO}/src:{REPO}"}
+        with anyio.fail_after(60):  # a hang lasts forever; a healthy run takes about a second
+            proc = await anyio.run_process(
+                [sys.executable, "-m", "tests.celery.unclosed_process", str(db)],
+                cwd=REPO, env=env, check=False,
+            )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+        assert "acknowledged" in proc.stdout.decode().splitlines()
+        start_worker()
+        async with Runtime(db, backends={"celery": CeleryBackend(celery_app)}) as rt:
+            assert await rt.handle("cel-unclosed").result(timeout=30) == 42
