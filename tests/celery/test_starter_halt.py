@@ -16,7 +16,7 @@ import structlog.testing
 
 from flowcore import JournalError, Runtime, workflow
 from flowcore.celery import CeleryBackend, CeleryStarter
-from tests.celery import unclosed_process  # noqa: F401 - registers its workflow here too
+from tests.celery import loop_gone_process, unclosed_process  # noqa: F401 - registers workflows
 from tests.celery.conftest import REPO
 from tests.helpers import assert_eventually
 
@@ -128,3 +128,28 @@ class TestUnclosedCeleryRuntime:
         start_worker()
         async with Runtime(db, backends={"celery": CeleryBackend(celery_app)}) as rt:
             assert await rt.handle("cel-unclosed").result(timeout=30) == 42
+
+    async def test_a_starter_outliving_its_event_loop_stops_and_keeps_the_request(
+        self, tmp_path, redis_server, celery_app
+    ):
+        """The runtime's loop is closed (never closed runtime): the starter stops, loses nothing."""
+        db = tmp_path / "fc.db"
+        env = {"FLOWCORE_TEST_REDIS": redis_server.url, "PYTHONPATH": f"{REPO}/src:{REPO}"}
+        with anyio.fail_after(60):
+            proc = await anyio.run_process(
+                [sys.executable, "-m", "tests.celery.loop_gone_process", str(db)],
+                cwd=REPO, env=env, check=False,
+            )  # fmt: skip
+        out, err = proc.stdout.decode(), proc.stderr.decode()
+        assert proc.returncode == 0, err[-3000:]
+        assert "halted" in out.splitlines(), out[-3000:]
+        assert out.count("stopped consuming flowcore.start") == 1, out[-3000:]
+        assert "event loop is gone" in out
+        assert queued(redis_server.url) == (1, 0)
+        async with Runtime(db) as rt, CeleryStarter(celery_app, rt):
+
+            async def started() -> bool:
+                return bool(await rt.list(name="cel_loop_gone"))
+
+            await assert_eventually(started, timeout=20, message="the request was lost")
+            assert await rt.handle("req").result(timeout=10) == 3

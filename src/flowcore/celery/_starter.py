@@ -178,9 +178,11 @@ class CeleryStarter:
             return
         loop = self._loop
         assert loop is not None  # noqa: S101 - open() set it before starting this thread
+        start = self._start(name, payload, wid)
         try:
-            started = asyncio.run_coroutine_threadsafe(self._start(name, payload, wid), loop)
+            started = asyncio.run_coroutine_threadsafe(start, loop)
         except RuntimeError as exc:  # the loop is closed: the runtime's program has ended
+            start.close()
             self._halt(message, FlowcoreError(f"the runtime's event loop is gone ({exc})"))
             return
         try:
