@@ -26,8 +26,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, final
 
-import aiosqlite
-
 from flowcore._core import check_id
 from flowcore.engine import events as ev
 from flowcore.errors import (
@@ -39,9 +37,11 @@ from flowcore.errors import (
     WorkflowFinishedError,
     WorkflowNotFoundError,
 )
-from flowcore.journal import schema
+from flowcore.journal import _aio, schema
 
 if TYPE_CHECKING:
+    import aiosqlite
+
     from flowcore._core import Core
 
 __all__ = [
@@ -236,7 +236,7 @@ class InboxWatcher:
 
     async def open(self) -> None:
         """Connect, apply every pending request, then start watching for new ones."""
-        conn = await aiosqlite.connect(self._path, isolation_level=None)
+        conn = await _aio.connect(self._path, isolation_level=None)
         self._conn = conn
         await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS:d}")
         self._version = await schema.scalar(conn, "PRAGMA data_version")

@@ -3,7 +3,10 @@
 A runtime consumes the ``flowcore.start`` queue itself, in one thread, with kombu's consumer.
 A message is acknowledged only after ``runtime.start()`` committed the workflow (or found it
 already started with that id): a crash before that leaves it on the broker for redelivery,
-and a redelivered or repeated message starts nothing new.
+and a redelivered or repeated message starts nothing new. When the runtime cannot take work
+at all (it is closing or closed, or its journal failed and it stopped accepting work), the
+message goes back to the queue and the starter stops consuming, with one error logged: a
+later runtime starts it. Retrying here could only requeue the same message in a tight loop.
 """
 
 from __future__ import annotations
@@ -52,7 +55,9 @@ class CeleryStarter:
     pyorchestration's ``send_task("orchestration.tasks.orchestrate", args=[name,
     json_payload])`` is accepted too (each message a new run, keyed by its Celery task id): it
     starts the :mod:`flowcore.steps` orchestration of that name.
-    Use it as an async context manager inside ``async with Runtime(...)``.
+    Use it as an async context manager inside ``async with Runtime(...)``. If the runtime
+    stops taking work (closed, or a journal failure), the starter stops consuming and leaves
+    the requests queued for the next runtime; :attr:`consuming` turns false.
 
     Args:
         app: The Celery app whose broker carries the requests.
@@ -77,6 +82,16 @@ class CeleryStarter:
             target=self._consume_loop, name="flowcore-celery-starter", daemon=True
         )
         self._thread.start()
+
+    @property
+    def consuming(self) -> bool:
+        """Whether it takes requests.
+
+        False before :meth:`open`, after :meth:`close`, and once the runtime could not take
+        work (see the class docstring).
+        """
+        thread = self._thread
+        return thread is not None and thread.is_alive() and not self._stop.is_set()
 
     async def close(self) -> None:
         """Stop consuming; unacknowledged requests go back to the broker."""
@@ -152,6 +167,9 @@ class CeleryStarter:
         message.ack()
 
     def _on_message(self, body: Any, message: Any) -> None:
+        if self._stop.is_set():  # stopping: leave it to the next consumer
+            message.requeue()
+            return
         try:
             name, payload, wid = _parse(body, message.headers or {})
         except Exception as exc:  # noqa: BLE001 - a malformed message fails again if requeued
@@ -159,9 +177,14 @@ class CeleryStarter:
             message.ack()
             return
         loop = self._loop
-        if loop is None:
+        assert loop is not None  # noqa: S101 - open() set it before starting this thread
+        start = self._start(name, payload, wid)
+        try:
+            started = asyncio.run_coroutine_threadsafe(start, loop)
+        except RuntimeError as exc:  # the loop is closed: the runtime's program has ended
+            start.close()
+            self._halt(message, FlowcoreError(f"the runtime's event loop is gone ({exc})"))
             return
-        started = asyncio.run_coroutine_threadsafe(self._start(name, payload, wid), loop)
         try:
             started.result()
         except (RegistrationError, PayloadError, ValueError, _BadRequestError) as exc:
@@ -169,8 +192,7 @@ class CeleryStarter:
                 "dropped a flowcore.start request", workflow=name, workflow_id=wid, reason=str(exc)
             )
         except FlowcoreError as exc:  # runtime closing or journal failure: leave it queued
-            self._log.warning("flowcore.start request not applied", error=str(exc))
-            message.requeue()
+            self._halt(message, exc)
             return
         except Exception as exc:  # noqa: BLE001 - it fails again on redelivery: never requeue
             self._log.warning(
@@ -182,6 +204,20 @@ class CeleryStarter:
         else:
             self._log.info("flowcore.start request applied", workflow=name, workflow_id=wid)
         message.ack()
+
+    def _halt(self, message: Any, exc: FlowcoreError) -> None:
+        """The runtime cannot take work: requeue ``message`` and stop consuming.
+
+        Only a new runtime can take it (a closed or failed runtime never takes work again), so
+        retrying here would requeue the same message in a tight loop.
+        """
+        message.requeue()
+        self._stop.set()
+        self._log.error(
+            "stopped consuming flowcore.start: the runtime cannot start workflows; requests stay "
+            "queued for the next runtime",
+            error=str(exc),
+        )
 
     async def _start(self, name: str, payload: Any, wid: str) -> None:
         handle = await self.runtime.start(name, payload, id=wid, if_exists="return")

@@ -33,11 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar, cast, final
 
-import aiosqlite
-
 from flowcore.engine.events import decode_event
 from flowcore.errors import JournalError, JournalLockedError, PayloadError
-from flowcore.journal import schema
+from flowcore.journal import _aio, schema
 from flowcore.journal._batch import (
     BatchPlan,
     Encoded,
@@ -55,6 +53,8 @@ from flowcore.journal.base import OutboxEntry, StatusRow
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Sequence
     from types import TracebackType
+
+    import aiosqlite
 
     from flowcore._status import WorkflowState, WorkflowStatus
     from flowcore.engine.events import Event
@@ -287,9 +287,9 @@ class SqliteJournal:
 
     async def _connect(self, *, readonly: bool) -> aiosqlite.Connection:
         if readonly:
-            conn = await aiosqlite.connect(self._ro_uri, uri=True, isolation_level=None)
+            conn = await _aio.connect(self._ro_uri, uri=True, isolation_level=None)
         else:
-            conn = await aiosqlite.connect(self._path, isolation_level=None)
+            conn = await _aio.connect(self._path, isolation_level=None)
         try:
             await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS:d}")
             await conn.execute("PRAGMA foreign_keys = ON")
