@@ -186,6 +186,44 @@ class TestEviction:
             gate.set()
             assert [await h.result(timeout=10) for h in handles] == list(range(6))
 
+    async def test_an_evicted_child_wakes_its_waiting_parent(self, db_path):
+        @workflow
+        async def ev_parent(x: int) -> int:
+            return await flowcore.child(ev_approval, x, id=f"child-{x}") + 1000
+
+        async with Runtime(db_path, max_cached_workflows=1) as rt:
+            parents = [await rt.start(ev_parent, i, id=f"p{i}") for i in range(3)]
+            for i in range(3):
+                await until_recorded(rt, f"child-{i}", EventWaitStarted)
+            await start_waiting(rt, ev_approval, 3, EventWaitStarted)  # push children out
+            await assert_eventually(lambda: rt._instances["child-0"].evicted)
+            assert not rt._instances["p0"].evicted  # a parent waiting on a child stays
+            for i in range(3):
+                await rt.send_event(f"child-{i}", "go", 0)
+            assert [await p.result(timeout=10) for p in parents] == [
+                i * 10 + 1 + 1000 for i in range(3)
+            ]
+
+    async def test_a_continued_run_is_replayed_from_its_own_history(self, db_path):
+        @workflow
+        async def ev_rounds(n: int) -> int:
+            await ev_prepare(n)
+            go = await flowcore.wait_event("go", type=int)
+            if n < 2:
+                flowcore.continue_as_new(n + 1)
+            return n * 100 + (go or 0)
+
+        async with Runtime(db_path, max_cached_workflows=1) as rt:
+            handle = await rt.start(ev_rounds, 0, id="rounds")
+            for rnd in range(3):
+                await assert_eventually(lambda rnd=rnd: calls[f"prepare-{rnd}"] == 1)
+                await until_recorded(rt, "rounds", EventWaitStarted)  # this run's history
+                await rt.start(ev_approval, 100 + rnd, id=f"other{rnd}")  # evicts "rounds"
+                await assert_eventually(lambda: rt._instances["rounds"].evicted)
+                await rt.send_event("rounds", "go", 7)
+            assert await handle.result(timeout=10) == 207
+        assert [calls[f"prepare-{n}"] for n in range(3)] == [1, 1, 1]
+
     def test_the_bound_is_checked(self, db_path):
         with pytest.raises(ValueError, match="max_cached_workflows"):
             Runtime(db_path, max_cached_workflows=0)
