@@ -89,7 +89,11 @@ class Runtime(Core):
             ``flowcore.orchestra.OrchestraReporter()``; their reports commit with the events.
         max_payload_bytes: Largest encoded payload (UTF-8 JSON) accepted as a workflow input,
             an event payload or an activity result (default 4 MiB); a larger one raises
-            PayloadError (an activity's result fails the activity, without retries).
+            PayloadError (an activity's result fails the activity, without retries). Workflow
+            code is held to it too: activity arguments, ``set_status``, a child's input and
+            ``continue_as_new`` over it raise PayloadError at that call, before anything is
+            journaled; a workflow result over it fails the workflow. Only new commands are
+            checked: a journal written under a higher limit still replays.
     """
 
     def __init__(

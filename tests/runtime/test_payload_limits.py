@@ -16,6 +16,7 @@ import pytest
 
 import flowcore
 from flowcore import PayloadError, Runtime, WorkflowFailedError, WorkflowState, activity, workflow
+from flowcore._limits import check_payload_size
 from flowcore.engine.events import (
     ActivityScheduled,
     ChildScheduled,
@@ -23,6 +24,7 @@ from flowcore.engine.events import (
     WorkflowCanceled,
     WorkflowCompleted,
     WorkflowStarted,
+    json_text,
 )
 from flowcore.journal.memory import InMemoryJournal
 from tests.helpers import assert_eventually, events_of, until_recorded
@@ -295,3 +297,64 @@ class TestReplayUnderASmallerLimit:
         gate.set()
         async with Runtime(db_path, max_payload_bytes=SMALL) as rt:
             assert await rt.handle("new").result(timeout=LIMIT) == "refused"
+
+
+class TestIntegersJsonCannotWrite:
+    HUGE = 10**5000
+    """More digits than Python turns into text by default (4,300)."""
+
+    async def test_an_argument_is_refused_at_the_call(self):
+        """An int JSON cannot write raises PayloadError at the call, not at the commit."""
+
+        @activity
+        async def pl_number(n: int) -> int:
+            return n
+
+        @workflow
+        async def pl_number_flow() -> str:
+            try:
+                await pl_number(self.HUGE)
+            except PayloadError as exc:
+                return str(exc)
+            return "not refused"
+
+        async with _small_runtime() as rt:
+            handle = await rt.start(pl_number_flow, id="number")
+            message = await handle.result(timeout=LIMIT)
+        assert "the argument list of activity 'pl_number' cannot be written as JSON" in message
+        assert "pass such a number as a string" in message
+
+    async def test_a_workflow_input_is_refused_at_start(self):
+        """start() refuses such an input with PayloadError, not a ValueError from the journal."""
+
+        @workflow
+        async def pl_number_input(n: int) -> int:
+            return n
+
+        async with _small_runtime() as rt:
+            with pytest.raises(PayloadError, match="cannot be written as JSON"):
+                await rt.start(pl_number_input, self.HUGE)
+
+
+class TestSizeCheck:
+    VALUES = (
+        [],
+        [3, -(2**63), 2**64 - 1, 2**64, 2**200],
+        [1.5e-300, -0.1, True, None],
+        ["\x00" * 64, "a" * 64, "b" * 65],
+        ["\x01" * 64] * 8,
+        ["\ud800", "é", "\U0001f600"],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [[1], {"a": 1}],
+    )
+
+    @pytest.mark.parametrize("value", VALUES)
+    def test_a_value_is_refused_exactly_when_its_json_is_over_the_limit(self, value: Any):
+        """Whatever shortcut judges a list, it refuses it at the same size as its JSON text."""
+        size = len(json_text(value))
+        for limit in {1, 2, size - 1, size, size + 1, 400, 3200, 10**6} - {0, -1}:
+            if size > limit:
+                with pytest.raises(PayloadError, match=f"is {size:,} bytes of JSON"):
+                    check_payload_size(value, limit, "x {!r}", "y")
+            else:
+                check_payload_size(value, limit, "x {!r}", "y")

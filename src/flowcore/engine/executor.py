@@ -292,7 +292,7 @@ class WorkflowExecutor:
             PayloadError: the value cannot be encoded or is over the payload limit.
         """
         encoded = serde.encode(value)
-        self._check_size(encoded, f"the custom status of workflow {self.definition.name!r}")
+        self._check_size(encoded, "the custom status of workflow {!r}", self.definition.name)
         step, recorded = self._issue(ev.CustomStatusSet, "", "set_status()")
         if self._current is not None:
             self._current.next_op()
@@ -447,8 +447,8 @@ class WorkflowExecutor:
             if exc is None:
                 try:
                     result = serde.encode(value)
-                    what = f"the result of workflow {self.definition.name!r}"
-                    check_payload_size(result, self.max_payload, what)
+                    what = "the result of workflow {!r}"
+                    check_payload_size(result, self.max_payload, what, self.definition.name)
                     self._commands.append(cmd.CompleteWorkflow(result=result))
                 except PayloadError as error:
                     exc = error
@@ -484,7 +484,7 @@ class WorkflowExecutor:
             raise self._mismatch(step, "no command", attempted.format(target))
         return step, False
 
-    def _check_size(self, encoded: Any, what: str) -> None:
+    def _check_size(self, encoded: Any, what: str, *subject: object) -> None:
         """Refuse the payload of the next command if it is over the limit, unless it is recorded.
 
         A command the history recorded at the next step is replayed whatever its size: the
@@ -496,7 +496,7 @@ class WorkflowExecutor:
         """
         replay = self._replay
         if replay is None or self._next_step not in replay.recorded:
-            check_payload_size(encoded, self.max_payload, what)
+            check_payload_size(encoded, self.max_payload, what, *subject)
 
     def _wait_on(self, task: _Task, leaf: _Leaf) -> None:
         self._leaves[leaf.step] = leaf
@@ -531,7 +531,7 @@ class WorkflowExecutor:
         try:
             args, kwargs = serde.encode_args(defn.fn, trap.args, trap.kwargs)
             self._check_size(args if kwargs is None else [args, kwargs],
-                             f"the argument list of activity {defn.name!r}")  # fmt: skip
+                             "the argument list of activity {!r}", defn.name)  # fmt: skip
         except PayloadError as exc:
             self._ready.append((task, None, exc))
             return
@@ -568,7 +568,7 @@ class WorkflowExecutor:
     def _on_child(self, task: _Task, trap: traps.ChildTrap) -> None:
         try:
             encoded = serde.encode(trap.payload)
-            self._check_size(encoded, f"the input of child workflow {trap.workflow!r}")
+            self._check_size(encoded, "the input of child workflow {!r}", trap.workflow)
         except PayloadError as exc:
             self._ready.append((task, None, exc))
             return
