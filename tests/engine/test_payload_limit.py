@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 import flowcore
+import flowcore.testing
 from flowcore import PayloadError, activity, workflow
 from flowcore.engine.commands import CompleteWorkflow, FailWorkflow, ScheduleActivity
 from flowcore.engine.events import CustomStatusSet
@@ -64,3 +67,38 @@ class TestPayloadLimit:
         [done] = ex.replay(history)
         assert isinstance(done, CompleteWorkflow)
         assert done.result == [100, "status refused", "call refused"]
+
+
+@activity
+def pe_other(text: str) -> str:
+    return text
+
+
+@workflow
+async def pe_fallback() -> str:
+    try:
+        return await pe_echo(BIG)
+    except PayloadError:
+        return await pe_other("a reference")
+
+
+class TestCaughtRefusals:
+    HISTORY = (started("pe_fallback"), scheduled(1, "pe_other", "a reference"))
+    """Recorded under a 64-byte limit: the big call was refused, the fallback scheduled."""
+
+    def test_a_caught_refusal_is_refused_again_on_replay(self):
+        """Replayed under the same limit, the big call is refused again: the fallback matches."""
+        ex = WorkflowExecutor(pe_fallback, "w", max_payload=LIMIT)
+        [resumed] = ex.replay(self.HISTORY)
+        assert isinstance(resumed, ScheduleActivity)
+        assert (resumed.step, resumed.activity.name, resumed.recorded) == (1, "pe_other", True)
+
+    def test_testing_replay_takes_the_recording_limit(self):
+        """flowcore.testing.replay replays such a history given the recording runtime's limit."""
+        flowcore.testing.replay(self.HISTORY, pe_fallback, max_payload_bytes=LIMIT)
+
+    def test_a_higher_limit_changes_what_the_code_does(self):
+        """Under a higher limit the refused call goes through: the history no longer matches."""
+        with pytest.raises(flowcore.NondeterminismError) as info:
+            flowcore.testing.replay(self.HISTORY, pe_fallback)
+        assert info.value.step == 1

@@ -358,3 +358,22 @@ class TestSizeCheck:
                     check_payload_size(value, limit, "x {!r}", "y")
             else:
                 check_payload_size(value, limit, "x {!r}", "y")
+
+
+class TestRecoveryOfACaughtRefusal:
+    async def test_the_refusal_is_made_again_on_replay(self, db_path):
+        """Reopened with the same limit, a workflow that caught a refusal replays its fallback."""
+
+        @workflow
+        async def pl_fallback() -> int:
+            try:
+                return await pl_size(BIG)
+            except PayloadError:
+                return await pl_blocked("ref")
+
+        async with Runtime(db_path, max_payload_bytes=SMALL) as rt:
+            await rt.start(pl_fallback, id="fb")
+            await assert_eventually(lambda: calls == [3], message="fallback never ran")
+        gate.set()
+        async with Runtime(db_path, max_payload_bytes=SMALL) as rt:
+            assert await rt.handle("fb").result(timeout=LIMIT) == 3

@@ -292,7 +292,8 @@ class WorkflowExecutor:
             PayloadError: the value cannot be encoded or is over the payload limit.
         """
         encoded = serde.encode(value)
-        self._check_size(encoded, "the custom status of workflow {!r}", self.definition.name)
+        self._check_size(ev.CustomStatusSet, "", encoded, "the custom status of workflow {!r}",
+                         self.definition.name)  # fmt: skip
         step, recorded = self._issue(ev.CustomStatusSet, "", "set_status()")
         if self._current is not None:
             self._current.next_op()
@@ -484,19 +485,31 @@ class WorkflowExecutor:
             raise self._mismatch(step, "no command", attempted.format(target))
         return step, False
 
-    def _check_size(self, encoded: Any, what: str, *subject: object) -> None:
+    def _check_size(
+        self, kind: type[_Scheduling], target: str, encoded: Any, what: str, *subject: object
+    ) -> None:
         """Refuse the payload of the next command if it is over the limit, unless it is recorded.
 
-        A command the history recorded at the next step is replayed whatever its size: the
-        runtime that recorded it may have had a higher limit, and refusing it now would change
-        what the workflow did. ``_issue`` then checks that it is the same command.
+        On replay, a payload over the limit is accepted when the history recorded this very
+        command at the next step (same kind, target and payload): a runtime with a higher limit
+        made it, and refusing it now would change what the workflow did. Any other command over
+        the limit is refused, as it was when the code first ran under this limit.
 
         Raises:
-            PayloadError: a new command's payload is over :attr:`max_payload`.
+            PayloadError: the payload is over :attr:`max_payload` and not recorded.
         """
-        replay = self._replay
-        if replay is None or self._next_step not in replay.recorded:
+        try:
             check_payload_size(encoded, self.max_payload, what, *subject)
+        except PayloadError:
+            replay = self._replay
+            recorded = None if replay is None else replay.recorded.get(self._next_step)
+            if (
+                recorded is None
+                or type(recorded) is not kind
+                or _target(recorded) != target
+                or _payload(recorded) != encoded
+            ):
+                raise
 
     def _wait_on(self, task: _Task, leaf: _Leaf) -> None:
         self._leaves[leaf.step] = leaf
@@ -530,7 +543,8 @@ class WorkflowExecutor:
         defn = trap.activity
         try:
             args, kwargs = serde.encode_args(defn.fn, trap.args, trap.kwargs)
-            self._check_size(args if kwargs is None else [args, kwargs],
+            self._check_size(ev.ActivityScheduled, defn.name,
+                             args if kwargs is None else [args, kwargs],
                              "the argument list of activity {!r}", defn.name)  # fmt: skip
         except PayloadError as exc:
             self._ready.append((task, None, exc))
@@ -568,7 +582,8 @@ class WorkflowExecutor:
     def _on_child(self, task: _Task, trap: traps.ChildTrap) -> None:
         try:
             encoded = serde.encode(trap.payload)
-            self._check_size(encoded, "the input of child workflow {!r}", trap.workflow)
+            self._check_size(ev.ChildScheduled, trap.workflow, encoded,
+                             "the input of child workflow {!r}", trap.workflow)  # fmt: skip
         except PayloadError as exc:
             self._ready.append((task, None, exc))
             return
@@ -787,6 +802,19 @@ def _target(event: _Scheduling) -> str:
             return event.name
         case _:
             return ""
+
+
+def _payload(event: _Scheduling) -> Any:
+    """What :meth:`WorkflowExecutor._check_size` held to the limit when ``event`` was made."""
+    match event:
+        case ev.ActivityScheduled():
+            return event.args if event.kwargs is None else [event.args, event.kwargs]
+        case ev.ChildScheduled():
+            return event.input
+        case ev.CustomStatusSet():
+            return event.value
+        case _:
+            return None
 
 
 def _describe(event: _Scheduling) -> str:
