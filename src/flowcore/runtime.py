@@ -92,8 +92,8 @@ class Runtime(Core):
             PayloadError (an activity's result fails the activity, without retries). Workflow
             code is held to it too: activity arguments, ``set_status``, a child's input and
             ``continue_as_new`` over it raise PayloadError at that call, before anything is
-            journaled; a workflow result over it fails the workflow. Only new commands are
-            checked: a journal written under a higher limit still replays.
+            journaled; a workflow result over it fails the workflow. What a journal recorded
+            replays whatever its size, so a smaller limit never stops a recovery.
     """
 
     def __init__(
