@@ -117,6 +117,10 @@ class WorkflowContext(Protocol):
         """Journal a custom status value."""
         ...
 
+    def next_run_input(self, payload: Any) -> Any:
+        """Encode the input of the next run (continue-as-new); PayloadError if it cannot be."""
+        ...
+
     def now(self) -> float:
         """Epoch seconds of the event being processed."""
         ...
@@ -252,7 +256,10 @@ def activity_info() -> Info:
 
 
 class ContinueAsNewSignal(BaseException):
-    """Raised by :func:`continue_as_new`; a BaseException so ``except Exception`` cannot eat it."""
+    """Raised by :func:`continue_as_new`; a BaseException so ``except Exception`` cannot eat it.
+
+    ``payload`` is the next run's input, already encoded (and checked against the size limit).
+    """
 
     def __init__(self, payload: Any, version: str | None = None) -> None:
         super().__init__("continue_as_new")
@@ -371,6 +378,10 @@ def continue_as_new(payload: Any = None, *, version: str | None = None) -> NoRet
         payload: The next run's input.
         version: The next run's workflow version; default: the current run's. Pass the newest
             version to move a long-lived loop onto new code.
+
+    Raises:
+        PayloadError: ``payload`` cannot be encoded or is larger than the runtime's
+            ``max_payload_bytes``; raised here, so the workflow can catch it and go on.
     """
-    _require("continue_as_new")
-    raise ContinueAsNewSignal(payload, version)
+    encoded = _require("continue_as_new").next_run_input(payload)
+    raise ContinueAsNewSignal(encoded, version)

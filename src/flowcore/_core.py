@@ -158,7 +158,8 @@ class Core:
         parent_id: str | None = None,
         consumed: tuple[int, ...] = (),
     ) -> None:
-        check_payload_size(encoded, self._max_payload, f"the input of workflow {defn.name!r}")
+        if parent_id is None:  # a child's input: checked by its parent's engine, unless recorded
+            check_payload_size(encoded, self._max_payload, f"the input of workflow {defn.name!r}")
         inst = self._instances.get(wid)
         if inst is not None:
             self._exists(wid, inst.projection.status.value, if_exists)
@@ -172,7 +173,7 @@ class Core:
             input=encoded,
             parent_id=parent_id,
         )
-        executor = WorkflowExecutor(defn, wid)
+        executor = WorkflowExecutor(defn, wid, max_payload=self._max_payload)
         inst.executor = executor
         commands = executor.start(started)
         if fresh_id or not any(isinstance(c, cmd.ContinueAsNew) for c in commands):
@@ -631,7 +632,7 @@ class Core:
             parent_id=inst.projection.parent_id,
             run=(1 if inst.executor is None else inst.executor.run) + 1,
         )
-        executor = WorkflowExecutor(defn, inst.id)
+        executor = WorkflowExecutor(defn, inst.id, max_payload=self._max_payload)
         inst.executor = executor
         self._append(inst, [started], reset=True)
         self._log.info("workflow continued as new", workflow_id=inst.id, workflow=defn.name)
@@ -1079,7 +1080,7 @@ class Core:
         assert isinstance(started, ev.WorkflowStarted)  # noqa: S101 - decode guarantees the kind
         try:
             defn = self._registry.for_replay(started.name, started.version)
-            executor = WorkflowExecutor(defn, inst.id)
+            executor = WorkflowExecutor(defn, inst.id, max_payload=self._max_payload)
             commands = executor.replay(history)
         except NondeterminismError as exc:
             self._park(inst, str(exc), exc.step)
@@ -1127,7 +1128,7 @@ class Core:
         assert isinstance(started, ev.WorkflowStarted)  # noqa: S101 - decode guarantees the kind
         try:
             defn = self._registry.for_replay(started.name, started.version)
-            executor = WorkflowExecutor(defn, wid)
+            executor = WorkflowExecutor(defn, wid, max_payload=self._max_payload)
             commands = executor.replay(history)
         except NondeterminismError as exc:
             return self._park(inst, str(exc), exc.step)

@@ -22,6 +22,15 @@ DEFAULT_MAX_PAYLOAD_BYTES: Final = 4 * 1024 * 1024
 """Largest encoded payload (UTF-8 JSON bytes) a runtime accepts by default: 4 MiB."""
 
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
+_INT_BITS: Final = 4096 * 3
+"""Bits of an int that has at most 4,096 decimal digits: below Python's default int-to-text
+limit (4,300 digits, ``sys.set_int_max_str_digits``), past which JSON cannot write it."""
+_SHORT: Final = 8
+"""Longest list judged item by item (see :func:`_short_scalars`)."""
+_SHORT_STR: Final = 64
+_SHORT_INT_BITS: Final = 64
+_SHORT_ITEM_BYTES: Final = _SHORT_STR * 6 + 3
+"""Most JSON bytes one short item takes: 64 characters of 6-byte escapes, quotes, a comma."""
 _MAX_CHAR_BYTES: Final = 6
 """Bytes one character of a string takes at most in JSON text (``\\u0000`` escapes)."""
 _PAIR: Final = re.compile("[\ud800-\udbff][\udc00-\udfff]")
@@ -29,26 +38,59 @@ _PAIR: Final = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 _keep_unicode: Final = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def check_payload_size(encoded: Any, limit: int, what: str) -> None:
+def check_payload_size(encoded: Any, limit: int, what: str, *subject: object) -> None:
     """Refuse an encoded value that is too large, or that JSON would not read back as it is.
 
     Too large: its JSON text has more than ``limit`` bytes. Not read back: it holds a surrogate
-    pair written as two code points.
+    pair written as two code points. Not written: it holds an int with more digits than Python
+    turns into text. A scalar, or a short list of short scalars (most activity arguments), is
+    judged without writing its JSON.
 
     Args:
         encoded: A JSON-compatible value (what :func:`flowcore.serde.encode` returns).
         limit: The most bytes allowed.
-        what: What the value is, for the message (``"the input of workflow 'x'"``).
+        what: What the value is, for the message (``"the input of workflow 'x'"``); with
+            ``subject``, a format string filled in only for a message (``"activity {!r}"``).
+        *subject: What to format ``what`` with.
 
     Raises:
-        PayloadError: the value is too large or would change; nothing was written.
+        PayloadError: the value is too large, would change or cannot be written; nothing was
+            written.
     """
     tp = type(encoded)
-    if tp in _SCALARS or (
+    if tp is list:
+        if len(encoded) <= _SHORT and _short_scalars(encoded, limit):
+            return
+    elif (tp in _SCALARS and (tp is not int or encoded.bit_length() <= _INT_BITS)) or (
         tp is str and encoded.isascii() and (len(encoded) + 2) * _MAX_CHAR_BYTES <= limit
     ):
         return
-    text = json_text(encoded)
+    _check_text(encoded, limit, what.format(*subject) if subject else what)
+
+
+def _short_scalars(items: list[Any], limit: int) -> bool:
+    """Whether ``items`` are scalars whose JSON surely fits: small ints, short ASCII strings."""
+    if len(items) * _SHORT_ITEM_BYTES + 2 > limit:
+        return False
+    for item in items:
+        tp = type(item)
+        if tp is str:
+            if len(item) > _SHORT_STR or not item.isascii():
+                return False
+        elif tp is int:
+            if item.bit_length() > _SHORT_INT_BITS:
+                return False
+        elif tp not in _SCALARS:  # float, bool, None: at most 24 characters
+            return False
+    return True
+
+
+def _check_text(encoded: Any, limit: int, what: str) -> None:
+    try:
+        text = json_text(encoded)
+    except ValueError as exc:  # an int with more digits than Python converts to text
+        msg = f"{what} cannot be written as JSON ({exc}); pass such a number as a string"
+        raise PayloadError(msg) from None
     if "\\ud" in text:  # an astral character, or surrogates: look at the raw code points
         pair = _PAIR.search(_keep_unicode(encoded))
         if pair is not None:

@@ -89,7 +89,11 @@ class Runtime(Core):
             ``flowcore.orchestra.OrchestraReporter()``; their reports commit with the events.
         max_payload_bytes: Largest encoded payload (UTF-8 JSON) accepted as a workflow input,
             an event payload or an activity result (default 4 MiB); a larger one raises
-            PayloadError (an activity's result fails the activity, without retries).
+            PayloadError (an activity's result fails the activity, without retries). Workflow
+            code is held to it too: activity arguments, ``set_status``, a child's input and
+            ``continue_as_new`` over it raise PayloadError at that call, before anything is
+            journaled; a workflow result over it fails the workflow. What a journal recorded
+            replays whatever its size, so a smaller limit never stops a recovery.
         max_cached_workflows: Most unfinished workflows kept in memory (default 10,000; None:
             no bound). Beyond it, the least recently active idle ones (waiting only on timers
             or events) are evicted; an event, a cancel request or their earliest timer brings

@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, final
 
+from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES
 from flowcore.engine.events import decode_event
 from flowcore.engine.executor import WorkflowExecutor
 
@@ -123,6 +124,7 @@ def replay(
     workflow: WorkflowDef[Any, Any],
     *,
     workflow_id: str = "replay",
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> None:
     """Replay a recorded history against a workflow's current code, as recovery would.
 
@@ -139,6 +141,8 @@ def replay(
         workflow: The ``@workflow`` definition to check.
         workflow_id: The instance id the history was recorded under (``flowcore.random()`` and
             ``uuid4()`` are seeded by it; pass it when the code branches on them).
+        max_payload_bytes: The payload limit of the runtime that recorded the history: a call
+            it refused (a PayloadError the code caught) must be refused here too.
 
     Raises:
         NondeterminismError: the code now issues other commands than the history recorded
@@ -147,7 +151,7 @@ def replay(
         ValueError: the history does not begin with ``workflow_started``.
     """
     events = [_as_event(item) for item in history]
-    executor = WorkflowExecutor(workflow, workflow_id)
+    executor = WorkflowExecutor(workflow, workflow_id, max_payload=max_payload_bytes)
     try:
         executor.replay(events)
     finally:

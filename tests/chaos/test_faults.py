@@ -441,9 +441,10 @@ class TestPayloads:
 
     async def test_the_limit_is_configurable(self, db_path, big_wf):
         """Runtime(max_payload_bytes=...) moves the limit both ways."""
-        async with Runtime(db_path, max_payload_bytes=100) as rt:
-            with pytest.raises(PayloadError, match="100-byte limit"):
-                await rt.start(big_wf, "x" * 200)
+        # 300 bytes: room for the workflow's result, which quotes the refusal (held to it too)
+        async with Runtime(db_path, max_payload_bytes=300) as rt:
+            with pytest.raises(PayloadError, match="300-byte limit"):
+                await rt.start(big_wf, "x" * 400)
             assert await (await rt.start(big_wf, "x" * 50)).result(timeout=10) == "ok"
             out = await (await rt.start(big_wf, {"make": 500})).result(timeout=10)
             assert out.startswith("refused")

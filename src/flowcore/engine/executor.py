@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, final
 
 from flowcore import _context, serde
+from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES, check_payload_size
 from flowcore.engine import _traps as traps
 from flowcore.engine import commands as cmd
 from flowcore.engine import events as ev
@@ -168,6 +169,9 @@ class WorkflowExecutor:
     """The parent instance, for a child."""
     run: int = 1
     """Which run of the instance (from WorkflowStarted): more than 1 after continue-as-new."""
+    max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES
+    """Largest encoded payload a new command may carry (``Runtime(max_payload_bytes=...)``);
+    a command the history recorded is replayed whatever its size (see :meth:`_check_size`)."""
     done: bool = False
     """True once the workflow returned, failed, was canceled or continued as new."""
     cancel_requested: bool = False
@@ -282,13 +286,30 @@ class WorkflowExecutor:
         )
 
     def set_custom_status(self, value: Any) -> None:
-        """Record a custom status (journaled as a step)."""
+        """Record a custom status (journaled as a step).
+
+        Raises:
+            PayloadError: the value cannot be encoded or is over the payload limit.
+        """
         encoded = serde.encode(value)
+        self._check_size(ev.CustomStatusSet, "", encoded, "the custom status of workflow {!r}",
+                         self.definition.name)  # fmt: skip
         step, recorded = self._issue(ev.CustomStatusSet, "", "set_status()")
         if self._current is not None:
             self._current.next_op()
         if not recorded:
             self._commands.append(cmd.SetCustomStatus(step=step, value=encoded))
+
+    def next_run_input(self, payload: Any) -> Any:
+        """Encode the input of the next run (continue-as-new), checked against the limit.
+
+        Raises:
+            PayloadError: it cannot be encoded or is over :attr:`max_payload`.
+        """
+        encoded = serde.encode(payload)
+        what = f"the input of the next run of workflow {self.definition.name!r} (continue_as_new)"
+        check_payload_size(encoded, self.max_payload, what)
+        return encoded
 
     # -- running tasks -------------------------------------------------------------------
 
@@ -417,13 +438,19 @@ class WorkflowExecutor:
     def _finish(self, value: Any, exc: BaseException | None) -> None:
         if self.cancel_requested and (exc is None or isinstance(exc, WorkflowCanceledError)):
             result = None
-            with contextlib.suppress(PayloadError):
-                result = serde.encode(value)
+            with contextlib.suppress(PayloadError):  # unencodable or too large: dropped
+                encoded = serde.encode(value)
+                what = f"the result of workflow {self.definition.name!r}"
+                check_payload_size(encoded, self.max_payload, what)
+                result = encoded
             self._commands.append(cmd.CancelWorkflow(reason=self._cancel_reason, result=result))
         else:
             if exc is None:
                 try:
-                    self._commands.append(cmd.CompleteWorkflow(result=serde.encode(value)))
+                    result = serde.encode(value)
+                    what = "the result of workflow {!r}"
+                    check_payload_size(result, self.max_payload, what, self.definition.name)
+                    self._commands.append(cmd.CompleteWorkflow(result=result))
                 except PayloadError as error:
                     exc = error
             if exc is not None:
@@ -431,12 +458,7 @@ class WorkflowExecutor:
         self.done = True
         self.close()
 
-    def _continue_as_new(self, payload: Any, version: str | None) -> None:
-        try:
-            encoded = serde.encode(payload)
-        except PayloadError as exc:
-            self._finish(None, exc)
-            return
+    def _continue_as_new(self, encoded: Any, version: str | None) -> None:
         self._commands.append(cmd.ContinueAsNew(input=encoded, version=version))
         self.done = True
         self.close()
@@ -462,6 +484,32 @@ class WorkflowExecutor:
         if self._replaying and step < replay.last:
             raise self._mismatch(step, "no command", attempted.format(target))
         return step, False
+
+    def _check_size(
+        self, kind: type[_Scheduling], target: str, encoded: Any, what: str, *subject: object
+    ) -> None:
+        """Refuse the payload of the next command if it is over the limit, unless it is recorded.
+
+        On replay, a payload over the limit is accepted when the history recorded this very
+        command at the next step (same kind, target and payload): a runtime with a higher limit
+        made it, and refusing it now would change what the workflow did. Any other command over
+        the limit is refused, as it was when the code first ran under this limit.
+
+        Raises:
+            PayloadError: the payload is over :attr:`max_payload` and not recorded.
+        """
+        try:
+            check_payload_size(encoded, self.max_payload, what, *subject)
+        except PayloadError:
+            replay = self._replay
+            recorded = None if replay is None else replay.recorded.get(self._next_step)
+            if (
+                recorded is None
+                or type(recorded) is not kind
+                or _target(recorded) != target
+                or _payload(recorded) != encoded
+            ):
+                raise
 
     def _wait_on(self, task: _Task, leaf: _Leaf) -> None:
         self._leaves[leaf.step] = leaf
@@ -495,6 +543,9 @@ class WorkflowExecutor:
         defn = trap.activity
         try:
             args, kwargs = serde.encode_args(defn.fn, trap.args, trap.kwargs)
+            self._check_size(ev.ActivityScheduled, defn.name,
+                             args if kwargs is None else [args, kwargs],
+                             "the argument list of activity {!r}", defn.name)  # fmt: skip
         except PayloadError as exc:
             self._ready.append((task, None, exc))
             return
@@ -531,6 +582,8 @@ class WorkflowExecutor:
     def _on_child(self, task: _Task, trap: traps.ChildTrap) -> None:
         try:
             encoded = serde.encode(trap.payload)
+            self._check_size(ev.ChildScheduled, trap.workflow, encoded,
+                             "the input of child workflow {!r}", trap.workflow)  # fmt: skip
         except PayloadError as exc:
             self._ready.append((task, None, exc))
             return
@@ -749,6 +802,19 @@ def _target(event: _Scheduling) -> str:
             return event.name
         case _:
             return ""
+
+
+def _payload(event: _Scheduling) -> Any:
+    """What :meth:`WorkflowExecutor._check_size` held to the limit when ``event`` was made."""
+    match event:
+        case ev.ActivityScheduled():
+            return event.args if event.kwargs is None else [event.args, event.kwargs]
+        case ev.ChildScheduled():
+            return event.input
+        case ev.CustomStatusSet():
+            return event.value
+        case _:
+            return None
 
 
 def _describe(event: _Scheduling) -> str:
