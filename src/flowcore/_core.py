@@ -483,19 +483,8 @@ class Core:
         elif work and commit is not None:
             # Durable dispatch: work starts once its schedule is committed, so a key can never
             # be reissued to a call whose arguments came from results a crash lost.
-            self._when_ended(commit, functools.partial(self._dispatch_after, inst, executor, work))
+            self._when_ended(commit, _DispatchAfter(self, inst, executor, work))
         return commit
-
-    def _dispatch_after(
-        self,
-        inst: _Instance,
-        executor: WorkflowExecutor,
-        work: Sequence[_Work],
-        commit: asyncio.Future[None],
-    ) -> None:
-        if commit.cancelled() or commit.exception() is not None:
-            return  # not durable: the runtime fail-stops and recovery re-issues the commands
-        self._dispatch(inst, executor, work)
 
     def _record(
         self,
@@ -973,6 +962,27 @@ class Core:
             return None
         parked = ev.WorkflowParked(at=self._clock.now(), reason=reason, step=step)
         return self._append(inst, [*events, parked], consumed=consumed)
+
+
+class _DispatchAfter:
+    """Dispatch ``work`` once the append holding its schedule committed (see _when_ended).
+
+    One object per waiting step, where a partial of a bound method is three (the partial, its
+    arguments and the method): it lives until the commit, long enough for the garbage collector
+    to scan it.
+    """
+
+    __slots__ = ("core", "executor", "inst", "work")
+
+    def __init__(
+        self, core: Core, inst: _Instance, executor: WorkflowExecutor, work: Sequence[_Work]
+    ) -> None:
+        self.core, self.inst, self.executor, self.work = core, inst, executor, work
+
+    def __call__(self, commit: asyncio.Future[None]) -> None:
+        if commit.cancelled() or commit.exception() is not None:
+            return  # not durable: the runtime fail-stops and recovery re-issues the commands
+        self.core._dispatch(self.inst, self.executor, self.work)  # noqa: SLF001 - its helper
 
 
 def _attempt_fields(job: ActivityJob, seconds: float) -> dict[str, Any]:

@@ -430,7 +430,7 @@ class TestGatherWhileGrowing:
         assert not first.done(), "a growing batch committed before its bound"
         now[0] = 1.0  # as long as the last commit took has passed
         await grow(2)
-        taken = all(future is not first for _, future in journal._queue)
+        taken = all(item[-1] is not first for item in journal._queue)
         assert taken, f"the first op still waits after {submitted} growing passes"
         await first
 
