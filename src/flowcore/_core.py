@@ -314,7 +314,7 @@ class Core:
         )
         inst.next_seq += len(events)
         if events:
-            inst.last_event = events[-1]
+            inst.parked = _park_reason(events[-1])
         if self._listeners:  # listener hook: outbox records commit with the op
             op = _listeners.collect(self._listeners, op, self._log)
         future = self._journal.submit(op)  # both journals return a future: no ensure_future
@@ -923,7 +923,7 @@ class Core:
         loop = asyncio.get_running_loop()
         inst = _Instance(wid, projection, loop.create_future())
         inst.next_seq = len(history) + 1
-        inst.last_event = history[-1]
+        inst.parked = _park_reason(history[-1])
         self._instances[wid] = inst
         started = history[0]
         assert isinstance(started, ev.WorkflowStarted)  # noqa: S101 - decode guarantees the kind
@@ -957,8 +957,7 @@ class Core:
         consumed: tuple[int, ...] = (),
     ) -> asyncio.Future[None] | None:
         self._log.error("workflow parked", workflow_id=inst.id, reason=reason)
-        last = inst.last_event
-        if not events and isinstance(last, ev.WorkflowParked) and last.reason == reason:
+        if not events and inst.parked == reason:
             return None
         parked = ev.WorkflowParked(at=self._clock.now(), reason=reason, step=step)
         return self._append(inst, [*events, parked], consumed=consumed)
@@ -983,6 +982,11 @@ class _DispatchAfter:
         if commit.cancelled() or commit.exception() is not None:
             return  # not durable: the runtime fail-stops and recovery re-issues the commands
         self.core._dispatch(self.inst, self.executor, self.work)  # noqa: SLF001 - its helper
+
+
+def _park_reason(last: ev.Event) -> str | None:
+    """What :attr:`_Instance.parked` records of a workflow whose last event is ``last``."""
+    return last.reason if isinstance(last, ev.WorkflowParked) else None
 
 
 def _attempt_fields(job: ActivityJob, seconds: float) -> dict[str, Any]:

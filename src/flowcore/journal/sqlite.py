@@ -446,7 +446,7 @@ class SqliteJournal:
     async def _commit(self, batch: Sequence[Queued]) -> None:
         started = time.perf_counter()
         try:
-            plan = await self._transaction(batch)
+            errors = await self._transaction(batch)
         except BaseException as exc:
             self._failure = exc
             for item in batch:
@@ -458,9 +458,10 @@ class SqliteJournal:
         self._commit_seconds = time.perf_counter() - started
         if self._crash_after and self._commits >= self._crash_after:  # test hook
             os.kill(os.getpid(), signal.SIGKILL)
-        _resolve(batch, plan.errors)
+        _resolve(batch, errors)
 
-    async def _transaction(self, batch: Sequence[Queued]) -> BatchPlan:
+    async def _transaction(self, batch: Sequence[Queued]) -> dict[int, Exception]:
+        """Write ``batch`` in one transaction; return the refused ops' errors by index."""
         conn = self._writer
         if conn is None:
             msg = "the writer connection is closed"
@@ -468,11 +469,11 @@ class SqliteJournal:
         await self._check_files(conn)
         # The whole transaction is one call on the connection's thread: a round trip to that
         # thread costs about as much as the fsync itself, and a batch used to make seven.
-        plan = await _on_thread(conn, _write_batch, (batch, self._known, self._written))
+        errors = await _on_thread(conn, _write_batch, [(batch, self._known, self._written)])
         # Deleted or replaced while this batch committed: its commit went to an unlinked
         # file and is lost when the process ends, so it must not be acknowledged.
         await self._check_files(conn)
-        return plan
+        return errors
 
     async def _check_files(self, conn: aiosqlite.Connection) -> None:
         """:meth:`_check_identity`; a deleted ``-wal`` is first saved into the database file.
@@ -596,8 +597,8 @@ class SqliteJournal:
 
 def _write_batch(
     conn: sqlite3.Connection,
-    work: tuple[Sequence[Queued], dict[str, Known], dict[str, Written]],
-) -> BatchPlan:
+    work: builtins.list[tuple[Sequence[Queued], dict[str, Known], dict[str, Written]]],
+) -> dict[int, Exception]:
     """Plan and write one batch in one transaction (runs on the writer connection's thread).
 
     ``work`` is the batch and the writer's record of the committed state (status, last position)
@@ -612,8 +613,12 @@ def _write_batch(
     emptied with the record: an update then sets only the columns that changed (see
     :mod:`flowcore.journal._rows`). It lacks the ids whose state was read from the database,
     until the writer writes their row.
+
+    ``work`` is a one-item list, emptied here, and only the refused ops' errors are returned:
+    aiosqlite's thread keeps the call and its result until its next call, and the batch and its
+    plan would otherwise stay alive (for the garbage collector to scan) until the next commit.
     """
-    batch, record, written = work
+    batch, record, written = work.pop()
     conn.execute("BEGIN IMMEDIATE")
     try:
         known = _known_state(conn, batch, record)
@@ -636,7 +641,7 @@ def _write_batch(
             row = plan.updates.get(wid) or plan.inserts.get(wid)
             if row is not None:  # None: only refused ops named it; its row did not change
                 written[wid] = written_values(row)
-    return plan
+    return plan.errors
 
 
 def _known_state(
