@@ -15,7 +15,7 @@ import contextvars
 import functools
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 
@@ -180,7 +180,7 @@ class Core:
                 functools.partial(self._carry_out_later, inst, executor, later)
             )
         try:
-            await asyncio.shield(commit)  # a cancelled caller must not cancel what commits anyway
+            await _shielded(commit)  # a cancelled caller must not cancel what commits anyway
         except WorkflowAlreadyExistsError as exc:
             self._exists(wid, exc.status, if_exists)
             return
@@ -967,21 +967,56 @@ class _DispatchAfter:
     """Dispatch ``work`` once the append holding its schedule committed (see _when_ended).
 
     One object per waiting step, where a partial of a bound method is three (the partial, its
-    arguments and the method): it lives until the commit, long enough for the garbage collector
-    to scan it.
+    arguments and the method), and a step's only command is held without its list: it lives
+    until the commit, long enough for the garbage collector to scan it.
     """
 
     __slots__ = ("core", "executor", "inst", "work")
 
     def __init__(
-        self, core: Core, inst: _Instance, executor: WorkflowExecutor, work: Sequence[_Work]
+        self, core: Core, inst: _Instance, executor: WorkflowExecutor, work: builtins.list[_Work]
     ) -> None:
-        self.core, self.inst, self.executor, self.work = core, inst, executor, work
+        self.core, self.inst, self.executor = core, inst, executor
+        self.work: _Work | builtins.list[_Work] = work[0] if len(work) == 1 else work
 
     def __call__(self, commit: asyncio.Future[None]) -> None:
         if commit.cancelled() or commit.exception() is not None:
             return  # not durable: the runtime fail-stops and recovery re-issues the commands
-        self.core._dispatch(self.inst, self.executor, self.work)  # noqa: SLF001 - its helper
+        work = self.work
+        self.core._dispatch(  # noqa: SLF001 - its helper
+            self.inst, self.executor, work if isinstance(work, list) else (work,)
+        )
+
+
+_RELAY_CONTEXT: Final = contextvars.Context()
+"""The context :func:`_shielded`'s relay runs in (it reads no context variable): a callback
+added without one copies the current context, one more object per start."""
+
+
+def _shielded(commit: asyncio.Future[None]) -> asyncio.Future[None]:
+    """What ``asyncio.shield(commit)`` gives an awaiting caller, for a fraction of its objects.
+
+    Cancelling the caller cancels the returned waiter, never ``commit``. A shield costs two
+    closures, their cells, an outer future and a context copy per callback; this is a waiter
+    and a partial. Each lives until the commit, long enough for the garbage collector to scan.
+    """
+    waiter: asyncio.Future[None] = commit.get_loop().create_future()
+    commit.add_done_callback(functools.partial(_relay, waiter), context=_RELAY_CONTEXT)
+    return waiter
+
+
+def _relay(waiter: asyncio.Future[None], commit: asyncio.Future[None]) -> None:
+    """Hand ``commit``'s outcome to ``waiter`` (a cancelled waiter: mark it retrieved)."""
+    if commit.cancelled():
+        waiter.cancel()
+        return
+    exc = commit.exception()
+    if waiter.done():
+        return
+    if exc is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(exc)
 
 
 def _park_reason(last: ev.Event) -> str | None:
