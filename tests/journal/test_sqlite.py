@@ -380,7 +380,6 @@ class TestOneRoundTrip:
         await asyncio.gather(*(journal.submit(f.schedule(1)) for f in flows))
         assert calls == [sqlite_module._write_batch] * journal.commits
 
-
     async def test_a_committed_batch_is_not_kept_alive_until_the_next_one(self, journal):
         """aiosqlite's thread holds its last call and result until its next call: the writer
         hands it nothing that keeps a committed batch (its futures, ops, rows) alive, which the
