@@ -475,7 +475,7 @@ class Core:
         terminal = events[-1] if events and isinstance(events[-1], TERMINAL_TYPES) else None
         if terminal is not None and commit is not None:
             inst.cancel_work()
-            self._when_ended(commit, functools.partial(self._finished, inst, terminal))
+            self._when_ended(commit, _FinishAfter(self, inst, terminal))
         elif work and (commit is None or eager):
             # Recovered work is already durable. Eager work starts before its schedule is: it is
             # keyed by its op, which replay reproduces whatever order outcomes arrive in.
@@ -986,6 +986,21 @@ class _DispatchAfter:
         self.core._dispatch(  # noqa: SLF001 - its helper
             self.inst, self.executor, work if isinstance(work, list) else (work,)
         )
+
+
+class _FinishAfter:
+    """End the instance once the append holding its terminal event committed (_when_ended).
+
+    One object, where a partial of a bound method is three, alive until that commit.
+    """
+
+    __slots__ = ("core", "inst", "terminal")
+
+    def __init__(self, core: Core, inst: _Instance, terminal: Terminal) -> None:
+        self.core, self.inst, self.terminal = core, inst, terminal
+
+    def __call__(self, commit: asyncio.Future[None]) -> None:
+        self.core._finished(self.inst, self.terminal, commit)  # noqa: SLF001 - its helper
 
 
 _RELAY_CONTEXT: Final = contextvars.Context()

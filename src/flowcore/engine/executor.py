@@ -387,6 +387,7 @@ class WorkflowExecutor:
             return
         finally:
             _context.exit_workflow(token)
+            self._current = None  # a finished task must not outlive its run here
         self._on_trap(task, trap)
 
     def _on_trap(self, task: _Task, trap: object) -> None:

@@ -83,8 +83,8 @@ Queued = tuple[
 
 A plain tuple, not the :class:`~flowcore.journal.base.Append` (and its events): a queued op
 lives until its batch commits, and the garbage collector scans every object that lives that
-long. Of what it holds, only the row and the future stay tracked (a tuple of scalars, like an
-event row, is untracked by the collector's first pass over it)."""
+long. Three objects stay tracked (the tuple, the row and the future); a tuple of scalars, like
+an event row, is untracked by the collector's first pass over it."""
 
 Known = tuple[str, int]
 """What the journal holds for one workflow id when a batch starts: ``(status, last_seq)``, the
