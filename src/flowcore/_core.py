@@ -17,7 +17,7 @@ import heapq
 import itertools
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 
@@ -197,7 +197,7 @@ class Core:
                 functools.partial(self._carry_out_later, inst, executor, later)
             )
         try:
-            await asyncio.shield(commit)  # a cancelled caller must not cancel what commits anyway
+            await _shielded(commit)  # a cancelled caller must not cancel what commits anyway
         except WorkflowAlreadyExistsError as exc:
             self._exists(wid, exc.status, if_exists)
             return
@@ -338,7 +338,7 @@ class Core:
         )
         inst.next_seq += len(events)
         if events:
-            inst.last_event = events[-1]
+            inst.parked = _park_reason(events[-1])
         if self._listeners:  # listener hook: outbox records commit with the op
             op = _listeners.collect(self._listeners, op, self._log)
         future = self._journal.submit(op)  # both journals return a future: no ensure_future
@@ -507,7 +507,7 @@ class Core:
         terminal = events[-1] if events and isinstance(events[-1], TERMINAL_TYPES) else None
         if terminal is not None and commit is not None:
             inst.cancel_work()
-            self._when_ended(commit, functools.partial(self._finished, inst, terminal))
+            self._when_ended(commit, _FinishAfter(self, inst, terminal))
         elif work and (commit is None or eager):
             # Recovered work is already durable. Eager work starts before its schedule is: it is
             # keyed by its op, which replay reproduces whatever order outcomes arrive in.
@@ -515,19 +515,8 @@ class Core:
         elif work and commit is not None:
             # Durable dispatch: work starts once its schedule is committed, so a key can never
             # be reissued to a call whose arguments came from results a crash lost.
-            self._when_ended(commit, functools.partial(self._dispatch_after, inst, executor, work))
+            self._when_ended(commit, _DispatchAfter(self, inst, executor, work))
         return commit
-
-    def _dispatch_after(
-        self,
-        inst: _Instance,
-        executor: WorkflowExecutor,
-        work: Sequence[_Work],
-        commit: asyncio.Future[None],
-    ) -> None:
-        if commit.cancelled() or commit.exception() is not None:
-            return  # not durable: the runtime fail-stops and recovery re-issues the commands
-        self._dispatch(inst, executor, work)
 
     def _record(
         self,
@@ -1122,7 +1111,7 @@ class Core:
         loop = asyncio.get_running_loop()
         inst = _Instance(wid, projection, loop.create_future())
         inst.next_seq = len(history) + 1
-        inst.last_event = history[-1]
+        inst.parked = _park_reason(history[-1])
         self._instances[wid] = inst
         started = history[0]
         assert isinstance(started, ev.WorkflowStarted)  # noqa: S101 - decode guarantees the kind
@@ -1156,8 +1145,7 @@ class Core:
         consumed: tuple[int, ...] = (),
     ) -> asyncio.Future[None] | None:
         self._log.error("workflow parked", workflow_id=inst.id, reason=reason)
-        last = inst.last_event
-        if not events and isinstance(last, ev.WorkflowParked) and last.reason == reason:
+        if not events and inst.parked == reason:
             return None
         parked = ev.WorkflowParked(at=self._clock.now(), reason=reason, step=step)
         return self._append(inst, [*events, parked], consumed=consumed)
@@ -1195,8 +1183,83 @@ def _idle_at(inst: _Instance, now: float) -> bool:
 
 def _recency(inst: _Instance) -> float:
     """When ``inst`` was last active (clock seconds): its last event or its last reload."""
-    last = inst.last_event
-    return max(inst.touched, last.at if last is not None else 0.0)
+    return max(inst.touched, inst.projection.updated_at)
+
+
+class _DispatchAfter:
+    """Dispatch ``work`` once the append holding its schedule committed (see _when_ended).
+
+    One object per waiting step, where a partial of a bound method is three (the partial, its
+    arguments and the method), and a step's only command is held without its list: it lives
+    until the commit, long enough for the garbage collector to scan it.
+    """
+
+    __slots__ = ("core", "executor", "inst", "work")
+
+    def __init__(
+        self, core: Core, inst: _Instance, executor: WorkflowExecutor, work: builtins.list[_Work]
+    ) -> None:
+        self.core, self.inst, self.executor = core, inst, executor
+        self.work: _Work | builtins.list[_Work] = work[0] if len(work) == 1 else work
+
+    def __call__(self, commit: asyncio.Future[None]) -> None:
+        if commit.cancelled() or commit.exception() is not None:
+            return  # not durable: the runtime fail-stops and recovery re-issues the commands
+        work = self.work
+        self.core._dispatch(  # noqa: SLF001 - its helper
+            self.inst, self.executor, work if isinstance(work, list) else (work,)
+        )
+
+
+class _FinishAfter:
+    """End the instance once the append holding its terminal event committed (_when_ended).
+
+    One object, where a partial of a bound method is three, alive until that commit.
+    """
+
+    __slots__ = ("core", "inst", "terminal")
+
+    def __init__(self, core: Core, inst: _Instance, terminal: Terminal) -> None:
+        self.core, self.inst, self.terminal = core, inst, terminal
+
+    def __call__(self, commit: asyncio.Future[None]) -> None:
+        self.core._finished(self.inst, self.terminal, commit)  # noqa: SLF001 - its helper
+
+
+_RELAY_CONTEXT: Final = contextvars.Context()
+"""The context :func:`_shielded`'s relay runs in (it reads no context variable): a callback
+added without one copies the current context, one more object per start."""
+
+
+def _shielded(commit: asyncio.Future[None]) -> asyncio.Future[None]:
+    """What ``asyncio.shield(commit)`` gives an awaiting caller, for a fraction of its objects.
+
+    Cancelling the caller cancels the returned waiter, never ``commit``. A shield costs two
+    closures, their cells, an outer future and a context copy per callback; this is a waiter
+    and a partial. Each lives until the commit, long enough for the garbage collector to scan.
+    """
+    waiter: asyncio.Future[None] = commit.get_loop().create_future()
+    commit.add_done_callback(functools.partial(_relay, waiter), context=_RELAY_CONTEXT)
+    return waiter
+
+
+def _relay(waiter: asyncio.Future[None], commit: asyncio.Future[None]) -> None:
+    """Hand ``commit``'s outcome to ``waiter`` (a cancelled waiter: mark it retrieved)."""
+    if commit.cancelled():
+        waiter.cancel()
+        return
+    exc = commit.exception()
+    if waiter.done():
+        return
+    if exc is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(exc)
+
+
+def _park_reason(last: ev.Event) -> str | None:
+    """What :attr:`_Instance.parked` records of a workflow whose last event is ``last``."""
+    return last.reason if isinstance(last, ev.WorkflowParked) else None
 
 
 def _attempt_fields(job: ActivityJob, seconds: float) -> dict[str, Any]:

@@ -145,7 +145,10 @@ class _Instance:
     done: asyncio.Future[Terminal]
     executor: WorkflowExecutor | None = None
     next_seq: int = 1
-    last_event: Event | None = None
+    parked: str | None = None
+    """The reason of the last journaled event when it parks the workflow, else None (a park
+    for the same reason again journals nothing). Not the event itself: a waiting workflow
+    keeps one object less alive for the garbage collector."""
     retries: dict[int, tuple[int, float]] = field(default_factory=dict)
     """For recovery: step -> (next attempt, when it is due)."""
     activities: dict[int, ActivityJob] = field(default_factory=dict)

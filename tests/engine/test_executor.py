@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -122,6 +124,21 @@ class TestLiveRun:
         done = ex.apply(completed(2, 20))
         assert done == [CompleteWorkflow(result="r-x:20")]
         assert ex.done
+
+    def test_a_waiting_executor_keeps_no_empty_container(self):
+        """Between steps the executor holds no empty run queue, command list or task set: a
+        waiting workflow far outlives its steps, and each is one more object the garbage
+        collector scans."""
+        ex = WorkflowExecutor(chain, "w1")
+        ex.start(started("chain", {"sku": "x", "qty": 2}))
+        ex.apply(completed(1, "r-x"))
+        held = [getattr(ex, name) for name in type(ex).__slots__]
+        empty = [
+            v
+            for v in held
+            if isinstance(v, list | set | deque | dict) and not v and gc.is_tracked(v)
+        ]
+        assert empty == []
 
     def test_activity_failure_surfaces_as_activity_error(self):
         """A failed activity raises ActivityError in the workflow with the original type name."""

@@ -12,6 +12,7 @@ import sqlite3
 import sys
 import time
 import types
+import weakref
 from contextlib import closing
 from pathlib import Path
 
@@ -379,6 +380,19 @@ class TestOneRoundTrip:
         await asyncio.gather(*(journal.submit(f.schedule(1)) for f in flows))
         assert calls == [sqlite_module._write_batch] * journal.commits
 
+    async def test_a_committed_batch_is_not_kept_alive_until_the_next_one(self, journal):
+        """aiosqlite's thread holds its last call and result until its next call: the writer
+        hands it nothing that keeps a committed batch (its futures, ops, rows) alive, which the
+        garbage collector would otherwise scan for as long as the journal stays idle."""
+        flows = [Flow(f"w{i}") for i in range(5)]
+        futures = [journal.submit(f.start()) for f in flows]
+        for future in futures:
+            await future
+        refs = [weakref.ref(future) for future in futures]
+        del futures, future
+        await asyncio.sleep(0)  # the loop's handle that woke this task held the first future
+        assert [ref() for ref in refs] == [None] * len(refs)
+
 
 class TestGatherWhileGrowing:
     """Group commit: a batch that grows on every loop pass waits for the next pass, bounded."""
@@ -430,7 +444,7 @@ class TestGatherWhileGrowing:
         assert not first.done(), "a growing batch committed before its bound"
         now[0] = 1.0  # as long as the last commit took has passed
         await grow(2)
-        taken = all(future is not first for _, future in journal._queue)
+        taken = all(item[-1] is not first for item in journal._queue)
         assert taken, f"the first op still waits after {submitted} growing passes"
         await first
 

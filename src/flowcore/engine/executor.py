@@ -182,7 +182,8 @@ class WorkflowExecutor:
     _now: float = 0.0
     _rng: _random.Random | None = None
     _next_step: int = 1
-    _ready: deque[tuple[_Task, Any, BaseException | None]] = field(default_factory=deque)
+    _ready: deque[tuple[_Task, Any, BaseException | None]] | None = None
+    """Tasks to step, in order (None while none is: see :meth:`_push`)."""
     _leaves: dict[int, _Leaf] = field(default_factory=dict)
     _waits: dict[str, deque[_Leaf]] = field(default_factory=dict)
     _inbox: dict[str, deque[Any]] = field(default_factory=dict)
@@ -191,8 +192,12 @@ class WorkflowExecutor:
     _replay: _Replay | None = None
     """What replay checks the code against; None outside :meth:`replay`."""
     _replaying: bool = False
-    _tasks: set[_Task] = field(default_factory=set)
-    _commands: list[cmd.Command] = field(default_factory=list)
+    _main: _Task | None = None
+    """The main task while it runs."""
+    _branches: set[_Task] | None = None
+    """The gather/first branches with a coroutine while they run (None until the first)."""
+    _commands: list[cmd.Command] | None = None
+    """Commands issued since the last :meth:`_take`, in order (None while none is)."""
     _current: _Task | None = None
     """The task being stepped (set_status is called from inside it)."""
 
@@ -224,9 +229,9 @@ class WorkflowExecutor:
         held = {e.step for e in self._held or () if isinstance(e, _OUTCOMES)}
         for leaf in self._leaves.values():
             if leaf.recorded and leaf.task is not None and leaf.step not in held:
-                self._commands.append(_as_recorded(leaf.command))
+                self._emit(_as_recorded(leaf.command))
             elif leaf.kind == "child" and leaf.step in replay.unconfirmed_cancels:
-                self._commands.append(cmd.CancelChild(step=leaf.step, child_id=leaf.name))
+                self._emit(cmd.CancelChild(step=leaf.step, child_id=leaf.name))
         # Every recorded step was reissued: later steps are new, so the live run needs none of it.
         self._replay = None
         return self._take()
@@ -234,14 +239,12 @@ class WorkflowExecutor:
     def start(self, started: ev.WorkflowStarted) -> list[cmd.Command]:
         """Begin a new instance; return its first commands."""
         self._start(started)
-        out, self._commands = self._commands, []
-        return out
+        return self._take()
 
     def apply(self, event: ev.Event) -> list[cmd.Command]:
         """Feed one new event; return the commands it causes."""
         self._apply(event)
-        out, self._commands = self._commands, []
-        return out
+        return self._take()
 
     def close(self) -> None:
         """Abandon the instance: close every coroutine (e.g. on shutdown).
@@ -249,16 +252,17 @@ class WorkflowExecutor:
         ``finally`` blocks that await cannot run here; they are dropped, never run outside the
         journal.
         """
+        tasks = [] if self._main is None else [self._main]
+        tasks.extend(self._branches or ())
         token = _context.enter_workflow(self)
         try:
-            for task in self._tasks:
+            for task in tasks:
                 # RuntimeError: it awaited in a finally block while being closed
                 with contextlib.suppress(RuntimeError):
                     task.coro.close()
         finally:
             _context.exit_workflow(token)
-        self._tasks.clear()
-        self._ready.clear()
+        self._main = self._branches = self._ready = None
         self._leaves.clear()
         self._waits.clear()
 
@@ -298,7 +302,7 @@ class WorkflowExecutor:
         if self._current is not None:
             self._current.next_op()
         if not recorded:
-            self._commands.append(cmd.SetCustomStatus(step=step, value=encoded))
+            self._emit(cmd.SetCustomStatus(step=step, value=encoded))
 
     def next_run_input(self, payload: Any) -> Any:
         """Encode the input of the next run (continue-as-new), checked against the limit.
@@ -314,8 +318,29 @@ class WorkflowExecutor:
     # -- running tasks -------------------------------------------------------------------
 
     def _take(self) -> list[cmd.Command]:
-        out, self._commands = self._commands, []
-        return out
+        out, self._commands = self._commands, None
+        return [] if out is None else out
+
+    def _emit(self, command: cmd.Command) -> None:
+        """Issue a command (a live executor keeps no empty list between steps: see _push)."""
+        commands = self._commands
+        if commands is None:
+            self._commands = [command]
+        else:
+            commands.append(command)
+
+    def _push(self, item: tuple[_Task, Any, BaseException | None]) -> None:
+        """Queue a task to step with its value or error.
+
+        The queue exists only while a task is in it: an executor waits far longer than it
+        runs, and an empty container kept for every waiting workflow is one more object
+        for the garbage collector to scan.
+        """
+        ready = self._ready
+        if ready is None:
+            self._ready = deque((item,))
+        else:
+            ready.append(item)
 
     def _start(self, started: ev.WorkflowStarted) -> None:
         self.version = started.version
@@ -332,8 +357,13 @@ class WorkflowExecutor:
 
     def _spawn(self, coro: Any, group: _Group | None, index: int, path: str = "") -> _Task:
         task = _Task(coro, group=group, index=index, path=path)
-        self._tasks.add(task)
-        self._ready.append((task, None, None))
+        if group is None:
+            self._main = task
+        elif self._branches is None:
+            self._branches = {task}
+        else:
+            self._branches.add(task)
+        self._push((task, None, None))
         return task
 
     def _run(self) -> None:
@@ -346,6 +376,8 @@ class WorkflowExecutor:
                 self._step(task, value, exc)
             else:
                 self._step_call(task, task.call, value, exc)
+        if self._ready is ready and not ready:
+            self._ready = None
 
     def _step_call(
         self, task: _Task, call: traps.ScheduleActivityTrap, value: Any, exc: BaseException | None
@@ -376,6 +408,7 @@ class WorkflowExecutor:
             return
         finally:
             _context.exit_workflow(token)
+            self._current = None  # a finished task must not outlive its run here
         self._on_trap(task, trap)
 
     def _on_trap(self, task: _Task, trap: object) -> None:
@@ -395,7 +428,7 @@ class WorkflowExecutor:
 
     def _task_done(self, task: _Task, value: Any, exc: BaseException | None) -> None:
         task.done = True
-        self._tasks.discard(task)
+        self._forget(task)
         group = task.group
         if group is None:
             self._finish(value, exc)
@@ -409,18 +442,25 @@ class WorkflowExecutor:
                     if not sibling.done:
                         self._abandon(sibling)
             outcome = traps.First(task.index, value) if group.first and exc is None else value
-            self._ready.append((group.parent, None if exc else outcome, exc))
+            self._push((group.parent, None if exc else outcome, exc))
             return
         group.results[task.index] = value
         group.remaining -= 1
         if group.remaining == 0:
             group.done = True
-            self._ready.append((group.parent, group.results, None))
+            self._push((group.parent, group.results, None))
+
+    def _forget(self, task: _Task) -> None:
+        """A task ended: it has no coroutine left to close."""
+        if task is self._main:
+            self._main = None
+        elif self._branches is not None:
+            self._branches.discard(task)
 
     def _abandon(self, task: _Task) -> None:
         """Stop a losing branch of first(): its timers and waits are cancelled, work ignored."""
         task.done = True
-        self._tasks.discard(task)
+        self._forget(task)
         for child in task.children:
             if not child.done:
                 self._abandon(child)
@@ -443,23 +483,23 @@ class WorkflowExecutor:
                 what = f"the result of workflow {self.definition.name!r}"
                 check_payload_size(encoded, self.max_payload, what)
                 result = encoded
-            self._commands.append(cmd.CancelWorkflow(reason=self._cancel_reason, result=result))
+            self._emit(cmd.CancelWorkflow(reason=self._cancel_reason, result=result))
         else:
             if exc is None:
                 try:
                     result = serde.encode(value)
                     what = "the result of workflow {!r}"
                     check_payload_size(result, self.max_payload, what, self.definition.name)
-                    self._commands.append(cmd.CompleteWorkflow(result=result))
+                    self._emit(cmd.CompleteWorkflow(result=result))
                 except PayloadError as error:
                     exc = error
             if exc is not None:
-                self._commands.append(cmd.FailWorkflow(failure=FailureInfo.from_exception(exc)))
+                self._emit(cmd.FailWorkflow(failure=FailureInfo.from_exception(exc)))
         self.done = True
         self.close()
 
     def _continue_as_new(self, encoded: Any, version: str | None) -> None:
-        self._commands.append(cmd.ContinueAsNew(input=encoded, version=version))
+        self._emit(cmd.ContinueAsNew(input=encoded, version=version))
         self.done = True
         self.close()
 
@@ -515,25 +555,24 @@ class WorkflowExecutor:
         self._leaves[leaf.step] = leaf
         task.leaf = leaf.step
         if not leaf.recorded:
-            self._commands.append(leaf.command)
+            self._emit(leaf.command)
 
     def _on_group(self, task: _Task, awaitables: tuple[Any, ...], *, first: bool) -> None:
         count = len(awaitables)
         if count == 0:
             error = WorkflowMisuseError("flowcore.first() needs at least one awaitable",
                                         workflow_id=self.workflow_id)  # fmt: skip
-            self._ready.append((task, None, error) if first else (task, [], None))
+            self._push((task, None, error) if first else (task, [], None))
             return
         group = _Group(parent=task, results=[None] * count, remaining=count, first=first)
         op = task.next_op()
         children = []
-        ready = self._ready
         for index, aw in enumerate(awaitables, 1):
             if type(aw) is traps.ScheduleActivityTrap and aw.claim is None:
                 # a plain call never awaited yet: no coroutine to step
                 child = _Task(None, group, index - 1, path=f"{op}.{index}", call=aw)
                 aw.claim = child
-                ready.append((child, None, None))
+                self._push((child, None, None))
             else:
                 child = self._spawn(_as_coroutine(aw), group, index - 1, f"{op}.{index}")
             children.append(child)
@@ -547,7 +586,7 @@ class WorkflowExecutor:
                              args if kwargs is None else [args, kwargs],
                              "the argument list of activity {!r}", defn.name)  # fmt: skip
         except PayloadError as exc:
-            self._ready.append((task, None, exc))
+            self._push((task, None, exc))
             return
         step, recorded = self._issue(ev.ActivityScheduled, defn.name, "activity {!r}")
         command = cmd.ScheduleActivity(step=step, activity=defn, args=trap.args,
@@ -557,7 +596,7 @@ class WorkflowExecutor:
                                    defn.name, recorded=recorded)  # fmt: skip
         task.leaf = step
         if not recorded:
-            self._commands.append(command)
+            self._emit(command)
 
     def _on_timer(self, task: _Task, trap: traps.TimerTrap) -> None:
         step, recorded = self._issue(ev.TimerScheduled, "", "a timer")
@@ -571,7 +610,7 @@ class WorkflowExecutor:
         queued = self._inbox.get(trap.name)
         if queued:  # an event sent earlier satisfies the wait at once
             if not recorded:
-                self._commands.append(cmd.WaitForEvent(step=step, name=trap.name, deadline=None))
+                self._emit(cmd.WaitForEvent(step=step, name=trap.name, deadline=None))
             self._resume_with_payload(task, queued.popleft(), trap.hint)
             return
         command = cmd.WaitForEvent(step=step, name=trap.name, deadline=trap.deadline)
@@ -585,7 +624,7 @@ class WorkflowExecutor:
             self._check_size(ev.ChildScheduled, trap.workflow, encoded,
                              "the input of child workflow {!r}", trap.workflow)  # fmt: skip
         except PayloadError as exc:
-            self._ready.append((task, None, exc))
+            self._push((task, None, exc))
             return
         step, recorded = self._issue(ev.ChildScheduled, trap.workflow, "child workflow {!r}")
         op = task.next_op()  # not the step: a default id must not depend on outcome order
@@ -675,7 +714,7 @@ class WorkflowExecutor:
                 try:
                     value = serde.decode(event.result, leaf.hint)
                 except PayloadError as exc:
-                    self._ready.append((task, None, exc))
+                    self._push((task, None, exc))
                     return
                 task.leaf = None
                 self._task_done(task, value, None)
@@ -686,7 +725,7 @@ class WorkflowExecutor:
         error = error_type(
             activity=leaf.name, step=event.step, attempts=event.attempts, failure=event.failure
         )
-        self._ready.append((leaf.task, None, error))
+        self._push((leaf.task, None, error))
 
     def _on_timer_fired(self, step: int) -> None:
         leaf = self._leaves.get(step)
@@ -697,7 +736,7 @@ class WorkflowExecutor:
         if leaf.kind == "event":
             self._waits[leaf.name].remove(leaf)
         if leaf.task is not None:
-            self._ready.append((leaf.task, None, None))
+            self._push((leaf.task, None, None))
 
     def _on_event_received(self, event: ev.EventReceived) -> None:
         waiting = self._waits.get(event.name)
@@ -707,7 +746,7 @@ class WorkflowExecutor:
         leaf = waiting.popleft()
         del self._leaves[leaf.step]
         if leaf.deadline is not None and not self._replaying:
-            self._commands.append(cmd.CancelTimer(step=leaf.step))
+            self._emit(cmd.CancelTimer(step=leaf.step))
         if leaf.task is not None:
             self._resume_with_payload(leaf.task, event.payload, leaf.hint)
 
@@ -726,7 +765,7 @@ class WorkflowExecutor:
             )
         else:
             error = WorkflowFailedError(leaf.name, event.failure)
-        self._ready.append((leaf.task, None, error))
+        self._push((leaf.task, None, error))
 
     def _on_cancel(self, reason: str | None) -> None:
         if self.cancel_requested:
@@ -739,9 +778,7 @@ class WorkflowExecutor:
             if task is None or task.done:
                 continue
             self._detach(leaf, cancel_work=True)
-            self._ready.append(
-                (task, None, WorkflowCanceledError(message, workflow_id=self.workflow_id))
-            )
+            self._push((task, None, WorkflowCanceledError(message, workflow_id=self.workflow_id)))
 
     def _detach(self, leaf: _Leaf, *, cancel_work: bool) -> None:
         """Unhook a leaf from its task; disarm timers and waits, optionally cancel the work."""
@@ -752,12 +789,12 @@ class WorkflowExecutor:
             if leaf.kind == "event":
                 self._waits[leaf.name].remove(leaf)
             if notify and (leaf.kind == "timer" or leaf.deadline is not None):
-                self._commands.append(cmd.CancelTimer(step=leaf.step))
+                self._emit(cmd.CancelTimer(step=leaf.step))
         elif cancel_work and notify and leaf.kind == "activity":
-            self._commands.append(cmd.CancelActivity(step=leaf.step))
+            self._emit(cmd.CancelActivity(step=leaf.step))
         elif cancel_work and leaf.kind == "child":
             if notify:
-                self._commands.append(cmd.CancelChild(step=leaf.step, child_id=leaf.name))
+                self._emit(cmd.CancelChild(step=leaf.step, child_id=leaf.name))
             elif self._replay is not None:  # replay: it may not have reached the child
                 self._replay.unconfirmed_cancels.add(leaf.step)
 
@@ -765,9 +802,9 @@ class WorkflowExecutor:
         try:
             value = serde.decode(payload, hint)
         except PayloadError as exc:
-            self._ready.append((task, None, exc))
+            self._push((task, None, exc))
             return
-        self._ready.append((task, value, None))
+        self._push((task, value, None))
 
     # -- determinism checks -------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import builtins
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, NamedTuple, final
+from typing import TYPE_CHECKING, Final, final
 
 from flowcore._status import WorkflowState, WorkflowStatus, from_timestamp
 from flowcore.engine.events import encode_event_data
@@ -45,15 +45,16 @@ from flowcore.errors import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Sequence
 
-    from flowcore.journal.base import Append, StatusRow
+    from flowcore.journal.base import Append, OutboxRecord, StatusRow
 
 __all__ = [
     "BatchPlan",
-    "Encoded",
     "EventRow",
     "Known",
+    "Queued",
     "check_list_args",
     "encode_append",
     "is_finished",
@@ -67,24 +68,28 @@ EventRow = tuple[str, int, str, str, float]
 _FINISHED: Final = frozenset(s.value for s in WorkflowState if s.is_finished)
 
 
-class Encoded(NamedTuple):
-    """An op with its events already encoded as journal rows."""
+Queued = tuple[
+    str,  # workflow_id
+    int,  # first_seq
+    tuple[EventRow, ...],  # the events as rows, positions first_seq onwards
+    "StatusRow",  # the row after them
+    bool,  # create
+    bool,  # reset
+    tuple[int, ...],  # consumed inbox ids
+    tuple["OutboxRecord", ...],  # outbox records
+    "asyncio.Future[None]",  # resolved once the op committed (the rules never look at it)
+]
+"""An op as a journal queues it: its fields, its events encoded as rows, and its future.
 
-    op: Append
-    """The submitted op."""
-    events: tuple[EventRow, ...]
-    """``op.events`` as rows, positions ``op.first_seq`` onwards."""
+A plain tuple, not the :class:`~flowcore.journal.base.Append` (and its events): a queued op
+lives until its batch commits, and the garbage collector scans every object that lives that
+long. Three objects stay tracked (the tuple, the row and the future); a tuple of scalars, like
+an event row, is untracked by the collector's first pass over it."""
 
-
-@final
-@dataclass(slots=True)
-class Known:
-    """What the journal holds for one workflow id when a batch starts."""
-
-    status: str
-    """The stored status value."""
-    last_seq: int
-    """The highest stored position (0 when it has no events)."""
+Known = tuple[str, int]
+"""What the journal holds for one workflow id when a batch starts: ``(status, last_seq)``, the
+stored status value and highest stored position (0 when it has no events). A plain tuple of
+scalars: the writer keeps one per running workflow, and the collector untracks it."""
 
 
 @final
@@ -108,22 +113,24 @@ class BatchPlan:
     """``(channel, key, workflow_id, body)`` of the accepted ops' outbox records, in order."""
 
 
-def encode_append(op: Append) -> Encoded:
-    """Encode an op's events as rows.
+def encode_append(op: Append, future: asyncio.Future[None]) -> Queued:
+    """Encode an op's events as rows; return the op as queued, with ``future``.
 
     Raises:
         PayloadError: an event holds a value JSON cannot encode.
     """
     wid, first = op.workflow_id, op.first_seq
     try:
-        rows = [
-            (wid, first + i, event.kind, encode_event_data(event), event.at)
-            for i, event in enumerate(op.events)
-        ]
+        rows = tuple(
+            [
+                (wid, first + i, event.kind, encode_event_data(event), event.at)
+                for i, event in enumerate(op.events)
+            ]
+        )
     except (TypeError, ValueError):
         _raise_unencodable(op)
         raise
-    return Encoded(op, tuple(rows))
+    return (wid, first, rows, op.row, op.create, op.reset, op.consumed, op.outbox, future)
 
 
 def _raise_unencodable(op: Append) -> None:
@@ -138,86 +145,82 @@ def _raise_unencodable(op: Append) -> None:
             ) from exc
 
 
-def plan_batch(batch: Sequence[Encoded], known: dict[str, Known]) -> BatchPlan:
+def plan_batch(batch: Sequence[Queued], known: dict[str, Known]) -> BatchPlan:
     """Apply the batch rules (see the module docstring) to ops in submission order.
 
     Args:
         batch: The ops, in submission order.
         known: The stored state of every id the batch mentions that exists. It is updated to
-            the state after the batch: its entries change in place and the ids the batch
-            creates are added (pass a copy to keep the original).
+            the state after the batch: its entries are replaced and the ids the batch creates
+            are added (pass a copy to keep the original).
 
     Returns:
         What to write and what to refuse.
     """
     plan = BatchPlan()
     created: set[str] = set()  # ids not stored before the batch (their rows are inserts)
-    accepted: builtins.list[Encoded] = []
+    accepted: builtins.list[Queued] = []
     reset_at: dict[str, int] = {}  # id -> index in `accepted` of its last reset (wipes earlier)
     for index, item in enumerate(batch):
-        op = item.op
-        wid = op.workflow_id
+        wid, first_seq, rows, row, create, reset, consumed, outbox, _ = item
         current = known.get(wid)
         if (
-            current is None
-            or op.create
-            or op.reset
-            or (item.events and op.first_seq != current.last_seq + 1)
+            current is None or create or reset or (rows and first_seq != current[1] + 1)
         ):  # the common case (continuing an existing history) needs no closer look
-            error = _refusal(op, current)
+            error = _refusal(item, current)
             if error is not None:
                 plan.errors[index] = error
                 continue
             if current is None:
-                current = known[wid] = Known(op.row.status, 0)
                 created.add(wid)
-        current.status = op.row.status
-        if op.reset:
-            current.last_seq = len(item.events)
+        if reset:
+            known[wid] = (row.status, len(rows))
             reset_at[wid] = len(accepted)
         else:
-            current.last_seq += len(item.events)
+            known[wid] = (row.status, (0 if current is None else current[1]) + len(rows))
         accepted.append(item)
-        if op.consumed:
-            plan.consumed.extend(op.consumed)
-        if op.outbox:
-            plan.outbox.extend((r.channel, r.key, wid, r.body) for r in op.outbox)
-        (plan.inserts if wid in created else plan.updates)[wid] = op.row
+        if consumed:
+            plan.consumed.extend(consumed)
+        if outbox:
+            plan.outbox.extend((r.channel, r.key, wid, r.body) for r in outbox)
+        (plan.inserts if wid in created else plan.updates)[wid] = row
     plan.resets.extend(reset_at)
     for position, item in enumerate(accepted):
-        if not reset_at or position >= reset_at.get(item.op.workflow_id, 0):
-            plan.events.extend(item.events)
+        if not reset_at or position >= reset_at.get(item[0], 0):
+            plan.events.extend(item[2])
     return plan
 
 
-def _refusal(op: Append, current: Known | None) -> Exception | None:
-    if op.create and op.reset:
-        return _invalid_reset(op, "it is also a create (a reset replaces an existing history)")
-    if op.create and current is not None:
-        return WorkflowAlreadyExistsError(op.workflow_id, status=current.status)
-    if not op.create and current is None:
-        return WorkflowNotFoundError(op.workflow_id)
-    return _sequence_refusal(op, 0 if current is None else current.last_seq)
+def _refusal(item: Queued, current: Known | None) -> Exception | None:
+    wid, create, reset = item[0], item[4], item[5]
+    if create and reset:
+        return _invalid_reset(wid, "it is also a create (a reset replaces an existing history)")
+    if create and current is not None:
+        return WorkflowAlreadyExistsError(wid, status=current[0])
+    if not create and current is None:
+        return WorkflowNotFoundError(wid)
+    return _sequence_refusal(item, 0 if current is None else current[1])
 
 
-def _sequence_refusal(op: Append, last_seq: int) -> JournalError | None:
-    if op.reset:
-        if op.first_seq != 1:
-            return _invalid_reset(op, f"it starts at position {op.first_seq}, not 1")
-        if not op.events:
-            return _invalid_reset(op, "it has no events (a new history starts with one)")
+def _sequence_refusal(item: Queued, last_seq: int) -> JournalError | None:
+    wid, first_seq, rows, _, _, reset = item[:6]
+    if reset:
+        if first_seq != 1:
+            return _invalid_reset(wid, f"it starts at position {first_seq}, not 1")
+        if not rows:
+            return _invalid_reset(wid, "it has no events (a new history starts with one)")
         return None
-    if op.events and op.first_seq != last_seq + 1:
+    if rows and first_seq != last_seq + 1:
         return JournalError(
-            f"out-of-sequence append for workflow {op.workflow_id!r}: it starts at position "
-            f"{op.first_seq} but the journal's next position is {last_seq + 1}; the caller's view "
+            f"out-of-sequence append for workflow {wid!r}: it starts at position "
+            f"{first_seq} but the journal's next position is {last_seq + 1}; the caller's view "
             "of this workflow is stale (reload it from the journal)"
         )
     return None
 
 
-def _invalid_reset(op: Append, problem: str) -> JournalError:
-    return JournalError(f"invalid reset of workflow {op.workflow_id!r}: {problem}")
+def _invalid_reset(wid: str, problem: str) -> JournalError:
+    return JournalError(f"invalid reset of workflow {wid!r}: {problem}")
 
 
 def to_status(row: StatusRow) -> WorkflowStatus:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from flowcore.journal.base import StatusRow
 
-__all__ = ["Statement", "row_statements"]
+__all__ = ["Statement", "Written", "row_statements", "written_values"]
 
 Statement = tuple[str, "Iterable[tuple[object, ...]]"]
 """An SQL text and the parameter rows ``executemany`` runs it with."""
@@ -58,6 +58,11 @@ _STEP: Final = 2
 _STEP_STATUS: Final = 3
 """Statement kind: a step that also changes the status."""
 
+Written = tuple[str, str, "str | None", "str | None", str]
+"""What a row this writer wrote holds in the columns a step may leave out: ``(name, version,
+input, parent_id, status)``. A plain tuple of strings: the writer keeps one per running workflow,
+and the garbage collector untracks it (a row object would stay tracked)."""
+
 _Shape = tuple[int, tuple[bool, ...]]
 """A statement kind, and which of the ``_NULLABLE`` columns are None."""
 
@@ -65,15 +70,15 @@ _Shape = tuple[int, tuple[bool, ...]]
 def row_statements(
     inserts: Mapping[str, StatusRow],
     updates: Mapping[str, StatusRow],
-    written: Mapping[str, StatusRow],
+    written: Mapping[str, Written],
 ) -> list[Statement]:
     """The statements writing a batch's rows, one per shape (see the module docstring).
 
     Args:
         inserts: The rows of ids the batch creates.
         updates: The rows of ids that exist.
-        written: The rows this writer last wrote, by id, as they are stored (but for
-            ``created_at``, which an update never sets). An id missing here gets every column set.
+        written: What the rows this writer last wrote hold, by id (:func:`written_values`).
+            An id missing here gets every column set.
     """
     shapes: dict[_Shape, list[StatusRow]] = {}
     for row in inserts.values():
@@ -82,20 +87,25 @@ def row_statements(
         before = written.get(wid)
         if (
             before is None
-            or row.name != before.name
-            or row.version != before.version
-            or row.input != before.input
-            or row.parent_id != before.parent_id
+            or row.name != before[0]
+            or row.version != before[1]
+            or row.input != before[2]
+            or row.parent_id != before[3]
         ):
             kind = _UPDATE
         else:
-            kind = _STEP if row.status == before.status else _STEP_STATUS
+            kind = _STEP if row.status == before[4] else _STEP_STATUS
         shapes.setdefault((kind, _nulls(row)), []).append(row)
     statements: list[Statement] = []
     for shape, rows in shapes.items():
         sql, values = _statement(shape)
         statements.append((sql, map(values, rows)))
     return statements
+
+
+def written_values(row: StatusRow) -> Written:
+    """What ``row``, once written, holds in the columns a step may leave out."""
+    return (row.name, row.version, row.input, row.parent_id, row.status)
 
 
 def _nulls(row: StatusRow) -> tuple[bool, ...]:

@@ -12,9 +12,9 @@ from flowcore.errors import (
     PayloadError,
 )
 from flowcore.journal._batch import (
-    Encoded,
     EventRow,
     Known,
+    Queued,
     check_list_args,
     encode_append,
     is_finished,
@@ -52,7 +52,7 @@ class InMemoryJournal:
         self._rows: dict[str, StatusRow] = {}
         self._known: dict[str, Known] = {}
         """Status and last position of every stored id (what the batch rules check)."""
-        self._pending: builtins.list[tuple[Encoded, asyncio.Future[None]]] = []
+        self._pending: builtins.list[Queued] = []
         self._commits = 0
         self._outbox: dict[int, OutboxEntry] = {}
         self._outbox_next = 1
@@ -93,13 +93,13 @@ class InMemoryJournal:
         future = asyncio.get_running_loop().create_future()
         try:
             self._check_open()
-            encoded = encode_append(op)
+            queued = encode_append(op, future)
         except (JournalError, PayloadError) as exc:
             future.set_exception(exc)
             return future
         if not self._pending:
             future.get_loop().call_soon(self._flush)
-        self._pending.append((encoded, future))
+        self._pending.append(queued)
         return future
 
     def _check_open(self) -> None:
@@ -112,7 +112,7 @@ class InMemoryJournal:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        plan = plan_batch([item for item, _ in batch], self._known)  # updates self._known
+        plan = plan_batch(batch, self._known)  # updates self._known
         for wid in plan.resets:
             self._events.pop(wid, None)
         stored = self._events
@@ -134,7 +134,8 @@ class InMemoryJournal:
             self._outbox[entry.id] = entry
             self._outbox_next += 1
         self._commits += 1
-        for index, (_, future) in enumerate(batch):
+        for index, item in enumerate(batch):
+            future = item[-1]
             if future.done():
                 continue
             error = plan.errors.get(index)

@@ -38,16 +38,16 @@ from flowcore.errors import JournalError, JournalLockedError, PayloadError
 from flowcore.journal import _aio, schema
 from flowcore.journal._batch import (
     BatchPlan,
-    Encoded,
     EventRow,
     Known,
+    Queued,
     check_list_args,
     encode_append,
     is_finished,
     plan_batch,
     to_status,
 )
-from flowcore.journal._rows import row_statements
+from flowcore.journal._rows import Written, row_statements, written_values
 from flowcore.journal.base import OutboxEntry, StatusRow
 
 if TYPE_CHECKING:
@@ -111,7 +111,6 @@ _ROW_FIELDS: Final = (
     "created_at", "updated_at", "parent_id", "custom_status",
 )  # fmt: skip
 
-_Pending = tuple[Encoded, "asyncio.Future[None]"]
 _A = TypeVar("_A")
 _R = TypeVar("_R")
 _State = Literal["new", "open", "closing", "closed"]
@@ -148,7 +147,7 @@ class SqliteJournal:
         self._reader: aiosqlite.Connection | None = None
         self._acker: aiosqlite.Connection | None = None
         """Deletes delivered outbox records (opened on first use; see :meth:`ack_outbox`)."""
-        self._queue: builtins.list[_Pending] = []
+        self._queue: builtins.list[Queued] = []
         """Ops submitted and not yet taken by the writer, in submission order."""
         self._stopping = False
         """close() asked the writer to stop once the queue is empty."""
@@ -157,8 +156,9 @@ class SqliteJournal:
         self._known: dict[str, Known] = {}
         """Committed status and last position of the unfinished workflows this writer wrote
         (see :func:`_write_batch`); only the writer's thread touches it while open."""
-        self._written: dict[str, StatusRow] = {}
-        """The rows of the same workflows as this writer last wrote them (see :mod:`._rows`)."""
+        self._written: dict[str, Written] = {}
+        """What the rows of the same workflows hold as this writer last wrote them (see
+        :mod:`._rows`)."""
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._token = ""
@@ -359,11 +359,10 @@ class SqliteJournal:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
             self._check_writable()
-            encoded = encode_append(op)
+            self._queue.append(encode_append(op, future))
         except (JournalError, PayloadError) as exc:
             future.set_exception(exc)
             return future
-        self._queue.append((encoded, future))
         if self._wakeup is not None:
             self._wake()
         return future
@@ -426,7 +425,7 @@ class SqliteJournal:
                 return
             size = grown
 
-    def _take(self) -> builtins.list[_Pending]:
+    def _take(self) -> builtins.list[Queued]:
         """The next batch: the oldest queued ops, at most MAX_BATCH."""
         batch = self._queue
         if len(batch) <= MAX_BATCH:
@@ -438,20 +437,20 @@ class SqliteJournal:
     def _reject_queued(self) -> None:
         error = self._failed_error if self._failure is not None else self._stopped_error
         queued, self._queue = self._queue, []
-        for _, future in queued:
-            _reject(future, error())
+        for item in queued:
+            _reject(item[-1], error())
 
     def _stopped_error(self) -> JournalError:
         return JournalError(f"journal {self._path!r} stopped its writer before this op committed")
 
-    async def _commit(self, batch: Sequence[_Pending]) -> None:
+    async def _commit(self, batch: Sequence[Queued]) -> None:
         started = time.perf_counter()
         try:
-            plan = await self._transaction([encoded for encoded, _ in batch])
+            errors = await self._transaction(batch)
         except BaseException as exc:
             self._failure = exc
-            for _, future in batch:
-                _reject(future, self._failed_error())
+            for item in batch:
+                _reject(item[-1], self._failed_error())
             if not isinstance(exc, Exception):
                 raise
             return
@@ -459,15 +458,10 @@ class SqliteJournal:
         self._commit_seconds = time.perf_counter() - started
         if self._crash_after and self._commits >= self._crash_after:  # test hook
             os.kill(os.getpid(), signal.SIGKILL)
-        errors = plan.errors
-        for index, (_, future) in enumerate(batch):
-            error = errors.get(index) if errors else None
-            if error is not None:
-                _reject(future, error)
-            elif not future.done():
-                future.set_result(None)
+        _resolve(batch, errors)
 
-    async def _transaction(self, batch: Sequence[Encoded]) -> BatchPlan:
+    async def _transaction(self, batch: Sequence[Queued]) -> dict[int, Exception]:
+        """Write ``batch`` in one transaction; return the refused ops' errors by index."""
         conn = self._writer
         if conn is None:
             msg = "the writer connection is closed"
@@ -475,11 +469,11 @@ class SqliteJournal:
         await self._check_files(conn)
         # The whole transaction is one call on the connection's thread: a round trip to that
         # thread costs about as much as the fsync itself, and a batch used to make seven.
-        plan = await _on_thread(conn, _write_batch, (batch, self._known, self._written))
+        errors = await _on_thread(conn, _write_batch, [(batch, self._known, self._written)])
         # Deleted or replaced while this batch committed: its commit went to an unlinked
         # file and is lost when the process ends, so it must not be acknowledged.
         await self._check_files(conn)
-        return plan
+        return errors
 
     async def _check_files(self, conn: aiosqlite.Connection) -> None:
         """:meth:`_check_identity`; a deleted ``-wal`` is first saved into the database file.
@@ -603,8 +597,8 @@ class SqliteJournal:
 
 def _write_batch(
     conn: sqlite3.Connection,
-    work: tuple[Sequence[Encoded], dict[str, Known], dict[str, StatusRow]],
-) -> BatchPlan:
+    work: builtins.list[tuple[Sequence[Queued], dict[str, Known], dict[str, Written]]],
+) -> dict[int, Exception]:
     """Plan and write one batch in one transaction (runs on the writer connection's thread).
 
     ``work`` is the batch and the writer's record of the committed state (status, last position)
@@ -619,8 +613,12 @@ def _write_batch(
     emptied with the record: an update then sets only the columns that changed (see
     :mod:`flowcore.journal._rows`). It lacks the ids whose state was read from the database,
     until the writer writes their row.
+
+    ``work`` is a one-item list, emptied here, and only the refused ops' errors are returned:
+    aiosqlite's thread keeps the call and its result until its next call, and the batch and its
+    plan would otherwise stay alive (for the garbage collector to scan) until the next commit.
     """
-    batch, record, written = work
+    batch, record, written = work.pop()
     conn.execute("BEGIN IMMEDIATE")
     try:
         known = _known_state(conn, batch, record)
@@ -635,24 +633,24 @@ def _write_batch(
                 conn.execute("ROLLBACK")
         raise
     for wid, state in known.items():
-        if is_finished(state.status):
+        if is_finished(state[0]):
             record.pop(wid, None)
             written.pop(wid, None)
         else:
             record[wid] = state
             row = plan.updates.get(wid) or plan.inserts.get(wid)
             if row is not None:  # None: only refused ops named it; its row did not change
-                written[wid] = row
-    return plan
+                written[wid] = written_values(row)
+    return plan.errors
 
 
 def _known_state(
-    conn: sqlite3.Connection, batch: Sequence[Encoded], record: dict[str, Known]
+    conn: sqlite3.Connection, batch: Sequence[Queued], record: dict[str, Known]
 ) -> dict[str, Known]:
     """The committed state of every id ``batch`` mentions that exists: recorded, else read."""
     known: dict[str, Known] = {}
     missing: builtins.list[str] = []
-    for wid in dict.fromkeys(item.op.workflow_id for item in batch):
+    for wid in dict.fromkeys([item[0] for item in batch]):
         state = record.get(wid)
         if state is None:
             missing.append(wid)
@@ -660,11 +658,11 @@ def _known_state(
             known[wid] = state
     if missing:
         rows = conn.execute(_KNOWN, (json.dumps(missing),)).fetchall()
-        known.update((wid, Known(status, seq)) for wid, status, seq in rows)
+        known.update((wid, (status, seq)) for wid, status, seq in rows)
     return known
 
 
-def _write_plan(conn: sqlite3.Connection, plan: BatchPlan, written: dict[str, StatusRow]) -> None:
+def _write_plan(conn: sqlite3.Connection, plan: BatchPlan, written: dict[str, Written]) -> None:
     """The batch's statements, in the order the batch rules need (deletions before inserts)."""
     if plan.resets:
         conn.executemany(_DELETE_EVENTS, [(wid,) for wid in plan.resets])
@@ -734,6 +732,17 @@ def _same_file(path: str, known: tuple[int, int] | None) -> bool:
         return _identity(path) == known
     except OSError:
         return False
+
+
+def _resolve(batch: Sequence[Queued], errors: dict[int, Exception]) -> None:
+    """Resolve the futures of a committed batch: refused ops get their error."""
+    for index, item in enumerate(batch):
+        future = item[-1]
+        error = errors.get(index) if errors else None
+        if error is not None:
+            _reject(future, error)
+        elif not future.done():
+            future.set_result(None)
 
 
 def _reject(future: asyncio.Future[None], error: BaseException) -> None:
