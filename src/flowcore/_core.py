@@ -196,6 +196,8 @@ class Core:
             commit.add_done_callback(
                 functools.partial(self._carry_out_later, inst, executor, later)
             )
+        # Not kept alive while the start commits (the garbage collector would scan them).
+        del inst, started, executor, commands, later
         try:
             await _shielded(commit)  # a cancelled caller must not cancel what commits anyway
         except WorkflowAlreadyExistsError as exc:
