@@ -404,13 +404,8 @@ class Core:
                 self._commit_hook()
         if self._after:
             self._run_after(ended)
-        limit = self._max_cached
-        if (
-            limit is not None
-            and len(self._instances) - self._evicted > limit
-            and not (in_flight and in_flight[0].done())  # all ended appends seen (see _idle_at)
-        ):
-            self._sweep(limit)
+        if self._max_cached is not None:
+            self._keep_bound()
 
     def _run_after(self, ended: Sequence[asyncio.Future[None]]) -> None:
         """Run what :meth:`_when_ended` asked of the ended appends, in submission order."""
@@ -973,13 +968,24 @@ class Core:
 
     def _deferred_sweep(self) -> None:
         self._sweep_deferred = False
-        in_flight, limit = self._in_flight, self._max_cached
-        if self._state != "open" or self._failure is not None or limit is None:
+        self._keep_bound()
+
+    def _keep_bound(self) -> None:
+        """Sweep if more workflows than the bound are in memory and every ended append was seen.
+
+        An append that ended but is not yet seen by :meth:`_on_commit` may still have work to
+        dispatch (see :func:`_idle_at`): that call comes next and sweeps then.
+        """
+        limit, in_flight = self._max_cached, self._in_flight
+        if (
+            limit is None
+            or len(self._instances) - self._evicted <= limit
+            or self._state != "open"
+            or self._failure is not None
+            or (in_flight and in_flight[0].done())
+        ):
             return
-        if in_flight and in_flight[0].done():
-            return  # _on_commit is due and sweeps once it has seen every ended append
-        if len(self._instances) - self._evicted > limit:
-            self._sweep(limit)
+        self._sweep(limit)
 
     def _evict(self, inst: _Instance) -> None:
         """Drop an idle instance's executor and timers; its journal brings it back (_reload)."""
@@ -1067,20 +1073,10 @@ class Core:
             )
         self._unevict(inst)
         inst.touched = self._clock.now()
-        started = history[0]
-        assert isinstance(started, ev.WorkflowStarted)  # noqa: S101 - decode guarantees the kind
-        try:
-            defn = self._registry.for_replay(started.name, started.version)
-            executor = WorkflowExecutor(defn, inst.id, max_payload=self._max_payload)
-            commands = executor.replay(history)
-        except NondeterminismError as exc:
-            self._park(inst, str(exc), exc.step)
-            return
-        except Exception as exc:  # noqa: BLE001 - one broken instance must not stop the others
-            self._log.exception("replay error", workflow_id=inst.id)
-            self._park(inst, f"replay failed: {exc!r}", 0)
-            return
-        inst.executor = executor
+        replayed = self._replay(inst, history)
+        if not isinstance(replayed, tuple):
+            return  # parked
+        executor, commands = replayed
         if self._debug:
             self._log.debug("workflow reloaded", workflow_id=inst.id, events=len(history))
         self._carry_out(inst, executor, commands, [])
@@ -1103,9 +1099,7 @@ class Core:
         for park in parks:  # open() returns once every parked status is visible
             if park is not None:
                 await park
-        limit = self._max_cached
-        if limit is not None and len(self._instances) - self._evicted > limit:
-            self._sweep(limit)
+        self._keep_bound()
 
     def _recover_one(
         self, wid: str, history: builtins.list[ev.Event], projection: Projection
@@ -1115,28 +1109,41 @@ class Core:
         inst.next_seq = len(history) + 1
         inst.parked = _park_reason(history[-1])
         self._instances[wid] = inst
+        replayed = self._replay(inst, history)
+        if not isinstance(replayed, tuple):
+            return replayed  # parked
+        executor, commands = replayed
+        if self._listeners:
+            _listeners.notify_recovered(self._listeners, wid, history, self._log)
+        self._log.info("workflow recovered", workflow_id=wid,
+                       workflow=executor.definition.name, events=len(history))  # fmt: skip
+        self._carry_out(inst, executor, commands, [])
+        return None
+
+    def _replay(
+        self, inst: _Instance, history: builtins.list[ev.Event]
+    ) -> tuple[WorkflowExecutor, builtins.list[cmd.Command]] | asyncio.Future[None] | None:
+        """Rebuild ``inst``'s executor from its journal (recovery, reload after eviction).
+
+        Returns the executor, now ``inst``'s, and the commands the replay left to carry out;
+        or, if the code cannot replay the history, parks ``inst`` and returns :meth:`_park`'s.
+        """
         started = history[0]
         assert isinstance(started, ev.WorkflowStarted)  # noqa: S101 - decode guarantees the kind
         try:
             defn = self._registry.for_replay(started.name, started.version)
-            executor = WorkflowExecutor(defn, wid, max_payload=self._max_payload)
+            executor = WorkflowExecutor(defn, inst.id, max_payload=self._max_payload)
             commands = executor.replay(history)
         except NondeterminismError as exc:
             return self._park(inst, str(exc), exc.step)
         except FlowcoreError as exc:
             return self._park(inst, str(exc), 0)
         except Exception as exc:  # noqa: BLE001 - one broken instance must not block the others
-            self._log.exception("replay error", workflow_id=wid)
+            self._log.exception("replay error", workflow_id=inst.id)
             return self._park(inst, f"replay failed: {exc!r}", 0)
         inst.executor = executor
         inst.retries = retry_state(history)
-        if self._listeners:
-            _listeners.notify_recovered(self._listeners, wid, history, self._log)
-        self._log.info(
-            "workflow recovered", workflow_id=wid, workflow=started.name, events=len(history)
-        )
-        self._carry_out(inst, executor, commands, [])
-        return None
+        return executor, commands
 
     def _park(
         self,
