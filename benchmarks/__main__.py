@@ -3,6 +3,7 @@
 Workloads (sizes as the issue asks; ``--quick`` shrinks them to a smoke test):
   W1          2,000 workflows x 3 sequential no-op async activities, started concurrently
   W1-normal   the same with durability="normal"
+  W1-grown    W1 on a journal already holding 50,000 finished workflows (400,000 events)
   W1-lat      200 such workflows one after another: start-to-result latency p50/p99
   W2          one workflow gathering 1,000 activities
   W3-2k/20k   one workflow with 2,000 / 20,000 sequential activities
@@ -196,6 +197,11 @@ NOTES = [
     (
         "W1-W3 run in the harness process on a fresh SQLite file each run (durability='full' "
         "unless the name says otherwise); the clock starts after the engine is open."
+    ),
+    (
+        "W1-grown: W1 on a copy of a journal that already holds 'prefilled' finished W1 "
+        "workflows (built once per invocation, not timed): the cost per workflow must not "
+        "grow with the journal."
     ),
     (
         "W4: a child process starts the workflows, waits until each one's wait or timer is "

@@ -37,6 +37,7 @@ Run = dict[str, float]
 SIZES: dict[str, Sizes] = {
     "W1": {"workflows": 2000},
     "W1-normal": {"workflows": 2000},
+    "W1-grown": {"workflows": 2000, "prefilled": 50_000},
     "W1-lat": {"workflows": 200},
     "W2": {"activities": 1000},
     "W3-2k": {"steps": 2000},
@@ -57,6 +58,7 @@ SIZES: dict[str, Sizes] = {
 QUICK_SIZES: dict[str, Sizes] = {
     "W1": {"workflows": 20},
     "W1-normal": {"workflows": 20},
+    "W1-grown": {"workflows": 20, "prefilled": 100},
     "W1-lat": {"workflows": 10},
     "W2": {"activities": 20},
     "W3-2k": {"steps": 20},
@@ -163,6 +165,22 @@ def scratch_dir() -> Iterator[Path]:
     base = os.environ.get("FLOWCORE_BENCH_TMP")
     with tempfile.TemporaryDirectory(prefix="flowcore-bench-", dir=base) as tmp:
         yield Path(tmp)
+
+
+_KEPT: list[Path] = []
+
+
+def keep_dir() -> Path:
+    """A scratch directory (as :func:`scratch_dir`) that lives until this process exits."""
+    if not _KEPT:
+        path = Path(
+            tempfile.mkdtemp(
+                prefix="flowcore-bench-keep-", dir=os.environ.get("FLOWCORE_BENCH_TMP")
+            )
+        )
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        _KEPT.append(path)
+    return _KEPT[0]
 
 
 # -- the child-process protocol ----------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from benchmarks.common import (
     Sizes,
     child_env,
     emit,
+    keep_dir,
     latency_metrics,
     rss_kb,
     run_recovery,
@@ -135,6 +137,40 @@ async def w3_long_history(db: Path, *, steps: int = 2000, dispatch: Dispatch = "
 def _in_process(fn: Callable[..., Coroutine[Any, Any, Run]], **kwargs: Any) -> Run:
     with scratch_dir() as tmp:
         return asyncio.run(fn(tmp / "bench.db", **kwargs))
+
+
+_GROWN: dict[int, Path] = {}
+"""Journals already holding N finished W1 workflows, by N: built once, copied for each run."""
+
+
+def _grown_journal(prefilled: int) -> Path:
+    """A journal file holding ``prefilled`` finished 3-step workflows (built on first use)."""
+    if prefilled not in _GROWN:
+        path = keep_dir() / f"grown-{prefilled}.db"
+
+        async def fill() -> None:
+            async with Runtime(path) as rt:
+                for lo in range(0, prefilled, 2000):
+                    starts = (
+                        rt.start(three_steps, i) for i in range(lo, min(lo + 2000, prefilled))
+                    )
+                    handles = await asyncio.gather(*starts)
+                    await asyncio.gather(*(h.result() for h in handles))
+
+        asyncio.run(fill())
+        _GROWN[prefilled] = path
+    return _GROWN[prefilled]
+
+
+def w1_grown(sizes: Sizes) -> Run:
+    """W1-grown: W1 on a copy of a journal that already holds many finished workflows."""
+    template = _grown_journal(int(sizes["prefilled"]))
+    with scratch_dir() as tmp:
+        db = tmp / "bench.db"
+        for suffix in ("", "-wal"):  # closed cleanly, the -wal is gone; copied should it remain
+            if Path(f"{template}{suffix}").exists():
+                shutil.copyfile(f"{template}{suffix}", f"{db}{suffix}")
+        return asyncio.run(w1_throughput(db, workflows=int(sizes["workflows"])))
 
 
 # -- W4 and W5: the child side (run by benchmarks.fc_child) ------------------------------------
@@ -266,6 +302,7 @@ WORKLOADS: dict[str, Callable[[Sizes], Run]] = {
     "W1-normal": lambda s: _in_process(
         w1_throughput, workflows=int(s["workflows"]), durability="normal"
     ),
+    "W1-grown": w1_grown,
     "W1-lat": lambda s: _in_process(w1_latency, workflows=int(s["workflows"])),
     "W2": lambda s: _in_process(w2_fan_out, activities=int(s["activities"])),
     "W3-2k": lambda s: _in_process(w3_long_history, steps=int(s["steps"])),

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -31,6 +30,7 @@ from flowcore import _cli_render as render
 from flowcore import _inbox, serde
 from flowcore._core import check_id
 from flowcore._definitions import WorkflowDef, default_registry
+from flowcore._ids import new_workflow_id
 from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES, check_payload_size
 from flowcore._status import WorkflowState
 from flowcore._verify import verify_journal
@@ -311,7 +311,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     defn = _workflow(args.target)
     payload = _payload(args)
     _check_payload(defn, payload)
-    wid = check_id(args.id) if args.id is not None else uuid.uuid4().hex
+    wid = check_id(args.id) if args.id is not None else new_workflow_id()
     listeners = _orchestra(wid, requested=args.orchestra)
     return _run_async(_run(args.db, defn, payload, wid, listeners))
 
@@ -497,7 +497,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
             defn = default_registry.workflow(defn.name, args.version)
         _check_payload(defn, payload)
         name = defn.name
-    wid = check_id(args.id) if args.id is not None else uuid.uuid4().hex
+    wid = check_id(args.id) if args.id is not None else new_workflow_id()
     data = {"name": name, "version": args.version, "input": payload}
     _post(args.db, "start", wid, data, create=True)
     _out(wid)

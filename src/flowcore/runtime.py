@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import uuid
 from typing import TYPE_CHECKING, Any, Literal, final
 
 import anyio
@@ -21,6 +20,7 @@ from flowcore import serde
 from flowcore._core import Core, check_id
 from flowcore._definitions import Registry, WorkflowDef, default_registry
 from flowcore._handle import WorkflowHandle
+from flowcore._ids import new_workflow_id
 from flowcore._inbox import InboxWatcher
 from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES, check_text
 from flowcore.abc import SystemClock
@@ -307,7 +307,7 @@ class Runtime(Core):
         self._check_open()
         defn = self._resolve(workflow, version)
         encoded = serde.encode(payload)
-        wid = check_id(id) if id is not None else uuid.uuid4().hex
+        wid = check_id(id) if id is not None else new_workflow_id()
         await self._start(defn, encoded, wid, if_exists=if_exists, fresh_id=id is None)
         return WorkflowHandle(self, wid)
 

@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
 from flowcore import serde
 from flowcore._definitions import ActivityDef, WorkflowDef, default_registry
+from flowcore._ids import new_workflow_id
 from flowcore._status import WorkflowState
 from flowcore.blocking import BlockingRuntime
 from flowcore.engine._traps import ScheduleActivityTrap
@@ -411,7 +412,8 @@ class Orchestrator:
             RegistrationError: no workflow of that name is registered.
             PayloadError: an argument cannot be encoded as JSON.
         """
-        return self.runtime.start(name, kwargs, id=str(uuid.uuid4()))
+        # py-orchestrate's dashed form; time-ordered, as every generated id (flowcore._ids)
+        return self.runtime.start(name, kwargs, id=str(uuid.UUID(hex=new_workflow_id())))
 
     def get_workflow_status(self, workflow_id: str) -> dict[str, Any] | None:
         """py-orchestrate's status dict, or None when no workflow has this id."""
