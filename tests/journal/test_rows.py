@@ -61,9 +61,9 @@ def restart(flow, *, at, version="1", payload=None, name=None):
     return dataclasses.replace(flow.ops(started), reset=True)
 
 
-def scenario(parent):
+def scenario(parent, prefix=""):
     """Batches of ops that move every column of a row to and from NULL, and back."""
-    a, b, c = Flow("rows-a"), Flow("rows-b"), Flow("rows-c")
+    a, b, c = Flow(f"{prefix}rows-a"), Flow(f"{prefix}rows-b"), Flow(f"{prefix}rows-c")
     c_start = c.ops(
         WorkflowStarted(at=1.5, name="wf", version="1", input=[1, "é"], parent_id=parent),
         create=True,
@@ -93,6 +93,14 @@ def scenario(parent):
     yield [b.complete(at=7.0, result={"done": True}), c.schedule(1, at=7.0)]
 
 
+def scaled(parent, copies):
+    """The scenario's batches for ``copies`` sets of flows at once, each set's ops together: a
+    shape's rows then fill multi-row statements (ROWS_PER_STATEMENT) and leave some over."""
+    runs = [scenario(parent, f"{n}-") for n in range(copies)]
+    for batches in zip(*runs, strict=True):
+        yield [op for batch in batches for op in batch]
+
+
 async def submit_all(journal, batch):
     """Submit a batch's ops together; return what each raised (None if committed)."""
     results = await asyncio.gather(*(journal.submit(op) for op in batch), return_exceptions=True)
@@ -100,17 +108,18 @@ async def submit_all(journal, batch):
 
 
 class TestRowsAsTheBatchRulesGive:
-    @pytest.mark.parametrize("reopen_at", [None, 2, 4])
-    async def test_stored_rows_match_after_every_batch(self, tmp_path, reopen_at):
+    @pytest.mark.parametrize(("reopen_at", "copies"), [(None, 1), (2, 1), (4, 1), (None, 53)])
+    async def test_stored_rows_match_after_every_batch(self, tmp_path, reopen_at, copies):
         """After every batch the table holds the rows the in-memory journal holds, value and
-        storage class alike; a writer reopened mid-way (knowing no row) writes them as well."""
+        storage class alike; a writer reopened mid-way (knowing no row) writes them as well, and
+        multi-row statements (53 copies of each op) write the same rows as single-row ones."""
         path = tmp_path / "rows.db"
         memory = InMemoryJournal()
         await memory.open()
         journal = SqliteJournal(path)
         await journal.open()
         try:
-            for number, batch in enumerate(scenario("parent-1")):
+            for number, batch in enumerate(scaled("parent-1", copies)):
                 if number == reopen_at:
                     await journal.close()
                     await journal.open()
@@ -173,6 +182,31 @@ class TestStatements:
         assert rows[1][1] == [("act", 2.0, f.wid) for f in flows]
         for _, params in created + steps:
             assert all(None not in row for row in params)
+
+    async def test_whole_fifties_take_one_multi_row_statement(self, tmp_path, monkeypatch):
+        """Rows of one shape are written 50 per statement (an INSERT of 50 rows, an UPDATE from
+        50 VALUES rows, their parameters flattened in order), the rest one per row."""
+        async with SqliteJournal(tmp_path / "rows.db") as journal:
+            flows = [Flow(f"rows-m{i:02}") for i in range(53)]
+            created = await self._statements(journal, monkeypatch, [f.start() for f in flows])
+            steps = await self._statements(journal, monkeypatch, [f.schedule(1) for f in flows])
+        inserts = [(sql, rows) for sql, rows in created if "workflows" in sql]
+        updates = [(sql, rows) for sql, rows in steps if "workflows" in sql]
+        assert [(sql.split(" (")[0], len(rows)) for sql, rows in inserts] == [
+            ("INSERT OR FAIL INTO workflows", 1),
+            ("INSERT INTO workflows", 3),
+        ]
+        assert inserts[0][0].count("(?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?, NULL, NULL)") == 50
+        assert inserts[0][1][0][:4] == ["rows-m00", "wf", "1", "running"]
+        assert len(inserts[0][1][0]) == 50 * 6
+        values = ", ".join(["(?, ?, ?)"] * 50)
+        assert updates[0][0].replace(values, "<50 rows>") == (
+            "UPDATE OR FAIL workflows SET output = NULL, error = NULL, current_activity = "
+            "v.column1, updated_at = v.column2, custom_status = NULL FROM (VALUES <50 rows>) "
+            "AS v WHERE workflows.id = v.column3"
+        )
+        assert updates[0][1] == [[v for f in flows[:50] for v in ("act", 2.0, f.wid)]]
+        assert updates[1][1] == [("act", 2.0, f.wid) for f in flows[50:]]
 
     async def test_a_changed_status_is_set(self, tmp_path, monkeypatch):
         """The status (indexed) is set when it changes."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import itertools
 import json
 import os
 import signal
@@ -47,7 +46,13 @@ from flowcore.journal._batch import (
     plan_batch,
     to_status,
 )
-from flowcore.journal._rows import Written, row_statements, written_values
+from flowcore.journal._rows import (
+    ROWS_PER_STATEMENT,
+    Written,
+    per_statement,
+    row_statements,
+    written_values,
+)
 from flowcore.journal.base import OutboxEntry, StatusRow
 
 if TYPE_CHECKING:
@@ -70,14 +75,13 @@ _SYNCHRONOUS: Final = {"full": "FULL", "normal": "NORMAL"}
 _INSERT_EVENTS: Final = (
     "INSERT OR FAIL INTO events (workflow_id, seq, kind, data, at) VALUES (?, ?, ?, ?, ?)"
 )
-"""``OR FAIL``: a multi-row statement runs without a statement journal (see below)."""
-_EVENTS_PER_INSERT: Final = 50
-"""Event rows one multi-row INSERT writes (an executemany of it writes a big batch's events).
+"""Event rows: :data:`~flowcore.journal._rows.ROWS_PER_STATEMENT` per statement.
 
-One row per statement costs SQLite a statement reset and the sqlite3 module a GIL release per
-row: about 15,500 instructions per event row against 12,600 in statements of 50 (callgrind,
-CPython 3.11, SQLite 3.40; 200 rows save no more). The rows that do not fill one (at most 49)
-are written one per statement.
+An executemany of a multi-row INSERT writes a big batch's events. One row per statement costs
+SQLite a statement reset and the sqlite3 module a GIL release per row: about 15,500
+instructions per event row against 12,600 in statements of 50 (callgrind, CPython 3.11, SQLite
+3.40; 200 rows save no more). The rows that do not fill one (at most 49) are written one per
+statement.
 
 A plain (``OR ABORT``) statement that writes several rows inside a transaction opens a
 statement journal, so that a failing row can undo the rows the statement wrote before it:
@@ -85,7 +89,7 @@ every page the statement touches is first copied there, which made W1's event in
 a third more thread CPU than ``OR FAIL`` (39 ms against 25 ms per run). ``OR FAIL`` keeps those
 rows instead; the writer rolls the whole transaction back on any error anyway, so a failed
 batch still leaves nothing behind (tests/journal/test_event_inserts.py pins it)."""
-_INSERT_EVENTS_MANY: Final = _INSERT_EVENTS + ", (?, ?, ?, ?, ?)" * (_EVENTS_PER_INSERT - 1)
+_INSERT_EVENTS_MANY: Final = _INSERT_EVENTS + ", (?, ?, ?, ?, ?)" * (ROWS_PER_STATEMENT - 1)
 _DELETE_EVENTS: Final = "DELETE FROM events WHERE workflow_id = ?"
 _DELETE_REQUESTS: Final = "DELETE FROM inbox WHERE id = ?"
 _INSERT_OUTBOX: Final = "INSERT INTO outbox (channel, key, workflow_id, body) VALUES (?, ?, ?, ?)"
@@ -685,16 +689,9 @@ def _write_plan(conn: sqlite3.Connection, plan: BatchPlan, written: dict[str, Wr
 
 
 def _insert_events(conn: sqlite3.Connection, events: builtins.list[EventRow]) -> None:
-    """Insert event rows in submission order, ``_EVENTS_PER_INSERT`` per statement."""
-    whole = len(events) - len(events) % _EVENTS_PER_INSERT
-    if whole:
-        values = builtins.list(itertools.chain.from_iterable(events[:whole]))
-        size = _EVENTS_PER_INSERT * len(events[0])
-        conn.executemany(
-            _INSERT_EVENTS_MANY, (values[at : at + size] for at in range(0, len(values), size))
-        )
-    if whole < len(events):
-        conn.executemany(_INSERT_EVENTS, events[whole:])
+    """Insert event rows in submission order, ``ROWS_PER_STATEMENT`` per statement."""
+    for sql, rows in per_statement(_INSERT_EVENTS, _INSERT_EVENTS_MANY, events):
+        conn.executemany(sql, rows)
 
 
 async def _on_thread(
