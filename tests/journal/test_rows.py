@@ -248,21 +248,21 @@ class TestRowsAfterAFailedCommit:
         """A batch whose row statements fail after the first one ran (a full disk) is rolled
         back and fails the writer; once reopened, the same batch and the rest write exactly the
         batch rules' rows: the writer's record of written rows changes only after a COMMIT."""
-        real = sqlite_module.row_statements
+        real = sqlite_module.row_writes
         failing = {"on": False}
 
-        def statements(*args):
+        def writes(*args):
             result = real(*args)
             if not failing["on"]:
                 return result
 
             def broken():
-                yield from result[:1]
+                yield from result.statements[:1]
                 raise sqlite3.OperationalError("database or disk is full")
 
-            return broken()
+            return dataclasses.replace(result, statements=broken())
 
-        monkeypatch.setattr(sqlite_module, "row_statements", statements)
+        monkeypatch.setattr(sqlite_module, "row_writes", writes)
         path = tmp_path / "rows.db"
         async with InMemoryJournal() as memory:
             journal = SqliteJournal(path)
@@ -279,3 +279,37 @@ class TestRowsAfterAFailedCommit:
                     assert stored(path) == await expected(memory), f"after batch {number}"
             finally:
                 await journal.close()
+
+
+class TestWriterRecord:
+    async def test_the_record_holds_the_unfinished_ids_exactly(self, tmp_path):
+        """After each commit the writer's record holds the committed (status, last seq) and
+        written values of every unfinished id it wrote or read, and nothing of finished ones."""
+        path = tmp_path / "rows.db"
+        done, idle = Flow("rec-done"), Flow("rec-idle")
+        async with SqliteJournal(path) as journal:
+            await asyncio.gather(journal.submit(done.start()), journal.submit(idle.start()))
+            await journal.submit(done.complete())
+        async with SqliteJournal(path) as journal:  # a fresh writer knows nothing yet
+            running, step = Flow("rec-run"), Flow("rec-step")
+            await asyncio.gather(journal.submit(running.start()), journal.submit(step.start()))
+            batch = [
+                Flow("rec-done").start(),  # refused: finished, read from the file
+                Flow("rec-idle").start(),  # refused: unfinished, read from the file
+                step.schedule(1),  # a step keeping its status and written values
+            ]
+            assert await submit_all(journal, batch) == [
+                WorkflowAlreadyExistsError,
+                WorkflowAlreadyExistsError,
+                None,
+            ]
+            assert journal._known == {
+                "rec-idle": ("running", 1),
+                "rec-run": ("running", 1),
+                "rec-step": ("running", 2),
+            }
+            assert set(journal._written) == {"rec-run", "rec-step"}
+            assert journal._written["rec-step"] == ("wf", "1", None, None, "running")
+            await journal.submit(step.complete())
+            assert set(journal._known) == {"rec-idle", "rec-run"}
+            assert set(journal._written) == {"rec-run"}

@@ -34,8 +34,11 @@ from __future__ import annotations
 
 import itertools
 import operator
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, final
+
+from flowcore.journal._batch import is_finished
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -44,10 +47,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ROWS_PER_STATEMENT",
+    "RowWrites",
     "Statement",
     "Written",
     "per_statement",
-    "row_statements",
+    "row_writes",
     "written_values",
 ]
 
@@ -87,22 +91,42 @@ _Shape = tuple[int, tuple[bool, ...]]
 """A statement kind, and which of the ``_NULLABLE`` columns are None."""
 
 
-def row_statements(
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RowWrites:
+    """The statements writing a batch's rows, and what the writer's records become.
+
+    The records change once the batch commits.
+    """
+
+    statements: list[Statement]
+    """One or two per shape (see the module docstring), in no particular order."""
+    written: list[tuple[str, Written]]
+    """The new :func:`written_values` of the unfinished rows whose values change (a step that
+    keeps its status changes none)."""
+    finished: list[str]
+    """The ids whose row is now finished: they leave the writer's records."""
+
+
+def row_writes(
     inserts: Mapping[str, StatusRow],
     updates: Mapping[str, StatusRow],
     written: Mapping[str, Written],
-) -> list[Statement]:
-    """The statements writing a batch's rows, one per shape (see the module docstring).
+) -> RowWrites:
+    """The statements writing a batch's rows, one or two per shape (see the module docstring).
 
     Args:
         inserts: The rows of ids the batch creates.
         updates: The rows of ids that exist.
-        written: What the rows this writer last wrote hold, by id (:func:`written_values`).
-            An id missing here gets every column set.
+        written: What the rows this writer last wrote hold, by id (:func:`written_values`); it
+            holds unfinished rows only. An id missing here gets every column set.
     """
     shapes: dict[_Shape, list[StatusRow]] = {}
-    for row in inserts.values():
+    changed: list[tuple[str, Written]] = []
+    finished: list[str] = []
+    for wid, row in inserts.items():
         shapes.setdefault((_INSERT, _nulls(row)), []).append(row)
+        _note(wid, row, changed, finished)
     for wid, row in updates.items():
         before = written.get(wid)
         if (
@@ -113,35 +137,49 @@ def row_statements(
             or row.parent_id != before[3]
         ):
             kind = _UPDATE
+        elif row.status == before[4]:  # unfinished as before; what `written` holds stays
+            shapes.setdefault((_STEP, _nulls(row)), []).append(row)
+            continue
         else:
-            kind = _STEP if row.status == before[4] else _STEP_STATUS
+            kind = _STEP_STATUS
         shapes.setdefault((kind, _nulls(row)), []).append(row)
+        _note(wid, row, changed, finished)
     statements: list[Statement] = []
     for shape, rows in shapes.items():
         one, many, values = _statement(shape)
-        statements.extend(per_statement(one, many, [values(row) for row in rows]))
-    return statements
+        statements.extend(per_statement(one, many, map(values, rows), len(rows)))
+    return RowWrites(statements=statements, written=changed, finished=finished)
 
 
-def per_statement(one: str, many: str, rows: Sequence[tuple[object, ...]]) -> list[Statement]:
-    """Statements writing ``rows`` (parameter rows) in order, the multi-row one first.
+def _note(
+    wid: str, row: StatusRow, changed: list[tuple[str, Written]], finished: list[str]
+) -> None:
+    """Note what the writer's records hold for ``row`` once it is written."""
+    if is_finished(row.status):
+        finished.append(wid)
+    else:
+        changed.append((wid, written_values(row)))
+
+
+def per_statement(
+    one: str, many: str, params: Iterator[Sequence[object]], count: int
+) -> list[Statement]:
+    """Statements writing ``count`` rows, whose parameters ``params`` gives in order.
 
     ``many`` writes each whole :data:`ROWS_PER_STATEMENT` of them (its parameters are theirs,
-    flattened), then ``one`` each row left over (at most 49).
+    flattened), then ``one`` each row left over (at most 49). ``params`` may make each row's
+    parameters as it is asked for them: a batch's rows then never all have a parameter tuple
+    alive at once (the garbage collector counts every one).
     """
-    whole = len(rows) - len(rows) % ROWS_PER_STATEMENT
+    whole = count - count % ROWS_PER_STATEMENT
     statements: list[Statement] = []
     if whole:
-        statements.append((many, _flattened(rows[:whole], ROWS_PER_STATEMENT * len(rows[0]))))
-    if whole < len(rows):
-        statements.append((one, rows[whole:]))
+        flat = list(itertools.chain.from_iterable(itertools.islice(params, whole)))
+        size = len(flat) * ROWS_PER_STATEMENT // whole
+        statements.append((many, (flat[at : at + size] for at in range(0, len(flat), size))))
+    if whole < count:
+        statements.append((one, params))  # what is left of it
     return statements
-
-
-def _flattened(rows: Sequence[tuple[object, ...]], size: int) -> Iterator[list[object]]:
-    """The values of ``rows`` in one sequence, cut into parameter lists of ``size``."""
-    values = list(itertools.chain.from_iterable(rows))
-    return (values[at : at + size] for at in range(0, len(values), size))
 
 
 def written_values(row: StatusRow) -> Written:

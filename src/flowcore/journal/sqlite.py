@@ -48,10 +48,10 @@ from flowcore.journal._batch import (
 )
 from flowcore.journal._rows import (
     ROWS_PER_STATEMENT,
+    Statement,
     Written,
     per_statement,
-    row_statements,
-    written_values,
+    row_writes,
 )
 from flowcore.journal.base import OutboxEntry, StatusRow
 
@@ -100,7 +100,9 @@ _ACK_OUTBOX: Final = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_eac
 _KNOWN: Final = """
     SELECT w.id, w.status,
            COALESCE((SELECT MAX(e.seq) FROM events e WHERE e.workflow_id = w.id), 0)
-    FROM workflows w WHERE w.id IN (SELECT value FROM json_each(?))"""
+    FROM json_each(?) j JOIN workflows w ON w.id = j.value"""
+"""The stored state of the ids of a JSON list without repeats. A join, not ``IN (SELECT ...)``,
+which first copies the list into a temporary index: 0.74 against 1.56 ms for 2,000 new ids."""
 _HISTORY: Final = "SELECT kind, data, at FROM events WHERE workflow_id = ? ORDER BY seq"
 _SELECT_ROWS: Final = """
     SELECT id, name, version, status, input, output, error, current_activity,
@@ -615,16 +617,18 @@ def _write_batch(
 
     ``work`` is the batch and the writer's record of the committed state (status, last position)
     of the unfinished workflows it wrote: the batch rules need that state for every id the
-    batch mentions, and only the ids missing from the record are read from the database. The
-    record stays exact because this writer is the only one: the file is owned (locked) while it
-    is open, and the record is emptied when a batch fails and at every ``open()``. After the
-    commit it holds the batch's unfinished ids; finished ones leave it (keeping it as small as
-    the set of running workflows) and are read again should another op name them.
+    batch mentions, and only the ids missing from the record are read from the database (into
+    the record). The rules then bring the record to the state after the batch, in place. It
+    stays exact because this writer is the only one: the file is owned (locked) while it is
+    open, and the record is emptied when a batch fails (it may hold that batch's state) and at
+    every ``open()``. After the commit it also holds the batch's unfinished ids; finished ones
+    leave it (keeping it as small as the set of running workflows) and are read again should
+    another op name them.
 
     ``written`` holds the rows of the same workflows as this writer last wrote them, kept and
     emptied with the record: an update then sets only the columns that changed (see
-    :mod:`flowcore.journal._rows`). It lacks the ids whose state was read from the database,
-    until the writer writes their row.
+    :mod:`flowcore.journal._rows`, which also says what the commit changes in it). It lacks the
+    ids whose state was read from the database, until the writer writes their row.
 
     ``work`` is a one-item list, emptied here, and only the refused ops' errors are returned:
     aiosqlite's thread keeps the call and its result until its next call, and the batch and its
@@ -633,54 +637,54 @@ def _write_batch(
     batch, record, written = work.pop()
     conn.execute("BEGIN IMMEDIATE")
     try:
-        known = _known_state(conn, batch, record)
-        plan = plan_batch(batch, known)  # brings `known` (and so `record`) to after the batch
-        _write_plan(conn, plan, written)
+        read = _read_missing(conn, batch, record)
+        plan = plan_batch(batch, record)  # brings `record` to after the batch
+        rows = row_writes(plan.inserts, plan.updates, written)
+        _write_plan(conn, plan, rows.statements)
         conn.execute("COMMIT")
     except BaseException:
-        record.clear()  # it may hold the uncommitted state of this batch
+        record.clear()  # it holds the uncommitted state of this batch
         written.clear()
         if conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
-    for wid, state in known.items():
-        if is_finished(state[0]):
-            record.pop(wid, None)
-            written.pop(wid, None)
-        else:
-            record[wid] = state
-            row = plan.updates.get(wid) or plan.inserts.get(wid)
-            if row is not None:  # None: only refused ops named it; its row did not change
-                written[wid] = written_values(row)
+    written.update(rows.written)
+    for wid in rows.finished:
+        del record[wid]
+        written.pop(wid, None)
+    for wid in read:  # finished, and only refused ops named it: no row of it was written
+        state = record.get(wid)
+        if state is not None and is_finished(state[0]):
+            del record[wid]
     return plan.errors
 
 
-def _known_state(
+def _read_missing(
     conn: sqlite3.Connection, batch: Sequence[Queued], record: dict[str, Known]
-) -> dict[str, Known]:
-    """The committed state of every id ``batch`` mentions that exists: recorded, else read."""
-    known: dict[str, Known] = {}
-    missing: builtins.list[str] = []
-    for wid in dict.fromkeys([item[0] for item in batch]):
-        state = record.get(wid)
-        if state is None:
-            missing.append(wid)
-        else:
-            known[wid] = state
-    if missing:
-        rows = conn.execute(_KNOWN, (json.dumps(missing),)).fetchall()
-        known.update((wid, (status, seq)) for wid, status, seq in rows)
-    return known
+) -> builtins.list[str]:
+    """Add the stored state of the ids ``batch`` mentions that ``record`` lacks.
+
+    Returns:
+        The ids found (the others do not exist).
+    """
+    missing = {item[0] for item in batch}.difference(record)
+    if not missing:
+        return []
+    rows = conn.execute(_KNOWN, (json.dumps(builtins.list(missing)),)).fetchall()
+    record.update((wid, (status, seq)) for wid, status, seq in rows)
+    return [wid for wid, _, _ in rows]
 
 
-def _write_plan(conn: sqlite3.Connection, plan: BatchPlan, written: dict[str, Written]) -> None:
+def _write_plan(
+    conn: sqlite3.Connection, plan: BatchPlan, row_statements: Iterable[Statement]
+) -> None:
     """The batch's statements, in the order the batch rules need (deletions before inserts)."""
     if plan.resets:
         conn.executemany(_DELETE_EVENTS, [(wid,) for wid in plan.resets])
     if plan.events:
         _insert_events(conn, plan.events)
-    for sql, rows in row_statements(plan.inserts, plan.updates, written):
+    for sql, rows in row_statements:
         conn.executemany(sql, rows)
     if plan.consumed:
         conn.executemany(_DELETE_REQUESTS, [(rid,) for rid in plan.consumed])
@@ -690,7 +694,7 @@ def _write_plan(conn: sqlite3.Connection, plan: BatchPlan, written: dict[str, Wr
 
 def _insert_events(conn: sqlite3.Connection, events: builtins.list[EventRow]) -> None:
     """Insert event rows in submission order, ``ROWS_PER_STATEMENT`` per statement."""
-    for sql, rows in per_statement(_INSERT_EVENTS, _INSERT_EVENTS_MANY, events):
+    for sql, rows in per_statement(_INSERT_EVENTS, _INSERT_EVENTS_MANY, iter(events), len(events)):
         conn.executemany(sql, rows)
 
 
