@@ -92,7 +92,7 @@ _Shape = tuple[int, tuple[bool, ...]]
 
 
 @final
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True)
 class RowWrites:
     """The statements writing a batch's rows, and what the writer's records become.
 
@@ -148,7 +148,7 @@ def row_writes(
     for shape, rows in shapes.items():
         one, many, values = _statement(shape)
         statements.extend(per_statement(one, many, map(values, rows), len(rows)))
-    return RowWrites(statements=statements, written=changed, finished=finished)
+    return RowWrites(statements, changed, finished)
 
 
 def _note(
@@ -171,6 +171,8 @@ def per_statement(
     parameters as it is asked for them: a batch's rows then never all have a parameter tuple
     alive at once (the garbage collector counts every one).
     """
+    if count < ROWS_PER_STATEMENT:  # a small batch (W3: every batch) costs no more than that
+        return [(one, params)]
     whole = count - count % ROWS_PER_STATEMENT
     statements: list[Statement] = []
     if whole:

@@ -694,6 +694,9 @@ def _write_plan(
 
 def _insert_events(conn: sqlite3.Connection, events: builtins.list[EventRow]) -> None:
     """Insert event rows in submission order, ``ROWS_PER_STATEMENT`` per statement."""
+    if len(events) < ROWS_PER_STATEMENT:
+        conn.executemany(_INSERT_EVENTS, events)
+        return
     for sql, rows in per_statement(_INSERT_EVENTS, _INSERT_EVENTS_MANY, iter(events), len(events)):
         conn.executemany(sql, rows)
 
