@@ -15,6 +15,7 @@ from contextlib import closing
 
 import pytest
 
+import flowcore.journal._rows as rows_module
 import flowcore.journal.sqlite as sqlite_module
 from flowcore.engine.events import (
     ActivityCompleted,
@@ -183,6 +184,7 @@ class TestStatements:
         for _, params in created + steps:
             assert all(None not in row for row in params)
 
+    @pytest.mark.skipif(not rows_module.UPDATE_FROM, reason="SQLite < 3.33: no UPDATE ... FROM")
     async def test_whole_fifties_take_one_multi_row_statement(self, tmp_path, monkeypatch):
         """Rows of one shape are written 50 per statement (an INSERT of 50 rows, an UPDATE from
         50 VALUES rows, their parameters flattened in order), the rest one per row."""
@@ -207,6 +209,21 @@ class TestStatements:
         )
         assert updates[0][1] == [[v for f in flows[:50] for v in ("act", 2.0, f.wid)]]
         assert updates[1][1] == [("act", 2.0, f.wid) for f in flows[50:]]
+
+    async def test_an_sqlite_without_update_from_updates_one_row_per_statement(
+        self, tmp_path, monkeypatch
+    ):
+        """Before SQLite 3.33 (no UPDATE ... FROM) updates take the single-row statement, and
+        the stored rows are the batch rules' all the same."""
+        monkeypatch.setattr(rows_module, "UPDATE_FROM", False)
+        path = tmp_path / "rows.db"
+        async with SqliteJournal(path) as journal, InMemoryJournal() as memory:
+            for number, batch in enumerate(scaled("parent-3", 53)):
+                seen = record_statements(monkeypatch)
+                assert await submit_all(journal, batch) == await submit_all(memory, batch)
+                assert stored(path) == await expected(memory), f"after batch {number}"
+                updates = [sql for _, sql, _ in seen if sql.startswith("UPDATE")]
+                assert all(" FROM " not in sql for sql in updates)
 
     async def test_a_changed_status_is_set(self, tmp_path, monkeypatch):
         """The status (indexed) is set when it changes."""

@@ -15,13 +15,13 @@ SQLite writer about 50,000 instructions per row in W1 (callgrind, CPython 3.11, 
 
 Rows are grouped by shape (statement kind, which nullable columns are None) and each shape is
 one ``executemany`` of a statement writing :data:`ROWS_PER_STATEMENT` rows (a multi-row
-``INSERT``; an ``UPDATE ... FROM (VALUES ...)``), plus one of the single-row statement for the
-rows that do not fill one: a batch runs a handful of statements, not one per row, and SQLite
-steps once per 50 rows. One UPDATE per row cost W1 3.3 ms of thread CPU per 2,000 steps, 2.3 ms
-in statements of 50 (100 to 500 rows save no more); inserting 2,000 new rows, 8.6 against 6.0 ms.
-The multi-row statements say ``OR FAIL`` for the reason the event inserts do (see
-:data:`flowcore.journal.sqlite._INSERT_EVENTS`): a failed statement fails its whole batch, whose
-transaction is rolled back, so no statement journal is needed.
+``INSERT``; an ``UPDATE ... FROM (VALUES ...)`` where SQLite has it), plus one of the single-row
+statement for the rows that do not fill one: a batch runs a handful of statements, not one per
+row, and SQLite steps once per 50 rows. One UPDATE per row cost W1 3.3 ms of thread CPU per
+2,000 steps, 2.3 ms in statements of 50 (100 to 500 rows save no more); inserting 2,000 new
+rows, 8.6 against 6.0 ms. The multi-row statements say ``OR FAIL`` for the reason the event
+inserts do (see :data:`flowcore.journal.sqlite._INSERT_EVENTS`): a failed statement fails its
+whole batch, whose transaction is rolled back, so no statement journal is needed.
 
 The stored values are the upsert's, byte for byte: a column is left out only when it already
 holds the value (the writer's record of the rows it wrote is exact, see
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+import sqlite3
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final, final
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ROWS_PER_STATEMENT",
+    "UPDATE_FROM",
     "RowWrites",
     "Statement",
     "Written",
@@ -54,6 +56,10 @@ __all__ = [
     "row_writes",
     "written_values",
 ]
+
+UPDATE_FROM: Final = sqlite3.sqlite_version_info >= (3, 33, 0)
+"""Whether SQLite runs ``UPDATE ... FROM`` (3.33, 2020; older ones still ship with some Linux
+distributions): without it every update is a single-row statement."""
 
 ROWS_PER_STATEMENT: Final = 50
 """Rows one multi-row statement writes (events and status rows alike): 12 columns at most, so
@@ -147,7 +153,10 @@ def row_writes(
     statements: list[Statement] = []
     for shape, rows in shapes.items():
         one, many, values = _statement(shape)
-        statements.extend(per_statement(one, many, map(values, rows), len(rows)))
+        if shape[0] == _INSERT or UPDATE_FROM:
+            statements.extend(per_statement(one, many, map(values, rows), len(rows)))
+        else:
+            statements.append((one, map(values, rows)))
     return RowWrites(statements, changed, finished)
 
 
