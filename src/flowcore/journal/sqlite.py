@@ -8,11 +8,11 @@ Writes: :meth:`SqliteJournal.submit` queues an op and returns a future. One writ
 everything queued, checks it against the batch rules of :mod:`flowcore.journal._batch` and writes
 it in one ``BEGIN IMMEDIATE`` transaction with a few ``executemany`` statements whatever its size
 (the events of reset workflows are deleted before the batch's events are inserted, 50 rows per
-statement; the status rows take one statement per shape, see :mod:`flowcore.journal._rows`; the
-inbox requests the batch carries out are deleted with it and the outbox records it carries are
-inserted), then resolves every future of the batch (group commit). A failed commit fails its whole
-batch and leaves the journal failed: nothing of that batch was acknowledged, and the runtime must
-restart to recover.
+statement; the status rows take one or two statements per shape, also 50 rows per statement, see
+:mod:`flowcore.journal._rows`; the inbox requests the batch carries out are deleted with it and
+the outbox records it carries are inserted), then resolves every future of the batch (group
+commit). A failed commit fails its whole batch and leaves the journal failed: nothing of that
+batch was acknowledged, and the runtime must restart to recover.
 """
 
 from __future__ import annotations
