@@ -15,6 +15,7 @@ from contextlib import closing
 
 import pytest
 
+import flowcore.journal._rows as rows_module
 import flowcore.journal.sqlite as sqlite_module
 from flowcore.engine.events import (
     ActivityCompleted,
@@ -61,9 +62,9 @@ def restart(flow, *, at, version="1", payload=None, name=None):
     return dataclasses.replace(flow.ops(started), reset=True)
 
 
-def scenario(parent):
+def scenario(parent, prefix=""):
     """Batches of ops that move every column of a row to and from NULL, and back."""
-    a, b, c = Flow("rows-a"), Flow("rows-b"), Flow("rows-c")
+    a, b, c = Flow(f"{prefix}rows-a"), Flow(f"{prefix}rows-b"), Flow(f"{prefix}rows-c")
     c_start = c.ops(
         WorkflowStarted(at=1.5, name="wf", version="1", input=[1, "é"], parent_id=parent),
         create=True,
@@ -93,6 +94,14 @@ def scenario(parent):
     yield [b.complete(at=7.0, result={"done": True}), c.schedule(1, at=7.0)]
 
 
+def scaled(parent, copies):
+    """The scenario's batches for ``copies`` sets of flows at once, each set's ops together: a
+    shape's rows then fill multi-row statements (ROWS_PER_STATEMENT) and leave some over."""
+    runs = [scenario(parent, f"{n}-") for n in range(copies)]
+    for batches in zip(*runs, strict=True):
+        yield [op for batch in batches for op in batch]
+
+
 async def submit_all(journal, batch):
     """Submit a batch's ops together; return what each raised (None if committed)."""
     results = await asyncio.gather(*(journal.submit(op) for op in batch), return_exceptions=True)
@@ -100,17 +109,18 @@ async def submit_all(journal, batch):
 
 
 class TestRowsAsTheBatchRulesGive:
-    @pytest.mark.parametrize("reopen_at", [None, 2, 4])
-    async def test_stored_rows_match_after_every_batch(self, tmp_path, reopen_at):
+    @pytest.mark.parametrize(("reopen_at", "copies"), [(None, 1), (2, 1), (4, 1), (None, 53)])
+    async def test_stored_rows_match_after_every_batch(self, tmp_path, reopen_at, copies):
         """After every batch the table holds the rows the in-memory journal holds, value and
-        storage class alike; a writer reopened mid-way (knowing no row) writes them as well."""
+        storage class alike; a writer reopened mid-way (knowing no row) writes them as well, and
+        multi-row statements (53 copies of each op) write the same rows as single-row ones."""
         path = tmp_path / "rows.db"
         memory = InMemoryJournal()
         await memory.open()
         journal = SqliteJournal(path)
         await journal.open()
         try:
-            for number, batch in enumerate(scenario("parent-1")):
+            for number, batch in enumerate(scaled("parent-1", copies)):
                 if number == reopen_at:
                     await journal.close()
                     await journal.open()
@@ -174,6 +184,47 @@ class TestStatements:
         for _, params in created + steps:
             assert all(None not in row for row in params)
 
+    @pytest.mark.skipif(not rows_module.UPDATE_FROM, reason="SQLite < 3.33: no UPDATE ... FROM")
+    async def test_whole_fifties_take_one_multi_row_statement(self, tmp_path, monkeypatch):
+        """Rows of one shape are written 50 per statement (an INSERT of 50 rows, an UPDATE from
+        50 VALUES rows, their parameters flattened in order), the rest one per row."""
+        async with SqliteJournal(tmp_path / "rows.db") as journal:
+            flows = [Flow(f"rows-m{i:02}") for i in range(53)]
+            created = await self._statements(journal, monkeypatch, [f.start() for f in flows])
+            steps = await self._statements(journal, monkeypatch, [f.schedule(1) for f in flows])
+        inserts = [(sql, rows) for sql, rows in created if "workflows" in sql]
+        updates = [(sql, rows) for sql, rows in steps if "workflows" in sql]
+        assert [(sql.split(" (")[0], len(rows)) for sql, rows in inserts] == [
+            ("INSERT OR FAIL INTO workflows", 1),
+            ("INSERT INTO workflows", 3),
+        ]
+        assert inserts[0][0].count("(?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?, NULL, NULL)") == 50
+        assert inserts[0][1][0][:4] == ["rows-m00", "wf", "1", "running"]
+        assert len(inserts[0][1][0]) == 50 * 6
+        values = ", ".join(["(?, ?, ?)"] * 50)
+        assert updates[0][0].replace(values, "<50 rows>") == (
+            "UPDATE OR FAIL workflows SET output = NULL, error = NULL, current_activity = "
+            "v.column1, updated_at = v.column2, custom_status = NULL FROM (VALUES <50 rows>) "
+            "AS v WHERE workflows.id = v.column3"
+        )
+        assert updates[0][1] == [[v for f in flows[:50] for v in ("act", 2.0, f.wid)]]
+        assert updates[1][1] == [("act", 2.0, f.wid) for f in flows[50:]]
+
+    async def test_an_sqlite_without_update_from_updates_one_row_per_statement(
+        self, tmp_path, monkeypatch
+    ):
+        """Before SQLite 3.33 (no UPDATE ... FROM) updates take the single-row statement, and
+        the stored rows are the batch rules' all the same."""
+        monkeypatch.setattr(rows_module, "UPDATE_FROM", False)
+        path = tmp_path / "rows.db"
+        async with SqliteJournal(path) as journal, InMemoryJournal() as memory:
+            for number, batch in enumerate(scaled("parent-3", 53)):
+                seen = record_statements(monkeypatch)
+                assert await submit_all(journal, batch) == await submit_all(memory, batch)
+                assert stored(path) == await expected(memory), f"after batch {number}"
+                updates = [sql for _, sql, _ in seen if sql.startswith("UPDATE")]
+                assert all(" FROM " not in sql for sql in updates)
+
     async def test_a_changed_status_is_set(self, tmp_path, monkeypatch):
         """The status (indexed) is set when it changes."""
         async with SqliteJournal(tmp_path / "rows.db") as journal:
@@ -214,21 +265,21 @@ class TestRowsAfterAFailedCommit:
         """A batch whose row statements fail after the first one ran (a full disk) is rolled
         back and fails the writer; once reopened, the same batch and the rest write exactly the
         batch rules' rows: the writer's record of written rows changes only after a COMMIT."""
-        real = sqlite_module.row_statements
+        real = sqlite_module.row_writes
         failing = {"on": False}
 
-        def statements(*args):
+        def writes(*args):
             result = real(*args)
             if not failing["on"]:
                 return result
 
             def broken():
-                yield from result[:1]
+                yield from result.statements[:1]
                 raise sqlite3.OperationalError("database or disk is full")
 
-            return broken()
+            return dataclasses.replace(result, statements=broken())
 
-        monkeypatch.setattr(sqlite_module, "row_statements", statements)
+        monkeypatch.setattr(sqlite_module, "row_writes", writes)
         path = tmp_path / "rows.db"
         async with InMemoryJournal() as memory:
             journal = SqliteJournal(path)
@@ -245,3 +296,37 @@ class TestRowsAfterAFailedCommit:
                     assert stored(path) == await expected(memory), f"after batch {number}"
             finally:
                 await journal.close()
+
+
+class TestWriterRecord:
+    async def test_the_record_holds_the_unfinished_ids_exactly(self, tmp_path):
+        """After each commit the writer's record holds the committed (status, last seq) and
+        written values of every unfinished id it wrote or read, and nothing of finished ones."""
+        path = tmp_path / "rows.db"
+        done, idle = Flow("rec-done"), Flow("rec-idle")
+        async with SqliteJournal(path) as journal:
+            await asyncio.gather(journal.submit(done.start()), journal.submit(idle.start()))
+            await journal.submit(done.complete())
+        async with SqliteJournal(path) as journal:  # a fresh writer knows nothing yet
+            running, step = Flow("rec-run"), Flow("rec-step")
+            await asyncio.gather(journal.submit(running.start()), journal.submit(step.start()))
+            batch = [
+                Flow("rec-done").start(),  # refused: finished, read from the file
+                Flow("rec-idle").start(),  # refused: unfinished, read from the file
+                step.schedule(1),  # a step keeping its status and written values
+            ]
+            assert await submit_all(journal, batch) == [
+                WorkflowAlreadyExistsError,
+                WorkflowAlreadyExistsError,
+                None,
+            ]
+            assert journal._known == {
+                "rec-idle": ("running", 1),
+                "rec-run": ("running", 1),
+                "rec-step": ("running", 2),
+            }
+            assert set(journal._written) == {"rec-run", "rec-step"}
+            assert journal._written["rec-step"] == ("wf", "1", None, None, "running")
+            await journal.submit(step.complete())
+            assert set(journal._known) == {"rec-idle", "rec-run"}
+            assert set(journal._written) == {"rec-run"}

@@ -8,11 +8,11 @@ Writes: :meth:`SqliteJournal.submit` queues an op and returns a future. One writ
 everything queued, checks it against the batch rules of :mod:`flowcore.journal._batch` and writes
 it in one ``BEGIN IMMEDIATE`` transaction with a few ``executemany`` statements whatever its size
 (the events of reset workflows are deleted before the batch's events are inserted, 50 rows per
-statement; the status rows take one statement per shape, see :mod:`flowcore.journal._rows`; the
-inbox requests the batch carries out are deleted with it and the outbox records it carries are
-inserted), then resolves every future of the batch (group commit). A failed commit fails its whole
-batch and leaves the journal failed: nothing of that batch was acknowledged, and the runtime must
-restart to recover.
+statement; the status rows take one or two statements per shape, also 50 rows per statement, see
+:mod:`flowcore.journal._rows`; the inbox requests the batch carries out are deleted with it and
+the outbox records it carries are inserted), then resolves every future of the batch (group
+commit). A failed commit fails its whole batch and leaves the journal failed: nothing of that
+batch was acknowledged, and the runtime must restart to recover.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import itertools
 import json
 import os
 import signal
@@ -47,7 +46,13 @@ from flowcore.journal._batch import (
     plan_batch,
     to_status,
 )
-from flowcore.journal._rows import Written, row_statements, written_values
+from flowcore.journal._rows import (
+    ROWS_PER_STATEMENT,
+    Statement,
+    Written,
+    per_statement,
+    row_writes,
+)
 from flowcore.journal.base import OutboxEntry, StatusRow
 
 if TYPE_CHECKING:
@@ -68,16 +73,23 @@ MAX_BATCH: Final = 5_000
 _BUSY_TIMEOUT_MS: Final = 5_000
 _SYNCHRONOUS: Final = {"full": "FULL", "normal": "NORMAL"}
 _INSERT_EVENTS: Final = (
-    "INSERT INTO events (workflow_id, seq, kind, data, at) VALUES (?, ?, ?, ?, ?)"
+    "INSERT OR FAIL INTO events (workflow_id, seq, kind, data, at) VALUES (?, ?, ?, ?, ?)"
 )
-_EVENTS_PER_INSERT: Final = 50
-"""Event rows one multi-row INSERT writes (an executemany of it writes a big batch's events).
+"""Event rows: :data:`~flowcore.journal._rows.ROWS_PER_STATEMENT` per statement.
 
-One row per statement costs SQLite a statement reset and the sqlite3 module a GIL release per
-row: about 15,500 instructions per event row against 12,600 in statements of 50 (callgrind,
-CPython 3.11, SQLite 3.40; 200 rows save no more). The rows that do not fill one (at most 49)
-are written one per statement."""
-_INSERT_EVENTS_MANY: Final = _INSERT_EVENTS + ", (?, ?, ?, ?, ?)" * (_EVENTS_PER_INSERT - 1)
+An executemany of a multi-row INSERT writes a big batch's events. One row per statement costs
+SQLite a statement reset and the sqlite3 module a GIL release per row: about 15,500
+instructions per event row against 12,600 in statements of 50 (callgrind, CPython 3.11, SQLite
+3.40; 200 rows save no more). The rows that do not fill one (at most 49) are written one per
+statement.
+
+A plain (``OR ABORT``) statement that writes several rows inside a transaction opens a
+statement journal, so that a failing row can undo the rows the statement wrote before it:
+every page the statement touches is first copied there, which made W1's event inserts cost
+a third more thread CPU than ``OR FAIL`` (39 ms against 25 ms per run). ``OR FAIL`` keeps those
+rows instead; the writer rolls the whole transaction back on any error anyway, so a failed
+batch still leaves nothing behind (tests/journal/test_event_inserts.py pins it)."""
+_INSERT_EVENTS_MANY: Final = _INSERT_EVENTS + ", (?, ?, ?, ?, ?)" * (ROWS_PER_STATEMENT - 1)
 _DELETE_EVENTS: Final = "DELETE FROM events WHERE workflow_id = ?"
 _DELETE_REQUESTS: Final = "DELETE FROM inbox WHERE id = ?"
 _INSERT_OUTBOX: Final = "INSERT INTO outbox (channel, key, workflow_id, body) VALUES (?, ?, ?, ?)"
@@ -88,7 +100,9 @@ _ACK_OUTBOX: Final = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_eac
 _KNOWN: Final = """
     SELECT w.id, w.status,
            COALESCE((SELECT MAX(e.seq) FROM events e WHERE e.workflow_id = w.id), 0)
-    FROM workflows w WHERE w.id IN (SELECT value FROM json_each(?))"""
+    FROM json_each(?) j JOIN workflows w ON w.id = j.value"""
+"""The stored state of the ids of a JSON list without repeats. A join, not ``IN (SELECT ...)``,
+which first copies the list into a temporary index: 0.74 against 1.56 ms for 2,000 new ids."""
 _HISTORY: Final = "SELECT kind, data, at FROM events WHERE workflow_id = ? ORDER BY seq"
 _SELECT_ROWS: Final = """
     SELECT id, name, version, status, input, output, error, current_activity,
@@ -603,16 +617,18 @@ def _write_batch(
 
     ``work`` is the batch and the writer's record of the committed state (status, last position)
     of the unfinished workflows it wrote: the batch rules need that state for every id the
-    batch mentions, and only the ids missing from the record are read from the database. The
-    record stays exact because this writer is the only one: the file is owned (locked) while it
-    is open, and the record is emptied when a batch fails and at every ``open()``. After the
-    commit it holds the batch's unfinished ids; finished ones leave it (keeping it as small as
-    the set of running workflows) and are read again should another op name them.
+    batch mentions, and only the ids missing from the record are read from the database (into
+    the record). The rules then bring the record to the state after the batch, in place. It
+    stays exact because this writer is the only one: the file is owned (locked) while it is
+    open, and the record is emptied when a batch fails (it may hold that batch's state) and at
+    every ``open()``. After the commit it also holds the batch's unfinished ids; finished ones
+    leave it (keeping it as small as the set of running workflows) and are read again should
+    another op name them.
 
     ``written`` holds the rows of the same workflows as this writer last wrote them, kept and
     emptied with the record: an update then sets only the columns that changed (see
-    :mod:`flowcore.journal._rows`). It lacks the ids whose state was read from the database,
-    until the writer writes their row.
+    :mod:`flowcore.journal._rows`, which also says what the commit changes in it). It lacks the
+    ids whose state was read from the database, until the writer writes their row.
 
     ``work`` is a one-item list, emptied here, and only the refused ops' errors are returned:
     aiosqlite's thread keeps the call and its result until its next call, and the batch and its
@@ -621,54 +637,54 @@ def _write_batch(
     batch, record, written = work.pop()
     conn.execute("BEGIN IMMEDIATE")
     try:
-        known = _known_state(conn, batch, record)
-        plan = plan_batch(batch, known)  # brings `known` (and so `record`) to after the batch
-        _write_plan(conn, plan, written)
+        read = _read_missing(conn, batch, record)
+        plan = plan_batch(batch, record)  # brings `record` to after the batch
+        rows = row_writes(plan.inserts, plan.updates, written)
+        _write_plan(conn, plan, rows.statements)
         conn.execute("COMMIT")
     except BaseException:
-        record.clear()  # it may hold the uncommitted state of this batch
+        record.clear()  # it holds the uncommitted state of this batch
         written.clear()
         if conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
-    for wid, state in known.items():
-        if is_finished(state[0]):
-            record.pop(wid, None)
-            written.pop(wid, None)
-        else:
-            record[wid] = state
-            row = plan.updates.get(wid) or plan.inserts.get(wid)
-            if row is not None:  # None: only refused ops named it; its row did not change
-                written[wid] = written_values(row)
+    written.update(rows.written)
+    for wid in rows.finished:
+        del record[wid]
+        written.pop(wid, None)
+    for wid in read:  # finished, and only refused ops named it: no row of it was written
+        state = record.get(wid)
+        if state is not None and is_finished(state[0]):
+            del record[wid]
     return plan.errors
 
 
-def _known_state(
+def _read_missing(
     conn: sqlite3.Connection, batch: Sequence[Queued], record: dict[str, Known]
-) -> dict[str, Known]:
-    """The committed state of every id ``batch`` mentions that exists: recorded, else read."""
-    known: dict[str, Known] = {}
-    missing: builtins.list[str] = []
-    for wid in dict.fromkeys([item[0] for item in batch]):
-        state = record.get(wid)
-        if state is None:
-            missing.append(wid)
-        else:
-            known[wid] = state
-    if missing:
-        rows = conn.execute(_KNOWN, (json.dumps(missing),)).fetchall()
-        known.update((wid, (status, seq)) for wid, status, seq in rows)
-    return known
+) -> builtins.list[str]:
+    """Add the stored state of the ids ``batch`` mentions that ``record`` lacks.
+
+    Returns:
+        The ids found (the others do not exist).
+    """
+    missing = {item[0] for item in batch}.difference(record)
+    if not missing:
+        return []
+    rows = conn.execute(_KNOWN, (json.dumps(builtins.list(missing)),)).fetchall()
+    record.update((wid, (status, seq)) for wid, status, seq in rows)
+    return [wid for wid, _, _ in rows]
 
 
-def _write_plan(conn: sqlite3.Connection, plan: BatchPlan, written: dict[str, Written]) -> None:
+def _write_plan(
+    conn: sqlite3.Connection, plan: BatchPlan, row_statements: Iterable[Statement]
+) -> None:
     """The batch's statements, in the order the batch rules need (deletions before inserts)."""
     if plan.resets:
         conn.executemany(_DELETE_EVENTS, [(wid,) for wid in plan.resets])
     if plan.events:
         _insert_events(conn, plan.events)
-    for sql, rows in row_statements(plan.inserts, plan.updates, written):
+    for sql, rows in row_statements:
         conn.executemany(sql, rows)
     if plan.consumed:
         conn.executemany(_DELETE_REQUESTS, [(rid,) for rid in plan.consumed])
@@ -677,16 +693,12 @@ def _write_plan(conn: sqlite3.Connection, plan: BatchPlan, written: dict[str, Wr
 
 
 def _insert_events(conn: sqlite3.Connection, events: builtins.list[EventRow]) -> None:
-    """Insert event rows in submission order, ``_EVENTS_PER_INSERT`` per statement."""
-    whole = len(events) - len(events) % _EVENTS_PER_INSERT
-    if whole:
-        values = builtins.list(itertools.chain.from_iterable(events[:whole]))
-        size = _EVENTS_PER_INSERT * len(events[0])
-        conn.executemany(
-            _INSERT_EVENTS_MANY, (values[at : at + size] for at in range(0, len(values), size))
-        )
-    if whole < len(events):
-        conn.executemany(_INSERT_EVENTS, events[whole:])
+    """Insert event rows in submission order, ``ROWS_PER_STATEMENT`` per statement."""
+    if len(events) < ROWS_PER_STATEMENT:
+        conn.executemany(_INSERT_EVENTS, events)
+        return
+    for sql, rows in per_statement(_INSERT_EVENTS, _INSERT_EVENTS_MANY, iter(events), len(events)):
+        conn.executemany(sql, rows)
 
 
 async def _on_thread(
