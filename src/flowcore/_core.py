@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
     from flowcore._definitions import ActivityDef, Registry
+    from flowcore._slots import Slots
     from flowcore.abc import Backend, Clock, Journal
     from flowcore.backends.base import ActivityTask
     from flowcore.engine.events import Json
@@ -81,7 +82,10 @@ class Core:
     _backends: dict[str, Backend]
     """Named backends for ``@activity(backend=NAME)``; always holds ``"local"``."""
     _clock: Clock
-    _limiter: asyncio.Semaphore
+    _now: Callable[[], float]
+    """``_clock.now``; for the real clock ``time.time`` itself (no Python frame per call)."""
+    _limiter: Slots
+    """Activity attempts running at once (``Runtime(max_concurrent_activities=...)``)."""
     _jobs: set[asyncio.Task[None]]
     """Running activity loops (plain tasks), cancelled on close."""
     _instances: dict[str, _Instance]
@@ -167,7 +171,7 @@ class Core:
         inst = _Instance(wid, Projection(wid), asyncio.get_running_loop().create_future())
         self._instances[wid] = inst
         started = ev.WorkflowStarted(
-            at=self._clock.now(),
+            at=self._now(),
             name=defn.name,
             version=defn.version,
             input=encoded,
@@ -276,7 +280,7 @@ class Core:
         while inst.evicted:  # idle and evicted: replay it, then deliver
             await self._reload(inst)
             inst = await self._unfinished(wid, action)
-        event = event_type(at=self._clock.now(), **fields)
+        event = event_type(at=self._now(), **fields)
         executor = inst.executor
         if executor is not None and executor.done:  # its end is being committed
             terminal = await inst.ended()
@@ -299,7 +303,7 @@ class Core:
             inst.executor = None
         inst.cancel_work()
         children = list(inst.children.values())
-        terminal = ev.WorkflowTerminated(at=self._clock.now(), reason=reason)
+        terminal = ev.WorkflowTerminated(at=self._now(), reason=reason)
         commit = self._append(inst, [terminal], consumed=consumed)
         commit.add_done_callback(functools.partial(self._finished, inst, terminal))
         # A task of its own: should the caller be cancelled, the children still end with it.
@@ -484,7 +488,7 @@ class Core:
         """
         work = [] if work is None else work
         while True:  # a loop, not recursion: a run may continue as new many times at once
-            now = self._clock.now()
+            now = self._now()
             restart: cmd.ContinueAsNew | None = None
             for command in commands:
                 if isinstance(command, cmd.ContinueAsNew):
@@ -611,7 +615,7 @@ class Core:
         inst.children.clear()
         defn = self._registry.for_replay(inst.projection.name, version or inst.projection.version)
         started = ev.WorkflowStarted(
-            at=self._clock.now(),
+            at=self._now(),
             name=defn.name,
             version=defn.version,
             input=encoded,
@@ -642,7 +646,8 @@ class Core:
             if job.due is None and defn.is_async and defn.timeout is None and self._here(defn):
                 began = time.perf_counter()
                 limiter = self._limiter
-                await limiter.acquire()  # an asyncio.Semaphore: no wait while a slot is free
+                if not limiter.take():  # a free slot is taken without a coroutine
+                    await limiter.acquire()
                 self._busy += 1
                 token = _context.enter_activity(functools.partial(attempt_info, job, job.attempt))
                 try:
@@ -724,7 +729,7 @@ class Core:
             if executor is None or job.executor is not executor or executor.done or job.stopped:
                 continue  # a run that ended (or continued as new) takes no more outcomes
             if commands is not None:
-                now = self._clock.now()
+                now = self._now()
                 for command in commands:
                     self._record(inst, command, now, events, work)
             events.append(event)
@@ -777,7 +782,7 @@ class Core:
         ``job.due`` to its retry's deadline; the caller journals it.
         """
         command, defn = job.command, job.command.activity
-        now = self._clock.now()
+        now = self._now()
         if failure is None:
             failure = self._check_result(result, defn.name)
         if failure is None:
@@ -840,8 +845,8 @@ class Core:
             )
             return ActivityOutcome(failure=FailureInfo.from_exception(error, non_retryable=True))
         limiter = None if getattr(backend, "remote", False) else self._limiter
-        if limiter is not None:  # remote: its workers bound concurrency, not this process
-            await limiter.acquire()  # an asyncio.Semaphore: no wait while a slot is free
+        if limiter is not None and not limiter.take():  # remote: bounded by its workers
+            await limiter.acquire()
         self._busy += 1
         try:
             return await backend.execute(task, timeout=timeout)
@@ -871,7 +876,7 @@ class Core:
         if scope.cancel_called or timer is None or timer[0] is not scope:
             return
         del inst.timers[step]
-        self._deliver(inst, executor, ev.TimerFired(at=self._clock.now(), step=step))
+        self._deliver(inst, executor, ev.TimerFired(at=self._now(), step=step))
 
     async def _await_child(
         self, inst: _Instance, executor: WorkflowExecutor, command: cmd.StartChild
@@ -883,10 +888,10 @@ class Core:
             terminal, _, _ = await self._terminal_event(command.child_id)
         except FlowcoreError as exc:
             self._deliver_child(inst, executor, command, ev.ChildFailed(
-                at=self._clock.now(), step=command.step,
+                at=self._now(), step=command.step,
                 failure=FailureInfo.from_exception(exc)))  # fmt: skip
             return
-        now = self._clock.now()
+        now = self._now()
         event: ev.Event
         match terminal:
             case ev.WorkflowCompleted():
@@ -952,7 +957,7 @@ class Core:
                     self._next_sweep - began, self._deferred_sweep
                 )
             return
-        now = self._clock.now()
+        now = self._now()
         idle = [inst for inst in self._instances.values() if _idle_at(inst, now)]
         live = len(self._instances) - self._evicted
         surplus = live - (limit - limit // 10)
@@ -1031,7 +1036,7 @@ class Core:
                     self._wake_scope = scope
                     await self._clock.sleep_until(heap[0][0])
                 self._wake_scope = None
-                now = self._clock.now()
+                now = self._now()
                 while heap and heap[0][0] <= now:
                     _, _, inst, evictions = heapq.heappop(heap)
                     if inst.evicted and inst.evictions == evictions:
@@ -1072,7 +1077,7 @@ class Core:
                 "restart the runtime to recover from the journal"
             )
         self._unevict(inst)
-        inst.touched = self._clock.now()
+        inst.touched = self._now()
         replayed = self._replay(inst, history)
         if not isinstance(replayed, tuple):
             return  # parked
@@ -1156,7 +1161,7 @@ class Core:
         self._log.error("workflow parked", workflow_id=inst.id, reason=reason)
         if not events and inst.parked == reason:
             return None
-        parked = ev.WorkflowParked(at=self._clock.now(), reason=reason, step=step)
+        parked = ev.WorkflowParked(at=self._now(), reason=reason, step=step)
         return self._append(inst, [*events, parked], consumed=consumed)
 
 
