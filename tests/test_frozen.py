@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from flowcore._frozen import quick_init
+from flowcore._frozen import quick_init, quick_new
 from flowcore.engine import commands as cmd
 from flowcore.engine import events as ev
 from flowcore.journal.base import Append, StatusRow
@@ -117,3 +117,26 @@ class TestQuickInitRefuses:
 
         with pytest.raises(TypeError, match="default factory"):
             quick_init(Listed)
+
+
+class TestQuickNew:
+    @pytest.mark.parametrize("cls", QUICK, ids=lambda c: c.__name__)
+    def test_builds_what_the_class_builds(self, cls):
+        """The factory takes the class's arguments and returns an equal instance of it."""
+        new = quick_new(cls)
+        values = sample(cls)
+        made = new(**values)
+        assert type(made) is cls
+        assert made == cls(**values)
+        parameters = inspect.signature(reference(cls)).parameters
+        assert inspect.signature(new).parameters == parameters
+
+    def test_refuses_what_quick_init_refuses(self):
+        """A mutable dataclass has no factory."""
+
+        @dataclasses.dataclass(slots=True)
+        class Mutable:
+            x: int
+
+        with pytest.raises(TypeError, match="frozen slotted"):
+            quick_new(Mutable)

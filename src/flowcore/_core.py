@@ -24,6 +24,7 @@ import anyio
 from flowcore import _context
 from flowcore import listeners as _listeners
 from flowcore._definitions import WorkflowDef
+from flowcore._frozen import quick_new
 from flowcore._instance import (
     TERMINAL_TYPES,
     ActivityJob,
@@ -333,7 +334,7 @@ class Core:
             inst.projection.apply(event)
         if reset:
             inst.next_seq = 1
-        op = Append(
+        op = _new_append(
             workflow_id=inst.id,
             first_seq=inst.next_seq,
             events=tuple(events),
@@ -788,7 +789,7 @@ class Core:
         if failure is None:
             if self._debug:  # the fields are built only when they are logged
                 self._log.debug("activity completed", **_attempt_fields(job, seconds))
-            return ev.ActivityCompleted(
+            return _new_activity_completed(
                 at=now, step=command.step, result=result, attempt=job.attempt
             )
         if not defn.retry.should_retry(failure, job.attempt):
@@ -1240,6 +1241,11 @@ class _FinishAfter:
         self.core._finished(self.inst, self.terminal, commit)  # noqa: SLF001 - its helper
 
 
+_new_append: Final = quick_new(Append)
+_new_activity_scheduled: Final = quick_new(ev.ActivityScheduled)
+_new_activity_completed: Final = quick_new(ev.ActivityCompleted)
+"""The values made at every step, built without a class call (see flowcore._frozen)."""
+
 _RELAY_CONTEXT: Final = contextvars.Context()
 """The context :func:`_shielded`'s relay runs in (it reads no context variable): a callback
 added without one copies the current context, one more object per start."""
@@ -1290,9 +1296,14 @@ def _attempt_fields(job: ActivityJob, seconds: float) -> dict[str, Any]:
 def _scheduling_event(command: _Work, now: float) -> ev.Event:
     match command:
         case cmd.ScheduleActivity():
-            return ev.ActivityScheduled(at=now, step=command.step, name=command.activity.name,
-                                        args=command.encoded_args,
-                                        kwargs=command.encoded_kwargs, op=command.op)  # fmt: skip
+            return _new_activity_scheduled(
+                at=now,
+                step=command.step,
+                name=command.activity.name,
+                args=command.encoded_args,
+                kwargs=command.encoded_kwargs,
+                op=command.op,
+            )
         case cmd.StartTimer():
             return ev.TimerScheduled(at=now, step=command.step, fire_at=command.fire_at)
         case cmd.WaitForEvent():

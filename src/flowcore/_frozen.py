@@ -1,47 +1,73 @@
-"""A cheaper ``__init__`` for frozen slotted dataclasses made on the hot path.
+"""Cheaper construction of the frozen slotted dataclasses made on the hot path.
 
 A frozen dataclass's generated ``__init__`` stores each field through ``object.__setattr__``
 (its own ``__setattr__`` refuses): a lookup of that slot wrapper and a call that parses its
 arguments, per field. :func:`quick_init` generates the same ``__init__`` (same parameters,
-defaults and order) storing each field through its slot's member descriptor instead, about
-twice as cheap per field. The class is otherwise untouched: still frozen (assignment raises
-``FrozenInstanceError``), slotted, compared, hashed and printed as before.
+defaults, order and annotations) storing each field through its slot's member descriptor
+instead, about twice as cheap per field. The class is otherwise untouched: still frozen
+(assignment raises ``FrozenInstanceError``), slotted, compared, hashed and printed as before.
+
+Calling a class with keywords also costs a dict of them on the way to ``__init__``;
+:func:`quick_new` makes a plain function with the class's signature that builds the instance
+without going through the class call, for the few values made at every workflow step.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar
+import inspect
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-__all__ = ["quick_init"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-T = TypeVar("T", bound=type[Any])
+__all__ = ["quick_init", "quick_new"]
+
+C = TypeVar("C", bound=type[Any])
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-def quick_init(cls: T) -> T:
+def quick_init(cls: C) -> C:
     """Replace the generated ``__init__`` of the frozen slotted dataclass ``cls``; return it.
 
     Raises:
         TypeError: ``cls`` is not a frozen slotted dataclass, or needs what this ``__init__``
-            does not do (``__post_init__``, ``InitVar``, a field left out of ``__init__``).
+            does not do (``__post_init__``, ``InitVar``, a default factory, a field left out of
+            ``__init__``).
     """
-    params = getattr(cls, "__dataclass_params__", None)
-    if params is None or not params.frozen or "__slots__" not in cls.__dict__:
-        msg = f"{cls.__qualname__} is not a frozen slotted dataclass"
-        raise TypeError(msg)
-    if hasattr(cls, "__post_init__") or any(
-        isinstance(f.type, dataclasses.InitVar) for f in dataclasses.fields(cls)
-    ):
-        msg = f"{cls.__qualname__} needs __post_init__ or an InitVar"
-        raise TypeError(msg)
-    namespace: dict[str, Any] = {}
+    init = _generate(cls, "__init__")
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = cls.__init__.__doc__
+    init.__annotations__ = dict(cls.__init__.__annotations__)  # the same signature, hints too
+    cls.__init__ = init
+    return cls
+
+
+def quick_new(cls: Callable[P, T]) -> Callable[P, T]:
+    """A function taking ``cls``'s arguments and returning the instance ``cls(...)`` would.
+
+    It builds the instance with ``object.__new__`` and stores the fields as :func:`quick_init`'s
+    ``__init__`` does, without the class call (which collects keyword arguments in a dict).
+
+    Raises:
+        TypeError: as :func:`quick_init`.
+    """
+    new: Callable[P, T] = _generate(cls, "new")
+    new.__qualname__ = new.__name__ = f"new_{getattr(cls, '__name__', 'value')}"
+    hints = {k: v for k, v in cls.__init__.__annotations__.items() if k != "return"}
+    new.__annotations__ = {**hints, "return": cls}
+    return new
+
+
+def _generate(cls: Any, kind: str) -> Any:
+    """The source of an ``__init__`` (``kind="__init__"``) or a factory, compiled."""
+    _check(cls)
+    namespace: dict[str, Any] = {"_cls": cls, "_object_new": object.__new__}
     positional: list[str] = []
     keyword: list[str] = []
     body: list[str] = []
     for f in dataclasses.fields(cls):
-        if not f.init or f.default_factory is not dataclasses.MISSING:
-            msg = f"{cls.__qualname__}.{f.name}: no init or a default factory"
-            raise TypeError(msg)
         param = f.name
         if f.default is not dataclasses.MISSING:
             namespace[f"_default_{f.name}"] = f.default
@@ -49,16 +75,35 @@ def quick_init(cls: T) -> T:
         (keyword if f.kw_only else positional).append(param)
         namespace[f"_set_{f.name}"] = _member(cls, f.name).__set__
         body.append(f"    _set_{f.name}(self, {f.name})")
-    signature = ", ".join(["self", *positional, *(["*", *keyword] if keyword else [])])
-    source = "\n".join([f"def __init__({signature}):", *body, "    return None"])
-    exec(source, namespace)  # noqa: S102 - source built above from field names only
-    init = namespace["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__module__ = cls.__module__
-    init.__doc__ = cls.__init__.__doc__
-    init.__annotations__ = dict(cls.__init__.__annotations__)  # the same signature, hints too
-    cls.__init__ = init
-    return cls
+    params = [*positional, *(["*", *keyword] if keyword else [])]
+    if kind == "__init__":
+        lines = [f"def __init__({', '.join(['self', *params])}):", *body, "    return None"]
+    else:
+        lines = [f"def new({', '.join(params)}):", "    self = _object_new(_cls)", *body,
+                 "    return self"]  # fmt: skip
+    exec("\n".join(lines), namespace)  # noqa: S102 - source built above from field names only
+    made = namespace[kind if kind == "__init__" else "new"]
+    made.__module__ = cls.__module__
+    return made
+
+
+def _check(cls: Any) -> None:
+    """Refuse what the generated code would get wrong."""
+    params = getattr(cls, "__dataclass_params__", None)
+    if params is None or not params.frozen or "__slots__" not in cls.__dict__:
+        msg = f"{cls.__qualname__} is not a frozen slotted dataclass"
+        raise TypeError(msg)
+    if hasattr(cls, "__post_init__"):
+        msg = f"{cls.__qualname__} needs __post_init__"
+        raise TypeError(msg)
+    for f in dataclasses.fields(cls):
+        if not f.init or f.default_factory is not dataclasses.MISSING:
+            msg = f"{cls.__qualname__}.{f.name}: not in __init__, or has a default factory"
+            raise TypeError(msg)
+    parameters = list(inspect.signature(cls.__init__).parameters)[1:]
+    if parameters != [f.name for f in dataclasses.fields(cls)]:  # an InitVar, say
+        msg = f"{cls.__qualname__}.__init__ takes {parameters}, not its fields"
+        raise TypeError(msg)
 
 
 def _member(cls: type[Any], name: str) -> Any:

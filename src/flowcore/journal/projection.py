@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
+from flowcore._frozen import quick_new
 from flowcore._status import WorkflowState, WorkflowStatus, from_timestamp
 from flowcore.engine.events import (
     ActivityAttemptFailed,
@@ -200,7 +201,7 @@ class Projection:
         output, error, custom = self.output, self.error, self.custom_status
         pending = self.pending
         current = pending[next(reversed(pending))] if pending else None
-        return StatusRow(
+        return _new_row(
             id=self.id,
             name=self.name,
             version=self.version,
@@ -217,6 +218,9 @@ class Projection:
             custom_status=None if custom is None else json_text(custom),
         )
 
+
+_new_row: Final = quick_new(StatusRow)
+"""``StatusRow(...)`` without the class call: one row is made per append (see flowcore._frozen)."""
 
 _STATUS_VALUES: Final = {state: state.value for state in WorkflowState}
 """State -> its stored value (``.value`` of an enum member is a Python-level property)."""
