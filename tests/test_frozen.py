@@ -131,6 +131,16 @@ class TestQuickNew:
         parameters = inspect.signature(reference(cls)).parameters
         assert inspect.signature(new).parameters == parameters
 
+    @pytest.mark.parametrize("cls", QUICK, ids=lambda c: c.__name__)
+    def test_what_it_builds_is_frozen(self, cls):
+        """Its values refuse assignment and hash like the class's (also those built as twins)."""
+        values = sample(cls)
+        made = quick_new(cls)(**values)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(made, next(iter(values)), None)
+        assert hash(made) == hash(cls(**values))
+        assert repr(made) == repr(cls(**values))
+
     def test_refuses_what_quick_init_refuses(self):
         """A mutable dataclass has no factory."""
 

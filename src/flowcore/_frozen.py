@@ -9,7 +9,11 @@ instead, about twice as cheap per field. The class is otherwise untouched: still
 
 Calling a class with keywords also costs a dict of them on the way to ``__init__``;
 :func:`quick_new` makes a plain function with the class's signature that builds the instance
-without going through the class call, for the few values made at every workflow step.
+without the class call, for the few values made at every workflow step. A class deriving
+directly from ``object`` (``StatusRow``, ``Append``) is built as a *twin*: a plain class with
+the same slots, whose fields are plain attribute stores, then given the real class
+(``__class__`` assignment, which CPython allows between classes of the same layout and refuses
+otherwise). That is a third of the cost of storing through descriptors.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def quick_init(cls: C) -> C:
             does not do (``__post_init__``, ``InitVar``, a default factory, a field left out of
             ``__init__``).
     """
-    init = _generate(cls, "__init__")
+    init = _generate(cls, "init")
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__doc__ = cls.__init__.__doc__
     init.__annotations__ = dict(cls.__init__.__annotations__)  # the same signature, hints too
@@ -47,13 +51,18 @@ def quick_init(cls: C) -> C:
 def quick_new(cls: Callable[P, T]) -> Callable[P, T]:
     """A function taking ``cls``'s arguments and returning the instance ``cls(...)`` would.
 
-    It builds the instance with ``object.__new__`` and stores the fields as :func:`quick_init`'s
-    ``__init__`` does, without the class call (which collects keyword arguments in a dict).
+    It builds the instance without the class call (which collects keyword arguments in a dict):
+    as a twin given the real class when ``cls`` derives directly from ``object`` (see the
+    module docstring), else with ``object.__new__`` and :func:`quick_init`'s slot stores.
 
     Raises:
         TypeError: as :func:`quick_init`.
     """
     new: Callable[P, T] = _generate(cls, "new")
+    if getattr(cls, "__bases__", None) == (object,):
+        twin = _generate(cls, "twin")
+        if _twin_works(twin, cls):
+            new = twin
     new.__qualname__ = new.__name__ = f"new_{getattr(cls, '__name__', 'value')}"
     hints = {k: v for k, v in cls.__init__.__annotations__.items() if k != "return"}
     new.__annotations__ = {**hints, "return": cls}
@@ -61,30 +70,45 @@ def quick_new(cls: Callable[P, T]) -> Callable[P, T]:
 
 
 def _generate(cls: Any, kind: str) -> Any:
-    """The source of an ``__init__`` (``kind="__init__"``) or a factory, compiled."""
+    """Compile an ``__init__`` (``kind="init"``), a factory (``"new"``) or a twin factory."""
     _check(cls)
     namespace: dict[str, Any] = {"_cls": cls, "_object_new": object.__new__}
     positional: list[str] = []
     keyword: list[str] = []
-    body: list[str] = []
+    stores: list[str] = []
     for f in dataclasses.fields(cls):
         param = f.name
         if f.default is not dataclasses.MISSING:
             namespace[f"_default_{f.name}"] = f.default
             param = f"{f.name}=_default_{f.name}"
         (keyword if f.kw_only else positional).append(param)
-        namespace[f"_set_{f.name}"] = _member(cls, f.name).__set__
-        body.append(f"    _set_{f.name}(self, {f.name})")
-    params = [*positional, *(["*", *keyword] if keyword else [])]
-    if kind == "__init__":
-        lines = [f"def __init__({', '.join(['self', *params])}):", *body, "    return None"]
+        if kind == "twin":
+            stores.append(f"    self.{f.name} = {f.name}")
+        else:
+            namespace[f"_set_{f.name}"] = _member(cls, f.name).__set__
+            stores.append(f"    _set_{f.name}(self, {f.name})")
+    params = ", ".join([*positional, *(["*", *keyword] if keyword else [])])
+    if kind == "init":
+        lines = [f"def made(self, {params}):", *stores, "    return None"]
+    elif kind == "new":
+        lines = [f"def made({params}):", "    self = _object_new(_cls)", *stores, "    return self"]
     else:
-        lines = [f"def new({', '.join(params)}):", "    self = _object_new(_cls)", *body,
-                 "    return self"]  # fmt: skip
+        namespace["_twin"] = type(f"_{cls.__name__}Twin", (), {"__slots__": cls.__slots__})
+        lines = [f"def made({params}):", "    self = _object_new(_twin)", *stores,
+                 "    self.__class__ = _cls", "    return self"]  # fmt: skip
     exec("\n".join(lines), namespace)  # noqa: S102 - source built above from field names only
-    made = namespace[kind if kind == "__init__" else "new"]
+    made = namespace["made"]
     made.__module__ = cls.__module__
     return made
+
+
+def _twin_works(twin: Callable[..., Any], cls: Any) -> bool:
+    """Whether ``twin`` builds a ``cls`` (CPython refuses the class change unless layouts match)."""
+    try:
+        made = twin(**{f.name: None for f in dataclasses.fields(cls)})
+    except TypeError:
+        return False
+    return type(made) is cls
 
 
 def _check(cls: Any) -> None:
