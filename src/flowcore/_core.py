@@ -15,6 +15,7 @@ import contextvars
 import functools
 import heapq
 import itertools
+import os
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -67,7 +68,7 @@ if TYPE_CHECKING:
     from flowcore.backends.base import ActivityTask
     from flowcore.engine.events import Json
 
-__all__ = ["MAX_ID", "Core", "check_id"]
+__all__ = ["MAX_ID", "Core", "check_id", "new_id"]
 
 MAX_ID = 512
 """Longest workflow id accepted."""
@@ -1326,6 +1327,18 @@ def _terminal_event(command: cmd.Command, now: float) -> Terminal:
         case _:
             msg = f"not a terminal command: {command!r}"
             raise TypeError(msg)
+
+
+def new_id() -> str:
+    """A random workflow id: what ``uuid.uuid4().hex`` returns, without building a UUID.
+
+    Sixteen bytes of ``os.urandom`` with the version (4) and variant (RFC 4122) bits set, in
+    hex: the same text and randomness, for a fraction of the UUID object's checks.
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
 
 
 def check_id(workflow_id: object) -> str:

@@ -12,14 +12,13 @@ import asyncio
 import dataclasses
 import logging
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, Literal, final
 
 import anyio
 import structlog
 
 from flowcore import serde
-from flowcore._core import Core, check_id
+from flowcore._core import Core, check_id, new_id
 from flowcore._definitions import Registry, WorkflowDef, default_registry
 from flowcore._handle import WorkflowHandle
 from flowcore._inbox import InboxWatcher
@@ -310,7 +309,7 @@ class Runtime(Core):
         self._check_open()
         defn = self._resolve(workflow, version)
         encoded = serde.encode(payload)
-        wid = check_id(id) if id is not None else uuid.uuid4().hex
+        wid = check_id(id) if id is not None else new_id()
         await self._start(defn, encoded, wid, if_exists=if_exists, fresh_id=id is None)
         return WorkflowHandle(self, wid)
 
