@@ -786,7 +786,10 @@ class Core:
         command, defn = job.command, job.command.activity
         now = self._now()
         if failure is None:
-            failure = self._check_result(result, defn.name)
+            try:  # over the limit, it fails for good (a retry gives the same result)
+                check_payload_size(result, self._max_payload, "the result of {!r}", defn.name)
+            except PayloadError as exc:
+                failure = FailureInfo.from_exception(exc, non_retryable=True)
         if failure is None:
             if self._debug:  # the fields are built only when they are logged
                 self._log.debug("activity completed", **_attempt_fields(job, seconds))
@@ -827,14 +830,6 @@ class Core:
             note = describe(workflow_id) if describe is not None else None
             if note is not None:
                 return str(note)
-        return None
-
-    def _check_result(self, result: Json, activity: str) -> FailureInfo | None:
-        """A result over the payload limit fails the attempt for good (a retry gives the same)."""
-        try:
-            check_payload_size(result, self._max_payload, f"the result of {activity!r}")
-        except PayloadError as exc:
-            return FailureInfo.from_exception(exc, non_retryable=True)
         return None
 
     async def _attempt(self, task: ActivityTask, timeout: float | None) -> ActivityOutcome:
