@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from flowcore._frozen import quick_init, quick_new
+from flowcore._status import WorkflowStatus
 from flowcore.engine import commands as cmd
 from flowcore.engine import events as ev
 from flowcore.journal.base import Append, StatusRow
@@ -33,6 +34,7 @@ QUICK: list[type[Any]] = [
     cmd.ContinueAsNew,
     StatusRow,
     Append,
+    WorkflowStatus,
 ]
 
 

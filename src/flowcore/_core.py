@@ -35,6 +35,7 @@ from flowcore._instance import (
     retry_state,
 )
 from flowcore._limits import check_payload_size, check_text
+from flowcore._status import WorkflowState
 from flowcore.backends.base import ActivityOutcome
 from flowcore.backends.local import LocalBackend, encode_result
 from flowcore.engine import commands as cmd
@@ -914,10 +915,20 @@ class Core:
             await self._request(child_id, "cancel", ev.CancelRequested, reason=reason)
 
     async def _terminal_event(self, wid: str) -> tuple[Terminal, str, str]:
+        """How ``wid`` ended, and its (last run's) workflow name and version, once it ended.
+
+        A workflow that is no longer in memory and completed is read from its status row (one
+        row, not its whole history); the event is then rebuilt from it, ``at`` being the row's
+        ``updated_at``. Any other ending is read from the history, for its failure details.
+        """
         inst = await self._settled(wid)
         if inst is not None:
             terminal = await inst.ended()
             return terminal, inst.projection.name, inst.projection.version
+        row = await self._journal.status(wid)
+        if row is not None and row.status is WorkflowState.COMPLETED:
+            done = ev.WorkflowCompleted(at=row.updated_at.timestamp(), result=row.output)
+            return done, row.name, row.version
         events = await self._journal.history(wid)
         if not events:
             raise WorkflowNotFoundError(wid)
