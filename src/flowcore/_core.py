@@ -926,7 +926,7 @@ class Core:
             terminal = await inst.ended()
             return terminal, inst.projection.name, inst.projection.version
         row = await self._journal.status(wid)
-        if row is not None and row.status is WorkflowState.COMPLETED:
+        if row is not None and row.status is _COMPLETED:
             done = ev.WorkflowCompleted(at=row.updated_at.timestamp(), result=row.output)
             return done, row.name, row.version
         events = await self._journal.history(wid)
@@ -1247,6 +1247,9 @@ class _FinishAfter:
     def __call__(self, commit: asyncio.Future[None]) -> None:
         self.core._finished(self.inst, self.terminal, commit)  # noqa: SLF001 - its helper
 
+
+_COMPLETED: Final = WorkflowState.COMPLETED
+"""Looked up once: a member looked up on its enum class is slow."""
 
 _new_append: Final = quick_new(Append)
 _new_activity_scheduled: Final = quick_new(ev.ActivityScheduled)

@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Projection"]
 
+_RUNNING: Final = WorkflowState.RUNNING
+_PARKED: Final = WorkflowState.PARKED
+"""States the hot path tests and sets (a member looked up on its enum class is slow)."""
+
 
 @final
 @dataclass(slots=True)
@@ -94,18 +98,22 @@ class Projection:
 
     def _on_activity_scheduled(self, event: ActivityScheduled) -> None:
         self.pending[event.step] = event.name
-        self._unpark()
+        if self.status is _PARKED:
+            self._unpark()
 
     def _on_activity_ended(self, event: ActivityCompleted | ActivityFailed) -> None:
         self.pending.pop(event.step, None)
-        self._unpark()
+        if self.status is _PARKED:
+            self._unpark()
 
     def _on_custom_status(self, event: CustomStatusSet) -> None:
         self.custom_status = event.value
-        self._unpark()
+        if self.status is _PARKED:
+            self._unpark()
 
     def _on_progress(self, _event: Event) -> None:
-        self._unpark()
+        if self.status is _PARKED:
+            self._unpark()
 
     def _on_parked(self, event: WorkflowParked) -> None:
         self.status, self.error = WorkflowState.PARKED, event.reason
@@ -124,7 +132,7 @@ class Projection:
         self.name, self.version, self.input = event.name, event.version, event.input
         self.parent_id = event.parent_id
         self.created_at = self.created_at or event.at
-        self.status = WorkflowState.RUNNING
+        self.status = _RUNNING
         self.output = self.error = self.custom_status = None
         self.pending.clear()
 
@@ -146,9 +154,11 @@ class Projection:
                 self.error = f"terminated: {event.reason}" if event.reason else "terminated"
 
     def _unpark(self) -> None:
-        """Progress of the workflow's code ends a park (a suspension ends only on resume)."""
-        if self.status is WorkflowState.PARKED:
-            self.status, self.error = WorkflowState.RUNNING, None
+        """Progress of the workflow's code ends a park (a suspension ends only on resume).
+
+        The handlers test for a park themselves: a call per event costs more than the test.
+        """
+        self.status, self.error = _RUNNING, None
 
     _HANDLERS: ClassVar[dict[type[Any], Callable[[Projection, Any], None]]] = {
         WorkflowStarted: _start,
