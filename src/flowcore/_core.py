@@ -494,7 +494,10 @@ class Core:
             now = self._now()
             restart: cmd.ContinueAsNew | None = None
             for command in commands:
-                if isinstance(command, cmd.ContinueAsNew):
+                if type(command) is cmd.ScheduleActivity and not command.recorded:
+                    events.append(_activity_scheduled(command, now))  # the usual: no _record
+                    work.append(command)
+                elif isinstance(command, cmd.ContinueAsNew):
                     restart = command
                 else:
                     self._record(inst, command, now, events, work)
@@ -1312,14 +1315,7 @@ def _attempt_fields(job: ActivityJob, seconds: float) -> dict[str, Any]:
 def _scheduling_event(command: _Work, now: float) -> ev.Event:
     match command:
         case cmd.ScheduleActivity():
-            return _new_activity_scheduled(
-                at=now,
-                step=command.step,
-                name=command.activity.name,
-                args=command.encoded_args,
-                kwargs=command.encoded_kwargs,
-                op=command.op,
-            )
+            return _activity_scheduled(command, now)
         case cmd.StartTimer():
             return ev.TimerScheduled(at=now, step=command.step, fire_at=command.fire_at)
         case cmd.WaitForEvent():
@@ -1329,6 +1325,17 @@ def _scheduling_event(command: _Work, now: float) -> ev.Event:
             return ev.ChildScheduled(at=now, step=command.step, name=command.workflow,
                                      child_id=command.child_id, version=command.version,
                                      input=command.input)  # fmt: skip
+
+
+def _activity_scheduled(command: cmd.ScheduleActivity, now: float) -> ev.ActivityScheduled:
+    return _new_activity_scheduled(
+        at=now,
+        step=command.step,
+        name=command.activity.name,
+        args=command.encoded_args,
+        kwargs=command.encoded_kwargs,
+        op=command.op,
+    )
 
 
 def _terminal_event(command: cmd.Command, now: float) -> Terminal:
