@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from datetime import datetime
 
-    from flowcore._definitions import ActivityDef
     from flowcore.backends.base import CancelFlag
 
 __all__ = [
@@ -163,6 +162,11 @@ def in_workflow() -> bool:
     return _workflow.get() is not None
 
 
+current_workflow: Final = _workflow.get
+"""Engine hook: the running workflow's context, or None outside a workflow (the context
+variable's own method: no Python frame at each activity call)."""
+
+
 def _require(helper: str) -> WorkflowContext:
     ctx = _workflow.get()
     if ctx is None:
@@ -174,11 +178,9 @@ def _require(helper: str) -> WorkflowContext:
     return ctx
 
 
-def schedule_activity(
-    defn: ActivityDef[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Awaitable[Any]:
-    """Engine hook used by ActivityDef: the awaitable of a journaled activity call."""
-    return ScheduleActivityTrap(defn, args, kwargs)
+schedule_activity: Final = ScheduleActivityTrap
+"""Engine hook used by ActivityDef: ``schedule_activity(defn, args, kwargs)`` is the awaitable
+of a journaled activity call (the trap itself: no Python frame per call)."""
 
 
 @overload
