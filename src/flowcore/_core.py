@@ -693,8 +693,8 @@ class Core:
             pass
         elif inst.activities or inst.outcomes:
             self._deliver_soon(job, event)  # siblings may finish this tick: apply together
-        elif self._failure is None:
-            self._deliver_outcomes(inst, ((job, event),))  # nothing to wait for: a pass less
+        elif self._failure is None:  # nothing to wait for: applied now, a loop pass less
+            self._deliver(inst, job.executor, event)  # what _deliver_outcomes does for one
 
     def _here(self, defn: ActivityDef[..., Any]) -> bool:
         """Whether ``defn`` runs on this runtime's LocalBackend (its task may then run it)."""
