@@ -319,6 +319,16 @@ class TestDecode:
         data = {"a": [1, 2]}
         assert serde.decode(data, hint) is data
 
+    @pytest.mark.parametrize("data", [7, 2.5, "text", True])
+    def test_scalar_of_the_hinted_type_is_returned_as_is(self, data):
+        """A JSON scalar decoded by its own type is that very object."""
+        assert serde.decode(data, type(data)) is data
+
+    def test_bool_is_not_an_int(self):
+        """A bool where an int is expected is refused (True is an int, but not here)."""
+        with pytest.raises(PayloadError):
+            serde.decode(True, int)
+
     def test_float_accepts_int(self):
         """An int decodes as a float where a float is expected."""
         value = serde.decode(3, float)

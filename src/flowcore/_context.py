@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar, final, overload
 
 from flowcore._status import from_timestamp
 from flowcore.engine._traps import (
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from datetime import datetime
 
-    from flowcore._definitions import ActivityDef
     from flowcore.backends.base import CancelFlag
 
 __all__ = [
@@ -140,33 +139,32 @@ _activity: ContextVar[Info | Callable[[], Info] | None] = ContextVar(
 )
 
 
-def enter_workflow(ctx: WorkflowContext) -> Token[WorkflowContext | None]:
-    """Engine hook: make ``ctx`` the ambient workflow (undo with :func:`exit_workflow`)."""
-    return _workflow.set(ctx)
+enter_workflow: Final = _workflow.set
+"""Engine hook: make a workflow context the ambient one; returns the token that
+:data:`exit_workflow` takes to undo it. The context variable's own method: no Python frame at
+each step of a workflow."""
 
+exit_workflow: Final = _workflow.reset
+"""Engine hook: undo :data:`enter_workflow`, given its token."""
 
-def exit_workflow(token: Token[WorkflowContext | None]) -> None:
-    """Engine hook: undo :func:`enter_workflow`."""
-    _workflow.reset(token)
+enter_activity: Final = _activity.set
+"""Backend hook: describe the running activity attempt; returns the token that
+:data:`exit_activity` takes to undo it. The description may be a function that builds it when
+first asked for: most activities never ask, and building it for each call showed in the hot
+path's profile."""
 
-
-def enter_activity(info: Info | Callable[[], Info]) -> Token[Info | Callable[[], Info] | None]:
-    """Backend hook: describe the running activity attempt.
-
-    ``info`` may be a function that builds the description when it is first asked for: most
-    activities never ask, and building it for each call showed in the hot path's profile.
-    """
-    return _activity.set(info)
-
-
-def exit_activity(token: Token[Info | Callable[[], Info] | None]) -> None:
-    """Backend hook: undo :func:`enter_activity`."""
-    _activity.reset(token)
+exit_activity: Final = _activity.reset
+"""Backend hook: undo :data:`enter_activity`, given its token."""
 
 
 def in_workflow() -> bool:
     """Tell whether the caller runs inside a workflow driven by flowcore's engine."""
     return _workflow.get() is not None
+
+
+current_workflow: Final = _workflow.get
+"""Engine hook: the running workflow's context, or None outside a workflow (the context
+variable's own method: no Python frame at each activity call)."""
 
 
 def _require(helper: str) -> WorkflowContext:
@@ -180,11 +178,9 @@ def _require(helper: str) -> WorkflowContext:
     return ctx
 
 
-def schedule_activity(
-    defn: ActivityDef[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Awaitable[Any]:
-    """Engine hook used by ActivityDef: the awaitable of a journaled activity call."""
-    return ScheduleActivityTrap(defn, args, kwargs)
+schedule_activity: Final = ScheduleActivityTrap
+"""Engine hook used by ActivityDef: ``schedule_activity(defn, args, kwargs)`` is the awaitable
+of a journaled activity call (the trap itself: no Python frame per call)."""
 
 
 @overload

@@ -24,6 +24,7 @@ import anyio
 from flowcore import _context
 from flowcore import listeners as _listeners
 from flowcore._definitions import WorkflowDef
+from flowcore._frozen import quick_new
 from flowcore._instance import (
     TERMINAL_TYPES,
     ActivityJob,
@@ -33,6 +34,7 @@ from flowcore._instance import (
     retry_state,
 )
 from flowcore._limits import check_payload_size, check_text
+from flowcore._status import WorkflowState
 from flowcore.backends.base import ActivityOutcome
 from flowcore.backends.local import LocalBackend, encode_result
 from flowcore.engine import commands as cmd
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
     from flowcore._definitions import ActivityDef, Registry
+    from flowcore._slots import Slots
     from flowcore.abc import Backend, Clock, Journal
     from flowcore.backends.base import ActivityTask
     from flowcore.engine.events import Json
@@ -81,7 +84,10 @@ class Core:
     _backends: dict[str, Backend]
     """Named backends for ``@activity(backend=NAME)``; always holds ``"local"``."""
     _clock: Clock
-    _limiter: asyncio.Semaphore
+    _now: Callable[[], float]
+    """``_clock.now``; for the real clock ``time.time`` itself (no Python frame per call)."""
+    _limiter: Slots
+    """Activity attempts running at once (``Runtime(max_concurrent_activities=...)``)."""
     _jobs: set[asyncio.Task[None]]
     """Running activity loops (plain tasks), cancelled on close."""
     _instances: dict[str, _Instance]
@@ -167,7 +173,7 @@ class Core:
         inst = _Instance(wid, Projection(wid), asyncio.get_running_loop().create_future())
         self._instances[wid] = inst
         started = ev.WorkflowStarted(
-            at=self._clock.now(),
+            at=self._now(),
             name=defn.name,
             version=defn.version,
             input=encoded,
@@ -276,7 +282,7 @@ class Core:
         while inst.evicted:  # idle and evicted: replay it, then deliver
             await self._reload(inst)
             inst = await self._unfinished(wid, action)
-        event = event_type(at=self._clock.now(), **fields)
+        event = event_type(at=self._now(), **fields)
         executor = inst.executor
         if executor is not None and executor.done:  # its end is being committed
             terminal = await inst.ended()
@@ -299,7 +305,7 @@ class Core:
             inst.executor = None
         inst.cancel_work()
         children = list(inst.children.values())
-        terminal = ev.WorkflowTerminated(at=self._clock.now(), reason=reason)
+        terminal = ev.WorkflowTerminated(at=self._now(), reason=reason)
         commit = self._append(inst, [terminal], consumed=consumed)
         commit.add_done_callback(functools.partial(self._finished, inst, terminal))
         # A task of its own: should the caller be cancelled, the children still end with it.
@@ -329,7 +335,7 @@ class Core:
             inst.projection.apply(event)
         if reset:
             inst.next_seq = 1
-        op = Append(
+        op = _new_append(
             workflow_id=inst.id,
             first_seq=inst.next_seq,
             events=tuple(events),
@@ -484,10 +490,13 @@ class Core:
         """
         work = [] if work is None else work
         while True:  # a loop, not recursion: a run may continue as new many times at once
-            now = self._clock.now()
+            now = self._now()
             restart: cmd.ContinueAsNew | None = None
             for command in commands:
-                if isinstance(command, cmd.ContinueAsNew):
+                if type(command) is cmd.ScheduleActivity and not command.recorded:
+                    events.append(_activity_scheduled(command, now))  # the usual: no _record
+                    work.append(command)
+                elif isinstance(command, cmd.ContinueAsNew):
                     restart = command
                 else:
                     self._record(inst, command, now, events, work)
@@ -611,7 +620,7 @@ class Core:
         inst.children.clear()
         defn = self._registry.for_replay(inst.projection.name, version or inst.projection.version)
         started = ev.WorkflowStarted(
-            at=self._clock.now(),
+            at=self._now(),
             name=defn.name,
             version=defn.version,
             input=encoded,
@@ -642,12 +651,16 @@ class Core:
             if job.due is None and defn.is_async and defn.timeout is None and self._here(defn):
                 began = time.perf_counter()
                 limiter = self._limiter
-                await limiter.acquire()  # an asyncio.Semaphore: no wait while a slot is free
+                if not limiter.take():  # a free slot is taken without a coroutine
+                    await limiter.acquire()
                 self._busy += 1
                 token = _context.enter_activity(functools.partial(attempt_info, job, job.attempt))
                 try:
                     args, kwargs = job.arguments()
-                    result, failure = encode_result(await defn.fn(*args, **kwargs))
+                    value = await defn.fn(*args, **kwargs)
+                    # str, int, bool or None: what encode_result would return, without its calls
+                    plain = type(value) in _PLAIN
+                    result, failure = (value, None) if plain else encode_result(value)
                 except Exception as exc:  # noqa: BLE001 - the activity's error is its outcome
                     result, failure = None, FailureInfo.from_exception(exc)
                 finally:
@@ -679,8 +692,8 @@ class Core:
             pass
         elif inst.activities or inst.outcomes:
             self._deliver_soon(job, event)  # siblings may finish this tick: apply together
-        elif self._failure is None:
-            self._deliver_outcomes(inst, ((job, event),))  # nothing to wait for: a pass less
+        elif self._failure is None:  # nothing to wait for: applied now, a loop pass less
+            self._deliver(inst, job.executor, event)  # what _deliver_outcomes does for one
 
     def _here(self, defn: ActivityDef[..., Any]) -> bool:
         """Whether ``defn`` runs on this runtime's LocalBackend (its task may then run it)."""
@@ -724,7 +737,7 @@ class Core:
             if executor is None or job.executor is not executor or executor.done or job.stopped:
                 continue  # a run that ended (or continued as new) takes no more outcomes
             if commands is not None:
-                now = self._clock.now()
+                now = self._now()
                 for command in commands:
                     self._record(inst, command, now, events, work)
             events.append(event)
@@ -777,13 +790,16 @@ class Core:
         ``job.due`` to its retry's deadline; the caller journals it.
         """
         command, defn = job.command, job.command.activity
-        now = self._clock.now()
+        now = self._now()
         if failure is None:
-            failure = self._check_result(result, defn.name)
+            try:  # over the limit, it fails for good (a retry gives the same result)
+                check_payload_size(result, self._max_payload, "the result of {!r}", defn.name)
+            except PayloadError as exc:
+                failure = FailureInfo.from_exception(exc, non_retryable=True)
         if failure is None:
             if self._debug:  # the fields are built only when they are logged
                 self._log.debug("activity completed", **_attempt_fields(job, seconds))
-            return ev.ActivityCompleted(
+            return _new_activity_completed(
                 at=now, step=command.step, result=result, attempt=job.attempt
             )
         if not defn.retry.should_retry(failure, job.attempt):
@@ -822,14 +838,6 @@ class Core:
                 return str(note)
         return None
 
-    def _check_result(self, result: Json, activity: str) -> FailureInfo | None:
-        """A result over the payload limit fails the attempt for good (a retry gives the same)."""
-        try:
-            check_payload_size(result, self._max_payload, f"the result of {activity!r}")
-        except PayloadError as exc:
-            return FailureInfo.from_exception(exc, non_retryable=True)
-        return None
-
     async def _attempt(self, task: ActivityTask, timeout: float | None) -> ActivityOutcome:
         name = task.activity.backend
         backend = self._backend if name is None else self._backends.get(name)
@@ -840,8 +848,8 @@ class Core:
             )
             return ActivityOutcome(failure=FailureInfo.from_exception(error, non_retryable=True))
         limiter = None if getattr(backend, "remote", False) else self._limiter
-        if limiter is not None:  # remote: its workers bound concurrency, not this process
-            await limiter.acquire()  # an asyncio.Semaphore: no wait while a slot is free
+        if limiter is not None and not limiter.take():  # remote: bounded by its workers
+            await limiter.acquire()
         self._busy += 1
         try:
             return await backend.execute(task, timeout=timeout)
@@ -871,7 +879,7 @@ class Core:
         if scope.cancel_called or timer is None or timer[0] is not scope:
             return
         del inst.timers[step]
-        self._deliver(inst, executor, ev.TimerFired(at=self._clock.now(), step=step))
+        self._deliver(inst, executor, ev.TimerFired(at=self._now(), step=step))
 
     async def _await_child(
         self, inst: _Instance, executor: WorkflowExecutor, command: cmd.StartChild
@@ -883,10 +891,10 @@ class Core:
             terminal, _, _ = await self._terminal_event(command.child_id)
         except FlowcoreError as exc:
             self._deliver_child(inst, executor, command, ev.ChildFailed(
-                at=self._clock.now(), step=command.step,
+                at=self._now(), step=command.step,
                 failure=FailureInfo.from_exception(exc)))  # fmt: skip
             return
-        now = self._clock.now()
+        now = self._now()
         event: ev.Event
         match terminal:
             case ev.WorkflowCompleted():
@@ -912,10 +920,20 @@ class Core:
             await self._request(child_id, "cancel", ev.CancelRequested, reason=reason)
 
     async def _terminal_event(self, wid: str) -> tuple[Terminal, str, str]:
+        """How ``wid`` ended, and its (last run's) workflow name and version, once it ended.
+
+        A workflow that is no longer in memory and completed is read from its status row (one
+        row, not its whole history); the event is then rebuilt from it, ``at`` being the row's
+        ``updated_at``. Any other ending is read from the history, for its failure details.
+        """
         inst = await self._settled(wid)
         if inst is not None:
             terminal = await inst.ended()
             return terminal, inst.projection.name, inst.projection.version
+        row = await self._journal.status(wid)
+        if row is not None and row.status is _COMPLETED:
+            done = ev.WorkflowCompleted(at=row.updated_at.timestamp(), result=row.output)
+            return done, row.name, row.version
         events = await self._journal.history(wid)
         if not events:
             raise WorkflowNotFoundError(wid)
@@ -952,7 +970,7 @@ class Core:
                     self._next_sweep - began, self._deferred_sweep
                 )
             return
-        now = self._clock.now()
+        now = self._now()
         idle = [inst for inst in self._instances.values() if _idle_at(inst, now)]
         live = len(self._instances) - self._evicted
         surplus = live - (limit - limit // 10)
@@ -1031,7 +1049,7 @@ class Core:
                     self._wake_scope = scope
                     await self._clock.sleep_until(heap[0][0])
                 self._wake_scope = None
-                now = self._clock.now()
+                now = self._now()
                 while heap and heap[0][0] <= now:
                     _, _, inst, evictions = heapq.heappop(heap)
                     if inst.evicted and inst.evictions == evictions:
@@ -1072,7 +1090,7 @@ class Core:
                 "restart the runtime to recover from the journal"
             )
         self._unevict(inst)
-        inst.touched = self._clock.now()
+        inst.touched = self._now()
         replayed = self._replay(inst, history)
         if not isinstance(replayed, tuple):
             return  # parked
@@ -1156,7 +1174,7 @@ class Core:
         self._log.error("workflow parked", workflow_id=inst.id, reason=reason)
         if not events and inst.parked == reason:
             return None
-        parked = ev.WorkflowParked(at=self._clock.now(), reason=reason, step=step)
+        parked = ev.WorkflowParked(at=self._now(), reason=reason, step=step)
         return self._append(inst, [*events, parked], consumed=consumed)
 
 
@@ -1235,6 +1253,17 @@ class _FinishAfter:
         self.core._finished(self.inst, self.terminal, commit)  # noqa: SLF001 - its helper
 
 
+_PLAIN: Final = frozenset({str, int, bool, type(None)})
+"""Values ``serde.encode`` returns as they are (tests/test_serde.py, TestEncode, pins it)."""
+
+_COMPLETED: Final = WorkflowState.COMPLETED
+"""Looked up once: a member looked up on its enum class is slow."""
+
+_new_append: Final = quick_new(Append)
+_new_activity_scheduled: Final = quick_new(ev.ActivityScheduled)
+_new_activity_completed: Final = quick_new(ev.ActivityCompleted)
+"""The values made at every step, built without a class call (see flowcore._frozen)."""
+
 _RELAY_CONTEXT: Final = contextvars.Context()
 """The context :func:`_shielded`'s relay runs in (it reads no context variable): a callback
 added without one copies the current context, one more object per start."""
@@ -1285,9 +1314,7 @@ def _attempt_fields(job: ActivityJob, seconds: float) -> dict[str, Any]:
 def _scheduling_event(command: _Work, now: float) -> ev.Event:
     match command:
         case cmd.ScheduleActivity():
-            return ev.ActivityScheduled(at=now, step=command.step, name=command.activity.name,
-                                        args=command.encoded_args,
-                                        kwargs=command.encoded_kwargs, op=command.op)  # fmt: skip
+            return _activity_scheduled(command, now)
         case cmd.StartTimer():
             return ev.TimerScheduled(at=now, step=command.step, fire_at=command.fire_at)
         case cmd.WaitForEvent():
@@ -1297,6 +1324,17 @@ def _scheduling_event(command: _Work, now: float) -> ev.Event:
             return ev.ChildScheduled(at=now, step=command.step, name=command.workflow,
                                      child_id=command.child_id, version=command.version,
                                      input=command.input)  # fmt: skip
+
+
+def _activity_scheduled(command: cmd.ScheduleActivity, now: float) -> ev.ActivityScheduled:
+    return _new_activity_scheduled(
+        at=now,
+        step=command.step,
+        name=command.activity.name,
+        args=command.encoded_args,
+        kwargs=command.encoded_kwargs,
+        op=command.op,
+    )
 
 
 def _terminal_event(command: cmd.Command, now: float) -> Terminal:

@@ -66,7 +66,7 @@ class ActivityDef(Generic[P, R]):
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
-        if _context.in_workflow():
+        if _context.current_workflow() is not None:
             return _context.schedule_activity(self, args, kwargs)
         return cast("Awaitable[R]", self.fn(*args, **kwargs))
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from flowcore import serde
 from flowcore._context import Info
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 
 __all__ = ["TERMINAL_TYPES", "ActivityJob", "Terminal", "_Instance", "attempt_info", "retry_state"]
 
+_MAKING: Final = threading.Lock()
+"""Held while a job makes its CancelFlag (see ActivityJob.cancelled): rarely taken."""
+
 _SCALARS = frozenset({int, float, str, bool, type(None)})
 """Argument types passed to an activity as they are (immutable)."""
 
@@ -53,8 +57,8 @@ class ActivityJob:
     """The attempt about to run (or running), from 1."""
     due: float | None
     """When that attempt may start (a journaled retry deadline), or None for now."""
-    cancelled: CancelFlag = field(default_factory=CancelFlag)
-    """Set when the workflow no longer wants the result; sync activities may poll it."""
+    flag: CancelFlag | None = None
+    """What :attr:`cancelled` returns, made when first asked for (most jobs never are)."""
     runner: asyncio.Task[None] | None = None
     """The task running the attempt loop."""
     stopped: bool = False
@@ -62,10 +66,29 @@ class ActivityJob:
     running: bool = False
     """True once the task began: cancelled before that, a task would skip its own cleanup."""
 
+    @property
+    def cancelled(self) -> CancelFlag:
+        """Set when the workflow no longer wants the result; sync activities may poll it.
+
+        Made when first asked for (building the attempt's task, or ``activity_info()``, which
+        may run in a thread of its own), under a lock so that two first callers share one;
+        a job stopped before that gets it set.
+        """
+        flag = self.flag
+        if flag is None:
+            with _MAKING:
+                flag = self.flag
+                if flag is None:
+                    flag = self.flag = CancelFlag()
+            if self.stopped:  # stop() saw no flag, or sets this one too
+                flag.set()
+        return flag
+
     def stop(self) -> None:
         """Cancel the attempt loop: async attempts are cancelled, sync ones see ``cancelled``."""
         self.stopped = True
-        self.cancelled.set()
+        if self.flag is not None:  # else it is made set, if ever asked for
+            self.flag.set()
         if self.runner is not None and self.running:  # else it sees `stopped` when it begins
             self.runner.cancel()
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, final
 
+from flowcore._frozen import quick_init
+
 __all__ = ["WorkflowState", "WorkflowStatus", "from_timestamp"]
 
 
@@ -53,6 +55,7 @@ def from_timestamp(ts: float) -> datetime:
 
 
 @final
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowStatus:
     """A snapshot of one workflow instance, as kept in the journal's status table."""

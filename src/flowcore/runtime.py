@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Literal, final
 
 import anyio
@@ -23,6 +24,7 @@ from flowcore._handle import WorkflowHandle
 from flowcore._ids import new_workflow_id
 from flowcore._inbox import InboxWatcher
 from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES, check_text
+from flowcore._slots import Slots
 from flowcore.abc import SystemClock
 from flowcore.backends.local import LocalBackend
 from flowcore.engine import events as ev
@@ -144,7 +146,8 @@ class Runtime(Core):
             local = self._backend if backend is None else None
             self._backends["local"] = local or LocalBackend(max_threads=max_concurrent_activities)
         self._clock: Clock = clock or SystemClock()
-        self._limiter = asyncio.Semaphore(max_concurrent_activities)
+        self._now = time.time if type(self._clock) is SystemClock else self._clock.now
+        self._limiter = Slots(max_concurrent_activities)
         self._jobs = set()
         self._instances = {}
         self._state: Literal["new", "open", "closing", "closed"] = "new"

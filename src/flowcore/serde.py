@@ -40,6 +40,8 @@ __all__ = ["decode", "decode_args", "dumps", "encode", "encode_args", "loads", "
 _MAX_DEPTH = 200
 _P = inspect.Parameter
 _PLAIN = frozenset({str, int, bool, type(None)})
+_AS_IS = frozenset({str, int, float, bool})
+"""Hints whose decoder returns data of exactly that type as it is (see :func:`decode`)."""
 
 
 def _type_name(tp: type) -> str:
@@ -211,6 +213,8 @@ def decode(data: Any, hint: Any, *, path: str = "$") -> Any:
     Raises:
         PayloadError: ``data`` does not fit ``hint``, or ``hint`` is not supported.
     """
+    if type(data) is hint and hint in _AS_IS:  # what its decoder would return, without it
+        return data
     try:
         return _decoder(hint)(data)
     except Fail as exc:

@@ -62,7 +62,7 @@ class TestSlotsUnderCancellation:
             assert len(running) <= len(handles)  # at most each one's first call got the slot
             later = await rt.start(as_later, 20)
             assert await later.result(timeout=LIMIT) == list(range(20))
-            assert rt._limiter._value == 1  # no slot leaked
+            assert rt._limiter.free == 1  # no slot leaked
 
     async def test_activity_info_before_and_after_cancellation(self, db_path):
         """A sync and an async activity read activity_info() before and after their workflow is

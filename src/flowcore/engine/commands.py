@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
+from flowcore._frozen import quick_init
+
 if TYPE_CHECKING:
     from flowcore._definitions import ActivityDef
     from flowcore.engine.events import Json
@@ -65,6 +67,7 @@ class ScheduleActivity:
 
 
 @final
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StartTimer:
     """Report ``TimerFired(step)`` at ``fire_at`` (epoch seconds)."""
@@ -78,6 +81,7 @@ class StartTimer:
 
 
 @final
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WaitForEvent:
     """The workflow waits for an external event; with a deadline, report ``TimerFired(step)``."""
@@ -93,6 +97,7 @@ class WaitForEvent:
 
 
 @final
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StartChild:
     """Start child workflow ``child_id`` and report its outcome back at ``step``."""
@@ -112,6 +117,7 @@ class StartChild:
 
 
 @final
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SetCustomStatus:
     """Record a custom status value shown next to ``current_activity``."""
@@ -123,6 +129,7 @@ class SetCustomStatus:
 
 
 @final
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelTimer:
     """Disarm the timer (or event-wait deadline) of ``step``: its firing no longer matters."""
@@ -131,6 +138,7 @@ class CancelTimer:
 
 
 @final
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelActivity:
     """Stop the running attempt of the activity at ``step``; its outcome no longer matters."""
@@ -139,6 +147,7 @@ class CancelActivity:
 
 
 @final
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelChild:
     """Request cancellation of the child workflow started at ``step``."""
@@ -148,6 +157,7 @@ class CancelChild:
 
 
 @final
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompleteWorkflow:
     """The workflow returned ``result`` (already encoded)."""
@@ -156,6 +166,7 @@ class CompleteWorkflow:
 
 
 @final
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FailWorkflow:
     """The workflow raised; ``failure`` describes it."""
@@ -164,6 +175,7 @@ class FailWorkflow:
 
 
 @final
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelWorkflow:
     """The workflow ended after a cancellation request."""
@@ -175,6 +187,7 @@ class CancelWorkflow:
 
 
 @final
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContinueAsNew:
     """End this run and start a fresh history under the same id with ``input``."""

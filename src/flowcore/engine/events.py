@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from flowcore._frozen import quick_init
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -59,6 +61,7 @@ class _EventBase:
     """When the event happened: seconds since the epoch, UTC (what ``flowcore.now()`` reports)."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowStarted(_EventBase):
     """The first event of every history: which code to run, and its input."""
@@ -80,6 +83,7 @@ class WorkflowStarted(_EventBase):
     repeat across runs."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityScheduled(_EventBase):
     """The workflow asked for an activity at command number ``step``."""
@@ -97,6 +101,7 @@ class ActivityScheduled(_EventBase):
     """The call's place in the program (what its idempotency key is built from)."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityAttemptFailed(_EventBase):
     """One attempt of an activity failed and another is due at ``retry_at``; replay ignores it."""
@@ -112,6 +117,7 @@ class ActivityAttemptFailed(_EventBase):
     """Absolute time (epoch seconds) of the next attempt."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityCompleted(_EventBase):
     """An activity returned; its result is recorded once."""
@@ -125,6 +131,7 @@ class ActivityCompleted(_EventBase):
     """The attempt that succeeded."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityFailed(_EventBase):
     """An activity failed for good (attempts exhausted or a non-retryable error)."""
@@ -140,6 +147,7 @@ class ActivityFailed(_EventBase):
     """True when the last attempt exceeded its timeout."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowCompleted(_EventBase):
     """The workflow returned."""
@@ -149,6 +157,7 @@ class WorkflowCompleted(_EventBase):
     """Encoded return value."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowFailed(_EventBase):
     """The workflow raised."""
@@ -158,6 +167,7 @@ class WorkflowFailed(_EventBase):
     """What it raised."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowParked(_EventBase):
     """Replay found the code nondeterministic; the instance waits for fixed code (not replayed)."""
@@ -169,6 +179,7 @@ class WorkflowParked(_EventBase):
     """The step where the code diverged."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TimerScheduled(_EventBase):
     """The workflow sleeps until ``fire_at`` (a durable timer, step ``step``)."""
@@ -180,6 +191,7 @@ class TimerScheduled(_EventBase):
     """Absolute deadline, epoch seconds: downtime counts against it."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TimerFired(_EventBase):
     """The timer (or event-wait deadline) of ``step`` expired."""
@@ -189,6 +201,7 @@ class TimerFired(_EventBase):
     """Step of the timer or of the event wait."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EventWaitStarted(_EventBase):
     """The workflow waits for an external event ``name`` (until ``deadline``, if set)."""
@@ -202,6 +215,7 @@ class EventWaitStarted(_EventBase):
     """When the wait gives up (epoch seconds), or None."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EventReceived(_EventBase):
     """An external event arrived; waits on its name consume such events first in, first out."""
@@ -213,6 +227,7 @@ class EventReceived(_EventBase):
     """Encoded payload."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChildScheduled(_EventBase):
     """The workflow started child workflow ``child_id`` at ``step``."""
@@ -230,6 +245,7 @@ class ChildScheduled(_EventBase):
     """Encoded payload."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChildCompleted(_EventBase):
     """The child workflow of ``step`` returned."""
@@ -241,6 +257,7 @@ class ChildCompleted(_EventBase):
     """Encoded return value."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChildFailed(_EventBase):
     """The child workflow of ``step`` failed, was canceled or terminated."""
@@ -254,6 +271,7 @@ class ChildFailed(_EventBase):
     """True when it ended canceled or terminated."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CustomStatusSet(_EventBase):
     """``flowcore.set_status(value)`` was called at ``step``."""
@@ -265,6 +283,7 @@ class CustomStatusSet(_EventBase):
     """Encoded value."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelRequested(_EventBase):
     """``cancel()`` was called: the workflow's current awaits raise WorkflowCanceledError."""
@@ -274,6 +293,7 @@ class CancelRequested(_EventBase):
     """Why, as given to cancel()."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowSuspended(_EventBase):
     """``suspend()`` was called: events queue up, nothing makes progress until resumed."""
@@ -281,6 +301,7 @@ class WorkflowSuspended(_EventBase):
     kind: ClassVar[str] = "workflow_suspended"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowResumed(_EventBase):
     """``resume()`` was called: queued events are applied in order."""
@@ -288,6 +309,7 @@ class WorkflowResumed(_EventBase):
     kind: ClassVar[str] = "workflow_resumed"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowCanceled(_EventBase):
     """The workflow ended after a cancellation request."""
@@ -299,6 +321,7 @@ class WorkflowCanceled(_EventBase):
     """What the workflow returned after handling the cancellation, if anything."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowTerminated(_EventBase):
     """``terminate()`` ended the workflow at once, without running its cleanup."""

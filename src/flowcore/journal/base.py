@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, final
 
+from flowcore._frozen import quick_init
+
 if TYPE_CHECKING:
     import builtins
     from collections.abc import Awaitable, Sequence
@@ -20,6 +22,7 @@ Durability = Literal["full", "normal"]
 
 
 @final
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatusRow:
     """One row of the ``workflows`` status table, exactly as stored."""
@@ -87,6 +90,7 @@ class OutboxEntry:
 
 
 @final
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Append:
     """A unit of work for the writer: events of one workflow plus its status row after them."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
+from flowcore._frozen import quick_new
 from flowcore._status import WorkflowState, WorkflowStatus, from_timestamp
 from flowcore.engine.events import (
     ActivityAttemptFailed,
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
 __all__ = ["Projection"]
+
+_RUNNING: Final = WorkflowState.RUNNING
+_PARKED: Final = WorkflowState.PARKED
+"""States the hot path tests and sets (a member looked up on its enum class is slow)."""
 
 
 @final
@@ -93,18 +98,22 @@ class Projection:
 
     def _on_activity_scheduled(self, event: ActivityScheduled) -> None:
         self.pending[event.step] = event.name
-        self._unpark()
+        if self.status is _PARKED:
+            self._unpark()
 
     def _on_activity_ended(self, event: ActivityCompleted | ActivityFailed) -> None:
         self.pending.pop(event.step, None)
-        self._unpark()
+        if self.status is _PARKED:
+            self._unpark()
 
     def _on_custom_status(self, event: CustomStatusSet) -> None:
         self.custom_status = event.value
-        self._unpark()
+        if self.status is _PARKED:
+            self._unpark()
 
     def _on_progress(self, _event: Event) -> None:
-        self._unpark()
+        if self.status is _PARKED:
+            self._unpark()
 
     def _on_parked(self, event: WorkflowParked) -> None:
         self.status, self.error = WorkflowState.PARKED, event.reason
@@ -123,7 +132,7 @@ class Projection:
         self.name, self.version, self.input = event.name, event.version, event.input
         self.parent_id = event.parent_id
         self.created_at = self.created_at or event.at
-        self.status = WorkflowState.RUNNING
+        self.status = _RUNNING
         self.output = self.error = self.custom_status = None
         self.pending.clear()
 
@@ -145,9 +154,11 @@ class Projection:
                 self.error = f"terminated: {event.reason}" if event.reason else "terminated"
 
     def _unpark(self) -> None:
-        """Progress of the workflow's code ends a park (a suspension ends only on resume)."""
-        if self.status is WorkflowState.PARKED:
-            self.status, self.error = WorkflowState.RUNNING, None
+        """Progress of the workflow's code ends a park (a suspension ends only on resume).
+
+        The handlers test for a park themselves: a call per event costs more than the test.
+        """
+        self.status, self.error = _RUNNING, None
 
     _HANDLERS: ClassVar[dict[type[Any], Callable[[Projection, Any], None]]] = {
         WorkflowStarted: _start,
@@ -200,7 +211,7 @@ class Projection:
         output, error, custom = self.output, self.error, self.custom_status
         pending = self.pending
         current = pending[next(reversed(pending))] if pending else None
-        return StatusRow(
+        return _new_row(
             id=self.id,
             name=self.name,
             version=self.version,
@@ -217,6 +228,9 @@ class Projection:
             custom_status=None if custom is None else json_text(custom),
         )
 
+
+_new_row: Final = quick_new(StatusRow)
+"""``StatusRow(...)`` without the class call: one row is made per append (see flowcore._frozen)."""
 
 _STATUS_VALUES: Final = {state: state.value for state in WorkflowState}
 """State -> its stored value (``.value`` of an enum member is a Python-level property)."""
