@@ -163,13 +163,18 @@ class Core:
         fresh_id: bool = False,
         parent_id: str | None = None,
         consumed: tuple[int, ...] = (),
-    ) -> None:
+    ) -> _Instance | None:
+        """Journal a workflow's start (and its first step); return once it is committed.
+
+        Returns the instance this call created, or None when ``wid`` existed already (with
+        ``if_exists="return"``): a handle may keep it to answer ``result()`` without the journal.
+        """
         if parent_id is None:  # a child's input: checked by its parent's engine, unless recorded
             check_payload_size(encoded, self._max_payload, f"the input of workflow {defn.name!r}")
         inst = self._instances.get(wid)
         if inst is not None:
             self._exists(wid, inst.projection.status.value, if_exists)
-            return
+            return None
         inst = _Instance(wid, Projection(wid), asyncio.get_running_loop().create_future())
         self._instances[wid] = inst
         started = ev.WorkflowStarted(
@@ -202,14 +207,16 @@ class Core:
             commit.add_done_callback(
                 functools.partial(self._carry_out_later, inst, executor, later)
             )
-        # Not kept alive while the start commits (the garbage collector would scan them).
-        del inst, started, executor, commands, later
+        # Not kept alive while the start commits (the garbage collector would scan them); the
+        # instance is alive anyway, in _instances.
+        del started, executor, commands, later
         try:
             await _shielded(commit)  # a cancelled caller must not cancel what commits anyway
         except WorkflowAlreadyExistsError as exc:
             self._exists(wid, exc.status, if_exists)
-            return
+            return None  # the instance made here was dropped (see _created)
         self._log.info("workflow started", workflow_id=wid, workflow=defn.name)
+        return inst
 
     def _carry_out_later(
         self,

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from types import TracebackType
 
+    from flowcore._instance import Terminal
     from flowcore._status import WorkflowState, WorkflowStatus
     from flowcore.abc import Backend, Clock, Journal
     from flowcore.journal.base import Durability
@@ -311,8 +312,8 @@ class Runtime(Core):
         defn = self._resolve(workflow, version)
         encoded = serde.encode(payload)
         wid = check_id(id) if id is not None else new_workflow_id()
-        await self._start(defn, encoded, wid, if_exists=if_exists, fresh_id=id is None)
-        return WorkflowHandle(self, wid)
+        inst = await self._start(defn, encoded, wid, if_exists=if_exists, fresh_id=id is None)
+        return WorkflowHandle(self, wid, inst)
 
     async def send_event(self, workflow_id: str, name: str, payload: Any = None) -> None:
         """Send an external event; return once it is committed.
@@ -428,6 +429,13 @@ class Runtime(Core):
                     terminal, name, version = await self._terminal_event(workflow_id)
         finally:
             self._waiters -= 1
+        return self._outcome(workflow_id, terminal, name, version)
+
+    def _outcome(self, workflow_id: str, terminal: Terminal, name: str, version: str) -> Any:
+        """What ``result()`` gives for a committed terminal event: the decoded result, or raises.
+
+        ``name`` and ``version`` are those of the workflow's last run, whose return hint decodes.
+        """
         match terminal:
             case ev.WorkflowFailed():
                 raise WorkflowFailedError(workflow_id, terminal.failure)

@@ -63,7 +63,7 @@ class TestFinishedResult:
             assert await handle.result() == FrPoint(42, "é\ud800")
             assert "fr-1" not in rt._instances  # ended: no longer in memory
             reads = journal.history_reads
-            assert await handle.result() == FrPoint(42, "é\ud800")
+            assert await rt.result("fr-1") == FrPoint(42, "é\ud800")
             assert journal.history_reads == reads
 
     async def test_after_reopen(self, db_path):
