@@ -72,6 +72,13 @@ __all__ = ["MAX_ID", "Core", "check_id"]
 
 MAX_ID = 512
 """Longest workflow id accepted."""
+EAGER_BACKLOG: Final = 5_000
+"""Appends not yet committed past which eager dispatch waits for the commit, as durable does.
+
+A loop that outruns the writer (one workflow's long chain of steps that finish at once) would
+otherwise queue appends without bound: memory, the garbage collector's work and the time to
+acknowledge would all grow with the length of the run. One full batch of the SQLite writer
+(:data:`flowcore.journal.sqlite.MAX_BATCH`) behind, new work waits for its schedule's commit."""
 _Work = cmd.ScheduleActivity | cmd.StartTimer | cmd.WaitForEvent | cmd.StartChild
 
 
@@ -511,7 +518,11 @@ class Core:
                 commit = self._append(inst, events, consumed=consumed, create=create)
             else:
                 commit = None
-            eager = self._eager and (unique or not create)
+            eager = (
+                self._eager
+                and (unique or not create)
+                and (self._in_flight is None or len(self._in_flight) < EAGER_BACKLOG)
+            )
             consumed, create = (), False
             if restart is None:
                 break

@@ -143,3 +143,35 @@ class TestOneCommitPerQuickWorkflow:
             assert journal.commits == before + 1
             assert (await handle.status()).status == "completed"  # in the start's commit
             assert await handle.result(timeout=10) == 3
+
+
+class TestEagerBacklog:
+    async def test_eager_waits_once_the_writer_is_a_batch_behind(self, monkeypatch):
+        """Past EAGER_BACKLOG uncommitted appends, eager work waits for its schedule's commit:
+        a loop that outruns the writer does not queue appends without bound."""
+        from flowcore import _core
+
+        monkeypatch.setattr(_core, "EAGER_BACKLOG", 5)
+        ran: list[int] = []
+
+        @flowcore.activity
+        async def bl_record(x: int) -> int:
+            ran.append(x)
+            return x
+
+        @flowcore.workflow
+        async def bl_chain(n: int) -> int:
+            for i in range(n):
+                await bl_record(i)
+            return n
+
+        journal = GatedJournal()
+        async with Runtime(journal=journal, dispatch="eager") as rt:
+            starting = asyncio.ensure_future(rt.start(bl_chain, 50))
+            await _loop_turns(300)  # unbounded, all 50 steps would run in these turns
+            assert 0 < len(ran) < 50
+            assert journal.submitted <= 6  # the start, then steps until the bound
+            journal.gate.set()
+            handle = await starting
+            assert await handle.result(timeout=10) == 50
+            assert ran == list(range(50))
