@@ -675,10 +675,7 @@ class Core:
                 token = _context.enter_activity(functools.partial(attempt_info, job, job.attempt))
                 try:
                     args, kwargs = job.arguments()
-                    value = await defn.fn(*args, **kwargs)
-                    # str, int, bool or None: what encode_result would return, without its calls
-                    plain = type(value) in _PLAIN
-                    result, failure = (value, None) if plain else encode_result(value)
+                    result, failure = encode_result(await defn.fn(*args, **kwargs))
                 except Exception as exc:  # noqa: BLE001 - the activity's error is its outcome
                     result, failure = None, FailureInfo.from_exception(exc)
                 finally:
@@ -1270,9 +1267,6 @@ class _FinishAfter:
     def __call__(self, commit: asyncio.Future[None]) -> None:
         self.core._finished(self.inst, self.terminal, commit)  # noqa: SLF001 - its helper
 
-
-_PLAIN: Final = frozenset({str, int, bool, type(None)})
-"""Values ``serde.encode`` returns as they are (tests/test_serde.py, TestEncode, pins it)."""
 
 _COMPLETED: Final = WorkflowState.COMPLETED
 """Looked up once: a member looked up on its enum class is slow."""
