@@ -18,6 +18,7 @@ from flowcore.engine.events import (
 )
 from flowcore.errors import FailureInfo
 from flowcore.journal.base import Append
+from flowcore.journal.memory import InMemoryJournal
 from flowcore.journal.projection import Projection
 
 if TYPE_CHECKING:
@@ -159,3 +160,25 @@ def record_statements(monkeypatch: Any) -> list[tuple[str, str, list[Any] | None
 
     monkeypatch.setattr(sqlite_module, "_write_batch", lambda c, w: real(Recorder(c), w))
     return seen
+
+
+class ReadCountingJournal(InMemoryJournal):
+    """An in-memory journal that counts the reads of histories and of status rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history_reads = 0
+        self.status_reads = 0
+
+    @property
+    def reads(self) -> int:
+        """History and status reads together."""
+        return self.history_reads + self.status_reads
+
+    async def history(self, workflow_id: str) -> Any:
+        self.history_reads += 1
+        return await super().history(workflow_id)
+
+    async def status(self, workflow_id: str) -> Any:
+        self.status_reads += 1
+        return await super().status(workflow_id)

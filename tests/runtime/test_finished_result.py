@@ -7,13 +7,13 @@ a failed or canceled one still from its history, which holds the failure's detai
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import pytest
 
 import flowcore
 from flowcore import Runtime, WorkflowCanceledError, WorkflowFailedError, activity, workflow
 from flowcore.journal.memory import InMemoryJournal
+from tests.helpers import ReadCountingJournal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,22 +42,10 @@ async def fr_waits() -> str:
     return str(await flowcore.wait_event("go"))
 
 
-class CountingJournal(InMemoryJournal):
-    """An in-memory journal that counts history reads."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.history_reads = 0
-
-    async def history(self, workflow_id: str) -> Any:
-        self.history_reads += 1
-        return await super().history(workflow_id)
-
-
 class TestFinishedResult:
     async def test_completed_result_comes_from_the_status_row(self):
         """The result, decoded by the return hint, without reading the history."""
-        journal = CountingJournal()
+        journal = ReadCountingJournal()
         async with Runtime(journal=journal) as rt:
             handle = await rt.start(fr_point, 21, id="fr-1")
             assert await handle.result() == FrPoint(42, "é\ud800")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import pytest
 
 import flowcore
 from flowcore import Runtime, WorkflowCanceledError, WorkflowFailedError, activity, workflow
 from flowcore.journal.memory import InMemoryJournal
+from tests.helpers import ReadCountingJournal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,22 +47,6 @@ async def hr_v1(x: int) -> int:
 @workflow(name="hr_versioned", version="2")
 async def hr_v2(x: int) -> HrBox:
     return HrBox(await hr_double(x))
-
-
-class ReadCountingJournal(InMemoryJournal):
-    """An in-memory journal that counts the reads result() could make."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-
-    async def history(self, workflow_id: str) -> Any:
-        self.reads += 1
-        return await super().history(workflow_id)
-
-    async def status(self, workflow_id: str) -> Any:
-        self.reads += 1
-        return await super().status(workflow_id)
 
 
 class TestHandleResult:
