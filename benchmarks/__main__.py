@@ -4,6 +4,8 @@ Workloads (sizes as the issue asks; ``--quick`` shrinks them to a smoke test):
   W1          2,000 workflows x 3 sequential no-op async activities, started concurrently
   W1-normal   the same with durability="normal"
   W1-grown    W1 on a journal already holding 50,000 finished workflows (400,000 events)
+  W1-bare     W1 on a bare prototype of the design (benchmarks/bare.py), not on flowcore:
+              the yardstick the W1 target came from, measured in the same run
   W1-lat      200 such workflows one after another: start-to-result latency p50/p99
   W2          one workflow gathering 1,000 activities
   W3-2k/20k   one workflow with 2,000 / 20,000 sequential activities
@@ -197,6 +199,11 @@ NOTES = [
     (
         "W1-W3 run in the harness process on a fresh SQLite file each run (durability='full' "
         "unless the name says otherwise); the clock starts after the engine is open."
+    ),
+    (
+        "W1-bare: W1 on a bare prototype of flowcore's design (benchmarks/bare.py: one writer, "
+        "executemany per batch, workflows resumed in memory, no engine features), not on "
+        "flowcore; flowcore's W1 over it is the engine's cost."
     ),
     (
         "W1-grown: W1 on a copy of a journal that already holds 'prefilled' finished W1 "

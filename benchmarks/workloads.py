@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import flowcore
+from benchmarks.bare import w1_bare
 from benchmarks.common import (
     REPO,
     SETUP_DEADLINE,
@@ -303,6 +304,7 @@ WORKLOADS: dict[str, Callable[[Sizes], Run]] = {
         w1_throughput, workflows=int(s["workflows"]), durability="normal"
     ),
     "W1-grown": w1_grown,
+    "W1-bare": lambda s: w1_bare(int(s["workflows"])),
     "W1-lat": lambda s: _in_process(w1_latency, workflows=int(s["workflows"])),
     "W2": lambda s: _in_process(w2_fan_out, activities=int(s["activities"])),
     "W3-2k": lambda s: _in_process(w3_long_history, steps=int(s["steps"])),

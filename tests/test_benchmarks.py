@@ -21,6 +21,7 @@ EXPECTED_METRICS = {
     "W1": {"seconds", "workflows_per_s", "steps_per_s"},
     "W1-normal": {"seconds", "workflows_per_s", "steps_per_s"},
     "W1-grown": {"seconds", "workflows_per_s", "steps_per_s"},
+    "W1-bare": {"seconds", "workflows_per_s", "steps_per_s"},
     "W1-lat": {"p50_ms", "p99_ms"},
     "W2": {"seconds"},
     "W3-2k": {"seconds"},
