@@ -291,7 +291,7 @@ class Core:
             check_payload_size(fields["payload"], self._max_payload, "the event's payload")
         for key, what in (("name", "the event name"), ("reason", "the reason")):
             if isinstance(fields.get(key), str):
-                check_text(fields[key], what)
+                self._check_label(fields[key], what)
         inst = await self._unfinished(wid, action)
         while inst.evicted:  # idle and evicted: replay it, then deliver
             await self._reload(inst)
@@ -308,6 +308,11 @@ class Core:
         commit = self._deliver(inst, executor, event, consumed=consumed)
         if commit is not None:  # shielded: the commit's callbacks dispatch what the event woke
             await asyncio.shield(commit)
+
+    def _check_label(self, text: str, what: str) -> None:
+        """Refuse an event name or a reason that cannot be stored, or over the payload limit."""
+        check_text(text, what)
+        check_payload_size(text, self._max_payload, what)
 
     async def _terminate(
         self, inst: _Instance, reason: str | None, consumed: tuple[int, ...] = ()

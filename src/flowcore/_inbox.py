@@ -338,15 +338,31 @@ async def apply(core: Core, request: Request) -> None:
             )  # fmt: skip
         case "cancel":
             await core._request(
-                wid, "cancel", ev.CancelRequested, consumed=consumed, reason=data.get("reason")
+                wid, "cancel", ev.CancelRequested, consumed=consumed, reason=_reason(data)
             )
         case "suspend":
             await core._request(wid, "suspend", ev.WorkflowSuspended, consumed=consumed)
         case "resume":
             await core._request(wid, "resume", ev.WorkflowResumed, consumed=consumed)
         case "terminate":
+            reason = _reason(data)
+            if reason is not None:
+                core._check_label(reason, "the reason")
             inst = await core._unfinished(wid, "terminate")
-            await core._terminate(inst, data.get("reason"), consumed)
+            await core._terminate(inst, reason, consumed)
         case _:
             msg = f"unknown inbox request kind {request.kind!r}"
             raise ValueError(msg)
+
+
+def _reason(data: dict[str, Any]) -> str | None:
+    """A cancel or terminate request's reason: text or none.
+
+    Raises:
+        ValueError: it is something else.
+    """
+    reason = data.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        msg = f"a reason must be text, not {type(reason).__name__}"
+        raise ValueError(msg)
+    return reason

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import traceback as _traceback
 from dataclasses import dataclass, field
-from typing import Any, final
+from typing import Any, Final, final
 
 __all__ = [
     "ActivityError",
@@ -61,7 +61,18 @@ __all__ = [
     "WorkflowNotFoundError",
 ]
 
-_MAX_TRACEBACK = 16_000
+MAX_FAILURE_MESSAGE: Final = 16_000
+"""Most characters of an exception's message a :class:`FailureInfo` keeps (head and tail)."""
+MAX_FAILURE_TRACEBACK: Final = 16_000
+"""Most characters of a formatted traceback a :class:`FailureInfo` keeps (head and tail)."""
+MAX_FAILURE_CAUSES: Final = 32
+"""Most causes a :class:`FailureInfo` describes below the failure itself (the root one kept)."""
+
+
+def _bounded(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit // 2] + "\n...\n" + text[-limit // 2 :]
 
 
 @final
@@ -89,39 +100,73 @@ class FailureInfo:
         """Describe ``exc`` (and its ``__cause__`` chain) as a FailureInfo.
 
         Never fails: an exception whose ``str()`` raises is described by its type, and a cycle
-        in the cause chain ends where it closes.
+        in the cause chain ends where it closes. The description is bounded, whatever was
+        raised: a message keeps its first and last :data:`MAX_FAILURE_MESSAGE` / 2 characters,
+        a traceback its first and last :data:`MAX_FAILURE_TRACEBACK` / 2 (only the outermost
+        one shows the chain; each cause has its own), and a chain of more than
+        :data:`MAX_FAILURE_CAUSES` causes keeps the outermost ones and the root cause, saying in
+        the message of the last one kept how many were left out.
         """
-        return cls._describe(exc, non_retryable=non_retryable, seen=set())
+        chain: list[BaseException] = []  # outermost first
+        seen: set[int] = set()
+        current: BaseException | None = exc
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            chain.append(current)
+            if isinstance(current, ActivityError) and current.__cause__ is None:
+                break  # its recorded failure is its cause
+            current = current.__cause__
+        left_out = max(0, len(chain) - 1 - MAX_FAILURE_CAUSES)
+        if left_out:
+            chain[MAX_FAILURE_CAUSES:-1] = []  # the outermost causes and the root one
+        info: FailureInfo | None = None
+        for depth in range(len(chain) - 1, -1, -1):  # innermost first: no recursion
+            this = chain[depth]
+            note = f" [{left_out:,} more causes left out here]" if left_out and (
+                depth == MAX_FAILURE_CAUSES - 1) else ""  # fmt: skip
+            info = cls._describe(
+                this,
+                non_retryable=non_retryable if depth == 0 else False,
+                cause=info,
+                note=note,
+                chain=depth == 0 and not left_out,  # a long chain: each link has its own
+            )
+        assert info is not None  # noqa: S101 - the chain holds exc at least
+        return info
 
     @classmethod
-    def _describe(cls, exc: BaseException, *, non_retryable: bool, seen: set[int]) -> FailureInfo:
-        seen.add(id(exc))
-        tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
-        if len(tb) > _MAX_TRACEBACK:
-            tb = tb[: _MAX_TRACEBACK // 2] + "\n...\n" + tb[-_MAX_TRACEBACK // 2 :]
-        cause = exc.__cause__
-        if cause is not None and id(cause) in seen:
-            cause = None  # a cycle in the cause chain
+    def _describe(
+        cls,
+        exc: BaseException,
+        *,
+        non_retryable: bool,
+        cause: FailureInfo | None,
+        note: str,
+        chain: bool,
+    ) -> FailureInfo:
+        """One link of :meth:`from_exception`'s chain, given its described ``cause``."""
+        tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__, chain=chain))
+        message = _message(exc)
+        if len(message) > MAX_FAILURE_MESSAGE:
+            half = MAX_FAILURE_MESSAGE // 2
+            cut = len(message) - 2 * half
+            message = f"{message[:half]} [... {cut:,} characters left out ...] {message[-half:]}"
         details: dict[str, Any] = {}
         if isinstance(exc, ActivityError):
             details = {"activity": exc.activity, "step": exc.step, "attempts": exc.attempts}
-            if cause is None:
-                return cls(
-                    type_name=qualname(type(exc)),
-                    message=_message(exc),
-                    traceback=tb,
-                    mro=_mro(type(exc)),
-                    non_retryable=non_retryable,
-                    cause=exc.failure,
-                    details=details,
-                )
+            if exc.__cause__ is None:
+                cause = exc.failure
+            else:
+                non_retryable = non_retryable or isinstance(exc, NonRetryableError)
+        else:
+            non_retryable = non_retryable or isinstance(exc, NonRetryableError)
         return cls(
             type_name=qualname(type(exc)),
-            message=_message(exc),
-            traceback=tb,
+            message=message + note,
+            traceback=_bounded(tb, MAX_FAILURE_TRACEBACK),
             mro=_mro(type(exc)),
-            non_retryable=non_retryable or isinstance(exc, NonRetryableError),
-            cause=None if cause is None else cls._describe(cause, non_retryable=False, seen=seen),
+            non_retryable=non_retryable,
+            cause=cause,
             details=details,
         )
 

@@ -23,7 +23,7 @@ from flowcore._definitions import Registry, WorkflowDef, default_registry
 from flowcore._handle import WorkflowHandle
 from flowcore._ids import new_workflow_id
 from flowcore._inbox import InboxWatcher
-from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES, check_text
+from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES
 from flowcore._slots import Slots
 from flowcore.abc import SystemClock
 from flowcore.backends.local import LocalBackend
@@ -346,6 +346,8 @@ class Runtime(Core):
         Raises:
             WorkflowNotFoundError: no instance has this id.
             WorkflowFinishedError: the instance already ended.
+            InvalidArgumentError: the reason holds a NUL or a lone surrogate.
+            PayloadError: the reason is over the payload limit (``max_payload_bytes``).
         """
         await self._request(workflow_id, "cancel", ev.CancelRequested, reason=reason)
 
@@ -364,9 +366,10 @@ class Runtime(Core):
             WorkflowNotFoundError: no instance has this id.
             WorkflowFinishedError: the instance already ended.
             InvalidArgumentError: the reason holds a NUL or a lone surrogate.
+            PayloadError: the reason is over the payload limit (``max_payload_bytes``).
         """
         if isinstance(reason, str):
-            check_text(reason, "the reason")
+            self._check_label(reason, "the reason")
         inst = await self._unfinished(workflow_id, "terminate")
         await self._terminate(inst, reason)
 
