@@ -12,7 +12,17 @@ import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
-from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar, final, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Literal,
+    NoReturn,
+    Protocol,
+    TypeVar,
+    final,
+    overload,
+)
 
 from flowcore._status import from_timestamp
 from flowcore.engine._traps import (
@@ -184,25 +194,43 @@ of a journaled activity call (the trap itself: no Python frame per call)."""
 
 
 @overload
-async def gather(a1: Awaitable[T1], /) -> list[T1]: ...
-@overload
-async def gather(a1: Awaitable[T1], a2: Awaitable[T2], /) -> list[T1 | T2]: ...
+async def gather(
+    a1: Awaitable[T1], /, *, return_exceptions: Literal[False] = False
+) -> list[T1]: ...
 @overload
 async def gather(
-    a1: Awaitable[T1], a2: Awaitable[T2], a3: Awaitable[T3], /
+    a1: Awaitable[T1], a2: Awaitable[T2], /, *, return_exceptions: Literal[False] = False
+) -> list[T1 | T2]: ...
+@overload
+async def gather(
+    a1: Awaitable[T1],
+    a2: Awaitable[T2],
+    a3: Awaitable[T3],
+    /,
+    *,
+    return_exceptions: Literal[False] = False,
 ) -> list[T1 | T2 | T3]: ...
 @overload
-async def gather(*awaitables: Awaitable[T]) -> list[T]: ...
-async def gather(*awaitables: Awaitable[Any]) -> list[Any]:
+async def gather(
+    *awaitables: Awaitable[T], return_exceptions: Literal[False] = False
+) -> list[T]: ...
+@overload
+async def gather(
+    *awaitables: Awaitable[T], return_exceptions: Literal[True]
+) -> list[T | Exception]: ...
+async def gather(*awaitables: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
     """Run activity calls and sub-coroutines concurrently; return their results in argument order.
 
     Inside a workflow the branches interleave deterministically; the first exception is raised
-    (the other branches still run to their end, their results ignored). Outside a workflow this
-    is ``asyncio.gather``.
+    (the other branches still run to their end, their results ignored, unless the workflow ends
+    first: then they stop where they are). With ``return_exceptions=True`` the gather waits for
+    every branch and a branch's exception takes the place of its result, so that each branch's
+    outcome can be seen (a saga compensating every step that succeeded); the workflow's own
+    cancellation is still raised. Outside a workflow this is ``asyncio.gather``.
     """
     if _workflow.get() is None:
-        return list(await asyncio.gather(*awaitables))
-    return list(await yield_trap(GatherTrap(tuple(awaitables))))
+        return list(await asyncio.gather(*awaitables, return_exceptions=return_exceptions))
+    return list(await yield_trap(GatherTrap(tuple(awaitables), return_exceptions)))
 
 
 def now() -> datetime:

@@ -38,6 +38,10 @@ async def place(order: Order) -> str:
     name: str = await label(order, prefix="x")
     both = await flowcore.gather(charge(order), charge(order))
     first: int = both[0]
+    outcomes = await flowcore.gather(charge(order), charge(order), return_exceptions=True)
+    each: int | Exception = outcomes[0]
+    if isinstance(each, Exception):
+        raise each
     flowcore.now().isoformat()
     flowcore.uuid4().hex  # noqa: B018
     flowcore.random() + 1.0

@@ -102,6 +102,8 @@ class GatherTrap:
     """Run awaitables concurrently and resume with their results, in argument order."""
 
     awaitables: tuple[Awaitable[Any], ...]
+    return_exceptions: bool = False
+    """A branch's exception is its result (but a cancellation of the workflow, still raised)."""
 
 
 @final

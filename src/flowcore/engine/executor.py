@@ -123,6 +123,8 @@ class _Group:
     results: list[Any]
     remaining: int
     first: bool
+    collect: bool = False
+    """``gather(return_exceptions=True)``: a branch's exception is its result."""
     done: bool = False
 
 
@@ -415,8 +417,10 @@ class WorkflowExecutor:
         match trap:
             case traps.ScheduleActivityTrap():
                 self._on_activity(task, trap)
-            case traps.GatherTrap() | traps.FirstTrap():
-                self._on_group(task, trap.awaitables, first=isinstance(trap, traps.FirstTrap))
+            case traps.GatherTrap():
+                self._on_group(task, trap.awaitables, first=False, collect=trap.return_exceptions)
+            case traps.FirstTrap():
+                self._on_group(task, trap.awaitables, first=True)
             case traps.TimerTrap():
                 self._on_timer(task, trap)
             case traps.WaitEventTrap():
@@ -435,7 +439,9 @@ class WorkflowExecutor:
             return
         if group.done:
             return
-        if group.first or exc is not None:
+        if exc is not None and group.collect and _collected(exc):
+            value = exc  # in its branch's place: the gather waits for every branch
+        elif group.first or exc is not None:
             group.done = True
             if group.first:
                 for sibling in group.parent.children:
@@ -557,14 +563,18 @@ class WorkflowExecutor:
         if not leaf.recorded:
             self._emit(leaf.command)
 
-    def _on_group(self, task: _Task, awaitables: tuple[Any, ...], *, first: bool) -> None:
+    def _on_group(
+        self, task: _Task, awaitables: tuple[Any, ...], *, first: bool, collect: bool = False
+    ) -> None:
         count = len(awaitables)
         if count == 0:
             error = WorkflowMisuseError("flowcore.first() needs at least one awaitable",
                                         workflow_id=self.workflow_id)  # fmt: skip
             self._push((task, None, error) if first else (task, [], None))
             return
-        group = _Group(parent=task, results=[None] * count, remaining=count, first=first)
+        group = _Group(
+            parent=task, results=[None] * count, remaining=count, first=first, collect=collect
+        )
         op = task.next_op()
         children = []
         for index, aw in enumerate(awaitables, 1):
@@ -852,6 +862,15 @@ def _payload(event: _Scheduling) -> Any:
             return event.value
         case _:
             return None
+
+
+def _collected(exc: BaseException) -> bool:
+    """Whether ``gather(return_exceptions=True)`` returns ``exc`` in place of a result.
+
+    Any exception but the workflow's own cancellation, which still raises out of the gather,
+    as it would out of the awaits the branches were at.
+    """
+    return isinstance(exc, Exception) and not isinstance(exc, WorkflowCanceledError)
 
 
 def _describe(event: _Scheduling) -> str:
