@@ -128,10 +128,56 @@ def _add_payload(cmd: argparse.ArgumentParser) -> None:
     group.add_argument("--payload-file", help="file holding the JSON payload ('-': stdin)")
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"expected a whole number of at least 1, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _add_runtime_options(cmd: argparse.ArgumentParser) -> None:
+    """The Runtime settings of the commands that host one (run, serve)."""
+    cmd.add_argument(
+        "--dispatch",
+        choices=["durable", "eager"],
+        default="durable",
+        help="start new work once its schedule is committed (durable, the default) or at once "
+        "(eager: lower latency; see the README's Guarantees)",
+    )
+    cmd.add_argument(
+        "--max-cached",
+        type=_at_least_one,
+        default=10_000,
+        metavar="N",
+        help="most unfinished workflows kept in memory; idle ones past it are evicted and "
+        "replayed when next needed (default: %(default)s)",
+    )
+    cmd.add_argument(
+        "--max-concurrent-activities",
+        type=_at_least_one,
+        default=100,
+        metavar="N",
+        help="most activity attempts running at once (default: %(default)s)",
+    )
+
+
+def _runtime_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "dispatch": args.dispatch,
+        "max_cached_workflows": args.max_cached,
+        "max_concurrent_activities": args.max_concurrent_activities,
+    }
+
+
 def _add_running(add: Callable[..., Any]) -> None:
     cmd = add("run", _cmd_run, "start (or resume) a workflow and run it in the foreground")
     cmd.add_argument("target", metavar="MODULE:WORKFLOW")
     _add_payload(cmd)
+    _add_runtime_options(cmd)
     cmd.add_argument("--id", help="instance id (an unfinished one resumes)")
     cmd.add_argument(
         "--orchestra",
@@ -141,6 +187,7 @@ def _add_running(add: Callable[..., Any]) -> None:
     )
     cmd = add("serve", _cmd_serve, "host a runtime for the modules' workflows until stopped")
     cmd.add_argument("modules", nargs="+", metavar="MODULE")
+    _add_runtime_options(cmd)
     cmd.add_argument(  # issue 9: the web API and dashboard (flowcore[web])
         "--http",
         metavar="HOST:PORT",
@@ -313,7 +360,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _check_payload(defn, payload)
     wid = check_id(args.id) if args.id is not None else new_workflow_id()
     listeners = _orchestra(wid, requested=args.orchestra)
-    return _run_async(_run(args.db, defn, payload, wid, listeners))
+    return _run_async(_run(args.db, defn, payload, wid, listeners, options=_runtime_options(args)))
 
 
 def _orchestra(wid: str, *, requested: bool) -> list[Any]:
@@ -334,10 +381,16 @@ def _orchestra(wid: str, *, requested: bool) -> list[Any]:
 
 
 async def _run(
-    db: str, defn: WorkflowDef[Any, Any], payload: Any, wid: str, listeners: Sequence[Any] = ()
+    db: str,
+    defn: WorkflowDef[Any, Any],
+    payload: Any,
+    wid: str,
+    listeners: Sequence[Any] = (),
+    *,
+    options: dict[str, Any] | None = None,
 ) -> int:
     stop = _stop_event(signal.SIGINT, signal.SIGTERM)
-    runtime = Runtime(db, listeners=listeners)
+    runtime = Runtime(db, listeners=listeners, **(options or {}))
     try:
         await runtime.open()
     except JournalLockedError as exc:
@@ -449,12 +502,13 @@ def _end_progress_line() -> None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     for name in args.modules:
         _load_module(name)
-    return _run_async(_serve(args.db, args.http))
+    return _run_async(_serve(args.db, args.http, _runtime_options(args)))
 
 
-async def _serve(db: str, http: str | None = None) -> int:
+async def _serve(db: str, http: str | None = None, options: dict[str, Any] | None = None) -> int:
     stop = _stop_event(signal.SIGINT, signal.SIGTERM)
-    runtime = Runtime(db)
+    options = options or {}
+    runtime = Runtime(db, **options)
     web = _http_server(runtime, http) if http is not None else None
     try:
         await runtime.open()
@@ -465,7 +519,9 @@ async def _serve(db: str, http: str | None = None) -> int:
         if web is not None:
             await web.start()
             _say(f"dashboard and API at {web.url}")
-        _say(f"serving {db} (workflows: {names}); Ctrl-C or SIGTERM stops")
+        settings = ", ".join(f"{k}={v}" for k, v in options.items())
+        _say(f"serving {db} (workflows: {names}{'; ' if settings else ''}{settings}); "
+             "Ctrl-C or SIGTERM stops")  # fmt: skip
         await stop.wait()
         _say("stopping; unfinished workflows continue when a runtime opens the database again")
     finally:

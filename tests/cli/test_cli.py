@@ -237,3 +237,38 @@ def test_every_command_has_help(cli):
     for command in ("run", "serve", "start", "send-event", "cancel", "terminate", "suspend",
                     "resume", "status", "list", "history", "export", "check"):  # fmt: skip
         assert command in done.stdout
+
+
+class TestRuntimeOptions:
+    def test_serve_takes_the_runtimes_settings(self, cli):
+        """serve --max-cached evicts idle workflows (and replays them), with eager dispatch."""
+        proc = cli.spawn("serve", "app", "-vv", "--max-cached", "1", "--dispatch", "eager",
+                         "--max-concurrent-activities", "3")  # fmt: skip
+        try:
+            wait_for(lambda: (cli.cwd / "flowcore.db").exists() and cli.sql("SELECT 1 FROM owner"),
+                     10, "serve to own the database")  # fmt: skip
+            for wid in ("a1", "a2", "a3"):
+                assert cli("start", "approval", "--payload", "{}", "--id", wid).returncode == 0
+                cli.wait_status(wid, "running")
+            for wid in ("a1", "a2", "a3"):
+                sent = cli("send-event", wid, "approval", "--payload", '{"by": "cy"}')
+                assert sent.returncode == 0, sent.stderr
+                cli.wait_status(wid, "completed")
+        finally:
+            _, err = stop(proc, signal.SIGTERM)
+        assert proc.returncode == 0, err
+        assert "dispatch=eager, max_cached_workflows=1, max_concurrent_activities=3" in err
+        assert "workflow evicted" in err
+        outputs = cli.sql("SELECT output FROM workflows WHERE id LIKE 'a%' ORDER BY id")
+        assert outputs == [('"approved by cy"',)] * 3
+
+    def test_run_takes_them_too(self, cli):
+        done = cli("run", "app:fan", "--payload", "4", "--dispatch", "eager", "--max-cached", "1")
+        assert (done.returncode, done.stdout.strip()) == (0, "14"), done.stderr
+
+    @pytest.mark.parametrize("option", ["--max-cached", "--max-concurrent-activities"])
+    def test_a_bound_under_one_is_a_usage_error(self, cli, option):
+        done = cli("run", "app:fan", option, "0")
+        assert done.returncode == 2
+        assert f"argument {option}: expected a whole number of at least 1, not '0'" in done.stderr
+        assert "Traceback" not in done.stderr
