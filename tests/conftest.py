@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import TYPE_CHECKING
 
 import pytest
@@ -26,3 +28,12 @@ def _fresh_registry() -> Iterator[None]:
 def db_path(tmp_path: Path) -> Path:
     """A journal file path in a fresh temporary directory."""
     return tmp_path / "flowcore.db"
+
+
+def pytest_asyncio_loop_factories(config: object, item: object) -> dict[str, object]:
+    """``FLOWCORE_TEST_LOOP=uvloop`` runs every async test on uvloop (the CLI's loop)."""
+    if os.environ.get("FLOWCORE_TEST_LOOP", "asyncio") != "uvloop":
+        return {"asyncio": asyncio.new_event_loop}
+    import uvloop  # only for that run
+
+    return {"uvloop": uvloop.new_event_loop}

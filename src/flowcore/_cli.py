@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import structlog
 
 from flowcore import _cli_render as render
-from flowcore import _inbox, serde
+from flowcore import _inbox, _loop, serde
 from flowcore._core import check_id
 from flowcore._definitions import WorkflowDef, default_registry
 from flowcore._ids import new_workflow_id
@@ -332,7 +332,14 @@ def _check_payload(defn: WorkflowDef[Any, Any], payload: Any) -> None:
 
 
 def _run_async(coro: Coroutine[Any, Any, _T]) -> _T:
-    return asyncio.run(coro)
+    """Run ``coro`` on uvloop when installed (``FLOWCORE_LOOP``: see :mod:`flowcore._loop`)."""
+    try:
+        name = _loop.loop_name()
+    except _loop.LoopError as exc:
+        coro.close()
+        raise UsageError(str(exc)) from None
+    structlog.get_logger("flowcore.cli").debug("event loop", loop=name)
+    return _loop.run(coro, name)
 
 
 def _stop_event(*signums: int) -> asyncio.Event:

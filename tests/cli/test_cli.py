@@ -272,3 +272,25 @@ class TestRuntimeOptions:
         assert done.returncode == 2
         assert f"argument {option}: expected a whole number of at least 1, not '0'" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+class TestEventLoop:
+    def test_run_on_the_standard_loop(self, cli, monkeypatch):
+        monkeypatch.setenv("FLOWCORE_LOOP", "asyncio")
+        done = cli("run", "app:fan", "--payload", "4", "-vv")
+        assert (done.returncode, done.stdout.strip()) == (0, "14"), done.stderr
+        assert "loop=asyncio" in done.stderr
+
+    def test_uvloop_when_installed(self, cli, monkeypatch):
+        pytest.importorskip("uvloop", reason="uvloop is not installed (flowcore[speed])")
+        monkeypatch.delenv("FLOWCORE_LOOP", raising=False)
+        done = cli("run", "app:fan", "--payload", "4", "-vv")
+        assert (done.returncode, done.stdout.strip()) == (0, "14"), done.stderr
+        assert "loop=uvloop" in done.stderr
+
+    def test_an_unknown_loop_is_a_usage_error(self, cli, monkeypatch):
+        monkeypatch.setenv("FLOWCORE_LOOP", "trio")
+        done = cli("run", "app:fan", "--payload", "4")
+        assert done.returncode == 2
+        assert "FLOWCORE_LOOP must be one of auto, uvloop, asyncio, not 'trio'" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
