@@ -45,14 +45,14 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Run the benchmarks; writes JSON under benchmarks/results/ (options: --help)."""
-    session.install("-e", ".[celery]")  # the Celery cases (--celery) import it
+    session.install("-e", ".[celery,speed]")  # Celery cases (--celery); uvloop (--loop auto)
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
 @nox.session(default=False)
 def bench_dbos(session: nox.Session) -> None:
     """DBOS Transact's own virtualenv for bench_compare: dbos only, never flowcore."""
-    session.install("dbos>=3")
+    session.install("dbos>=3", "uvloop>=0.19")  # the harness's loop, on both sides
     session.run(
         "python", "-c", "import dbos, importlib.metadata as m; print('dbos', m.version('dbos'))"
     )
@@ -61,7 +61,7 @@ def bench_dbos(session: nox.Session) -> None:
 @nox.session(default=False, requires=["bench_dbos"])
 def bench_compare(session: nox.Session) -> None:
     """flowcore and DBOS Transact (SQLite) side by side, with ratios (options after --)."""
-    session.install("-e", ".[celery]")
+    session.install("-e", ".[celery,speed]")
     venv = session.virtualenv.location
     dbos_python = Path(venv).parent / "bench_dbos" / "bin" / "python"
     if not dbos_python.exists():

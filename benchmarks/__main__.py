@@ -22,6 +22,10 @@ in the same run, with the ratio:
   C-chains    500 workflows x 3 sequential Celery activities vs 500 Celery chains of 3 tasks
   C-fanout    one workflow gathering 1,000 Celery activities vs a chord of 1,000 tasks
 
+Every side of a run (flowcore's, DBOS's, their child processes) runs on the same event loop:
+uvloop when it is installed (flowcore[speed]; the nox sessions install it), as flowcore's CLI
+does, or the one --loop names.
+
 --compare also runs W1, W1-lat, W2, W3-2k and W4 on DBOS Transact (SQLite) in its own
 virtualenv, right after flowcore's run of the same workload, and prints the ratios.
 """
@@ -45,7 +49,7 @@ import structlog
 
 from benchmarks import compare
 from benchmarks.celery_workloads import CELERY_WORKLOADS
-from benchmarks.common import COMPARED, REPO, measure, sizes_for, workload_record
+from benchmarks.common import COMPARED, LOOP_ENV, REPO, measure, sizes_for, workload_record
 from benchmarks.workloads import WORKLOADS
 
 ALL_WORKLOADS = {**WORKLOADS, **CELERY_WORKLOADS}
@@ -72,6 +76,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"also run {', '.join(CELERY_WORKLOADS)} (redis-server, Celery workers)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+    parser.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="event loop of every side of the run, DBOS's included (auto: uvloop when "
+        "installed, as flowcore's CLI does; flowcore[speed])",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -115,6 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
+    args.loop = _resolve_loop(args.loop)
+    os.environ[LOOP_ENV] = args.loop  # children (W4, W5, DBOS) inherit it
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     default = [*WORKLOADS, *(CELERY_WORKLOADS if args.celery else ())]
@@ -163,6 +176,19 @@ def main(argv: list[str] | None = None) -> Path:
     return path
 
 
+def _resolve_loop(choice: str) -> str:
+    if choice == "asyncio":
+        return choice
+    try:
+        import uvloop  # noqa: F401, PLC0415 - only asked whether it is installed
+    except ImportError:
+        if choice == "uvloop":
+            msg = "--loop uvloop: uvloop is not installed (pip install 'flowcore[speed]')"
+            raise SystemExit(msg) from None
+        return "asyncio"
+    return "uvloop"
+
+
 def _print_record(engine: str, record: dict[str, Any]) -> None:
     sizes = " ".join(f"{k}={v:g}" for k, v in record["sizes"].items())
     for metric, stats in record["metrics"].items():
@@ -184,6 +210,7 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "sqlite": sqlite3.sqlite_version,
+        "loop": args.loop,
         "runs": args.runs,
         "warmup": args.warmup,
         "quick": args.quick,

@@ -24,7 +24,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.common import Run, scratch_dir
+from benchmarks.common import Run, run_loop, scratch_dir
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -139,4 +139,4 @@ async def _w1_bare(db: Path, workflows: int) -> Run:
 def w1_bare(workflows: int) -> Run:
     """W1-bare: W1 on the bare prototype, on a fresh SQLite file."""
     with scratch_dir() as tmp:
-        return asyncio.run(_w1_bare(tmp / "bare.db", workflows))
+        return run_loop(_w1_bare(tmp / "bare.db", workflows))

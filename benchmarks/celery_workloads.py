@@ -30,7 +30,7 @@ from celery.result import ResultSet
 
 import flowcore
 from benchmarks.celery_app import bench_celery_noop, make_app
-from benchmarks.common import REPO, Run, Sizes, child_env, scratch_dir
+from benchmarks.common import REPO, Run, Sizes, child_env, run_loop, scratch_dir
 from flowcore import Runtime, workflow
 from flowcore.celery import CeleryBackend
 
@@ -162,7 +162,7 @@ def _side_by_side(
     n: int,
 ) -> Run:
     with scratch_dir() as tmp, celery_stack(tmp) as app:
-        fc = asyncio.run(flowcore_side(app, tmp / "bench.db", n))
+        fc = run_loop(flowcore_side(app, tmp / "bench.db", n))
         plain = celery_side(app, n)
     return {"flowcore_s": fc, "celery_s": plain, "ratio": fc / plain}
 

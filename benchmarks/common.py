@@ -169,6 +169,30 @@ def scratch_dir() -> Iterator[Path]:
         yield Path(tmp)
 
 
+LOOP_ENV = "BENCH_LOOP"
+"""The event loop every side of a run uses (inherited by child processes): asyncio or uvloop."""
+
+
+def loop_choice() -> str:
+    """The loop of this run: ``BENCH_LOOP``, else ``asyncio``."""
+    name = os.environ.get(LOOP_ENV) or "asyncio"
+    if name not in ("asyncio", "uvloop"):
+        msg = f"{LOOP_ENV} must be asyncio or uvloop, not {name!r}"
+        raise ValueError(msg)
+    return name
+
+
+def run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
+    """``asyncio.run(coro)``, or ``uvloop.run(coro)`` when the run's loop is uvloop."""
+    import asyncio  # noqa: PLC0415 - imported when needed, like everything a child uses
+
+    if loop_choice() == "uvloop":
+        import uvloop  # noqa: PLC0415 - optional (flowcore[speed]; the DBOS venv installs it)
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
 _KEPT: list[Path] = []
 
 
@@ -359,11 +383,9 @@ def child_main(
     handlers: dict[str, Callable[[str, Path, Sizes], Coroutine[Any, Any, None]]],
 ) -> None:
     """Child side: run ``handlers[MODE](KIND, DB, SIZES)`` from ``argv``; report a failure."""
-    import asyncio  # noqa: PLC0415 - imported when needed, like everything a child uses
-
     mode, kind, db, sizes = sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
     try:
-        asyncio.run(handlers[mode](kind, db, sizes))
+        run_loop(handlers[mode](kind, db, sizes))
     except BaseException as exc:
         emit("error", message=f"{type(exc).__name__}: {exc}")
         raise

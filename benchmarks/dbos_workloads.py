@@ -42,7 +42,9 @@ from benchmarks.common import (
     child_main,
     emit,
     latency_metrics,
+    loop_choice,
     measure,
+    run_loop,
     run_recovery,
     scratch_dir,
     sizes_for,
@@ -165,7 +167,7 @@ def _in_process(fn: Callable[[int], Awaitable[Run]], size: int) -> Run:
             DBOS.destroy()
 
     with scratch_dir() as tmp:
-        return asyncio.run(run(tmp / "bench.db"))
+        return run_loop(run(tmp / "bench.db"))
 
 
 WORKLOADS: dict[str, Callable[[Sizes], Run]] = {
@@ -263,6 +265,14 @@ def bench(argv: list[str]) -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--json-out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if loop_choice() == "uvloop":
+        try:
+            import uvloop  # noqa: F401, PLC0415 - only asked whether it is installed
+        except ImportError:
+            parser.error(
+                "the run's loop is uvloop, which this virtualenv lacks: install it "
+                "(nox -s bench_dbos does) or run the harness with --loop asyncio"
+            )
     results = {}
     for name in args.only:
         if name not in WORKLOADS:
@@ -277,6 +287,7 @@ def bench(argv: list[str]) -> None:
         "dbos_version": metadata.version("dbos"),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
+        "loop": loop_choice(),
         "system_database": "sqlite, DBOS defaults otherwise (rollback journal, synchronous=FULL)",
         "quick": args.quick,
         "scale": args.scale,

@@ -27,6 +27,7 @@ from benchmarks.common import (
     keep_dir,
     latency_metrics,
     rss_kb,
+    run_loop,
     run_recovery,
     scratch_dir,
 )
@@ -137,7 +138,7 @@ async def w3_long_history(db: Path, *, steps: int = 2000, dispatch: Dispatch = "
 
 def _in_process(fn: Callable[..., Coroutine[Any, Any, Run]], **kwargs: Any) -> Run:
     with scratch_dir() as tmp:
-        return asyncio.run(fn(tmp / "bench.db", **kwargs))
+        return run_loop(fn(tmp / "bench.db", **kwargs))
 
 
 _GROWN: dict[int, Path] = {}
@@ -158,7 +159,7 @@ def _grown_journal(prefilled: int) -> Path:
                     handles = await asyncio.gather(*starts)
                     await asyncio.gather(*(h.result() for h in handles))
 
-        asyncio.run(fill())
+        run_loop(fill())
         _GROWN[prefilled] = path
     return _GROWN[prefilled]
 
@@ -171,7 +172,7 @@ def w1_grown(sizes: Sizes) -> Run:
         for suffix in ("", "-wal"):  # closed cleanly, the -wal is gone; copied should it remain
             if Path(f"{template}{suffix}").exists():
                 shutil.copyfile(f"{template}{suffix}", f"{db}{suffix}")
-        return asyncio.run(w1_throughput(db, workflows=int(sizes["workflows"])))
+        return run_loop(w1_throughput(db, workflows=int(sizes["workflows"])))
 
 
 # -- W4 and W5: the child side (run by benchmarks.fc_child) ------------------------------------

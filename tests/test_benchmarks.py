@@ -6,6 +6,7 @@ comparison that reads DBOS's JSON and computes the ratios is checked with a cann
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -49,6 +50,8 @@ def test_every_workload_runs_at_tiny_size(tmp_path):
     [report] = tmp_path.glob("bench-*.json")
     doc = json.loads(report.read_text())
     assert doc["meta"]["quick"] is True
+    has_uvloop = importlib.util.find_spec("uvloop") is not None
+    assert doc["meta"]["loop"] == ("uvloop" if has_uvloop else "asyncio")  # --loop auto
     assert set(doc["results"]) == set(SIZES) == set(EXPECTED_METRICS)
     for name, record in doc["results"].items():
         assert record["sizes"] == sizes_for(name, quick=True)
