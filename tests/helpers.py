@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,9 +23,20 @@ from flowcore.journal.memory import InMemoryJournal
 from flowcore.journal.projection import Projection
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
 
 T0 = 1_700_000_000.0
+
+
+def run_app(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a test subprocess's main coroutine on the suite's loop (``FLOWCORE_TEST_LOOP``).
+
+    ``asyncio`` (the default) or ``uvloop``: the crash and chaos apps then run on the same loop
+    as the in-process tests (see tests/conftest.py).
+    """
+    from flowcore import _loop
+
+    return _loop.run(coro, os.environ.get("FLOWCORE_TEST_LOOP") or "asyncio")
 
 
 async def assert_eventually(

@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from tests.chaos.chaos_app import _append, _Files, _log, open_files
+from tests.helpers import run_app
 from tests.runtime.crash_app import MODULUS, mix
 
 
@@ -229,7 +230,7 @@ def main(argv: list[str]) -> int:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     open_files(log, acks)
-    asyncio.run(run(db, dispatch, serial=rest == ["serial"]))
+    run_app(run(db, dispatch, serial=rest == ["serial"]))
     return 0
 
 

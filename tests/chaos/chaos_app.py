@@ -31,6 +31,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from tests.helpers import run_app
 from tests.runtime.crash_app import MODULUS, mix
 
 SHAPES = ("chain", "fanout", "sub", "timer", "event", "child", "retry", "cancel", "fail")
@@ -294,7 +295,7 @@ def main(argv: list[str]) -> int:
     plan = build_plan(int(seed), int(count), max_delay=float(rest[0]) if rest else 1.0)
     open_files(log, acks)
     t0, spread = (float(rest[1]), float(rest[2])) if len(rest) >= 3 else (0.0, 0.0)
-    asyncio.run(run(db, plan, define(), t0=t0, spread=spread))
+    run_app(run(db, plan, define(), t0=t0, spread=spread))
     return 0
 
 

@@ -23,6 +23,7 @@ import sys
 from typing import Any
 
 from tests.chaos import chaos_app
+from tests.helpers import run_app
 
 SHAPES = ("chain", "fanout", "sub", "timer", "child", "retry", "fail")
 """Shapes that end without an event or a cancellation sent from outside."""
@@ -68,7 +69,7 @@ def main(argv: list[str]) -> int:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     chaos_app.open_files(log, acks)
-    asyncio.run(run(db, plan(int(seed), int(count)), dispatch, start=mode == "start"))
+    run_app(run(db, plan(int(seed), int(count)), dispatch, start=mode == "start"))
     return 0
 
 
