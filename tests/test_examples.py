@@ -39,3 +39,12 @@ class TestExamples:
         ]  # fmt: skip
         assert outputs[0] == outputs[1]
         assert "Receipt(order_id='order-42', total=Decimal('3.25')" in outputs[0]
+
+    def test_saga_undoes_the_leg_booked_after_the_failure(self, tmp_path):
+        """The hotel finishes booking after the car failed: it is cancelled all the same."""
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "saga.py"), str(tmp_path / "saga.db")],
+            capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path,
+        )  # fmt: skip
+        assert "failed=['car: no cars left in Lisbon']" in done.stdout
+        assert "undone=['FLIGHT-LIS-12', 'HOTEL-LIS-12']" in done.stdout
