@@ -334,12 +334,9 @@ def _check_payload(defn: WorkflowDef[Any, Any], payload: Any) -> None:
 def _run_async(coro: Coroutine[Any, Any, _T]) -> _T:
     """Run ``coro`` on uvloop when installed (``FLOWCORE_LOOP``: see :mod:`flowcore._loop`)."""
     try:
-        name = _loop.loop_name()
+        return _loop.run(coro)  # closes coro, never started, when FLOWCORE_LOOP is wrong
     except _loop.LoopError as exc:
-        coro.close()
         raise UsageError(str(exc)) from None
-    structlog.get_logger("flowcore.cli").debug("event loop", loop=name)
-    return _loop.run(coro, name)
 
 
 def _stop_event(*signums: int) -> asyncio.Event:
