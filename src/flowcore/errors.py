@@ -69,10 +69,15 @@ MAX_FAILURE_CAUSES: Final = 32
 """Most causes a :class:`FailureInfo` describes below the failure itself (the root one kept)."""
 
 
-def _bounded(text: str, limit: int) -> str:
+def _bounded(text: str, limit: int, marker: str) -> str:
+    """``text``, or its first and last ``limit // 2`` characters around ``marker``.
+
+    ``marker`` may say how many characters were left out, as ``{cut}``.
+    """
     if len(text) <= limit:
         return text
-    return text[: limit // 2] + "\n...\n" + text[-limit // 2 :]
+    half = limit // 2
+    return text[:half] + marker.format(cut=len(text) - 2 * half) + text[-half:]
 
 
 @final
@@ -146,24 +151,20 @@ class FailureInfo:
     ) -> FailureInfo:
         """One link of :meth:`from_exception`'s chain, given its described ``cause``."""
         tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__, chain=chain))
-        message = _message(exc)
-        if len(message) > MAX_FAILURE_MESSAGE:
-            half = MAX_FAILURE_MESSAGE // 2
-            cut = len(message) - 2 * half
-            message = f"{message[:half]} [... {cut:,} characters left out ...] {message[-half:]}"
+        message = _bounded(
+            _message(exc), MAX_FAILURE_MESSAGE, " [... {cut:,} characters left out ...] "
+        )
         details: dict[str, Any] = {}
         if isinstance(exc, ActivityError):
             details = {"activity": exc.activity, "step": exc.step, "attempts": exc.attempts}
-            if exc.__cause__ is None:
-                cause = exc.failure
-            else:
-                non_retryable = non_retryable or isinstance(exc, NonRetryableError)
+        if isinstance(exc, ActivityError) and exc.__cause__ is None:
+            cause = exc.failure  # what the activity recorded
         else:
             non_retryable = non_retryable or isinstance(exc, NonRetryableError)
         return cls(
             type_name=qualname(type(exc)),
             message=message + note,
-            traceback=_bounded(tb, MAX_FAILURE_TRACEBACK),
+            traceback=_bounded(tb, MAX_FAILURE_TRACEBACK, "\n...\n"),
             mro=_mro(type(exc)),
             non_retryable=non_retryable,
             cause=cause,
