@@ -314,6 +314,15 @@ class Core:
         check_text(text, what)
         check_payload_size(text, self._max_payload, what)
 
+    async def _terminate_request(
+        self, wid: str, reason: str | None, consumed: tuple[int, ...] = ()
+    ) -> None:
+        """Terminate ``wid`` as asked (``Runtime.terminate``, the inbox): checked, then done."""
+        if isinstance(reason, str):
+            self._check_label(reason, "the reason")
+        inst = await self._unfinished(wid, "terminate")
+        await self._terminate(inst, reason, consumed)
+
     async def _terminate(
         self, inst: _Instance, reason: str | None, consumed: tuple[int, ...] = ()
     ) -> None:

@@ -345,11 +345,7 @@ async def apply(core: Core, request: Request) -> None:
         case "resume":
             await core._request(wid, "resume", ev.WorkflowResumed, consumed=consumed)
         case "terminate":
-            reason = _reason(data)
-            if reason is not None:
-                core._check_label(reason, "the reason")
-            inst = await core._unfinished(wid, "terminate")
-            await core._terminate(inst, reason, consumed)
+            await core._terminate_request(wid, _reason(data), consumed)
         case _:
             msg = f"unknown inbox request kind {request.kind!r}"
             raise ValueError(msg)

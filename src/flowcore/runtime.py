@@ -368,10 +368,7 @@ class Runtime(Core):
             InvalidArgumentError: the reason holds a NUL or a lone surrogate.
             PayloadError: the reason is over the payload limit (``max_payload_bytes``).
         """
-        if isinstance(reason, str):
-            self._check_label(reason, "the reason")
-        inst = await self._unfinished(workflow_id, "terminate")
-        await self._terminate(inst, reason)
+        await self._terminate_request(workflow_id, reason)
 
     def handle(self, workflow_id: str) -> WorkflowHandle:
         """A handle to an existing instance (not checked until used)."""
