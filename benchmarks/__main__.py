@@ -49,7 +49,15 @@ import structlog
 
 from benchmarks import compare
 from benchmarks.celery_workloads import CELERY_WORKLOADS
-from benchmarks.common import COMPARED, LOOP_ENV, REPO, measure, sizes_for, workload_record
+from benchmarks.common import (
+    COMPARED,
+    LOOP_ENV,
+    REPO,
+    has_uvloop,
+    measure,
+    sizes_for,
+    workload_record,
+)
 from benchmarks.workloads import WORKLOADS
 
 ALL_WORKLOADS = {**WORKLOADS, **CELERY_WORKLOADS}
@@ -179,14 +187,12 @@ def main(argv: list[str] | None = None) -> Path:
 def _resolve_loop(choice: str) -> str:
     if choice == "asyncio":
         return choice
-    try:
-        import uvloop  # noqa: F401, PLC0415 - only asked whether it is installed
-    except ImportError:
-        if choice == "uvloop":
-            msg = "--loop uvloop: uvloop is not installed (pip install 'flowcore[speed]')"
-            raise SystemExit(msg) from None
-        return "asyncio"
-    return "uvloop"
+    if has_uvloop():
+        return "uvloop"
+    if choice == "uvloop":
+        msg = "--loop uvloop: uvloop is not installed (pip install 'flowcore[speed]')"
+        raise SystemExit(msg)
+    return "asyncio"
 
 
 def _print_record(engine: str, record: dict[str, Any]) -> None:

@@ -182,6 +182,13 @@ def loop_choice() -> str:
     return name
 
 
+def has_uvloop() -> bool:
+    """Whether uvloop is installed in this interpreter's environment."""
+    import importlib.util  # noqa: PLC0415 - imported when needed, like everything a child uses
+
+    return importlib.util.find_spec("uvloop") is not None
+
+
 def run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
     """``asyncio.run(coro)``, or ``uvloop.run(coro)`` when the run's loop is uvloop."""
     import asyncio  # noqa: PLC0415 - imported when needed, like everything a child uses

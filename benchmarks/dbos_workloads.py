@@ -41,6 +41,7 @@ from benchmarks.common import (
     child_env,
     child_main,
     emit,
+    has_uvloop,
     latency_metrics,
     loop_choice,
     measure,
@@ -265,14 +266,11 @@ def bench(argv: list[str]) -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--json-out", type=Path, required=True)
     args = parser.parse_args(argv)
-    if loop_choice() == "uvloop":
-        try:
-            import uvloop  # noqa: F401, PLC0415 - only asked whether it is installed
-        except ImportError:
-            parser.error(
-                "the run's loop is uvloop, which this virtualenv lacks: install it "
-                "(nox -s bench_dbos does) or run the harness with --loop asyncio"
-            )
+    if loop_choice() == "uvloop" and not has_uvloop():
+        parser.error(
+            "the run's loop is uvloop, which this virtualenv lacks: install it "
+            "(nox -s bench_dbos does) or run the harness with --loop asyncio"
+        )
     results = {}
     for name in args.only:
         if name not in WORKLOADS:

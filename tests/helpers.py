@@ -31,8 +31,8 @@ T0 = 1_700_000_000.0
 def run_app(coro: Coroutine[Any, Any, Any]) -> Any:
     """Run a test subprocess's main coroutine on the suite's loop (``FLOWCORE_TEST_LOOP``).
 
-    ``asyncio`` (the default) or ``uvloop``: the crash and chaos apps then run on the same loop
-    as the in-process tests (see tests/conftest.py).
+    ``asyncio`` (the default) or ``uvloop``: the chaos apps then run on the same loop as the
+    in-process tests (see tests/conftest.py).
     """
     from flowcore import _loop
 
