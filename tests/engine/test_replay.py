@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import flowcore
+import flowcore.testing
 from flowcore import (
     ActivityError,
     NondeterminismError,
@@ -538,6 +539,83 @@ class TestGoldenReplay:
         golden = load(name)
         for cut in range(1, len(golden.events) + 1):
             replay(golden, rows=cut)
+
+
+async def _checkout_then_notify(order: Order) -> str:
+    """New code: one more activity after the three the finished history recorded."""
+    price = await lookup_price(order.sku)
+    reservation = await reserve_stock(order.sku, qty=order.qty)
+    receipt = await charge_card(price * order.qty)
+    await fetch_page(f"notify/{receipt}")
+    return f"{reservation}/{receipt}"
+
+
+async def _checkout_that_fails(order: Order) -> str:
+    """New code: the same three activities, then a failure where the history completed."""
+    await lookup_price(order.sku)
+    await reserve_stock(order.sku, qty=order.qty)
+    await charge_card(50)
+    msg = "rejected"
+    raise ValueError(msg)
+
+
+async def _checkout_that_waits(order: Order) -> str:
+    """New code: the same three activities, then a wait where the history completed."""
+    await lookup_price(order.sku)
+    await reserve_stock(order.sku, qty=order.qty)
+    receipt = await charge_card(50)
+    await flowcore.wait_event("confirm")
+    return receipt
+
+
+class TestRecordedEnd:
+    """A history that ended (completed, failed, canceled) must end the same way on replay."""
+
+    def variant(self, fn: Any) -> WorkflowDef[Any, Any]:
+        return WorkflowDef(fn, name="checkout", version="1")
+
+    def test_a_step_after_the_recorded_end_diverges(self):
+        """Code that does more after the steps of a completed history is caught at that step."""
+        with pytest.raises(NondeterminismError) as info:
+            replay(load("chain"), self.variant(_checkout_then_notify))
+        assert info.value.step == 4
+        assert info.value.recorded == "the workflow's end (completed)"
+        assert info.value.attempted == "activity 'fetch_page'"
+
+    def test_another_end_diverges(self):
+        """Code that fails where the history completed is caught."""
+        with pytest.raises(NondeterminismError) as info:
+            replay(load("chain"), self.variant(_checkout_that_fails))
+        assert info.value.recorded == "the workflow's end (completed)"
+        assert info.value.attempted.startswith("an end as failed (ValueError: rejected")
+
+    def test_a_wait_after_the_recorded_end_diverges(self):
+        """Code that waits for an event where the history completed is caught at the wait."""
+        with pytest.raises(NondeterminismError) as info:
+            replay(load("chain"), self.variant(_checkout_that_waits))
+        assert (info.value.step, info.value.attempted) == (4, "wait_event('confirm')")
+
+    def test_flowcore_testing_replay_catches_it(self):
+        """The public helper raises it for exported rows."""
+        rows = load("chain").rows
+        flowcore.testing.replay(rows, checkout)  # the code that wrote it: clean
+        with pytest.raises(NondeterminismError):
+            flowcore.testing.replay(rows, self.variant(_checkout_then_notify))
+
+    def test_an_unfinished_prefix_still_takes_new_steps(self):
+        """Without a recorded end, steps after the recorded ones are the run going on."""
+        golden = load("chain")
+        commands = replay(golden, self.variant(_checkout_then_notify), rows=len(golden.rows) - 1)
+        assert [type(c) for c in commands] == [ScheduleActivity]
+        assert commands[0].step == 4
+
+    def test_a_terminated_history_needs_no_end_of_the_code(self):
+        """A termination is not the code's doing: the code only has to agree up to it."""
+        golden = load("chain")
+        events = [*golden.events[:3], WorkflowTerminated(at=golden.events[2].at, reason="ops")]
+        executor = WorkflowExecutor(checkout, golden.workflow_id)
+        executor.replay(events)  # no NondeterminismError although the code never ended
+        assert executor.done
 
 
 class TestGoldenOps:

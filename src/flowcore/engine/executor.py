@@ -65,6 +65,14 @@ _SCHEDULING = (
 )
 
 
+_ENDS: dict[type[ev.Event], type[cmd.Command]] = {
+    ev.WorkflowCompleted: cmd.CompleteWorkflow,
+    ev.WorkflowFailed: cmd.FailWorkflow,
+    ev.WorkflowCanceled: cmd.CancelWorkflow,
+}
+"""A recorded end the code itself made, and the command that makes it (a termination is not
+the code's: a terminated history only has to agree up to its end)."""
+
 _OUTCOMES = (
     ev.ActivityCompleted,
     ev.ActivityFailed,
@@ -154,6 +162,9 @@ class _Replay:
     """Recorded steps the code reissued."""
     unconfirmed_cancels: set[int] = field(default_factory=set)
     """Children whose cancellation replay saw requested (re-sent after recovery)."""
+    ended: ev.Event | None = None
+    """The end the history recorded (completed, failed, canceled), if it has one: the code
+    must then end the same way, with no command after the recorded ones."""
 
 
 @final
@@ -218,13 +229,16 @@ class WorkflowExecutor:
             msg = f"history of {self.workflow_id!r} does not begin with workflow_started"
             raise ValueError(msg)
         recorded = {e.step: e for e in history if isinstance(e, _SCHEDULING)}
-        self._replay = replay = _Replay(recorded, max(recorded, default=0))
+        ended = next((e for e in history if type(e) in _ENDS), None)
+        self._replay = replay = _Replay(recorded, max(recorded, default=0), ended=ended)
         self._replaying = True
         try:
             self._start(history[0])
             for event in history[1:]:
                 self._apply(event)
             self._check_all_reissued(replay)
+            if ended is not None:
+                self._check_end(ended)
         finally:
             self._replaying = False
         # Outcomes already journaled but held behind a suspension must not be redone.
@@ -529,6 +543,8 @@ class WorkflowExecutor:
             return step, True
         if self._replaying and step < replay.last:
             raise self._mismatch(step, "no command", attempted.format(target))
+        if replay.ended is not None:  # the recorded run ended before this command
+            raise self._mismatch(step, _describe_end(replay.ended), attempted.format(target))
         return step, False
 
     def _check_size(
@@ -833,6 +849,14 @@ class WorkflowExecutor:
             attempted = "nothing (the workflow ended)" if self.done else "no command"
             raise self._mismatch(step, _describe(replay.recorded[step]), attempted)
 
+    def _check_end(self, ended: ev.Event) -> None:
+        """The history ended (``ended``): the code must have ended there too, the same way."""
+        made = next((c for c in self._commands or () if type(c) in _END_COMMANDS), None)
+        if made is not None and type(made) is _ENDS[type(ended)]:
+            return
+        attempted = "no end (it still waits)" if made is None else _describe_end_command(made)
+        raise self._mismatch(self._next_step, _describe_end(ended), attempted)
+
     def _mismatch(self, step: int, recorded: str, attempted: str) -> NondeterminismError:
         return NondeterminismError(
             workflow_id=self.workflow_id,
@@ -885,6 +909,25 @@ def _describe(event: _Scheduling) -> str:
             return f"child workflow {event.name!r}"
         case _:
             return "set_status()"
+
+
+_END_COMMANDS = (*_ENDS.values(), cmd.ContinueAsNew)
+
+
+def _describe_end(event: ev.Event) -> str:
+    return f"the workflow's end ({event.kind.removeprefix('workflow_')})"
+
+
+def _describe_end_command(command: cmd.Command) -> str:
+    match command:
+        case cmd.CompleteWorkflow():
+            return "an end as completed"
+        case cmd.FailWorkflow():
+            return f"an end as failed ({command.failure})"
+        case cmd.CancelWorkflow():
+            return "an end as canceled"
+        case _:
+            return "continue_as_new()"
 
 
 def _as_recorded(command: cmd.Command) -> cmd.Command:
