@@ -16,11 +16,13 @@ import contextlib
 import importlib
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -319,7 +321,7 @@ def _payload(args: argparse.Namespace) -> Any:
     return payload
 
 
-def _check_payload(defn: WorkflowDef[Any, Any], payload: Any) -> None:
+def _check_payload(defn: WorkflowDef[Any, Any], payload: Any, *, given: bool = True) -> None:
     """Fail before anything is written when the payload does not fit the input's type hint."""
     if not defn.takes_input:
         return
@@ -328,6 +330,12 @@ def _check_payload(defn: WorkflowDef[Any, Any], payload: Any) -> None:
     try:
         serde.decode(payload, hints.get(first, Any))
     except PayloadError as exc:
+        if not given:
+            msg = (
+                f"workflow {defn.name!r} takes an input: pass it as JSON with --payload or "
+                f"--payload-file ({exc})"
+            )
+            raise UsageError(msg) from exc
         raise UsageError(f"the payload does not fit workflow {defn.name!r}: {exc}") from exc
 
 
@@ -361,10 +369,24 @@ def _open_error(exc: JournalLockedError, command: str) -> UsageError:
 def _cmd_run(args: argparse.Namespace) -> int:
     defn = _workflow(args.target)
     payload = _payload(args)
-    _check_payload(defn, payload)
+    given = args.payload is not None or args.payload_file is not None
+    if given or args.id is None:  # else checked once the journal shows there is nothing to resume
+        _check_payload(defn, payload, given=given)
     wid = check_id(args.id) if args.id is not None else new_workflow_id()
     listeners = _orchestra(wid, requested=args.orchestra)
-    return _run_async(_run(args.db, defn, payload, wid, listeners, options=_runtime_options(args)))
+    target, db = shlex.quote(args.target), shlex.quote(args.db)
+    again = f"python -m flowcore run {target} --db {db} --id {wid}"
+    run = _run(args.db, defn, _Payload(payload, given=given), wid, listeners,
+               options=_runtime_options(args), again=again)  # fmt: skip
+    return _run_async(run)
+
+
+@dataclass(frozen=True, slots=True)
+class _Payload:
+    """``run``'s payload, and whether one was given (``run --id`` without one resumes)."""
+
+    value: Any
+    given: bool
 
 
 def _orchestra(wid: str, *, requested: bool) -> list[Any]:
@@ -387,11 +409,12 @@ def _orchestra(wid: str, *, requested: bool) -> list[Any]:
 async def _run(
     db: str,
     defn: WorkflowDef[Any, Any],
-    payload: Any,
+    payload: _Payload,
     wid: str,
     listeners: Sequence[Any] = (),
     *,
     options: dict[str, Any] | None = None,
+    again: str = "",
 ) -> int:
     stop = _stop_event(signal.SIGINT, signal.SIGTERM)
     runtime = Runtime(db, listeners=listeners, **(options or {}))
@@ -401,10 +424,13 @@ async def _run(
         raise _open_error(exc, "run") from exc
     ended: WorkflowStatus | None = None
     try:
-        ended = await _ended(runtime, wid) if listeners else None
-        await runtime.start(defn, payload, id=wid, if_exists="return")
+        existing = await _existing(runtime, wid)
+        _check_resumed(defn, payload, wid, existing)
+        if existing is not None and existing.status in _ENDED and listeners:
+            ended = existing
+        await runtime.start(defn, payload.value, id=wid, if_exists="return")
         _say(f"workflow {defn.name} id {wid}")
-        return await _follow(runtime, wid, stop)
+        return await _follow(runtime, wid, stop, again)
     finally:
         await runtime.close()
         if ended is not None:  # no event will report it: tell the listeners (Orchestra) now
@@ -414,13 +440,30 @@ async def _run(
                     await report(ended)
 
 
-async def _ended(runtime: Runtime, wid: str) -> WorkflowStatus | None:
-    """The status of instance ``wid`` if it had already finished, else None."""
-    with contextlib.suppress(WorkflowNotFoundError):
-        status = await runtime.status(wid)
-        if status.status in _ENDED:
-            return status
-    return None
+async def _existing(runtime: Runtime, wid: str) -> WorkflowStatus | None:
+    """The status of instance ``wid``, or None when there is none."""
+    try:
+        return await runtime.status(wid)
+    except WorkflowNotFoundError:
+        return None
+
+
+def _check_resumed(
+    defn: WorkflowDef[Any, Any], payload: _Payload, wid: str, existing: WorkflowStatus | None
+) -> None:
+    """``run --id``: refuse another workflow's id; say that a resumed one keeps its input."""
+    if existing is None:
+        if not payload.given:
+            _check_payload(defn, payload.value, given=False)
+        return
+    if existing.name != defn.name:
+        msg = (
+            f"id {wid!r} belongs to an instance of workflow {existing.name!r}, not {defn.name!r}; "
+            "pick another --id (or leave it out for a new one)"
+        )
+        raise UsageError(msg)
+    if payload.given and payload.value != existing.input:
+        _say(f"note: {wid!r} exists and keeps the input it started with; --payload is ignored")
 
 
 _ENDED: Final = frozenset(
@@ -433,7 +476,7 @@ _ENDED: Final = frozenset(
 )
 
 
-async def _follow(runtime: Runtime, wid: str, stop: asyncio.Event) -> int:
+async def _follow(runtime: Runtime, wid: str, stop: asyncio.Event, again: str = "") -> int:
     result = asyncio.ensure_future(runtime.result(wid))
     stopped = asyncio.ensure_future(stop.wait())
     progress = asyncio.ensure_future(_progress(runtime, wid))
@@ -449,7 +492,8 @@ async def _follow(runtime: Runtime, wid: str, stop: asyncio.Event) -> int:
             parked = progress.result()
             _say(f"workflow {wid!r} is parked: {parked.error}")
             return EXIT_FAILED
-        _say(f"interrupted; 'flowcore run ... --id {wid}' resumes workflow {wid!r}")
+        again = again or f"python -m flowcore run MODULE:WORKFLOW --id {wid}"
+        _say(f"interrupted; '{again}' resumes workflow {wid!r}")
         return EXIT_INTERRUPTED
     return _report(wid, result)
 

@@ -42,14 +42,39 @@ class TestRun:
         finally:
             stop(proc)
         assert proc.returncode == 130, err
-        assert "resumes workflow 'g1'" in err
+        hint = "'python -m flowcore run app:gated --db flowcore.db --id g1' resumes workflow 'g1'"
+        assert hint in err
         assert cli.status_of("g1") == "running"
         (cli.cwd / "g.open").touch()
-        done = cli("run", "app:gated", "--payload", "1", "--id", "g1")
+        done = cli("run", "app:gated", "--id", "g1")  # as the hint says: no payload needed
         assert (done.returncode, done.stdout.strip()) == (0, "2"), done.stderr
+        assert "note:" not in done.stderr
         kinds = [row["kind"] for row in json.loads(cli("export", "g1").stdout)]
         assert kinds.count("workflow_started") == 1
         assert kinds.count("activity_scheduled") == 1
+
+    def test_resumed_id_keeps_its_input(self, cli):
+        """run --id of an existing instance with another payload says the payload is ignored."""
+        cli("run", "app:fan", "--payload", "2", "--id", "f1")
+        again = cli("run", "app:fan", "--payload", "5", "--id", "f1")
+        assert (again.returncode, again.stdout.strip()) == (0, "1")
+        note = "'f1' exists and keeps the input it started with; --payload is ignored"
+        assert note in again.stderr
+
+    def test_new_id_without_payload_asks_for_one(self, cli):
+        """run --id of no instance, for a workflow that takes an input, asks for --payload."""
+        done = cli("run", "app:fan", "--id", "nope")
+        assert done.returncode == 2
+        assert "workflow 'fan' takes an input: pass it as JSON with --payload" in done.stderr
+        assert cli.status_of("nope") is None
+
+    def test_id_of_another_workflow_is_refused(self, cli):
+        """run --id naming an instance of another workflow refuses to follow it as this one."""
+        cli("run", "app:fan", "--payload", "2", "--id", "f1")
+        done = cli("run", "app:gated", "--payload", "1", "--id", "f1")
+        assert done.returncode == 2
+        assert "id 'f1' belongs to an instance of workflow 'fan', not 'gated'" in done.stderr
+        assert done.stdout == ""
 
     def test_finished_id_returns_the_recorded_result(self, cli):
         """run on a finished id prints its recorded result without running it again."""
