@@ -16,7 +16,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-import structlog
+from flowcore._logging import get_logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -78,7 +78,7 @@ def run(coro: Coroutine[Any, Any, _T], choice: str | None = None) -> _T:
     except LoopError:
         coro.close()
         raise
-    structlog.get_logger("flowcore").debug("event loop", loop=name)
+    get_logger("flowcore").debug("event loop", loop=name)
     runner = _uvloop_run() if name == "uvloop" else None
     if runner is not None:
         result: _T = runner(coro)

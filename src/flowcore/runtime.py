@@ -15,7 +15,6 @@ import time
 from typing import TYPE_CHECKING, Any, Literal, final
 
 import anyio
-import structlog
 
 from flowcore import serde
 from flowcore._core import Core, check_id
@@ -24,6 +23,7 @@ from flowcore._handle import WorkflowHandle
 from flowcore._ids import new_workflow_id
 from flowcore._inbox import InboxWatcher
 from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES
+from flowcore._logging import get_logger, lazy_logger
 from flowcore._slots import Slots
 from flowcore.abc import SystemClock
 from flowcore.backends.local import LocalBackend
@@ -162,7 +162,7 @@ class Runtime(Core):
         """Activity attempts running plus appends not yet committed (for virtual clocks)."""
         self._waiters = 0
         """Callers blocked in result() (a virtual clock skips time only for them)."""
-        self._log = structlog.get_logger("flowcore")
+        self._log = lazy_logger("flowcore")
         self._debug = True
         self._inbox: InboxWatcher | None = None
         """Applies requests other processes queue in the journal (``python -m flowcore``)."""
@@ -184,7 +184,7 @@ class Runtime(Core):
         """
         if self._state != "new":
             raise FlowcoreError("a Runtime can be opened once; create a new one to reopen")
-        self._log = structlog.get_logger("flowcore").bind()  # resolve the lazy proxy once
+        self._log = get_logger("flowcore")  # resolved once: the hot path logs through it
         enabled = getattr(self._log, "is_enabled_for", None)  # FilteringBoundLogger has it
         self._debug = True if enabled is None else bool(enabled(logging.DEBUG))
         await self._journal.open()

@@ -29,9 +29,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
-import structlog
 from celery.backends.redis import RedisBackend
 
+from flowcore._logging import lazy_logger
 from flowcore.backends.base import ActivityOutcome, ActivityTask
 from flowcore.celery._protocol import (
     ACTIVITY_TASK,
@@ -108,7 +108,7 @@ class CeleryBackend:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._log = structlog.get_logger("flowcore.celery")
+        self._log = lazy_logger("flowcore.celery")
 
     # -- Backend protocol ---------------------------------------------------------------------
 

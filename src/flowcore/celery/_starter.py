@@ -19,10 +19,10 @@ import threading
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
-import structlog
 from kombu.messaging import Consumer
 from kombu.transport.redis import Channel as RedisChannel
 
+from flowcore._logging import lazy_logger
 from flowcore.celery._protocol import START_QUEUE, START_TASKS
 from flowcore.errors import FlowcoreError, PayloadError, RegistrationError
 
@@ -72,7 +72,7 @@ class CeleryStarter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._log = structlog.get_logger("flowcore.celery")
+        self._log = lazy_logger("flowcore.celery")
 
     async def open(self) -> None:
         """Start consuming in a background thread."""

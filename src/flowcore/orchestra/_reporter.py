@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, final
 
-import structlog
-
 from flowcore._context import in_workflow
 from flowcore._definitions import ActivityDef
+from flowcore._logging import lazy_logger
 from flowcore._status import WorkflowState, WorkflowStatus
 from flowcore.engine import events as ev
 from flowcore.errors import FlowcoreError
@@ -34,7 +33,7 @@ __all__ = ["SET_OUTPUT_ACTIVITY", "OrchestraReporter", "set_output"]
 SET_OUTPUT_ACTIVITY: Final = "flowcore.orchestra.set_output"
 """The journaled activity behind :func:`set_output` (its arguments carry the output)."""
 
-_log = structlog.get_logger("flowcore.orchestra")
+_log = lazy_logger("flowcore.orchestra")
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 import anyio
 import httpx
-import structlog
 
+from flowcore._logging import lazy_logger
 from flowcore.orchestra import _config, _http
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ R = TypeVar("R")
 ATTEMPTS: Final = 3
 """Tries per report (as the SDK)."""
 
-_log = structlog.get_logger("flowcore.orchestra")
+_log = lazy_logger("flowcore.orchestra")
 
 
 def _messages(fn_name: str) -> tuple[str, str]:
