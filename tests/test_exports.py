@@ -59,6 +59,25 @@ class TestExports:
             if isinstance(obj, type) and issubclass(obj, Exception) and name.endswith("Error"):
                 assert issubclass(obj, flowcore.FlowcoreError) or obj is flowcore.NonRetryableError
 
+    def test_public_submodules_load_on_first_use(self):
+        """`import flowcore`, then `flowcore.testing.VirtualClock()`: as the README writes it."""
+        import subprocess
+        import sys
+
+        code = (
+            "import sys, flowcore\n"
+            "loaded = 'flowcore.testing' in sys.modules\n"
+            "clock = flowcore.testing.VirtualClock()\n"
+            "print(loaded, type(clock).__name__, flowcore.steps.step.__name__)\n"
+            "try:\n    flowcore.nothing_here\nexcept AttributeError as exc:\n    print(exc)"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout  # fmt: skip
+        assert out.splitlines() == [
+            "False VirtualClock step",
+            "module 'flowcore' has no attribute 'nothing_here'",
+        ]
+
     def test_py_typed_is_shipped(self):
         """The package is marked as typed."""
         assert (SRC / "py.typed").exists()

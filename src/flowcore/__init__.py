@@ -116,3 +116,22 @@ for _name in __all__:
     if isinstance(_obj, type) and _obj.__module__.startswith("flowcore."):
         _obj.__module__ = "flowcore"
 del _name, _obj
+
+_SUBMODULES = frozenset(
+    {"blocking", "celery", "compat", "listeners", "orchestra", "retry", "serde", "steps", "testing",
+     "web"}
+)  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    """Import a public submodule on first use.
+
+    So ``flowcore.testing.VirtualClock()`` works after only ``import flowcore``; the optional
+    ones still need their extra (web, celery, orchestra).
+    """
+    if name in _SUBMODULES:
+        import importlib  # noqa: PLC0415 - only on this path
+
+        return importlib.import_module(f"flowcore.{name}")
+    msg = f"module 'flowcore' has no attribute {name!r}"
+    raise AttributeError(msg)
