@@ -380,7 +380,7 @@ class TestDecodeErrors:
         assert info.value.hint == "int"
         assert (
             str(info.value)
-            == "cannot serialise value at $.children[0].value (expected int): got str 'x'"
+            == "cannot decode value at $.children[0].value (expected int): got str 'x'"
         )
 
     def test_error_deep_in_order(self):

@@ -305,6 +305,8 @@ class Core:
         if executor is None:  # parked: the event waits in the journal for fixed code
             await asyncio.shield(self._append(inst, [event], consumed=consumed))
             return
+        if type(event) is ev.EventReceived:  # a wait that cannot take it: refused, not journaled
+            executor.check_event(event.name, event.payload)
         commit = self._deliver(inst, executor, event, consumed=consumed)
         if commit is not None:  # shielded: the commit's callbacks dispatch what the event woke
             await asyncio.shield(commit)

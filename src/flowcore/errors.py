@@ -363,12 +363,16 @@ class ActivityTimeoutError(ActivityError):
 class PayloadError(FlowcoreError):
     """A value cannot be encoded to, or decoded from, the journal's JSON."""
 
-    def __init__(self, reason: str, *, path: str = "$", hint: str | None = None) -> None:
+    def __init__(
+        self, reason: str, *, path: str = "$", hint: str | None = None, decoding: bool | None = None
+    ) -> None:
+        """``decoding``: the value was being read back (default: when a ``hint`` is given)."""
         self.path = path
         self.reason = reason
         self.hint = hint
         where = f" (expected {hint})" if hint else ""
-        super().__init__(f"cannot serialise value at {path}{where}: {reason}")
+        verb = "decode" if (hint is not None if decoding is None else decoding) else "serialise"
+        super().__init__(f"cannot {verb} value at {path}{where}: {reason}")
 
 
 class InvalidArgumentError(FlowcoreError, ValueError):

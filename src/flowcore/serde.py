@@ -253,7 +253,7 @@ def loads(text: str) -> Any:
     try:
         return _JSON_DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
-        raise PayloadError(f"invalid JSON: {exc}") from exc
+        raise PayloadError(f"invalid JSON: {exc}", decoding=True) from exc
 
 
 # --- call arguments ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import pytest
 import flowcore
 from flowcore import (
     ActivityError,
+    PayloadError,
     Runtime,
     WorkflowFinishedError,
     WorkflowNotFoundError,
@@ -203,6 +204,45 @@ class TestWaitEvent:
             await until_recorded(rt, "e2", EventWaitStarted)
             await rt.send_event("e2", "approval", Approval(by="maria", amount=21))
             assert await handle.result(timeout=10) == "maria:42"
+
+    async def test_misfit_payload_for_a_pending_wait_is_refused(self, db_path):
+        """An event the pending typed wait cannot decode is refused to its sender, not journaled;
+        the workflow keeps waiting and takes the next event that fits."""
+
+        @workflow
+        async def te_typed_refuses() -> str:
+            approval = await flowcore.wait_event("approval", type=Approval)
+            return approval.by
+
+        async with Runtime(db_path) as rt:
+            handle = await rt.start(te_typed_refuses, id="e2b")
+            await until_recorded(rt, "e2b", EventWaitStarted)
+            with pytest.raises(PayloadError) as info:
+                await rt.send_event("e2b", "approval", {"by": "maria"})  # no amount
+            assert "cannot decode value at $.amount" in str(info.value)
+            assert "waits for event 'approval' of this type" in str(info.value)
+            assert journal_kinds(db_path, "e2b").count("event_received") == 0
+            await rt.send_event("e2b", "other", "not checked: nobody waits for it")
+            await rt.send_event("e2b", "approval", Approval(by="maria", amount=21))
+            assert await handle.result(timeout=10) == "maria"
+
+    async def test_misfit_payload_sent_before_the_wait_raises_at_the_wait(self, db_path):
+        """An event sent before its wait is kept; a misfit then raises PayloadError there."""
+
+        @workflow
+        async def te_typed_late() -> str:
+            await flowcore.wait_event("start")
+            try:
+                await flowcore.wait_event("approval", type=Approval)
+            except PayloadError as exc:
+                return f"refused: {exc.path}"
+            return "taken"
+
+        async with Runtime(db_path) as rt:
+            handle = await rt.start(te_typed_late, id="e2c")
+            await rt.send_event("e2c", "approval", {"by": "maria"})
+            await rt.send_event("e2c", "start")
+            assert await handle.result(timeout=10) == "refused: $.amount"
 
     async def test_timeout_returns_none(self, db_path):
         """A wait whose 24-hour timeout passes returns None at the deadline, in virtual time."""

@@ -77,6 +77,29 @@ class TestStartAndSteer:
         assert status["status"] == "completed"
         assert status["output"] == "res-a-2 approved by ann"
 
+    async def test_event_the_wait_cannot_take_is_422(self, web):
+        """An event whose payload the pending typed wait cannot decode: 422, workflow waits on."""
+        await web.client.post(
+            "/api/workflows",
+            json={"workflow": "web_api_order", "input": {"sku": "a", "qty": 1}, "id": "o-2"},
+        )
+
+        async def waiting() -> bool:
+            rows = (await web.client.get("/api/workflows/o-2/history")).json()
+            return any(r["kind"] == "event_wait_started" for r in rows)
+
+        await assert_eventually(waiting)
+        r = await web.client.post(
+            "/api/workflows/o-2/events", json={"name": "approval", "payload": {"who": "ann"}}
+        )
+        assert r.status_code == 422, r.text
+        assert "waits for event 'approval' of this type" in r.json()["error"]
+        r = await web.client.post(
+            "/api/workflows/o-2/events", json={"name": "approval", "payload": {"approver": "ann"}}
+        )
+        assert r.status_code == 200, r.text
+        assert (await _finished(web, "o-2"))["output"] == "res-a-1 approved by ann"
+
     async def test_cancel(self, web):
         """POST .../cancel ends a waiting workflow canceled, with the reason in its history."""
         await web.client.post(

@@ -262,6 +262,28 @@ class WorkflowExecutor:
         self._apply(event)
         return self._take()
 
+    def check_event(self, name: str, payload: Any) -> None:
+        """Refuse an event the wait it would wake cannot decode (before it is journaled).
+
+        Only a wait already pending is checked: the payload of an event nobody waits for yet is
+        decoded when a wait takes it (and a misfit then raises PayloadError at that await).
+
+        Raises:
+            PayloadError: the first wait on ``name`` expects a type ``payload`` does not fit.
+        """
+        waiting = self._waits.get(name)
+        if not waiting or self.suspended:  # suspended: held events may take the wait first
+            return
+        hint = waiting[0].hint
+        try:
+            serde.decode(payload, hint)
+        except PayloadError as exc:
+            reason = (
+                f"{exc.reason}; workflow {self.definition.name!r} (id {self.workflow_id!r}) "
+                f"waits for event {name!r} of this type"
+            )
+            raise PayloadError(reason, path=exc.path, hint=exc.hint, decoding=True) from exc
+
     def close(self) -> None:
         """Abandon the instance: close every coroutine (e.g. on shutdown).
 
