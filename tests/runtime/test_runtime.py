@@ -555,6 +555,37 @@ class TestFailuresAndRetries:
         assert info.value.failure.short_type == "WorkflowMisuseError"
         assert "flowcore.sleep()" in info.value.failure.message
 
+    async def test_asyncio_gather_fails_workflow_and_runs_nothing(self, db_path):
+        """asyncio.gather in a workflow: the misuse error names flowcore.gather; its tasks are
+        cancelled before they start (no activity runs, no unretrieved exception is logged)."""
+        import gc
+
+        calls: list[int] = []
+
+        @activity
+        async def counted(x: int) -> int:
+            calls.append(x)
+            return x
+
+        @workflow
+        async def gathers_wrongly() -> list[int]:
+            return await asyncio.gather(counted(1), counted(2))
+
+        loop = asyncio.get_running_loop()
+        reported: list[dict[str, object]] = []
+        loop.set_exception_handler(lambda _, context: reported.append(context))
+        try:
+            async with Runtime(db_path) as rt:
+                with pytest.raises(WorkflowFailedError) as info:
+                    await (await rt.start(gathers_wrongly)).result(timeout=10)
+            gc.collect()  # an unretrieved exception is reported when its future is collected
+            await asyncio.sleep(0)
+        finally:
+            loop.set_exception_handler(None)
+        assert "use flowcore.gather(...) instead of asyncio.gather()" in info.value.failure.message
+        assert calls == []
+        assert reported == []
+
 
 class TestActivitiesOutsideWorkflows:
     async def test_plain_calls_just_run(self):

@@ -686,14 +686,20 @@ class WorkflowExecutor:
 
     def _on_foreign_yield(self, trap: object) -> None:
         what = type(trap).__qualname__
+        hint = (
+            "use flowcore.gather(...) instead of asyncio.gather(), "
+            if what == "_GatheringFuture"
+            else ""
+        )
         error = WorkflowMisuseError(
             f"workflow {self.definition.name!r} (id {self.workflow_id!r}) awaited a {what}, which "
             "is not a flowcore awaitable. Workflow code may only await activities, "
-            "flowcore.gather(...) and its other helpers, and coroutines that do the same: use "
-            "flowcore.sleep() instead of asyncio.sleep(), and move I/O (network calls, files, "
-            "asyncio tasks) into an @flowcore.activity.",
+            f"flowcore.gather(...) and its other helpers, and coroutines that do the same: {hint}"
+            "use flowcore.sleep() instead of asyncio.sleep(), and move I/O (network calls, "
+            "files, asyncio tasks) into an @flowcore.activity.",
             workflow_id=self.workflow_id,
         )
+        _drop_future(trap)
         self._finish(None, error)
 
     # -- events ------------------------------------------------------------------------------
@@ -950,6 +956,24 @@ def _describe_end_command(command: cmd.Command) -> str:
             return "an end as canceled"
         case _:
             return "continue_as_new()"
+
+
+def _drop_future(trap: object) -> None:
+    """Cancel a foreign future the code awaited (an asyncio.gather's: its tasks never start).
+
+    Its tasks would otherwise run flowcore calls outside the engine ("Task got bad yield") and
+    log an exception nobody retrieved. Duck-typed: the engine does not import asyncio.
+    """
+    cancel, then = getattr(trap, "cancel", None), getattr(trap, "add_done_callback", None)
+    if callable(cancel) and callable(then):
+        cancel()  # a gather's future ends with an exception once its cancelled tasks end
+        then(_retrieve)
+
+
+def _retrieve(future: Any) -> None:
+    """Mark a dropped future's exception retrieved (no "exception was never retrieved")."""
+    with contextlib.suppress(BaseException):
+        future.exception()
 
 
 def _as_recorded(command: cmd.Command) -> cmd.Command:
