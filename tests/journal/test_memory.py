@@ -429,7 +429,7 @@ class TestQueries:
 
     async def test_list_rejects_bad_arguments(self, journal):
         """list() refuses an unknown status and a negative limit."""
-        with pytest.raises(ValueError, match="WorkflowState"):
+        with pytest.raises(ValueError, match="unknown status 'sleeping'; the statuses are "):
             await journal.list(status="sleeping")
         with pytest.raises(ValueError, match="limit"):
             await journal.list(limit=-1)

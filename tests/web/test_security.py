@@ -75,6 +75,10 @@ class TestToken:
             assert r.status_code == 401
             assert r.headers["content-type"].startswith("text/html")
             assert "flowcore_token" in r.text
+            policy = r.headers["content-security-policy"]  # its own inline script only
+            assert "default-src 'none'" in policy
+            assert "script-src 'sha256-" in policy
+            assert "unsafe-inline" not in policy
 
 
 class TestLoopbackRule:

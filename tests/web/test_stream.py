@@ -160,6 +160,10 @@ class TestStream:
         await web.runtime.start(web_stream_flow, 1, id="s-4")
         r = await web.client.get("/api/workflows/s-4/stream", headers={"Last-Event-ID": "x"})
         assert r.status_code == 422
+        assert r.json()["error"].startswith("Last-Event-ID must be")
+        r = await web.client.get("/api/workflows/s-4/stream?after=abc")
+        assert r.status_code == 422
+        assert r.json()["error"].startswith("?after must be")
 
 
 @workflow

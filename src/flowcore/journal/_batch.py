@@ -258,7 +258,14 @@ def check_list_args(status: WorkflowState | str | None, limit: int) -> str | Non
     if limit < 0:
         msg = f"limit must be >= 0, got {limit}"
         raise ValueError(msg)
-    return None if status is None else WorkflowState(status).value
+    if status is None:
+        return None
+    try:
+        return WorkflowState(status).value
+    except ValueError:
+        known = ", ".join(state.value for state in WorkflowState)
+        msg = f"unknown status {status!r}; the statuses are {known}"
+        raise ValueError(msg) from None
 
 
 def is_finished(status: str) -> bool:

@@ -272,8 +272,10 @@ class _Api:
         """GET /api/workflows/{id}/stream: SSE of journal rows after Last-Event-ID (or ?after=)."""
         wid = request.path_params["wid"]
         await self._runtime.status(wid)  # 404 before the stream starts
-        after_text = request.headers.get("last-event-id") or request.query_params.get("after")
-        after, run = parse_last_event_id(after_text or "0")
+        header = request.headers.get("last-event-id")
+        after_text, source = (header, "Last-Event-ID") if header else (
+            request.query_params.get("after"), "?after")  # fmt: skip
+        after, run = parse_last_event_id(after_text or "0", source)
         body = journal_stream(self._runtime, wid, after, run, heartbeat=self._heartbeat)
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return StreamingResponse(body, media_type="text/event-stream", headers=headers)

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -39,23 +41,43 @@ __all__ = [
 ]
 
 COOKIE: Final = "flowcore_token"
-_SIGN_IN: Final = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>flowcore: sign in</title></head>
-<body style="font-family: sans-serif; max-width: 28em; margin: 4em auto">
-<h1>flowcore</h1>
-<p>This dashboard is protected by a token. Paste it to continue (it is kept in a cookie for
-this site only).</p>
-<form id="f"><input id="t" type="password" autocomplete="current-password" size="40"
- aria-label="token"> <button>Sign in</button></form>
-<script>
+_SIGN_IN_STYLE: Final = "body { font-family: sans-serif; max-width: 28em; margin: 4em auto }"
+_SIGN_IN_SCRIPT: Final = """
 document.getElementById("f").addEventListener("submit", function (e) {
   e.preventDefault();
   var value = encodeURIComponent(document.getElementById("t").value);
   document.cookie = "flowcore_token=" + value + "; path=/; SameSite=Strict";
   location.reload();
 });
-</script></body></html>
 """
+_SIGN_IN: Final = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>flowcore: sign in</title>
+<style>{_SIGN_IN_STYLE}</style></head>
+<body>
+<h1>flowcore</h1>
+<p>This dashboard is protected by a token. Paste it to continue (it is kept in a cookie for
+this site only).</p>
+<form id="f"><input id="t" type="password" autocomplete="current-password" size="40"
+ aria-label="token"> <button>Sign in</button></form>
+<script>{_SIGN_IN_SCRIPT}</script></body></html>
+"""
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+SIGN_IN_HEADERS: Final = {
+    # as strict as the dashboard's pages: only this page's own script and style may run
+    "Content-Security-Policy": (
+        f"default-src 'none'; script-src {_csp_hash(_SIGN_IN_SCRIPT)}; "
+        f"style-src {_csp_hash(_SIGN_IN_STYLE)}; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -188,7 +210,7 @@ class TokenAuth:
             return
         accept = headers.get(b"accept", b"").decode("latin-1")
         if scope["method"] == "GET" and "text/html" in accept:
-            response: Any = HTMLResponse(_SIGN_IN, status_code=401)
+            response: Any = HTMLResponse(_SIGN_IN, status_code=401, headers=SIGN_IN_HEADERS)
         else:
             reason = "missing" if presented is None else "wrong"
             response = ApiError(

@@ -107,8 +107,10 @@ def sse_event(seq: int, run: str, event: Event) -> str:
     return f"id: {seq}-{run}\ndata: {json.dumps(row)}\n\n"  # ASCII: any text can be sent
 
 
-def parse_last_event_id(text: str) -> tuple[int, str | None]:
+def parse_last_event_id(text: str, source: str = "Last-Event-ID") -> tuple[int, str | None]:
     """Split a ``Last-Event-ID`` (``SEQ-RUN``, or a bare ``SEQ``) into position and run.
+
+    ``source`` names where the text came from, for the error (the header or ``?after``).
 
     Raises:
         ValueError: it is neither.
@@ -116,8 +118,7 @@ def parse_last_event_id(text: str) -> tuple[int, str | None]:
     seq, _, run = text.strip().partition("-")
     if not seq.isdigit() or (run and not run.isalnum()):
         raise ValueError(
-            f"Last-Event-ID must be the id of a streamed event (SEQ-RUN) or a position, not "
-            f"{text!r}"
+            f"{source} must be the id of a streamed event (SEQ-RUN) or a position, not {text!r}"
         )
     return int(seq), run or None
 
