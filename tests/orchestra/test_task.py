@@ -167,11 +167,16 @@ class TestConfiguration:
             OrchestraReporter(task_run_id=run_id, api_key=api_key, webhook_url="ftp://x", env={})
 
     @pytest.mark.parametrize(
-        "url", ["http://127.0.0.1:notaport/x", "http://127.0.0.1:99999/x", "http://[::1/x"]
+        ("url", "wrong"),
+        [
+            ("http://127.0.0.1:notaport/x", "has a port that is not a number from 0 to 65535"),
+            ("http://127.0.0.1:99999/x", "has a port that is not a number from 0 to 65535"),
+            ("http://[::1/x", "is not a URL"),
+        ],
     )
-    def test_webhook_url_that_httpx_cannot_send_to(self, run_id, api_key, url):
+    def test_webhook_url_that_httpx_cannot_send_to(self, run_id, api_key, url, wrong):
         """A URL whose port is not a port is refused at startup, not by a crashed sender."""
-        with pytest.raises(OrchestraConfigError, match="webhook URL"):
+        with pytest.raises(OrchestraConfigError, match=f"the webhook URL {wrong} "):
             OrchestraReporter(task_run_id=run_id, api_key=api_key, webhook_url=url, env={})
 
     @pytest.mark.parametrize("bad", ["sk-SEC RET", "sk-SECR\nET", "sk-SECRÉT"])

@@ -114,23 +114,26 @@ def resolve(
             f"an HTTP header (check {ENV_API_KEY} or api_key=)"
         )
     url = webhook_url or env.get(ENV_WEBHOOK_URL) or DEFAULT_WEBHOOK_URL
-    if not _http_url(url):
-        problems.append(
-            f"the webhook URL is not an http(s) URL (check {ENV_WEBHOOK_URL} or webhook_url=)"
-        )
+    if (wrong := _url_problem(url)) is not None:
+        problems.append(f"the webhook URL {wrong} (check {ENV_WEBHOOK_URL} or webhook_url=)")
     if problems or run_id is None or not key:
         raise OrchestraConfigError("Orchestra reporting is not configured: " + "; ".join(problems))
     return OrchestraConfig(task_run_id=run_id, webhook_url=url, api_key=Secret(key.strip()))
 
 
-def _http_url(url: str) -> bool:
-    """``url`` is an http(s) URL with a host and a valid port (or none)."""
+def _url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as an http(s) URL with a host and a valid port, or None."""
     try:
         parts = urlsplit(url)
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "is not an http(s) URL with a host"
+    try:
         parts.port  # noqa: B018 - raises ValueError for a port that is not one
     except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+        return "has a port that is not a number from 0 to 65535"
+    return None
 
 
 def _task_run_id(value: str | uuid.UUID | None, problems: list[str]) -> uuid.UUID | None:
