@@ -17,6 +17,7 @@ import heapq
 import itertools
 import time
 from collections import deque
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
@@ -843,11 +844,13 @@ class Core:
                 attempts=job.attempt,
                 timed_out=timed_out,
             )
-        job.due = now + defn.retry.delay(job.attempt)
+        delay = defn.retry.delay(job.attempt)
+        job.due = now + delay
         self._log.info(
             "activity attempt failed; retrying",
             error=str(failure),
-            retry_at=job.due,
+            retry_in_s=round(delay, 3),
+            retry_at=datetime.fromtimestamp(job.due, UTC).isoformat(timespec="milliseconds"),
             **_attempt_fields(job, seconds),
         )
         return ev.ActivityAttemptFailed(
