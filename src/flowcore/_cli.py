@@ -63,6 +63,7 @@ EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 _PROGRESS_INTERVAL: Final = 0.2
+_DEFAULT_DB: Final = "flowcore.db"
 _T = TypeVar("_T")
 
 
@@ -103,13 +104,31 @@ def _leave_abandoned_threads(code: int) -> None:
 # -- the parser -------------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
+def _common_options(*, top: bool) -> argparse.ArgumentParser:
+    """``--db``, ``--debug`` and ``-v``, taken before the command and after it.
+
+    The top-level parser holds the defaults; a subcommand's copies default to SUPPRESS, so a
+    value given after the command overrides one given before it and nothing resets it.
+    """
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", default="flowcore.db", help="journal file (default: %(default)s)")
-    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    actions = [
+        common.add_argument("--db", default=_DEFAULT_DB, metavar="PATH",
+                            help=f"journal file (default: {_DEFAULT_DB})"),
+        common.add_argument("--debug", action="store_true", help="show tracebacks of errors"),
+        common.add_argument("-v", "--verbose", action="count", default=0, help="more log output"),
+    ]  # fmt: skip
+    if not top:
+        for action in actions:
+            action.default = argparse.SUPPRESS
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common_options(top=False)
     parser = argparse.ArgumentParser(
-        prog="python -m flowcore", description="Run, serve, steer and inspect flowcore workflows."
+        prog="python -m flowcore",
+        description="Run, serve, steer and inspect flowcore workflows.",
+        parents=[_common_options(top=True)],
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

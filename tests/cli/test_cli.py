@@ -212,6 +212,22 @@ class TestCheck:
         assert info.value.step == 1
 
 
+class TestGlobalOptions:
+    def test_db_before_the_command(self, cli):
+        """--db may come before the command; given on both sides, the one after it wins."""
+        done = cli("--db", "other.db", "run", "app:fan", "--payload", "2", "--id", "f1")
+        assert (done.returncode, done.stdout.strip()) == (0, "1"), done.stderr
+        assert (cli.cwd / "other.db").exists()
+        assert not (cli.cwd / "flowcore.db").exists()
+        status = cli("--db", "other.db", "status", "f1", "--json")
+        assert json.loads(status.stdout)["status"] == "completed", status.stderr
+        both = cli("--db", "missing.db", "status", "f1", "--db", "other.db")
+        assert both.returncode == 0, both.stderr
+        wrong = cli("--db", "other.db", "status", "f1", "--db", "missing.db")
+        assert wrong.returncode == 2
+        assert "no flowcore database at 'missing.db'" in wrong.stderr
+
+
 class TestErrors:
     @pytest.mark.parametrize(
         ("args", "message"),
