@@ -2,7 +2,8 @@
 
 Every subcommand returns an exit code: 0 success, 1 the workflow failed, was canceled or would
 diverge (``check``), 2 a usage error (one line on stderr; ``--debug`` adds the traceback), 130
-interrupted; ``verify`` exits 1 when it finds problems. ``run`` and ``serve`` own the database;
+interrupted, 141 when the reader of stdout went away (``| head``: quietly, as if ended by
+SIGPIPE); ``verify`` exits 1 when it finds problems. ``run`` and ``serve`` own the database;
 steering commands queue a request in its inbox (:mod:`flowcore._inbox`) and never take
 ownership; inspection opens it read-only. Results and ``--json`` output go to stdout, everything
 else to stderr.
@@ -62,6 +63,7 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
+EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE: what a shell shows for `yes | head -1`
 _PROGRESS_INTERVAL: Final = 0.2
 _DEFAULT_DB: Final = "flowcore.db"
 _T = TypeVar("_T")
@@ -77,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args)
     try:
         code: int = args.func(args)
+    except BrokenPipeError:  # the reader of stdout went away (``| head``)
+        return _stdout_closed()
     except (UsageError, FlowcoreError, OSError, ValueError) as exc:
         if args.debug:
             traceback.print_exc()
@@ -87,6 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve" or code == EXIT_INTERRUPTED:
         _leave_abandoned_threads(code)
     return code
+
+
+def _stdout_closed() -> int:
+    """Stop quietly, as Python's docs advise for SIGPIPE: no message, no error at exit.
+
+    Stdout goes to devnull so that the interpreter's final flush does not fail again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 def _leave_abandoned_threads(code: int) -> None:

@@ -172,6 +172,13 @@ class TestInspection:
         assert rows[0]["kind"] == "workflow_started"
         assert set(rows[0]) == {"kind", "data", "at"}
 
+    def test_a_closed_stdout_ends_quietly(self, cli):
+        """Output into a pipe nobody reads (``| head``) ends with exit 141 and no message."""
+        assert cli("run", "app:fan", "--payload", "3", "--id", "f1").returncode == 0
+        for args in (("status", "f1"), ("list",), ("history", "f1"), ("export", "f1")):
+            done = cli.into_closed_pipe(*args)
+            assert (done.returncode, done.stderr) == (141, ""), args
+
     @pytest.mark.usefixtures("serving")
     def test_inspection_works_beside_a_server(self, cli):
         """Read-only commands work while a server owns the database."""
