@@ -268,6 +268,8 @@ def _add_inspection(add: Callable[..., Any]) -> None:
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
     cmd = add("export", _cmd_export, "print an instance's history as JSON rows")
     cmd.add_argument("id", metavar="ID")
+    cmd.add_argument("--json", action="store_true", help="accepted and ignored: export always "
+                     "prints JSON (like the other inspection commands' --json)")  # fmt: skip
     cmd = add("verify", _cmd_verify, "check the journal's integrity (read only; exit 1: problems)")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
 

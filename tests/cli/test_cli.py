@@ -172,6 +172,13 @@ class TestInspection:
         assert rows[0]["kind"] == "workflow_started"
         assert set(rows[0]) == {"kind", "data", "at"}
 
+    def test_export_takes_json_as_a_no_op(self, cli):
+        """export --json prints the same JSON rows as export (it always prints JSON)."""
+        assert cli("run", "app:fan", "--payload", "1", "--id", "f1").returncode == 0
+        plain, flagged = cli("export", "f1"), cli("export", "f1", "--json")
+        assert flagged.returncode == 0, flagged.stderr
+        assert json.loads(flagged.stdout) == json.loads(plain.stdout)
+
     def test_a_closed_stdout_ends_quietly(self, cli):
         """Output into a pipe nobody reads (``| head``) ends with exit 141 and no message."""
         assert cli("run", "app:fan", "--payload", "3", "--id", "f1").returncode == 0
