@@ -801,22 +801,34 @@ async def _check(db: str, *, as_json: bool) -> int:
             events = await journal.history(wid)
             if events:
                 results.append(_check_one(wid, events))
-    bad = [r for r in results if r["problem"] is not None]
     if as_json:
         _out(render.to_json(results))
     else:
         for r in results:
             where = f"{r['workflow']} v{r['version']} id {r['id']}"
-            problem = r["problem"]
-            _out(f"ok        {where}" if problem is None else f"DIVERGES  {where}: {problem}")
-        _say(f"{len(results)} unfinished instance(s) checked; {len(bad)} would diverge")
-    return EXIT_FAILED if bad else EXIT_OK
+            problem = "" if r["problem"] is None else f": {r['problem']}"
+            _out(f"{r['status'].upper() if problem else 'ok':<9} {where}{problem}")
+        diverging = sum(1 for r in results if r["status"] == "diverges")
+        missing = sum(1 for r in results if r["status"] == "missing")
+        summary = f"{len(results)} unfinished instance(s) checked; {diverging} would diverge"
+        if missing:
+            summary += f"; {missing} not registered in the given modules"
+        _say(summary)
+    return EXIT_OK if all(r["problem"] is None for r in results) else EXIT_FAILED
 
 
 def _check_one(wid: str, events: list[Any]) -> dict[str, Any]:
+    """One instance's ``check`` record; its ``status`` is ``ok``, ``diverges`` or ``missing``."""
     started = events[0]
     found: dict[str, Any] = dict.fromkeys(("problem", "step", "recorded", "now"))
-    found.update(id=wid, workflow=started.name, version=started.version)
+    found.update(id=wid, workflow=started.name, version=started.version, status="diverges")
+    if started.name not in default_registry.workflows:
+        problem = (
+            f"workflow {started.name!r} is not registered in the given modules: import the "
+            "module that defines it (check MODULE [MODULE ...])"
+        )
+        found.update(status="missing", problem=problem)
+        return found
     try:
         defn = default_registry.for_replay(started.name, started.version)
         replay(events, defn, workflow_id=wid)
@@ -825,4 +837,6 @@ def _check_one(wid: str, events: list[Any]) -> dict[str, Any]:
                      step=exc.step, recorded=exc.recorded, now=exc.attempted)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - report every instance, whatever breaks
         found["problem"] = _one_line(exc)
+    else:
+        found["status"] = "ok"
     return found

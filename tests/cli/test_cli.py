@@ -208,9 +208,31 @@ class TestCheck:
         bad = cli("check", "app", "--json")
         assert bad.returncode == 1
         [report] = json.loads(bad.stdout)
-        assert (report["id"], report["step"]) == ("a1", 1)
+        assert (report["id"], report["step"], report["status"]) == ("a1", 1, "diverges")
         assert "square" in report["recorded"]
         assert "flaky" in report["now"]
+
+    def test_an_unregistered_workflow_is_missing_not_diverging(self, cli):
+        """An instance whose workflow the given modules do not define is MISSING, exit 1."""
+        assert cli("start", "approval", "--payload", "{}", "--id", "a1").returncode == 0
+        proc = cli.spawn("serve", "app")
+        try:
+            cli.wait_status("a1", "running")
+        finally:
+            stop(proc, signal.SIGINT)
+        (cli.cwd / "other.py").write_text("")
+        done = cli("check", "other")
+        assert done.returncode == 1
+        assert done.stdout.startswith("MISSING   approval v")
+        assert "not registered in the given modules: import the module that defines it" in (
+            done.stdout
+        )
+        assert "DIVERGES" not in done.stdout
+        assert "0 would diverge; 1 not registered in the given modules" in done.stderr
+        [report] = json.loads(cli("check", "other", "--json").stdout)
+        assert (report["id"], report["status"]) == ("a1", "missing")
+        [fine] = json.loads(cli("check", "app", "--json").stdout)
+        assert (fine["status"], fine["problem"]) == ("ok", None)
 
     def test_testing_replay_takes_exported_rows(self, cli):
         """flowcore.testing.replay accepts export rows and raises on a diverging workflow."""
