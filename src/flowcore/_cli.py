@@ -42,7 +42,9 @@ from flowcore.errors import (
     JournalLockedError,
     NondeterminismError,
     PayloadError,
+    WorkflowAlreadyExistsError,
     WorkflowCanceledError,
+    WorkflowError,
     WorkflowFailedError,
     WorkflowNotFoundError,
 )
@@ -84,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, FlowcoreError, OSError, ValueError) as exc:
         if args.debug:
             traceback.print_exc()
-        _say(f"flowcore {args.command}: error: {_one_line(exc)}")
+        _say(f"flowcore {args.command}: error: {_error_text(exc, args.db)}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -294,6 +296,28 @@ def _out(text: str) -> None:
     print(text, flush=True)  # noqa: T201 - results go to stdout
 
 
+def _error_text(exc: BaseException, db: str) -> str:
+    """An error as one line, with shell advice where its own message gives Python advice.
+
+    The messages of WorkflowNotFoundError and WorkflowAlreadyExistsError name
+    ``runtime.list()`` and ``if_exists='return'``, which the command line does not have.
+    """
+    on_db = "" if db == _DEFAULT_DB else f" --db {shlex.quote(db)}"
+    wid = shlex.quote(exc.workflow_id) if isinstance(exc, WorkflowError) else ""
+    if isinstance(exc, WorkflowNotFoundError):
+        return (
+            f"no workflow with id {exc.workflow_id!r} in {db!r}; check the id (and --db), or "
+            f"list the instances with `python -m flowcore list{on_db}`"
+        )
+    if isinstance(exc, WorkflowAlreadyExistsError):
+        return (
+            f"a workflow with id {exc.workflow_id!r} already exists (status {exc.status}); pick "
+            f"another --id, or follow that one with `python -m flowcore run MODULE:WORKFLOW "
+            f"--id {wid}{on_db}` or `python -m flowcore status {wid}{on_db}`"
+        )
+    return _one_line(exc)
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return " ".join(text.split())
@@ -350,7 +374,9 @@ def _payload(args: argparse.Namespace) -> Any:
     except PayloadError as exc:
         raise UsageError(f"{source} is not valid JSON: {exc}") from exc
     try:  # the runtime would refuse it too, after it sat in the database's inbox
-        check_payload_size(payload, DEFAULT_MAX_PAYLOAD_BYTES, f"the {source} value")
+        check_payload_size(
+            payload, DEFAULT_MAX_PAYLOAD_BYTES, f"the {source} value", raise_hint=None
+        )
     except PayloadError as exc:
         raise UsageError(str(exc)) from exc
     return payload

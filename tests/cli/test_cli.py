@@ -301,6 +301,24 @@ class TestErrors:
         assert cli("status", "nope").returncode == 2
         assert cli.sql("SELECT count(*) FROM inbox") == [(0,)]
 
+    def test_advice_names_cli_commands(self, cli):
+        """Errors a CLI user meets advise CLI commands, not Python calls."""
+        cli("--db", "my.db", "run", "app:fan", "--payload", "1", "--id", "f1")
+        unknown = cli("status", "nope", "--db", "my.db")
+        assert "`python -m flowcore list --db my.db`" in unknown.stderr
+        duplicate = cli("start", "fan", "--id", "f1", "--db", "my.db")
+        assert duplicate.returncode == 2
+        assert "`python -m flowcore run MODULE:WORKFLOW --id f1 --db my.db`" in duplicate.stderr
+        assert "`python -m flowcore status f1 --db my.db`" in duplicate.stderr
+        (cli.cwd / "big.json").write_text('"' + "x" * (4 * 1024 * 1024) + '"')
+        big = cli("start", "fan", "--payload-file", "big.json", "--db", "my.db")
+        assert big.returncode == 2
+        assert "more than the 4,194,304-byte limit" in big.stderr
+        for done in (unknown, duplicate, big):
+            assert len(done.stderr.strip().splitlines()) == 1
+            for python_advice in ("runtime.", "if_exists", "Runtime("):
+                assert python_advice not in done.stderr
+
     def test_debug_shows_the_traceback(self, cli):
         """--debug prints the traceback before the one-line error."""
         done = cli("run", "nosuchmodule:wf", "--debug")
