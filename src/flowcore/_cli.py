@@ -665,8 +665,20 @@ def _cmd_start(args: argparse.Namespace) -> int:
     wid = check_id(args.id) if args.id is not None else new_workflow_id()
     data = {"name": name, "version": args.version, "input": payload}
     _post(args.db, "start", wid, data, create=True)
+    if ":" not in args.name and not _run_async(_has_run(args.db, name)):
+        _say(
+            f"note: no workflow named {name!r} has run in this database; if the owner does not "
+            "define it, the request is dropped. Pass MODULE:WORKFLOW to check the name and "
+            "payload now."
+        )
     _out(wid)
     return EXIT_OK
+
+
+async def _has_run(db: str, name: str) -> bool:
+    """Whether any instance in the journal (read-only) is of workflow ``name``."""
+    async with _readonly(db) as journal:
+        return bool(await journal.list(name=name, limit=1))
 
 
 def _cmd_send_event(args: argparse.Namespace) -> int:

@@ -144,6 +144,24 @@ class TestSteeringWithoutServer:
             stop(proc)
         assert cli.sql("SELECT count(*) FROM inbox") == [(0,)]
 
+    def test_start_of_a_name_never_run_warns(self, cli):
+        """start NAME notes on stderr that a name no instance has had may be dropped."""
+        cli("run", "app:fan", "--payload", "1", "--id", "seed")
+        unknown = cli("start", "aproval", "--payload", "{}", "--id", "a1")
+        assert (unknown.returncode, unknown.stdout) == (0, "a1\n")
+        note = (
+            "note: no workflow named 'aproval' has run in this database; if the owner does not "
+            "define it, the request is dropped. Pass MODULE:WORKFLOW to check the name and "
+            "payload now."
+        )
+        assert note in unknown.stderr
+        assert cli.sql("SELECT workflow_id FROM inbox") == [("a1",)]  # still queued
+        known = cli("start", "fan", "--payload", "1", "--id", "f2")
+        checked = cli("start", "app:approval", "--payload", "{}", "--id", "a2")
+        for done in (known, checked):
+            assert done.returncode == 0, done.stderr
+            assert "note:" not in done.stderr
+
     def test_start_creates_a_missing_database(self, cli):
         """start on a missing database creates it, and the request waits there."""
         assert cli("start", "approval", "--id", "x").returncode == 0
