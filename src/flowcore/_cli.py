@@ -25,7 +25,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import structlog
 
@@ -77,7 +77,9 @@ class UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand, return its exit code."""
-    args = _parser().parse_args(argv)
+    args, unknown = _parser().parse_known_args(argv)
+    if unknown:  # the command's parser says it, so that its message points to its --help
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     _configure_logging(args)
     try:
         code: int = args.func(args)
@@ -120,13 +122,21 @@ def _leave_abandoned_threads(code: int) -> None:
 # -- the parser -------------------------------------------------------------------------------
 
 
-def _common_options(*, top: bool) -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, like the CLI's other errors."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE (see PROG --help)`` on stderr and exit 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _common_options(*, top: bool) -> _Parser:
     """``--db``, ``--debug`` and ``-v``, taken before the command and after it.
 
     The top-level parser holds the defaults; a subcommand's copies default to SUPPRESS, so a
     value given after the command overrides one given before it and nothing resets it.
     """
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     actions = [
         common.add_argument("--db", default=_DEFAULT_DB, metavar="PATH",
                             help=f"journal file (default: {_DEFAULT_DB})"),
@@ -141,7 +151,7 @@ def _common_options(*, top: bool) -> argparse.ArgumentParser:
 
 def _parser() -> argparse.ArgumentParser:
     common = _common_options(top=False)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m flowcore",
         description="Run, serve, steer and inspect flowcore workflows.",
         parents=[_common_options(top=True)],
@@ -150,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def add(name: str, func: Callable[[argparse.Namespace], int], helptext: str) -> Any:
         cmd = sub.add_parser(name, parents=[common], help=helptext, description=helptext)
-        cmd.set_defaults(func=func)
+        cmd.set_defaults(func=func, command_parser=cmd)
         return cmd
 
     _add_running(add)

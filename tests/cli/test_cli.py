@@ -294,6 +294,11 @@ class TestErrors:
             (("status", "x", "--db", "missing.db"), "no flowcore database at 'missing.db'"),
             (("send-event", "x", "e", "--db", "missing.db"), "no flowcore database"),
             (("serve", "nosuchmodule"), "cannot import module"),
+            (("status",), "python -m flowcore status: error: the following arguments are required"),
+            (("export", "x", "--foo"), "unrecognized arguments: --foo (see python -m flowcore ex"),
+            (("nosuch",), "python -m flowcore: error: argument COMMAND: invalid choice"),
+            (("list", "--status", "bogus"), "argument --status: invalid choice: 'bogus'"),
+            ((), "the following arguments are required: COMMAND (see python -m flowcore --help)"),
         ],
     )
     def test_usage_errors_exit_2_with_one_line(self, cli, args, message):
