@@ -2,7 +2,8 @@
 
 Every subcommand returns an exit code: 0 success, 1 the workflow failed, was canceled or would
 diverge (``check``), 2 a usage error (one line on stderr; ``--debug`` adds the traceback), 130
-interrupted; ``verify`` exits 1 when it finds problems. ``run`` and ``serve`` own the database;
+interrupted, 141 when the reader of stdout went away (``| head``: quietly, as if ended by
+SIGPIPE); ``verify`` exits 1 when it finds problems. ``run`` and ``serve`` own the database;
 steering commands queue a request in its inbox (:mod:`flowcore._inbox`) and never take
 ownership; inspection opens it read-only. Results and ``--json`` output go to stdout, everything
 else to stderr.
@@ -24,7 +25,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import structlog
 
@@ -41,7 +42,9 @@ from flowcore.errors import (
     JournalLockedError,
     NondeterminismError,
     PayloadError,
+    WorkflowAlreadyExistsError,
     WorkflowCanceledError,
+    WorkflowError,
     WorkflowFailedError,
     WorkflowNotFoundError,
 )
@@ -62,7 +65,9 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
+EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE: what a shell shows for `yes | head -1`
 _PROGRESS_INTERVAL: Final = 0.2
+_DEFAULT_DB: Final = "flowcore.db"
 _T = TypeVar("_T")
 
 
@@ -72,20 +77,34 @@ class UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand, return its exit code."""
-    args = _parser().parse_args(argv)
+    args, unknown = _parser().parse_known_args(argv)
+    if unknown:  # the command's parser says it, so that its message points to its --help
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     _configure_logging(args)
     try:
         code: int = args.func(args)
+    except BrokenPipeError:  # the reader of stdout went away (``| head``)
+        return _stdout_closed()
     except (UsageError, FlowcoreError, OSError, ValueError) as exc:
         if args.debug:
             traceback.print_exc()
-        _say(f"flowcore {args.command}: error: {_one_line(exc)}")
+        _say(f"flowcore {args.command}: error: {_error_text(exc, args.db)}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     if args.command == "serve" or code == EXIT_INTERRUPTED:
         _leave_abandoned_threads(code)
     return code
+
+
+def _stdout_closed() -> int:
+    """Stop quietly, as Python's docs advise for SIGPIPE: no message, no error at exit.
+
+    Stdout goes to devnull so that the interpreter's final flush does not fail again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 def _leave_abandoned_threads(code: int) -> None:
@@ -103,19 +122,45 @@ def _leave_abandoned_threads(code: int) -> None:
 # -- the parser -------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, like the CLI's other errors."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE (see PROG --help)`` on stderr and exit 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _common_options(*, top: bool) -> _Parser:
+    """``--db``, ``--debug`` and ``-v``, taken before the command and after it.
+
+    The top-level parser holds the defaults; a subcommand's copies default to SUPPRESS, so a
+    value given after the command overrides one given before it and nothing resets it.
+    """
+    common = _Parser(add_help=False)
+    actions = [
+        common.add_argument("--db", default=_DEFAULT_DB, metavar="PATH",
+                            help=f"journal file (default: {_DEFAULT_DB})"),
+        common.add_argument("--debug", action="store_true", help="show tracebacks of errors"),
+        common.add_argument("-v", "--verbose", action="count", default=0, help="more log output"),
+    ]  # fmt: skip
+    if not top:
+        for action in actions:
+            action.default = argparse.SUPPRESS
+    return common
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", default="flowcore.db", help="journal file (default: %(default)s)")
-    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    parser = argparse.ArgumentParser(
-        prog="python -m flowcore", description="Run, serve, steer and inspect flowcore workflows."
+    common = _common_options(top=False)
+    parser = _Parser(
+        prog="python -m flowcore",
+        description="Run, serve, steer and inspect flowcore workflows.",
+        parents=[_common_options(top=True)],
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], helptext: str) -> Any:
         cmd = sub.add_parser(name, parents=[common], help=helptext, description=helptext)
-        cmd.set_defaults(func=func)
+        cmd.set_defaults(func=func, command_parser=cmd)
         return cmd
 
     _add_running(add)
@@ -235,6 +280,8 @@ def _add_inspection(add: Callable[..., Any]) -> None:
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
     cmd = add("export", _cmd_export, "print an instance's history as JSON rows")
     cmd.add_argument("id", metavar="ID")
+    cmd.add_argument("--json", action="store_true", help="accepted and ignored: export always "
+                     "prints JSON (like the other inspection commands' --json)")  # fmt: skip
     cmd = add("verify", _cmd_verify, "check the journal's integrity (read only; exit 1: problems)")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -257,6 +304,28 @@ def _say(message: str) -> None:
 
 def _out(text: str) -> None:
     print(text, flush=True)  # noqa: T201 - results go to stdout
+
+
+def _error_text(exc: BaseException, db: str) -> str:
+    """An error as one line, with shell advice where its own message gives Python advice.
+
+    The messages of WorkflowNotFoundError and WorkflowAlreadyExistsError name
+    ``runtime.list()`` and ``if_exists='return'``, which the command line does not have.
+    """
+    on_db = "" if db == _DEFAULT_DB else f" --db {shlex.quote(db)}"
+    wid = shlex.quote(exc.workflow_id) if isinstance(exc, WorkflowError) else ""
+    if isinstance(exc, WorkflowNotFoundError):
+        return (
+            f"no workflow with id {exc.workflow_id!r} in {db!r}; check the id (and --db), or "
+            f"list the instances with `python -m flowcore list{on_db}`"
+        )
+    if isinstance(exc, WorkflowAlreadyExistsError):
+        return (
+            f"a workflow with id {exc.workflow_id!r} already exists (status {exc.status}); pick "
+            f"another --id, or follow that one with `python -m flowcore run MODULE:WORKFLOW "
+            f"--id {wid}{on_db}` or `python -m flowcore status {wid}{on_db}`"
+        )
+    return _one_line(exc)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -315,7 +384,9 @@ def _payload(args: argparse.Namespace) -> Any:
     except PayloadError as exc:
         raise UsageError(f"{source} is not valid JSON: {exc}") from exc
     try:  # the runtime would refuse it too, after it sat in the database's inbox
-        check_payload_size(payload, DEFAULT_MAX_PAYLOAD_BYTES, f"the {source} value")
+        check_payload_size(
+            payload, DEFAULT_MAX_PAYLOAD_BYTES, f"the {source} value", raise_hint=None
+        )
     except PayloadError as exc:
         raise UsageError(str(exc)) from exc
     return payload
@@ -604,8 +675,20 @@ def _cmd_start(args: argparse.Namespace) -> int:
     wid = check_id(args.id) if args.id is not None else new_workflow_id()
     data = {"name": name, "version": args.version, "input": payload}
     _post(args.db, "start", wid, data, create=True)
+    if ":" not in args.name and not _run_async(_has_run(args.db, name)):
+        _say(
+            f"note: no workflow named {name!r} has run in this database; if the owner does not "
+            "define it, the request is dropped. Pass MODULE:WORKFLOW to check the name and "
+            "payload now."
+        )
     _out(wid)
     return EXIT_OK
+
+
+async def _has_run(db: str, name: str) -> bool:
+    """Whether any instance in the journal (read-only) is of workflow ``name``."""
+    async with _readonly(db) as journal:
+        return bool(await journal.list(name=name, limit=1))
 
 
 def _cmd_send_event(args: argparse.Namespace) -> int:
@@ -766,22 +849,34 @@ async def _check(db: str, *, as_json: bool) -> int:
             events = await journal.history(wid)
             if events:
                 results.append(_check_one(wid, events))
-    bad = [r for r in results if r["problem"] is not None]
     if as_json:
         _out(render.to_json(results))
     else:
         for r in results:
             where = f"{r['workflow']} v{r['version']} id {r['id']}"
-            problem = r["problem"]
-            _out(f"ok        {where}" if problem is None else f"DIVERGES  {where}: {problem}")
-        _say(f"{len(results)} unfinished instance(s) checked; {len(bad)} would diverge")
-    return EXIT_FAILED if bad else EXIT_OK
+            problem = "" if r["problem"] is None else f": {r['problem']}"
+            _out(f"{r['status'].upper() if problem else 'ok':<9} {where}{problem}")
+        diverging = sum(1 for r in results if r["status"] == "diverges")
+        missing = sum(1 for r in results if r["status"] == "missing")
+        summary = f"{len(results)} unfinished instance(s) checked; {diverging} would diverge"
+        if missing:
+            summary += f"; {missing} not registered in the given modules"
+        _say(summary)
+    return EXIT_OK if all(r["problem"] is None for r in results) else EXIT_FAILED
 
 
 def _check_one(wid: str, events: list[Any]) -> dict[str, Any]:
+    """One instance's ``check`` record; its ``status`` is ``ok``, ``diverges`` or ``missing``."""
     started = events[0]
     found: dict[str, Any] = dict.fromkeys(("problem", "step", "recorded", "now"))
-    found.update(id=wid, workflow=started.name, version=started.version)
+    found.update(id=wid, workflow=started.name, version=started.version, status="diverges")
+    if started.name not in default_registry.workflows:
+        problem = (
+            f"workflow {started.name!r} is not registered in the given modules: import the "
+            "module that defines it (check MODULE [MODULE ...])"
+        )
+        found.update(status="missing", problem=problem)
+        return found
     try:
         defn = default_registry.for_replay(started.name, started.version)
         replay(events, defn, workflow_id=wid)
@@ -790,4 +885,6 @@ def _check_one(wid: str, events: list[Any]) -> dict[str, Any]:
                      step=exc.step, recorded=exc.recorded, now=exc.attempted)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - report every instance, whatever breaks
         found["problem"] = _one_line(exc)
+    else:
+        found["status"] = "ok"
     return found

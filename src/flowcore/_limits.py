@@ -20,6 +20,7 @@ __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "check_payload_size", "check_text"]
 
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 4 * 1024 * 1024
 """Largest encoded payload (UTF-8 JSON bytes) a runtime accepts by default: 4 MiB."""
+_RAISE_HINT: Final = "raise the limit with Runtime(max_payload_bytes=...)"
 
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
 _INT_BITS: Final = 4096 * 3
@@ -38,7 +39,9 @@ _PAIR: Final = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 _keep_unicode: Final = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def check_payload_size(encoded: Any, limit: int, what: str, *subject: object) -> None:
+def check_payload_size(
+    encoded: Any, limit: int, what: str, *subject: object, raise_hint: str | None = _RAISE_HINT
+) -> None:
     """Refuse an encoded value that is too large, or that JSON would not read back as it is.
 
     Too large: its JSON text has more than ``limit`` bytes. Not read back: it holds a surrogate
@@ -52,6 +55,8 @@ def check_payload_size(encoded: Any, limit: int, what: str, *subject: object) ->
         what: What the value is, for the message (``"the input of workflow 'x'"``); with
             ``subject``, a format string filled in only for a message (``"activity {!r}"``).
         *subject: What to format ``what`` with.
+        raise_hint: How to raise the limit, ending the too-large message; None: no way to
+            (the command line's own limit).
 
     Raises:
         PayloadError: the value is too large, would change or cannot be written; nothing was
@@ -65,7 +70,7 @@ def check_payload_size(encoded: Any, limit: int, what: str, *subject: object) ->
         tp is str and encoded.isascii() and (len(encoded) + 2) * _MAX_CHAR_BYTES <= limit
     ):
         return
-    _check_text(encoded, limit, what.format(*subject) if subject else what)
+    _check_text(encoded, limit, what.format(*subject) if subject else what, raise_hint)
 
 
 def _short_scalars(items: list[Any], limit: int) -> bool:
@@ -85,7 +90,7 @@ def _short_scalars(items: list[Any], limit: int) -> bool:
     return True
 
 
-def _check_text(encoded: Any, limit: int, what: str) -> None:
+def _check_text(encoded: Any, limit: int, what: str, raise_hint: str | None) -> None:
     try:
         text = json_text(encoded)
     except ValueError as exc:  # an int with more digits than Python converts to text
@@ -104,8 +109,8 @@ def _check_text(encoded: Any, limit: int, what: str) -> None:
     if size > limit:
         raise PayloadError(
             f"{what} is {size:,} bytes of JSON, more than the {limit:,}-byte limit; store large "
-            "data elsewhere (a file, an object store) and pass a reference to it, or raise the "
-            "limit with Runtime(max_payload_bytes=...)"
+            "data elsewhere (a file, an object store) and pass a reference to it"
+            + ("" if raise_hint is None else f", or {raise_hint}")
         )
 
 

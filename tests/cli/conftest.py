@@ -100,6 +100,24 @@ class Cli:
             check=False,
         )
 
+    def into_closed_pipe(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run with stdout a pipe whose reader is gone (as ``| head`` leaves it)."""
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            return subprocess.run(
+                [sys.executable, "-m", "flowcore", *args],
+                cwd=self.cwd,
+                env=self.env,
+                stdout=write,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=15,
+                check=False,
+            )
+        finally:
+            os.close(write)
+
     def spawn(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "flowcore", *args],

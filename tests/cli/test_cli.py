@@ -144,6 +144,24 @@ class TestSteeringWithoutServer:
             stop(proc)
         assert cli.sql("SELECT count(*) FROM inbox") == [(0,)]
 
+    def test_start_of_a_name_never_run_warns(self, cli):
+        """start NAME notes on stderr that a name no instance has had may be dropped."""
+        cli("run", "app:fan", "--payload", "1", "--id", "seed")
+        unknown = cli("start", "aproval", "--payload", "{}", "--id", "a1")
+        assert (unknown.returncode, unknown.stdout) == (0, "a1\n")
+        note = (
+            "note: no workflow named 'aproval' has run in this database; if the owner does not "
+            "define it, the request is dropped. Pass MODULE:WORKFLOW to check the name and "
+            "payload now."
+        )
+        assert note in unknown.stderr
+        assert cli.sql("SELECT workflow_id FROM inbox") == [("a1",)]  # still queued
+        known = cli("start", "fan", "--payload", "1", "--id", "f2")
+        checked = cli("start", "app:approval", "--payload", "{}", "--id", "a2")
+        for done in (known, checked):
+            assert done.returncode == 0, done.stderr
+            assert "note:" not in done.stderr
+
     def test_start_creates_a_missing_database(self, cli):
         """start on a missing database creates it, and the request waits there."""
         assert cli("start", "approval", "--id", "x").returncode == 0
@@ -172,6 +190,20 @@ class TestInspection:
         assert rows[0]["kind"] == "workflow_started"
         assert set(rows[0]) == {"kind", "data", "at"}
 
+    def test_export_takes_json_as_a_no_op(self, cli):
+        """export --json prints the same JSON rows as export (it always prints JSON)."""
+        assert cli("run", "app:fan", "--payload", "1", "--id", "f1").returncode == 0
+        plain, flagged = cli("export", "f1"), cli("export", "f1", "--json")
+        assert flagged.returncode == 0, flagged.stderr
+        assert json.loads(flagged.stdout) == json.loads(plain.stdout)
+
+    def test_a_closed_stdout_ends_quietly(self, cli):
+        """Output into a pipe nobody reads (``| head``) ends with exit 141 and no message."""
+        assert cli("run", "app:fan", "--payload", "3", "--id", "f1").returncode == 0
+        for args in (("status", "f1"), ("list",), ("history", "f1"), ("export", "f1")):
+            done = cli.into_closed_pipe(*args)
+            assert (done.returncode, done.stderr) == (141, ""), args
+
     @pytest.mark.usefixtures("serving")
     def test_inspection_works_beside_a_server(self, cli):
         """Read-only commands work while a server owns the database."""
@@ -194,9 +226,31 @@ class TestCheck:
         bad = cli("check", "app", "--json")
         assert bad.returncode == 1
         [report] = json.loads(bad.stdout)
-        assert (report["id"], report["step"]) == ("a1", 1)
+        assert (report["id"], report["step"], report["status"]) == ("a1", 1, "diverges")
         assert "square" in report["recorded"]
         assert "flaky" in report["now"]
+
+    def test_an_unregistered_workflow_is_missing_not_diverging(self, cli):
+        """An instance whose workflow the given modules do not define is MISSING, exit 1."""
+        assert cli("start", "approval", "--payload", "{}", "--id", "a1").returncode == 0
+        proc = cli.spawn("serve", "app")
+        try:
+            cli.wait_status("a1", "running")
+        finally:
+            stop(proc, signal.SIGINT)
+        (cli.cwd / "other.py").write_text("")
+        done = cli("check", "other")
+        assert done.returncode == 1
+        assert done.stdout.startswith("MISSING   approval v")
+        assert "not registered in the given modules: import the module that defines it" in (
+            done.stdout
+        )
+        assert "DIVERGES" not in done.stdout
+        assert "0 would diverge; 1 not registered in the given modules" in done.stderr
+        [report] = json.loads(cli("check", "other", "--json").stdout)
+        assert (report["id"], report["status"]) == ("a1", "missing")
+        [fine] = json.loads(cli("check", "app", "--json").stdout)
+        assert (fine["status"], fine["problem"]) == ("ok", None)
 
     def test_testing_replay_takes_exported_rows(self, cli):
         """flowcore.testing.replay accepts export rows and raises on a diverging workflow."""
@@ -212,6 +266,22 @@ class TestCheck:
         assert info.value.step == 1
 
 
+class TestGlobalOptions:
+    def test_db_before_the_command(self, cli):
+        """--db may come before the command; given on both sides, the one after it wins."""
+        done = cli("--db", "other.db", "run", "app:fan", "--payload", "2", "--id", "f1")
+        assert (done.returncode, done.stdout.strip()) == (0, "1"), done.stderr
+        assert (cli.cwd / "other.db").exists()
+        assert not (cli.cwd / "flowcore.db").exists()
+        status = cli("--db", "other.db", "status", "f1", "--json")
+        assert json.loads(status.stdout)["status"] == "completed", status.stderr
+        both = cli("--db", "missing.db", "status", "f1", "--db", "other.db")
+        assert both.returncode == 0, both.stderr
+        wrong = cli("--db", "other.db", "status", "f1", "--db", "missing.db")
+        assert wrong.returncode == 2
+        assert "no flowcore database at 'missing.db'" in wrong.stderr
+
+
 class TestErrors:
     @pytest.mark.parametrize(
         ("args", "message"),
@@ -224,6 +294,11 @@ class TestErrors:
             (("status", "x", "--db", "missing.db"), "no flowcore database at 'missing.db'"),
             (("send-event", "x", "e", "--db", "missing.db"), "no flowcore database"),
             (("serve", "nosuchmodule"), "cannot import module"),
+            (("status",), "python -m flowcore status: error: the following arguments are required"),
+            (("export", "x", "--foo"), "unrecognized arguments: --foo (see python -m flowcore ex"),
+            (("nosuch",), "python -m flowcore: error: argument COMMAND: invalid choice"),
+            (("list", "--status", "bogus"), "argument --status: invalid choice: 'bogus'"),
+            ((), "the following arguments are required: COMMAND (see python -m flowcore --help)"),
         ],
     )
     def test_usage_errors_exit_2_with_one_line(self, cli, args, message):
@@ -248,6 +323,24 @@ class TestErrors:
         assert "already exists" in duplicate.stderr
         assert cli("status", "nope").returncode == 2
         assert cli.sql("SELECT count(*) FROM inbox") == [(0,)]
+
+    def test_advice_names_cli_commands(self, cli):
+        """Errors a CLI user meets advise CLI commands, not Python calls."""
+        cli("--db", "my.db", "run", "app:fan", "--payload", "1", "--id", "f1")
+        unknown = cli("status", "nope", "--db", "my.db")
+        assert "`python -m flowcore list --db my.db`" in unknown.stderr
+        duplicate = cli("start", "fan", "--id", "f1", "--db", "my.db")
+        assert duplicate.returncode == 2
+        assert "`python -m flowcore run MODULE:WORKFLOW --id f1 --db my.db`" in duplicate.stderr
+        assert "`python -m flowcore status f1 --db my.db`" in duplicate.stderr
+        (cli.cwd / "big.json").write_text('"' + "x" * (4 * 1024 * 1024) + '"')
+        big = cli("start", "fan", "--payload-file", "big.json", "--db", "my.db")
+        assert big.returncode == 2
+        assert "more than the 4,194,304-byte limit" in big.stderr
+        for done in (unknown, duplicate, big):
+            assert len(done.stderr.strip().splitlines()) == 1
+            for python_advice in ("runtime.", "if_exists", "Runtime("):
+                assert python_advice not in done.stderr
 
     def test_debug_shows_the_traceback(self, cli):
         """--debug prints the traceback before the one-line error."""
