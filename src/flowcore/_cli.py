@@ -776,9 +776,24 @@ def _cmd_list(args: argparse.Namespace) -> int:
             _out(render.to_json([render.status_json(s) for s in found]))
         else:
             _out(render.list_table(found))
+            _note_queued_starts(args)
         return EXIT_OK
 
     return _run_async(listing())
+
+
+def _note_queued_starts(args: argparse.Namespace) -> None:
+    """Say which start requests wait in the inbox: ``list`` shows only instances that exist."""
+    starts = [r for r in _inbox.pending_starts(args.db)
+              if args.name is None or r.data.get("name") == args.name]  # fmt: skip
+    if starts and args.status is None:
+        shown = 5
+        more = ", ..." if len(starts) > shown else ""
+        ids = ", ".join(r.workflow_id for r in starts[:shown]) + more
+        _say(
+            f"{len(starts)} start request(s) queued, not yet applied by a runtime owning the "
+            f"database: {ids} (`status ID` shows one)"
+        )
 
 
 def _since(text: str | None) -> datetime | None:

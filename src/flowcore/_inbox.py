@@ -65,6 +65,7 @@ _INSERT: Final = "INSERT INTO inbox (workflow_id, kind, data, at) VALUES (?, ?, 
 _SELECT: Final = "SELECT id, workflow_id, kind, data, at FROM inbox"
 _PENDING: Final = _SELECT + " WHERE id > ? ORDER BY id"
 _FOR_ID: Final = _SELECT + " WHERE workflow_id = ? ORDER BY id"
+_STARTS: Final = _SELECT + " WHERE kind = 'start' ORDER BY id"
 _DELETE: Final = "DELETE FROM inbox WHERE id = ?"
 _STATUS: Final = "SELECT status FROM workflows WHERE id = ?"
 _PENDING_START: Final = "SELECT 1 FROM inbox WHERE kind = 'start' AND workflow_id = ?"
@@ -138,11 +139,24 @@ def pending(path: str, workflow_id: str) -> list[Request]:
     Raises:
         JournalError: the file cannot be read.
     """
+    return _read_requests(path, _FOR_ID, (workflow_id,))
+
+
+def pending_starts(path: str) -> list[Request]:
+    """The start requests no runtime has applied yet, oldest first (``list`` mentions them).
+
+    Raises:
+        JournalError: the file cannot be read.
+    """
+    return _read_requests(path, _STARTS, ())
+
+
+def _read_requests(path: str, sql: str, params: tuple[str, ...]) -> list[Request]:
     uri = f"file:{os.path.abspath(path)}?mode=ro"  # noqa: PTH100
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
         try:
-            rows = conn.execute(_FOR_ID, (workflow_id,)).fetchall()
+            rows = conn.execute(sql, params).fetchall()
         finally:
             conn.close()
     except sqlite3.Error as exc:

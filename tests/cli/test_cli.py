@@ -167,6 +167,18 @@ class TestSteeringWithoutServer:
         assert cli("start", "approval", "--id", "x").returncode == 0
         assert cli.sql("SELECT workflow_id, kind FROM inbox") == [("x", "start")]
 
+    def test_list_mentions_queued_starts(self, cli):
+        """list shows instances; a start not applied yet is named on stderr, not lost from view."""
+        cli("run", "app:fan", "--payload", "1", "--id", "f1")
+        assert cli("start", "approval", "--id", "x", "--payload", "{}").returncode == 0
+        listed = cli("list")
+        assert "f1" in listed.stdout
+        assert "x" not in listed.stdout.split()
+        assert "1 start request(s) queued, not yet applied" in listed.stderr
+        assert ": x (`status ID` shows one)" in listed.stderr
+        assert "queued" not in cli("list", "--name", "fan").stderr
+        assert "queued" not in cli("list", "--status", "completed").stderr
+
 
 class TestInspection:
     def test_status_list_history_export(self, cli):
