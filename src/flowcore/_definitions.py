@@ -165,9 +165,10 @@ class Registry:
         if not versions:
             known = ", ".join(sorted(self.workflows)) or "none"
             raise RegistrationError(
-                f"no workflow named {name!r} is registered (known: {known}); decorate it with "
-                "@flowcore.workflow and import its module before starting the runtime, or pass "
-                "it in Runtime(workflows=[...])"
+                f"no workflow named {name!r} is registered (known: {known}); define it (with "
+                "@flowcore.workflow, or as the orchestration of flowcore.steps' @step) and "
+                "import its module before starting the runtime, or pass it in "
+                "Runtime(workflows=[...])"
             )
         if version is None:
             return versions[next(reversed(versions))]
