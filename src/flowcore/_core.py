@@ -18,7 +18,7 @@ import itertools
 import time
 from collections import deque
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, final
 
 import anyio
 
@@ -135,6 +135,8 @@ class Core:
     _wake_running: bool = False
     _sweep_deferred: bool = False
     """A sweep put off by :attr:`_next_sweep` is scheduled."""
+    _timing: _DueTimers
+    """Timers whose deadline passed, fired in deadline order (see :meth:`_timer_due`)."""
 
     # -- internals: starting -------------------------------------------------------------------
 
@@ -909,11 +911,69 @@ class Core:
     ) -> None:
         with scope:
             await self._clock.sleep_until(fire_at)
-        timer = inst.timers.get(step)
-        if scope.cancel_called or timer is None or timer[0] is not scope:
-            return
+        if not scope.cancel_called:
+            self._timer_due((fire_at, step, inst, executor, scope))
+
+    def _timer_due(self, timer: _Due) -> None:
+        """Queue a timer whose deadline passed; the timers due in one loop pass fire together.
+
+        They fire in deadline order (then step order): timers that expired while no runtime
+        ran all come due at once when recovery arms them, and ``first(sleep(4), sleep(2))``
+        must still be won by the earlier deadline, as it would have been without the downtime.
+        """
+        timing = self._timing
+        timing.due.append(timer)
+        self._busy += 1  # undelivered: a virtual clock must not skip ahead
+        if not timing.scheduled:
+            timing.scheduled = True
+            asyncio.get_running_loop().call_soon(self._fire_due)
+
+    def _fire_due(self) -> None:
+        timing = self._timing
+        due, timing.due, timing.scheduled = timing.due, [], False
+        self._busy -= len(due)
+        due.sort(key=_deadline_order)
+        held = timing.held
+        for timer in due:
+            if held is None:
+                self._fire(timer)
+            else:  # opening: wait for the inbox's backlog (see hold_timers)
+                held.setdefault(timer[2].id, []).append(timer)
+
+    def _fire(self, timer: _Due) -> None:
+        _, step, inst, executor, scope = timer
+        armed = inst.timers.get(step)
+        if scope.cancel_called or armed is None or armed[0] is not scope:
+            return  # disarmed meanwhile (a first() another branch won ...)
         del inst.timers[step]
         self._deliver(inst, executor, ev.TimerFired(at=self._now(), step=step))
+
+    def _hold_timers(self) -> None:
+        """Opening: due timers wait until the inbox's backlog is applied (:meth:`_fire_held`)."""
+        self._timing.held = {}
+
+    def _fire_held(self, wid: str, until: float) -> None:
+        """Fire the held timers of ``wid`` due by ``until``, in deadline order.
+
+        Called before applying an inbox request queued at ``until`` to ``wid``. A request
+        acknowledged while no runtime ran (an event, a cancel) then meets the workflow as it
+        was at that time: an event sent before a wait's timeout wins over the timeout, one sent
+        after it finds the wait timed out, as without the downtime.
+        """
+        held = self._timing.held
+        timers = None if held is None else held.get(wid)
+        if not timers:
+            return
+        timers.sort(key=_deadline_order)
+        while timers and timers[0][0] <= until:
+            self._fire(timers.pop(0))
+
+    def _release_timers(self) -> None:
+        """The inbox's backlog is applied: fire the held timers, each instance's in order."""
+        held, self._timing.held = self._timing.held, None
+        for timers in (held or {}).values():
+            for timer in sorted(timers, key=_deadline_order):
+                self._fire(timer)
 
     async def _await_child(
         self, inst: _Instance, executor: WorkflowExecutor, command: cmd.StartChild
@@ -1210,6 +1270,28 @@ class Core:
             return None
         parked = ev.WorkflowParked(at=self._now(), reason=reason, step=step)
         return self._append(inst, [*events, parked], consumed=consumed)
+
+
+_Due = tuple[float, int, _Instance, WorkflowExecutor, anyio.CancelScope]
+"""A timer whose deadline passed: (deadline, step, instance, executor, its scope)."""
+
+
+def _deadline_order(timer: _Due) -> tuple[float, int]:
+    return timer[0], timer[1]
+
+
+@final
+class _DueTimers:
+    """Timers whose deadline passed, to fire together in deadline order (Core._timer_due)."""
+
+    __slots__ = ("due", "held", "scheduled")
+
+    def __init__(self) -> None:
+        self.due: builtins.list[_Due] = []
+        self.scheduled = False
+        self.held: dict[str, builtins.list[_Due]] | None = None
+        """While a runtime opens: due timers by instance id, until the inbox's backlog is
+        applied (None otherwise)."""
 
 
 def _idle_at(inst: _Instance, now: float) -> bool:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, final
 import anyio
 
 from flowcore import serde
-from flowcore._core import Core, check_id
+from flowcore._core import Core, _DueTimers, check_id
 from flowcore._definitions import Registry, WorkflowDef, default_registry
 from flowcore._handle import WorkflowHandle
 from flowcore._ids import new_workflow_id
@@ -159,6 +159,7 @@ class Runtime(Core):
         self._after = {}
         self._busy = 0
         self._ready = []
+        self._timing = _DueTimers()
         """Activity attempts running plus appends not yet committed (for virtual clocks)."""
         self._waiters = 0
         """Callers blocked in result() (a virtual clock skips time only for them)."""
@@ -201,11 +202,15 @@ class Runtime(Core):
             if bind is not None:
                 bind(self._idle)
             self._state = "open"
+            # Timers that expired while no runtime ran fire once the requests queued meanwhile
+            # (python -m flowcore send-event ...) are applied, each in its time order.
+            self._hold_timers()
             await self._recover()
             journal = self._journal
             if isinstance(journal, SqliteJournal) and not journal.readonly:
                 self._inbox = InboxWatcher(self, journal.path)
                 await self._inbox.open()
+            self._release_timers()
         except BaseException:
             await self.close()
             raise
