@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
     from flowcore._definitions import ActivityDef, Registry
+    from flowcore._inbox import InboxWatcher
     from flowcore._slots import Slots
     from flowcore.abc import Backend, Clock, Journal
     from flowcore.backends.base import ActivityTask
@@ -137,6 +138,8 @@ class Core:
     """A sweep put off by :attr:`_next_sweep` is scheduled."""
     _timing: _DueTimers
     """Timers whose deadline passed, fired in deadline order (see :meth:`_timer_due`)."""
+    _inbox: InboxWatcher | None
+    """Applies the requests other processes queue in the journal (set by Runtime.open)."""
 
     # -- internals: starting -------------------------------------------------------------------
 
@@ -934,11 +937,25 @@ class Core:
         self._busy -= len(due)
         due.sort(key=_deadline_order)
         held = timing.held
+        inbox = self._inbox
+        if held is None and inbox is not None and inbox.has_unseen():
+            # A request queued (and acknowledged) before these deadlines may not be applied
+            # yet: apply the inbox first, in time order with the timers (see _fire_held).
+            held = timing.held = {}
+            self._spawn(self._catch_up, inbox)
         for timer in due:
             if held is None:
                 self._fire(timer)
-            else:  # opening: wait for the inbox's backlog (see hold_timers)
+            else:  # wait for the inbox (opening, or a catch-up in progress)
                 held.setdefault(timer[2].id, []).append(timer)
+
+    async def _catch_up(self, inbox: InboxWatcher) -> None:
+        self._busy += 1  # held timers: a virtual clock must not skip ahead meanwhile
+        try:
+            await inbox.catch_up()
+        finally:
+            self._busy -= 1
+            self._release_timers()
 
     def _fire(self, timer: _Due) -> None:
         _, step, inst, executor, scope = timer

@@ -64,6 +64,7 @@ _BUSY_TIMEOUT_MS: Final = 5_000
 _INSERT: Final = "INSERT INTO inbox (workflow_id, kind, data, at) VALUES (?, ?, ?, ?)"
 _SELECT: Final = "SELECT id, workflow_id, kind, data, at FROM inbox"
 _PENDING: Final = _SELECT + " WHERE id > ? ORDER BY id"
+_UNSEEN: Final = "SELECT 1 FROM inbox WHERE id > ? LIMIT 1"
 _FOR_ID: Final = _SELECT + " WHERE workflow_id = ? ORDER BY id"
 _STARTS: Final = _SELECT + " WHERE kind = 'start' ORDER BY id"
 _DELETE: Final = "DELETE FROM inbox WHERE id = ?"
@@ -120,9 +121,8 @@ def schema_version(path: str) -> int | None:
     if not os.path.exists(path):  # noqa: PTH110 - path is a plain str here
         return None
     schema.precheck(path)  # refuses a foreign file from its header bytes, touching nothing
-    uri = f"file:{os.path.abspath(path)}?mode=ro"  # noqa: PTH100
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
+        conn = _read_only(path)
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         finally:
@@ -152,9 +152,8 @@ def pending_starts(path: str) -> list[Request]:
 
 
 def _read_requests(path: str, sql: str, params: tuple[str, ...]) -> list[Request]:
-    uri = f"file:{os.path.abspath(path)}?mode=ro"  # noqa: PTH100
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
+        conn = _read_only(path)
         try:
             rows = conn.execute(sql, params).fetchall()
         finally:
@@ -247,6 +246,10 @@ class InboxWatcher:
         self._seen = 0
         """Highest request id applied or discarded by this watcher."""
         self._version: object = None
+        self._draining = asyncio.Lock()
+        """One drain at a time: the watch loop's and :meth:`catch_up`'s."""
+        self._peek: sqlite3.Connection | None = None
+        """A read-only connection for :meth:`has_unseen`, a quick check on the loop's thread."""
 
     async def open(self) -> None:
         """Connect, apply every pending request, then start watching for new ones."""
@@ -254,8 +257,29 @@ class InboxWatcher:
         self._conn = conn
         await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS:d}")
         self._version = await schema.scalar(conn, "PRAGMA data_version")
-        await self._drain()
+        self._peek = _read_only(self._path)
+        await self.catch_up()
         self._task = asyncio.create_task(self._watch(), name=f"flowcore inbox {self._path}")
+
+    def has_unseen(self) -> bool:
+        """Whether a request this watcher has not applied yet is queued (a quick read).
+
+        The runtime asks before it fires timers, so that a request queued before a timer's
+        deadline but not yet seen (the watch loop looks every :data:`POLL_INTERVAL`) is
+        applied first.
+        """
+        peek = self._peek
+        if peek is None:
+            return False
+        try:
+            return peek.execute(_UNSEEN, (self._seen,)).fetchone() is not None
+        except sqlite3.Error:
+            return False  # the watch loop will find it (or report what is wrong)
+
+    async def catch_up(self) -> None:
+        """Apply every request queued so far (waits for a drain in progress first)."""
+        async with self._draining:
+            await self._drain()
 
     async def close(self) -> None:
         """Stop watching (a request being applied is left to its commit, or to the next owner)."""
@@ -268,6 +292,9 @@ class InboxWatcher:
         if conn is not None:
             with contextlib.suppress(sqlite3.Error, ValueError):
                 await conn.close()
+        peek, self._peek = self._peek, None
+        if peek is not None:
+            peek.close()
 
     async def _watch(self) -> None:
         conn = self._conn
@@ -278,7 +305,7 @@ class InboxWatcher:
                 version = await schema.scalar(conn, "PRAGMA data_version")
                 if version != self._version:
                     self._version = version
-                    await self._drain()
+                    await self.catch_up()
             except Exception:  # noqa: BLE001 - log it: a dead watcher must not go unnoticed
                 self._core._log.exception("inbox watcher stopped")
                 return
@@ -333,6 +360,12 @@ class InboxWatcher:
         assert conn is not None  # noqa: S101 - open() set it
         await conn.execute(_DELETE, (rid,))
         self._seen = rid
+
+
+def _read_only(path: str) -> sqlite3.Connection:
+    """A read-only connection to the journal (a local file: opening it does not wait)."""
+    uri = f"file:{os.path.abspath(path)}?mode=ro"  # noqa: PTH100
+    return sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
 
 
 async def apply(core: Core, request: Request) -> None:

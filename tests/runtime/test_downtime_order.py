@@ -88,3 +88,27 @@ class TestRequestsQueuedDuringDowntime:
         async with Runtime(db_path, clock=clock) as rt:
             assert await rt.handle("w").result(timeout=10) is None
             assert await events_of(rt, "w", EventReceived) == []
+
+
+class TestRequestsQueuedWhileRunning:
+    async def test_event_queued_just_before_the_timeout_wins(self, db_path):
+        """An event queued (acknowledged) before a wait's deadline, which the owner has not
+        seen yet when the deadline passes, is applied before the timeout fires."""
+        clock = FakeClock(start=time.time())
+        async with Runtime(db_path, clock=clock) as rt:
+            handle = await rt.start(dt_wait, 1, id="w")
+            await until_recorded(rt, "w", EventWaitStarted)
+            inbox.post(str(db_path), "event", "w", {"name": "x", "payload": {"v": 2}})
+            clock.advance(10)  # no await in between: the watcher has not looked yet
+            assert await handle.result(timeout=10) == {"v": 2}
+            assert await events_of(rt, "w", TimerFired) == []
+
+    async def test_event_queued_after_the_timeout_finds_it_timed_out(self, db_path):
+        """Queued after the deadline (by the clocks' reckoning): the timeout fires first."""
+        clock = FakeClock(start=time.time() - 100)
+        async with Runtime(db_path, clock=clock) as rt:
+            handle = await rt.start(dt_wait, 1, id="w")
+            await until_recorded(rt, "w", EventWaitStarted)
+            inbox.post(str(db_path), "event", "w", {"name": "x", "payload": {"v": 2}})
+            clock.advance(10)
+            assert await handle.result(timeout=10) is None
