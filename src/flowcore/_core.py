@@ -953,9 +953,14 @@ class Core:
         self._busy += 1  # held timers: a virtual clock must not skip ahead meanwhile
         try:
             await inbox.catch_up()
+        except asyncio.CancelledError:  # closing: recovery arms the held timers again
+            self._timing.held = None
+            raise
+        except Exception:  # noqa: BLE001 - the timers fire anyway; the watch loop retries
+            self._log.exception("applying the inbox before due timers failed")
         finally:
             self._busy -= 1
-            self._release_timers()
+        self._release_timers()
 
     def _fire(self, timer: _Due) -> None:
         _, step, inst, executor, scope = timer
