@@ -1312,8 +1312,8 @@ class _DueTimers:
         self.due: builtins.list[_Due] = []
         self.scheduled = False
         self.held: dict[str, builtins.list[_Due]] | None = None
-        """While a runtime opens: due timers by instance id, until the inbox's backlog is
-        applied (None otherwise)."""
+        """Due timers by instance id while the inbox is applied first (a runtime opening, or a
+        catch-up before timers fire); None otherwise."""
 
 
 def _idle_at(inst: _Instance, now: float) -> bool:

@@ -158,9 +158,9 @@ class Runtime(Core):
         self._supervisor: asyncio.Task[None] | None = None
         self._after = {}
         self._busy = 0
+        """Activity attempts running plus appends not yet committed (for virtual clocks)."""
         self._ready = []
         self._timing = _DueTimers()
-        """Activity attempts running plus appends not yet committed (for virtual clocks)."""
         self._waiters = 0
         """Callers blocked in result() (a virtual clock skips time only for them)."""
         self._log = lazy_logger("flowcore")
