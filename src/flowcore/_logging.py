@@ -21,21 +21,12 @@ UNCONFIGURED_LEVEL: Final = logging.WARNING
 """The lowest level flowcore prints while structlog is not configured."""
 
 
-class _Stderr:
-    """A structlog logger printing each rendered line to the current ``sys.stderr``."""
-
-    def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)  # noqa: T201 - a logger's output
-
-    log = debug = info = warning = warn = error = critical = exception = fatal = msg
-
-
 def get_logger(name: str) -> Any:
     """A bound logger for ``name``, resolved now (call again after ``structlog.configure()``)."""
     if structlog.is_configured():
         return structlog.get_logger(name).bind()
     return structlog.wrap_logger(
-        _Stderr(),
+        structlog.PrintLogger(sys.stderr),  # the stderr of now: pytest swaps it per test
         processors=structlog.get_config()["processors"],
         wrapper_class=structlog.make_filtering_bound_logger(UNCONFIGURED_LEVEL),
         cache_logger_on_first_use=False,
