@@ -80,7 +80,12 @@ class BlockingRuntime:
         """Close the runtime and stop its thread; unfinished workflows continue on next open.
 
         Idempotent; safe to call from any thread but the runtime's own.
+
+        Raises:
+            FlowcoreError: called from the runtime's own event loop (an async activity); the
+                runtime stays open.
         """
+        self._refuse_loop_thread()
         with self._lock:
             portal, self._portal = self._portal, None
         if portal is None:
@@ -117,12 +122,16 @@ class BlockingRuntime:
             raise FlowcoreError(
                 "this BlockingRuntime is closed; create a new one to use the database again"
             )
+        self._refuse_loop_thread()
+        return portal.call(functools.partial(fn, *args, **kwargs))
+
+    def _refuse_loop_thread(self) -> None:
+        """Raise on the runtime's own loop thread, where a blocking call could never return."""
         if threading.get_ident() == self._loop_thread:
             raise FlowcoreError(
                 "a BlockingRuntime method was called from the runtime's own event loop (an "
                 "async activity?); await the async Runtime API there instead"
             )
-        return portal.call(functools.partial(fn, *args, **kwargs))
 
     # -- starting and steering ---------------------------------------------------------------
 

@@ -144,6 +144,36 @@ class TestBlockingRuntime:
         assert caught.value.failure.is_caused_by(ActivityError)
         assert "own event loop" in str(caught.value)
 
+    def test_close_from_the_loop_thread_is_refused_and_leaves_it_open(self, db_path):
+        """close() from an async activity raises the same clear error; the runtime stays usable.
+
+        It used to mark the runtime closed without closing it: the journal stayed locked, the
+        workflow's result was out of reach, and a later close() did nothing.
+        """
+        holder: dict[str, BlockingRuntime] = {}
+
+        @activity
+        async def blk_close_self() -> str:
+            try:
+                holder["rt"].close()
+            except FlowcoreError as exc:
+                return str(exc)
+            return "closed"
+
+        @workflow
+        async def blk_closer(_: None = None) -> str:
+            return await blk_close_self()
+
+        rt = holder["rt"] = BlockingRuntime(db_path)
+        try:
+            answer = rt.result(rt.start(blk_closer), timeout=10)
+            assert "own event loop" in answer
+            assert not rt.closed
+        finally:
+            rt.close()
+        with BlockingRuntime(db_path) as again:  # the journal's lock was released
+            assert again.list()[0].status is WorkflowState.COMPLETED
+
 
 class TestThreads:
     def test_eight_threads_at_once(self, runtime):
