@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 
@@ -143,6 +144,28 @@ class TestBlockingRuntime:
                 rt.result(wid, timeout=10)
         assert caught.value.failure.is_caused_by(ActivityError)
         assert "own event loop" in str(caught.value)
+
+    def test_result_in_async_code_is_refused_instead_of_deadlocking(self, runtime):
+        """result() on a thread that runs an event loop raises; asyncio.to_thread works.
+
+        It used to block the caller's loop: a workflow waiting for an event that the same loop
+        was about to send never finished (until the timeout, or for ever without one).
+        """
+        wid = runtime.start("blk_wait")
+
+        async def app() -> str:
+            async def approver() -> None:
+                await asyncio.sleep(0.05)
+                runtime.send_event(wid, "approve", "dan")
+
+            approving = asyncio.create_task(approver())
+            with pytest.raises(FlowcoreError, match="event loop"):
+                runtime.result(wid, timeout=5)
+            await approving
+            answer: str = await asyncio.to_thread(runtime.result, wid, timeout=10)
+            return answer
+
+        assert asyncio.run(app()) == "approved by dan"
 
     def test_close_from_the_loop_thread_is_refused_and_leaves_it_open(self, db_path):
         """close() from an async activity raises the same clear error; the runtime stays usable.
