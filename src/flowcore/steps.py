@@ -34,10 +34,11 @@ configuration (a dict, or a TOML/JSON/YAML file read at run time) and merges the
 the first checkpoint, so a resumed run sees the same ``state.cfg`` even if the file changed.
 
 A step may take ``cfg`` as a second parameter, mutate the state in place or return a new state
-object, and be sync (run in a worker thread) or async. A **skippable** step that still fails after
-its retries is recorded (its ``activity_failed`` event, the run's custom status and
-:attr:`PipelineResult.skipped`) and the run continues with the state from before it; any other
-failing step fails the run with :class:`~flowcore.ActivityError`.
+object, and be sync (run in a worker thread) or async. Steps always run in the runtime's process,
+also under a remote default backend (``Runtime(backend=CeleryBackend(app))``). A **skippable**
+step that still fails after its retries is recorded (its ``activity_failed`` event, the run's
+custom status and :attr:`PipelineResult.skipped`) and the run continues with the state from
+before it; any other failing step fails the run with :class:`~flowcore.ActivityError`.
 
 State checkpoints: ``state.to_checkpoint()`` if the class defines it, else the instance's
 attributes except ``cfg``, encoded by flowcore's codec; restored by
@@ -179,7 +180,7 @@ class Orchestration:
         self.steps: dict[int, Step] = {}
         self._hints: dict[str, Any] | None = None
         self.init: ActivityDef[[Any], dict[str, Any]] = ActivityDef(
-            self._init, name=f"{name}:init", retry=NO_RETRY, timeout=None
+            self._init, name=f"{name}:init", retry=NO_RETRY, timeout=None, backend="local"
         )
         self.workflow: WorkflowDef[Any, PipelineResult] = WorkflowDef(
             _pipeline_body(self), name=name, version="1"
@@ -218,6 +219,7 @@ class Orchestration:
             name=f"{self.name}:{number}:{fn.__name__}",
             retry=retry or NO_RETRY,
             timeout=timeout,
+            backend="local",  # a remote worker cannot import a step's runner (a closure)
         )
         default_registry.add_activity(activity)
         made = Step(number=number, fn=fn, skippable=skippable, activity=activity)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from flowcore import (
+    FailureInfo,
     PayloadError,
     RegistrationError,
     RetryPolicy,
@@ -20,6 +21,7 @@ from flowcore import (
     steps,
     workflow,
 )
+from flowcore.backends.base import ActivityOutcome
 from flowcore.engine.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
@@ -329,6 +331,39 @@ class TestState:
         assert ra.state["said"] == ["a"]
         assert rb.state["total"] == "3"
         assert {o.name for o in (steps.get_orchestration("st_side_a"),)} == {"st_side_a"}
+
+    async def test_steps_run_in_the_runtime_under_a_remote_default_backend(self, db_path):
+        """Runtime(backend=CeleryBackend(app)) does not send the pipeline's steps to workers.
+
+        They used to go there: a worker cannot import a step's runner (a closure) or the
+        bound ``Orchestration._init``, so every run failed at step 0 with a TypeError.
+        """
+        sent: list[str] = []
+
+        class Remote:
+            """Stands in for CeleryBackend: records what it is asked to run, runs nothing."""
+
+            name = "remote"
+            remote = True
+
+            async def open(self) -> None: ...
+
+            async def close(self) -> None: ...
+
+            async def execute(self, task: Any, **_: Any) -> ActivityOutcome:
+                sent.append(task.activity.name)
+                error = FailureInfo.from_exception(ImportError("not on this worker"))
+                return ActivityOutcome(failure=error)
+
+        @step(1, state_class=Greeting, orchestration="st_remote")
+        def hello(state: Greeting) -> None:
+            state.said.append("hello")
+
+        async with Runtime(db_path, backend=Remote()) as rt:
+            handle = await rt.start("st_remote", {"name": "x"})
+            result = await handle.result(timeout=30)
+        assert result.state["said"] == ["hello"]
+        assert sent == []
 
     async def test_steps_start_checks_before_writing(self, db_path):
         """steps.start refuses an unknown name or a non-object payload; nothing is journaled."""
