@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -58,6 +60,27 @@ class Ledger(OrchestrationState):
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> Ledger:
         return cls(Decimal(payload.get("total", "0")))
+
+
+PIPELINE_MODULE = """
+from flowcore.steps import OrchestrationState, step
+
+
+@step(1, state_class=OrchestrationState, orchestration="st_reload")
+def prepare(state):
+    state.prepared = True
+
+
+@step(2, state_class=OrchestrationState, orchestration="st_reload")
+def work(state):
+    state.worked = True
+"""
+TWICE = """
+
+@step(2, state_class=OrchestrationState, orchestration="st_reload")
+def work(state):
+    state.worked_again = True
+"""
 
 
 async def run(db_path, name: str, payload: Any = None) -> tuple[PipelineResult, Any]:
@@ -131,6 +154,33 @@ class TestOrdering:
 
             @step(1, state_class=Greeting, orchestration="st_dup")
             def other(state: Greeting) -> None: ...
+
+    def test_same_name_defined_twice_with_one_number_is_refused(self, tmp_path, monkeypatch):
+        """A copy-pasted step (same number, same function name) in one module is an error.
+
+        It used to replace the first definition silently, so one of the two never ran.
+        """
+        monkeypatch.syspath_prepend(str(tmp_path))
+        (tmp_path / "st_twice_mod.py").write_text(PIPELINE_MODULE + TWICE, encoding="utf-8")
+        with pytest.raises(RegistrationError, match="defines step 2 twice") as caught:
+            importlib.import_module("st_twice_mod")
+        assert "st_twice_mod.work" in str(caught.value)
+        monkeypatch.delitem(sys.modules, "st_twice_mod", raising=False)
+
+    def test_a_reloaded_module_replaces_its_steps(self, tmp_path, monkeypatch):
+        """importlib.reload of an edited pipeline module re-registers its steps, no error."""
+        monkeypatch.syspath_prepend(str(tmp_path))
+        source = tmp_path / "st_reload_mod.py"
+        source.write_text(PIPELINE_MODULE, encoding="utf-8")
+        module = importlib.import_module("st_reload_mod")
+        monkeypatch.setitem(sys.modules, "st_reload_mod", module)
+        first = steps.get_orchestration("st_reload").steps[2].fn
+        source.write_text("# edited: the steps moved down\n\n" + PIPELINE_MODULE, encoding="utf-8")
+        importlib.reload(module)
+        again = steps.get_orchestration("st_reload").steps[2].fn
+        assert again is module.work
+        assert again is not first
+        assert sorted(steps.get_orchestration("st_reload").steps) == [1, 2]
 
     def test_state_class_mismatch_and_name_clash_are_refused(self):
         """One orchestration has one state class; a plain workflow's name cannot be reused."""
