@@ -9,6 +9,7 @@ once; the loop serialises the calls and the journal's group commit batches their
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import threading
@@ -80,7 +81,12 @@ class BlockingRuntime:
         """Close the runtime and stop its thread; unfinished workflows continue on next open.
 
         Idempotent; safe to call from any thread but the runtime's own.
+
+        Raises:
+            FlowcoreError: called from the runtime's own event loop (an async activity); the
+                runtime stays open.
         """
+        self._refuse_loop_thread()
         with self._lock:
             portal, self._portal = self._portal, None
         if portal is None:
@@ -117,12 +123,16 @@ class BlockingRuntime:
             raise FlowcoreError(
                 "this BlockingRuntime is closed; create a new one to use the database again"
             )
+        self._refuse_loop_thread()
+        return portal.call(functools.partial(fn, *args, **kwargs))
+
+    def _refuse_loop_thread(self) -> None:
+        """Raise on the runtime's own loop thread, where a blocking call could never return."""
         if threading.get_ident() == self._loop_thread:
             raise FlowcoreError(
                 "a BlockingRuntime method was called from the runtime's own event loop (an "
                 "async activity?); await the async Runtime API there instead"
             )
-        return portal.call(functools.partial(fn, *args, **kwargs))
 
     # -- starting and steering ---------------------------------------------------------------
 
@@ -182,7 +192,12 @@ class BlockingRuntime:
             WorkflowCanceledError: it was canceled or terminated.
             WorkflowNotFoundError: no instance has this id.
             TimeoutError: it did not finish within ``timeout`` seconds.
+            FlowcoreError: called on a thread that runs an event loop (async code): waiting
+                there would block that loop, and deadlock if the workflow waits for something
+                the loop does; use ``await asyncio.to_thread(runtime.result, ...)`` instead.
         """
+        self._refuse_loop_thread()
+        _refuse_running_loop("result")
         return self._call(self._runtime.result, workflow_id, timeout=timeout)
 
     def list(
@@ -201,6 +216,20 @@ class BlockingRuntime:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<flowcore.BlockingRuntime {state}>"
+
+
+def _refuse_running_loop(method: str) -> None:
+    """Raise when the calling thread runs an event loop, which ``method`` would block."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise FlowcoreError(
+        f"BlockingRuntime.{method}() was called from async code (this thread runs an event "
+        "loop): it would block that loop until the workflow ends, and never end if the workflow "
+        f"waits for something that loop does; await asyncio.to_thread(runtime.{method}, ...) "
+        "instead, or use the async Runtime"
+    )
 
 
 async def _open_runtime(db: str | os.PathLike[str], options: dict[str, Any]) -> Runtime:

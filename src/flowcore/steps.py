@@ -34,10 +34,11 @@ configuration (a dict, or a TOML/JSON/YAML file read at run time) and merges the
 the first checkpoint, so a resumed run sees the same ``state.cfg`` even if the file changed.
 
 A step may take ``cfg`` as a second parameter, mutate the state in place or return a new state
-object, and be sync (run in a worker thread) or async. A **skippable** step that still fails after
-its retries is recorded (its ``activity_failed`` event, the run's custom status and
-:attr:`PipelineResult.skipped`) and the run continues with the state from before it; any other
-failing step fails the run with :class:`~flowcore.ActivityError`.
+object, and be sync (run in a worker thread) or async. Steps always run in the runtime's process,
+also under a remote default backend (``Runtime(backend=CeleryBackend(app))``). A **skippable**
+step that still fails after its retries is recorded (its ``activity_failed`` event, the run's
+custom status and :attr:`PipelineResult.skipped`) and the run continues with the state from
+before it; any other failing step fails the run with :class:`~flowcore.ActivityError`.
 
 State checkpoints: ``state.to_checkpoint()`` if the class defines it, else the instance's
 attributes except ``cfg``, encoded by flowcore's codec; restored by
@@ -177,9 +178,10 @@ class Orchestration:
         self.state_class = state_class
         self.config: Config = _check_config(config, name)
         self.steps: dict[int, Step] = {}
+        self._loads: dict[int, object] = {}  # number -> its module's __spec__ when registered
         self._hints: dict[str, Any] | None = None
         self.init: ActivityDef[[Any], dict[str, Any]] = ActivityDef(
-            self._init, name=f"{name}:init", retry=NO_RETRY, timeout=None
+            self._init, name=f"{name}:init", retry=NO_RETRY, timeout=None, backend="local"
         )
         self.workflow: WorkflowDef[Any, PipelineResult] = WorkflowDef(
             _pipeline_body(self), name=name, version="1"
@@ -202,8 +204,12 @@ class Orchestration:
     ) -> Step:
         """Register ``fn`` as step ``number``.
 
+        The same function registered again (a module reload, a notebook cell run again)
+        replaces the step.
+
         Raises:
-            RegistrationError: another function already holds this number.
+            RegistrationError: another function already holds this number, or the module
+                defines a function of the same name twice under this number.
         """
         if isinstance(number, bool) or not isinstance(number, int):
             raise RegistrationError(f"a step number must be an int, not {number!r}")
@@ -213,15 +219,24 @@ class Orchestration:
                 f"orchestration {self.name!r} already has step {number} ({_origin(old.fn)}); "
                 f"give {_origin(fn)} another number"
             )
+        load = getattr(fn, "__globals__", {}).get("__spec__")
+        if old is not None and _defined_twice(old.fn, self._loads.get(number), fn, load):
+            raise RegistrationError(
+                f"orchestration {self.name!r} defines step {number} twice: {_origin(fn)} at "
+                f"lines {old.fn.__code__.co_firstlineno} and {fn.__code__.co_firstlineno} of "
+                f"{fn.__code__.co_filename}; give one of them another number"
+            )
         activity: ActivityDef[..., Any] = ActivityDef(
             _step_runner(self, fn),
             name=f"{self.name}:{number}:{fn.__name__}",
             retry=retry or NO_RETRY,
             timeout=timeout,
+            backend="local",  # a remote worker cannot import a step's runner (a closure)
         )
         default_registry.add_activity(activity)
         made = Step(number=number, fn=fn, skippable=skippable, activity=activity)
         self.steps[number] = made
+        self._loads[number] = load
         return made
 
     def ordered(self) -> list[Step]:
@@ -593,6 +608,24 @@ def run_payload(
     if config is not None:
         data[CONFIG_KEY] = dict(config)
     return data
+
+
+def _defined_twice(old: Any, old_load: object, fn: Any, load: object) -> bool:
+    """True when ``fn`` is a second ``def`` of ``old``'s name in the same run of one module.
+
+    Both live in one namespace and one load of it (a reload gives the module a new
+    ``__spec__``) and come from two places of the same file. A reload, a notebook cell run
+    again (same place, or a new cell file) or a factory called again only re-registers.
+    """
+    old_code, code = getattr(old, "__code__", None), getattr(fn, "__code__", None)
+    if old_code is None or code is None:
+        return False
+    return bool(
+        old.__globals__ is fn.__globals__
+        and old_load is load
+        and old_code.co_filename == code.co_filename
+        and old_code.co_firstlineno != code.co_firstlineno
+    )
 
 
 def _origin(obj: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 
@@ -143,6 +144,58 @@ class TestBlockingRuntime:
                 rt.result(wid, timeout=10)
         assert caught.value.failure.is_caused_by(ActivityError)
         assert "own event loop" in str(caught.value)
+
+    def test_result_in_async_code_is_refused_instead_of_deadlocking(self, runtime):
+        """result() on a thread that runs an event loop raises; asyncio.to_thread works.
+
+        It used to block the caller's loop: a workflow waiting for an event that the same loop
+        was about to send never finished (until the timeout, or for ever without one).
+        """
+        wid = runtime.start("blk_wait")
+
+        async def app() -> str:
+            async def approver() -> None:
+                await asyncio.sleep(0.05)
+                runtime.send_event(wid, "approve", "dan")
+
+            approving = asyncio.create_task(approver())
+            with pytest.raises(FlowcoreError, match="event loop"):
+                runtime.result(wid, timeout=5)
+            await approving
+            answer: str = await asyncio.to_thread(runtime.result, wid, timeout=10)
+            return answer
+
+        assert asyncio.run(app()) == "approved by dan"
+
+    def test_close_from_the_loop_thread_is_refused_and_leaves_it_open(self, db_path):
+        """close() from an async activity raises the same clear error; the runtime stays usable.
+
+        It used to mark the runtime closed without closing it: the journal stayed locked, the
+        workflow's result was out of reach, and a later close() did nothing.
+        """
+        holder: dict[str, BlockingRuntime] = {}
+
+        @activity
+        async def blk_close_self() -> str:
+            try:
+                holder["rt"].close()
+            except FlowcoreError as exc:
+                return str(exc)
+            return "closed"
+
+        @workflow
+        async def blk_closer(_: None = None) -> str:
+            return await blk_close_self()
+
+        rt = holder["rt"] = BlockingRuntime(db_path)
+        try:
+            answer = rt.result(rt.start(blk_closer), timeout=10)
+            assert "own event loop" in answer
+            assert not rt.closed
+        finally:
+            rt.close()
+        with BlockingRuntime(db_path) as again:  # the journal's lock was released
+            assert again.list()[0].status is WorkflowState.COMPLETED
 
 
 class TestThreads:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from flowcore import (
+    FailureInfo,
     PayloadError,
     RegistrationError,
     RetryPolicy,
@@ -20,6 +23,7 @@ from flowcore import (
     steps,
     workflow,
 )
+from flowcore.backends.base import ActivityOutcome
 from flowcore.engine.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
@@ -56,6 +60,27 @@ class Ledger(OrchestrationState):
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> Ledger:
         return cls(Decimal(payload.get("total", "0")))
+
+
+PIPELINE_MODULE = """
+from flowcore.steps import OrchestrationState, step
+
+
+@step(1, state_class=OrchestrationState, orchestration="st_reload")
+def prepare(state):
+    state.prepared = True
+
+
+@step(2, state_class=OrchestrationState, orchestration="st_reload")
+def work(state):
+    state.worked = True
+"""
+TWICE = """
+
+@step(2, state_class=OrchestrationState, orchestration="st_reload")
+def work(state):
+    state.worked_again = True
+"""
 
 
 async def run(db_path, name: str, payload: Any = None) -> tuple[PipelineResult, Any]:
@@ -129,6 +154,33 @@ class TestOrdering:
 
             @step(1, state_class=Greeting, orchestration="st_dup")
             def other(state: Greeting) -> None: ...
+
+    def test_same_name_defined_twice_with_one_number_is_refused(self, tmp_path, monkeypatch):
+        """A copy-pasted step (same number, same function name) in one module is an error.
+
+        It used to replace the first definition silently, so one of the two never ran.
+        """
+        monkeypatch.syspath_prepend(str(tmp_path))
+        (tmp_path / "st_twice_mod.py").write_text(PIPELINE_MODULE + TWICE, encoding="utf-8")
+        with pytest.raises(RegistrationError, match="defines step 2 twice") as caught:
+            importlib.import_module("st_twice_mod")
+        assert "st_twice_mod.work" in str(caught.value)
+        monkeypatch.delitem(sys.modules, "st_twice_mod", raising=False)
+
+    def test_a_reloaded_module_replaces_its_steps(self, tmp_path, monkeypatch):
+        """importlib.reload of an edited pipeline module re-registers its steps, no error."""
+        monkeypatch.syspath_prepend(str(tmp_path))
+        source = tmp_path / "st_reload_mod.py"
+        source.write_text(PIPELINE_MODULE, encoding="utf-8")
+        module = importlib.import_module("st_reload_mod")
+        monkeypatch.setitem(sys.modules, "st_reload_mod", module)
+        first = steps.get_orchestration("st_reload").steps[2].fn
+        source.write_text("# edited: the steps moved down\n\n" + PIPELINE_MODULE, encoding="utf-8")
+        importlib.reload(module)
+        again = steps.get_orchestration("st_reload").steps[2].fn
+        assert again is module.work
+        assert again is not first
+        assert sorted(steps.get_orchestration("st_reload").steps) == [1, 2]
 
     def test_state_class_mismatch_and_name_clash_are_refused(self):
         """One orchestration has one state class; a plain workflow's name cannot be reused."""
@@ -329,6 +381,39 @@ class TestState:
         assert ra.state["said"] == ["a"]
         assert rb.state["total"] == "3"
         assert {o.name for o in (steps.get_orchestration("st_side_a"),)} == {"st_side_a"}
+
+    async def test_steps_run_in_the_runtime_under_a_remote_default_backend(self, db_path):
+        """Runtime(backend=CeleryBackend(app)) does not send the pipeline's steps to workers.
+
+        They used to go there: a worker cannot import a step's runner (a closure) or the
+        bound ``Orchestration._init``, so every run failed at step 0 with a TypeError.
+        """
+        sent: list[str] = []
+
+        class Remote:
+            """Stands in for CeleryBackend: records what it is asked to run, runs nothing."""
+
+            name = "remote"
+            remote = True
+
+            async def open(self) -> None: ...
+
+            async def close(self) -> None: ...
+
+            async def execute(self, task: Any, **_: Any) -> ActivityOutcome:
+                sent.append(task.activity.name)
+                error = FailureInfo.from_exception(ImportError("not on this worker"))
+                return ActivityOutcome(failure=error)
+
+        @step(1, state_class=Greeting, orchestration="st_remote")
+        def hello(state: Greeting) -> None:
+            state.said.append("hello")
+
+        async with Runtime(db_path, backend=Remote()) as rt:
+            handle = await rt.start("st_remote", {"name": "x"})
+            result = await handle.result(timeout=30)
+        assert result.state["said"] == ["hello"]
+        assert sent == []
 
     async def test_steps_start_checks_before_writing(self, db_path):
         """steps.start refuses an unknown name or a non-object payload; nothing is journaled."""

@@ -432,6 +432,7 @@ class Orchestrator:
         Raises:
             WorkflowNotFoundError: no workflow has this id.
             TimeoutError: it did not end within ``timeout`` seconds.
+            FlowcoreError: called from async code (see ``BlockingRuntime.result``).
         """
         runtime = self.runtime
         try:
