@@ -654,7 +654,13 @@ class Core:
     def _new_run(
         self, inst: _Instance, encoded: Any, version: str | None
     ) -> tuple[WorkflowExecutor, builtins.list[cmd.Command]]:
-        """Continue as new: journal the next run's start; return its executor and commands."""
+        """Continue as new: journal the next run's start; return its executor and commands.
+
+        Events the ending run received but did not take are acknowledged: the next run gets
+        them, journaled right after its start, in the order they arrived.
+        """
+        previous = inst.executor
+        unconsumed = [] if previous is None else previous.unconsumed_events()
         inst.cancel_work()
         inst.retries.clear()
         inst.children.clear()
@@ -667,11 +673,18 @@ class Core:
             parent_id=inst.projection.parent_id,
             run=(1 if inst.executor is None else inst.executor.run) + 1,
         )
+        carried = [
+            ev.EventReceived(at=started.at, name=name, payload=payload)
+            for name, payload in unconsumed
+        ]
         executor = WorkflowExecutor(defn, inst.id, max_payload=self._max_payload)
         inst.executor = executor
-        self._append(inst, [started], reset=True)
+        self._append(inst, [started, *carried], reset=True)
         self._log.info("workflow continued as new", workflow_id=inst.id, workflow=defn.name)
-        return executor, executor.start(started)
+        commands = executor.start(started)
+        for event in carried:  # replay applies them in this order, after the start
+            commands.extend(executor.apply(event))
+        return executor, commands
 
     # -- internals: running work ----------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from flowcore import (
 from flowcore.engine.events import (
     ChildCompleted,
     ChildScheduled,
+    EventReceived,
     EventWaitStarted,
     TimerScheduled,
     WorkflowStarted,
@@ -323,6 +324,41 @@ class TestContinueAsNew:
             assert (await rt.history("pg"))[0].input == 2
             await rt.send_event("pg", "last", 7)
             assert await rt.handle("pg").result(timeout=10) == 702
+
+    async def test_events_the_run_did_not_take_reach_the_next_run(self, db_path):
+        """Events sent before the run waits for them are acknowledged: continue-as-new keeps them.
+
+        Three events arrive while the first run sleeps; each run takes one and continues as
+        new, so the other two must reach later runs (across a restart, and through a run that
+        continues as new at once, before any await).
+        """
+
+        @workflow
+        async def ch_ticks(taken: list[str]) -> list[str]:
+            if len(taken) == 1 and not taken[0].endswith("!"):
+                flowcore.continue_as_new([taken[0] + "!"])  # at once: nothing awaited yet
+            await flowcore.sleep(10)
+            taken = [*taken, await flowcore.wait_event("tick")]
+            if len(taken) < 3:
+                flowcore.continue_as_new(taken)
+            return taken
+
+        clock = FakeClock()
+        async with Runtime(db_path, clock=clock) as rt:
+            await rt.start(ch_ticks, [], id="ticks")
+            await until_recorded(rt, "ticks", TimerScheduled)
+            for name in ("a", "b", "c"):
+                await rt.send_event("ticks", "tick", name)
+            clock.advance(10)
+            await until_run_sleeps(rt, "ticks", ["a!"])
+        later = FakeClock(start=clock.now())
+        async with Runtime(db_path, clock=later) as rt:
+            history = await rt.history("ticks")
+            assert [e.payload for e in history if isinstance(e, EventReceived)] == ["b", "c"]
+            later.advance(10)
+            await until_run_sleeps(rt, "ticks", ["a!", "b"])
+            later.advance(10)
+            assert await rt.handle("ticks").result(timeout=10) == ["a!", "b", "c"]
 
     async def test_child_that_continues_as_new_returns_its_last_run(self, db_path):
         """A parent awaiting a child that continues as new gets the result of its last run."""

@@ -262,6 +262,13 @@ class WorkflowExecutor:
         self._apply(event)
         return self._take()
 
+    def unconsumed_events(self) -> list[tuple[str, Any]]:
+        """Events received that no wait took: ``(name, encoded payload)``, in arrival order.
+
+        Continue-as-new carries them to the next run.
+        """
+        return [(name, payload) for name, queued in self._inbox.items() for payload in queued]
+
     def check_event(self, name: str, payload: Any) -> None:
         """Refuse an event the wait it would wake cannot decode (before it is journaled).
 
@@ -706,6 +713,7 @@ class WorkflowExecutor:
 
     def _apply(self, event: ev.Event, not_before: float = 0.0) -> None:
         if self.done:
+            self._keep_for_next_run(event)
             return
         if self.suspended and not isinstance(event, ev.WorkflowResumed):
             if not isinstance(event, ev.WorkflowSuspended):  # suspending twice changes nothing
@@ -729,6 +737,11 @@ class WorkflowExecutor:
                 self._on_control(event)
                 return
         self._run()
+
+    def _keep_for_next_run(self, event: ev.Event) -> None:
+        """After the end, an event received is kept: a run that continued as new passes it on."""
+        if isinstance(event, ev.EventReceived):
+            self._inbox.setdefault(event.name, deque()).append(event.payload)
 
     def _on_control(self, event: ev.Event) -> None:
         """Suspension, resumption and termination; bookkeeping events change nothing here."""
