@@ -13,6 +13,7 @@ import flowcore
 from flowcore import (
     Runtime,
     UnknownVersionError,
+    WorkflowAlreadyExistsError,
     WorkflowCanceledError,
     WorkflowDef,
     WorkflowFailedError,
@@ -111,6 +112,55 @@ class TestChildren:
                 "boss",
             ]
             assert (await rt.status("invoice-7")).parent_id == "boss"
+
+    async def test_child_id_of_another_instance_is_refused(self, db_path):
+        """A child id already taken by an instance that is no child of this parent (one that
+        ended, one still running, the parent itself) fails the child() call: the parent never
+        takes a stranger's result or waits on itself."""
+
+        @workflow
+        async def ch_stranger() -> str:
+            return await flowcore.wait_event("go")
+
+        @workflow
+        async def ch_squatter(child_id: str) -> str:
+            try:
+                return await flowcore.child(ch_stranger, id=child_id)
+            except WorkflowFailedError as exc:
+                kind = "refused" if exc.failure.is_caused_by(WorkflowAlreadyExistsError) else "?"
+                return f"{kind}: {exc.failure.message}"
+
+        async with Runtime(db_path) as rt:
+            await rt.start(ch_stranger, id="done")
+            await rt.send_event("done", "go", "stranger's result")
+            await rt.handle("done").result(timeout=10)
+            await rt.start(ch_stranger, id="busy")
+            for wid, taken in [("s1", "done"), ("s2", "busy"), ("s3", "s3")]:
+                got = await (await rt.start(ch_squatter, taken, id=wid)).result(timeout=10)
+                assert got.startswith(f"refused: a workflow with id {taken!r} already exists")
+            assert (await rt.status("busy")).status is WorkflowState.RUNNING
+
+    async def test_two_children_of_a_run_cannot_share_an_id(self, db_path):
+        """The second child() with an id this run already used raises; it is not handed the
+        first child's result."""
+
+        @workflow
+        async def ch_twin(n: int) -> int:
+            return n
+
+        @workflow
+        async def ch_twins() -> list[Any]:
+            first = await flowcore.child(ch_twin, 1, id="twin")
+            try:
+                second = await flowcore.child(ch_twin, 2, id="twin")
+            except WorkflowAlreadyExistsError as exc:
+                return [first, exc.workflow_id]
+            return [first, second]
+
+        async with Runtime(db_path) as rt:
+            assert await (await rt.start(ch_twins, id="tw")).result(timeout=10) == [1, "twin"]
+        async with Runtime(db_path) as rt:  # replays the same way
+            assert await rt.handle("tw").result(timeout=10) == [1, "twin"]
 
     async def test_children_run_in_parallel_under_gather(self, db_path):
         """Children under gather all run at once and their results come back in argument order."""
