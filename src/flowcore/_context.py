@@ -11,7 +11,7 @@ import asyncio
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -35,12 +35,11 @@ from flowcore.engine._traps import (
     WaitEventTrap,
     yield_trap,
 )
-from flowcore.errors import WorkflowMisuseError
+from flowcore.errors import InvalidArgumentError, WorkflowMisuseError
 
 if TYPE_CHECKING:
     import random as _random
     from collections.abc import Awaitable, Callable
-    from datetime import datetime
 
     from flowcore.backends.base import CancelFlag
 
@@ -295,14 +294,42 @@ def _seconds(duration: float | timedelta) -> float:
     return duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
 
 
+_DEADLINES: Final = (
+    datetime(1, 1, 2, tzinfo=UTC).timestamp(),
+    datetime(9999, 12, 30, tzinfo=UTC).timestamp(),
+)
+"""The deadlines a timer may have (epoch seconds): those a datetime can show."""
+
+
+def _deadline(at: float, what: str) -> float:
+    """Check a timer's deadline before it is journaled; return it.
+
+    Raises:
+        InvalidArgumentError: ``at`` is NaN or lies outside the years 1-9999 (an infinite or
+            huge duration), so no clock could reach it and no datetime could show it.
+    """
+    earliest, latest = _DEADLINES
+    if not earliest <= at <= latest:  # NaN fails both comparisons
+        msg = (
+            f"{what} must end within the years 1-9999, not at {at!r} epoch seconds; to wait "
+            "without a deadline, use wait_event() with timeout=None"
+        )
+        raise InvalidArgumentError(msg)
+    return at
+
+
 async def sleep(duration: float | timedelta) -> None:
     """Sleep on a durable timer: its absolute deadline is journaled, so downtime counts.
 
     Args:
         duration: Seconds, or a timedelta.
+
+    Raises:
+        InvalidArgumentError: the duration is NaN, or so long that the deadline lies beyond
+            the year 9999 (infinity included).
     """
     ctx = _require("sleep")
-    await yield_trap(TimerTrap(ctx.now() + _seconds(duration)))
+    await yield_trap(TimerTrap(_deadline(ctx.now() + _seconds(duration), "sleep()")))
 
 
 async def sleep_until(when: datetime) -> None:
@@ -336,9 +363,13 @@ async def wait_event(
         name: The event name, as given to ``runtime.send_event``.
         timeout: Seconds (or a timedelta) to wait at most; None waits for ever.
         type: Decode the payload as this type (a dataclass, a pydantic model ...).
+
+    Raises:
+        InvalidArgumentError: the timeout is NaN or ends beyond the year 9999 (infinity
+            included: wait for ever with ``timeout=None``).
     """
     ctx = _require("wait_event")
-    deadline = None if timeout is None else ctx.now() + _seconds(timeout)
+    deadline = None if timeout is None else _deadline(ctx.now() + _seconds(timeout), "timeout")
     return await yield_trap(WaitEventTrap(name, deadline, Any if type is None else type))
 
 

@@ -654,7 +654,13 @@ class Core:
     def _new_run(
         self, inst: _Instance, encoded: Any, version: str | None
     ) -> tuple[WorkflowExecutor, builtins.list[cmd.Command]]:
-        """Continue as new: journal the next run's start; return its executor and commands."""
+        """Continue as new: journal the next run's start; return its executor and commands.
+
+        Events the ending run received but did not take are acknowledged: the next run gets
+        them, journaled right after its start, in the order they arrived.
+        """
+        previous = inst.executor
+        unconsumed = [] if previous is None else previous.unconsumed_events()
         inst.cancel_work()
         inst.retries.clear()
         inst.children.clear()
@@ -667,11 +673,18 @@ class Core:
             parent_id=inst.projection.parent_id,
             run=(1 if inst.executor is None else inst.executor.run) + 1,
         )
+        carried = [
+            ev.EventReceived(at=started.at, name=name, payload=payload)
+            for name, payload in unconsumed
+        ]
         executor = WorkflowExecutor(defn, inst.id, max_payload=self._max_payload)
         inst.executor = executor
-        self._append(inst, [started], reset=True)
+        self._append(inst, [started, *carried], reset=True)
         self._log.info("workflow continued as new", workflow_id=inst.id, workflow=defn.name)
-        return executor, executor.start(started)
+        commands = executor.start(started)
+        for event in carried:  # replay applies them in this order, after the start
+            commands.extend(executor.apply(event))
+        return executor, commands
 
     # -- internals: running work ----------------------------------------------------------------
 
@@ -1002,8 +1015,10 @@ class Core:
     ) -> None:
         try:
             defn = self._registry.workflow(command.workflow, command.version)
-            await self._start(defn, command.input, command.child_id, if_exists="return",
-                              parent_id=inst.id)  # fmt: skip
+            created = await self._start(defn, command.input, command.child_id,
+                                        if_exists="return", parent_id=inst.id)  # fmt: skip
+            if created is None:
+                await self._check_own_child(inst.id, command.child_id)
             terminal, _, _ = await self._terminal_event(command.child_id)
         except FlowcoreError as exc:
             self._deliver_child(inst, executor, command, ev.ChildFailed(
@@ -1022,6 +1037,22 @@ class Core:
                                       message=terminal.reason or terminal.kind)  # fmt: skip
                 event = ev.ChildFailed(at=now, step=command.step, failure=failure, canceled=True)
         self._deliver_child(inst, executor, command, event)
+
+    async def _check_own_child(self, parent_id: str, child_id: str) -> None:
+        """Accept an existing ``child_id`` only if it is ``parent_id``'s child.
+
+        It is when the step started it before a crash or a restart; any other instance is a
+        collision, whose result must not pass for the child's.
+
+        Raises:
+            WorkflowAlreadyExistsError: the instance ``child_id`` is not a child of ``parent_id``.
+        """
+        await self._settled(child_id)
+        row = await self._journal.status(child_id)
+        if row is None or row.parent_id != parent_id:
+            status = "unknown" if row is None else row.status.value
+            advice = f"child workflows of {parent_id!r} need an id no other instance has"
+            raise WorkflowAlreadyExistsError(child_id, status=status, advice=advice)
 
     def _deliver_child(
         self, inst: _Instance, executor: WorkflowExecutor, command: cmd.StartChild, event: ev.Event

@@ -285,11 +285,14 @@ class WorkflowNotFoundError(WorkflowError):
 class WorkflowAlreadyExistsError(WorkflowError):
     """A workflow instance with this id already exists."""
 
-    def __init__(self, workflow_id: str, *, status: str) -> None:
+    def __init__(self, workflow_id: str, *, status: str, advice: str | None = None) -> None:
         self.status = status
+        if advice is None:
+            advice = (
+                "pick another id, or pass if_exists='return' to get a handle to the existing one"
+            )
         super().__init__(
-            f"a workflow with id {workflow_id!r} already exists (status {status}); pick another "
-            "id, or pass if_exists='return' to get a handle to the existing one",
+            f"a workflow with id {workflow_id!r} already exists (status {status}); {advice}",
             workflow_id=workflow_id,
         )
 

@@ -13,6 +13,7 @@ import flowcore
 from flowcore import (
     Runtime,
     UnknownVersionError,
+    WorkflowAlreadyExistsError,
     WorkflowCanceledError,
     WorkflowDef,
     WorkflowFailedError,
@@ -23,6 +24,7 @@ from flowcore import (
 from flowcore.engine.events import (
     ChildCompleted,
     ChildScheduled,
+    EventReceived,
     EventWaitStarted,
     TimerScheduled,
     WorkflowStarted,
@@ -110,6 +112,55 @@ class TestChildren:
                 "boss",
             ]
             assert (await rt.status("invoice-7")).parent_id == "boss"
+
+    async def test_child_id_of_another_instance_is_refused(self, db_path):
+        """A child id already taken by an instance that is no child of this parent (one that
+        ended, one still running, the parent itself) fails the child() call: the parent never
+        takes a stranger's result or waits on itself."""
+
+        @workflow
+        async def ch_stranger() -> str:
+            return await flowcore.wait_event("go")
+
+        @workflow
+        async def ch_squatter(child_id: str) -> str:
+            try:
+                return await flowcore.child(ch_stranger, id=child_id)
+            except WorkflowFailedError as exc:
+                kind = "refused" if exc.failure.is_caused_by(WorkflowAlreadyExistsError) else "?"
+                return f"{kind}: {exc.failure.message}"
+
+        async with Runtime(db_path) as rt:
+            await rt.start(ch_stranger, id="done")
+            await rt.send_event("done", "go", "stranger's result")
+            await rt.handle("done").result(timeout=10)
+            await rt.start(ch_stranger, id="busy")
+            for wid, taken in [("s1", "done"), ("s2", "busy"), ("s3", "s3")]:
+                got = await (await rt.start(ch_squatter, taken, id=wid)).result(timeout=10)
+                assert got.startswith(f"refused: a workflow with id {taken!r} already exists")
+            assert (await rt.status("busy")).status is WorkflowState.RUNNING
+
+    async def test_two_children_of_a_run_cannot_share_an_id(self, db_path):
+        """The second child() with an id this run already used raises; it is not handed the
+        first child's result."""
+
+        @workflow
+        async def ch_twin(n: int) -> int:
+            return n
+
+        @workflow
+        async def ch_twins() -> list[Any]:
+            first = await flowcore.child(ch_twin, 1, id="twin")
+            try:
+                second = await flowcore.child(ch_twin, 2, id="twin")
+            except WorkflowAlreadyExistsError as exc:
+                return [first, exc.workflow_id]
+            return [first, second]
+
+        async with Runtime(db_path) as rt:
+            assert await (await rt.start(ch_twins, id="tw")).result(timeout=10) == [1, "twin"]
+        async with Runtime(db_path) as rt:  # replays the same way
+            assert await rt.handle("tw").result(timeout=10) == [1, "twin"]
 
     async def test_children_run_in_parallel_under_gather(self, db_path):
         """Children under gather all run at once and their results come back in argument order."""
@@ -323,6 +374,41 @@ class TestContinueAsNew:
             assert (await rt.history("pg"))[0].input == 2
             await rt.send_event("pg", "last", 7)
             assert await rt.handle("pg").result(timeout=10) == 702
+
+    async def test_events_the_run_did_not_take_reach_the_next_run(self, db_path):
+        """Events sent before the run waits for them are acknowledged: continue-as-new keeps them.
+
+        Three events arrive while the first run sleeps; each run takes one and continues as
+        new, so the other two must reach later runs (across a restart, and through a run that
+        continues as new at once, before any await).
+        """
+
+        @workflow
+        async def ch_ticks(taken: list[str]) -> list[str]:
+            if len(taken) == 1 and not taken[0].endswith("!"):
+                flowcore.continue_as_new([taken[0] + "!"])  # at once: nothing awaited yet
+            await flowcore.sleep(10)
+            taken = [*taken, await flowcore.wait_event("tick")]
+            if len(taken) < 3:
+                flowcore.continue_as_new(taken)
+            return taken
+
+        clock = FakeClock()
+        async with Runtime(db_path, clock=clock) as rt:
+            await rt.start(ch_ticks, [], id="ticks")
+            await until_recorded(rt, "ticks", TimerScheduled)
+            for name in ("a", "b", "c"):
+                await rt.send_event("ticks", "tick", name)
+            clock.advance(10)
+            await until_run_sleeps(rt, "ticks", ["a!"])
+        later = FakeClock(start=clock.now())
+        async with Runtime(db_path, clock=later) as rt:
+            history = await rt.history("ticks")
+            assert [e.payload for e in history if isinstance(e, EventReceived)] == ["b", "c"]
+            later.advance(10)
+            await until_run_sleeps(rt, "ticks", ["a!", "b"])
+            later.advance(10)
+            assert await rt.handle("ticks").result(timeout=10) == ["a!", "b", "c"]
 
     async def test_child_that_continues_as_new_returns_its_last_run(self, db_path):
         """A parent awaiting a child that continues as new gets the result of its last run."""

@@ -19,6 +19,7 @@ import pytest
 import flowcore
 from flowcore import (
     ActivityError,
+    InvalidArgumentError,
     PayloadError,
     Runtime,
     WorkflowFinishedError,
@@ -126,6 +127,30 @@ class TestSleep:
             assert await events_of(rt, "m", TimerFired) == []
             clock.advance(0.5)
             assert await handle.result(timeout=10) == "rang"
+
+    @pytest.mark.parametrize("duration", ["nan", "inf", "1e12", "timedelta.max"])
+    async def test_a_deadline_no_clock_can_reach_is_refused(self, db_path, duration):
+        """sleep()/wait_event() with a NaN, infinite or out-of-range duration raise at the
+        call: nothing is journaled that would hang the instance (NaN never fires under a
+        VirtualClock), fire it at once (NaN under the system clock) or break `history`."""
+
+        @workflow
+        async def te_never(given: str) -> list[str]:
+            seconds = timedelta.max if given == "timedelta.max" else float(given)
+            refused = []
+            for wait in (flowcore.sleep(seconds), flowcore.wait_event("x", timeout=seconds)):
+                try:
+                    await wait
+                except InvalidArgumentError as exc:
+                    refused.append(str(exc).split(" must ")[0])
+            return refused
+
+        async with Runtime(db_path, clock=VirtualClock()) as rt:
+            handle = await rt.start(te_never, duration, id="never")
+            assert await handle.result(timeout=10) == ["sleep()", "timeout"]
+            assert await events_of(rt, "never", TimerScheduled) == []
+            assert await events_of(rt, "never", EventWaitStarted) == []
+        assert journal_kinds(db_path, "never")[-1] == "workflow_completed"
 
 
 class TestTimersAcrossRestarts:

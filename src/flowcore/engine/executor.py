@@ -37,6 +37,7 @@ from flowcore.errors import (
     FailureInfo,
     NondeterminismError,
     PayloadError,
+    WorkflowAlreadyExistsError,
     WorkflowCanceledError,
     WorkflowFailedError,
     WorkflowMisuseError,
@@ -200,6 +201,8 @@ class WorkflowExecutor:
     _leaves: dict[int, _Leaf] = field(default_factory=dict)
     _waits: dict[str, deque[_Leaf]] = field(default_factory=dict)
     _inbox: dict[str, deque[Any]] = field(default_factory=dict)
+    _child_ids: set[str] | None = None
+    """The ids of the children this run started (None until the first)."""
     _held: list[ev.Event] | None = None
     """Events applied while suspended, in order (None until the first)."""
     _replay: _Replay | None = None
@@ -261,6 +264,13 @@ class WorkflowExecutor:
         """Feed one new event; return the commands it causes."""
         self._apply(event)
         return self._take()
+
+    def unconsumed_events(self) -> list[tuple[str, Any]]:
+        """Events received that no wait took: ``(name, encoded payload)``, in arrival order.
+
+        Continue-as-new carries them to the next run.
+        """
+        return [(name, payload) for name, queued in self._inbox.items() for payload in queued]
 
     def check_event(self, name: str, payload: Any) -> None:
         """Refuse an event the wait it would wake cannot decode (before it is journaled).
@@ -674,11 +684,22 @@ class WorkflowExecutor:
         except PayloadError as exc:
             self._push((task, None, exc))
             return
+        if trap.child_id is not None and trap.child_id in (self._child_ids or ()):
+            error = WorkflowAlreadyExistsError(
+                trap.child_id,
+                status="started by an earlier child() of this run",
+                advice="each child workflow of a run needs its own id",
+            )
+            self._push((task, None, error))
+            return
         step, recorded = self._issue(ev.ChildScheduled, trap.workflow, "child workflow {!r}")
         op = task.next_op()  # not the step: a default id must not depend on outcome order
         child_id = trap.child_id or f"{self.workflow_id}:{op}"
         if recorded and self._replay is not None:  # the journal's id wins: that child exists
             child_id = self._replay.recorded[step].child_id  # type: ignore[union-attr]
+        if self._child_ids is None:
+            self._child_ids = set()
+        self._child_ids.add(child_id)
         command = cmd.StartChild(step=step, workflow=trap.workflow, version=trap.version,
                                  input=encoded, child_id=child_id)  # fmt: skip
         self._wait_on(task, _Leaf(step, "child", task, command, trap.hint, child_id,
@@ -706,6 +727,7 @@ class WorkflowExecutor:
 
     def _apply(self, event: ev.Event, not_before: float = 0.0) -> None:
         if self.done:
+            self._keep_for_next_run(event)
             return
         if self.suspended and not isinstance(event, ev.WorkflowResumed):
             if not isinstance(event, ev.WorkflowSuspended):  # suspending twice changes nothing
@@ -729,6 +751,11 @@ class WorkflowExecutor:
                 self._on_control(event)
                 return
         self._run()
+
+    def _keep_for_next_run(self, event: ev.Event) -> None:
+        """After the end, an event received is kept: a run that continued as new passes it on."""
+        if isinstance(event, ev.EventReceived):
+            self._inbox.setdefault(event.name, deque()).append(event.payload)
 
     def _on_control(self, event: ev.Event) -> None:
         """Suspension, resumption and termination; bookkeeping events change nothing here."""
