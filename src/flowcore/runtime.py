@@ -312,8 +312,12 @@ class Runtime(Core):
             PayloadError: the payload cannot be encoded or is larger than ``max_payload_bytes``;
                 nothing was written.
             WorkflowAlreadyExistsError: ``id`` exists and ``if_exists="error"``.
+            InvalidArgumentError: ``if_exists`` is neither ``"error"`` nor ``"return"``.
         """
         self._check_open()
+        if if_exists not in ("error", "return"):  # the hint does not bind callers from JSON
+            msg = f"if_exists must be 'error' or 'return', not {if_exists!r}"
+            raise InvalidArgumentError(msg)
         defn = self._resolve(workflow, version)
         encoded = serde.encode(payload)
         wid = check_id(id) if id is not None else new_workflow_id()
