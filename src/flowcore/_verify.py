@@ -137,6 +137,12 @@ def verify_journal(path: str | os.PathLike[str]) -> VerifyReport:
     try:
         return _verify(conn, name)
     except sqlite3.DatabaseError as exc:
+        if not schema.is_damage(exc):
+            msg = (
+                f"cannot read journal {name!r}: {exc}; check that the file and its directory "
+                "are readable and writable (SQLite needs its -shm file beside it, even to read)"
+            )
+            raise JournalError(msg) from exc
         msg = f"reading journal {name!r} failed: {exc}; the database file is damaged"
         raise JournalCorruptError(msg) from exc
     finally:
