@@ -323,6 +323,19 @@ class TestBadInput:
             with pytest.raises(WorkflowNotFoundError):
                 await rt.status("fresh")
 
+    @pytest.mark.parametrize("kind", ["activity", "plain function", "name"])
+    def test_workflows_option_takes_only_workflows(self, db_path, kind):
+        """Runtime(workflows=[...]) given an activity, an undecorated function or a name says
+        what it needs (before: AttributeError 'ActivityDef' object has no attribute 'version').
+        """
+
+        async def plain(x: int) -> int:
+            return x
+
+        given = {"activity": double, "plain function": plain, "name": "arith"}[kind]
+        with pytest.raises(RegistrationError, match="@workflow"):
+            Runtime(db_path, workflows=[arith, given])
+
     async def test_unknown_workflow_lists_known_ones(self, db_path):
         """An unknown workflow name raises RegistrationError listing the registered names."""
         async with Runtime(db_path) as rt:
