@@ -1,8 +1,9 @@
-"""A journal in a directory nothing may write to: a clear error, never "damaged".
+"""A journal file flowcore cannot use: each reason gets its own clear error.
 
-SQLite cannot open a WAL journal there even to read it (it needs its ``-shm`` file beside it).
-That is a question of access, not of the file's content: read-only inspection and ``verify``
-used to call such a healthy journal "not a SQLite database" / "damaged".
+A journal in a directory nothing may write to: SQLite cannot open a WAL journal there even to
+read it (it needs its ``-shm`` file beside it). That is a question of access, not of the file's
+content: read-only inspection and ``verify`` used to call such a healthy journal "not a SQLite
+database" / "damaged". A damaged file, on the other hand, must not be met with "restart".
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sqlite3
 import subprocess
+from contextlib import closing
 from typing import TYPE_CHECKING
 
 import pytest
@@ -94,3 +97,27 @@ def test_verify_says_it_cannot_read_not_damaged(readonly_dir, capsys):
     assert "damaged" not in capsys.readouterr().err
     assert _cli.main(["list", "--db", str(readonly_dir / "j.db")]) == 2
     assert "not a flowcore journal" not in capsys.readouterr().err
+
+
+async def test_a_commit_into_a_damaged_page_says_the_file_is_damaged(tmp_path):
+    """A commit that meets a damaged page fail-stops with JournalCorruptError, not "restart".
+
+    Restarting the runtime (the old advice) fails the same way at the next such commit.
+    """
+
+    @workflow(name="dmg_echo")
+    async def dmg_echo(x: int) -> int:
+        return x
+
+    db = tmp_path / "j.db"
+    async with Runtime(db) as rt:
+        await (await rt.start(dmg_echo, 1, id="one")).result(timeout=10)
+    with closing(sqlite3.connect(db)) as con:
+        page_size = con.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'workflows_by_name'")
+    with db.open("r+b") as f:
+        f.seek((root[0] - 1) * page_size)
+        f.write(b"\x07" * page_size)
+    async with Runtime(db) as rt:
+        with pytest.raises(JournalCorruptError, match="damaged"):
+            await (await rt.start(dmg_echo, 2, id="two")).result(timeout=10)
