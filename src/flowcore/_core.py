@@ -37,7 +37,7 @@ from flowcore._instance import (
 from flowcore._limits import check_payload_size, check_text
 from flowcore._status import WorkflowState
 from flowcore.backends.base import ActivityOutcome
-from flowcore.backends.local import LocalBackend, encode_result
+from flowcore.backends.local import LocalBackend, cancels_attempt, encode_result
 from flowcore.engine import commands as cmd
 from flowcore.engine import events as ev
 from flowcore.engine.executor import WorkflowExecutor
@@ -711,7 +711,9 @@ class Core:
                 try:
                     args, kwargs = job.arguments()
                     result, failure = encode_result(await defn.fn(*args, **kwargs))
-                except Exception as exc:  # noqa: BLE001 - the activity's error is its outcome
+                except BaseException as exc:  # the activity's error is its outcome
+                    if cancels_attempt(exc):
+                        raise
                     result, failure = None, FailureInfo.from_exception(exc)
                 finally:
                     _context.exit_activity(token)

@@ -132,6 +132,9 @@ def _generic_decoder(hint: Any, origin: Any, args: tuple[Any, ...]) -> _Decoder:
     if factory is not None:
         return factory(origin, args, name)
     if isinstance(origin, type):  # a parametrised user generic, e.g. a generic dataclass
+        params = getattr(origin, "__parameters__", ())
+        if len(params) == len(args) and (dataclasses.is_dataclass(origin) or is_namedtuple(origin)):
+            return _record_decoder(origin, name, dict(zip(params, args, strict=True)))
         return decoder(origin)
     return _failing(f"type hint {name} is not supported", name)
 
@@ -325,13 +328,17 @@ def _pydantic_decoder(tp: Any, name: str) -> _Decoder:
     return decode_model
 
 
-def _record_decoder(tp: Any, name: str) -> _Decoder:
-    """Decode a dict (or, for a NamedTuple, a list) into the dataclass or NamedTuple ``tp``."""
+def _record_decoder(tp: Any, name: str, bound: dict[Any, Any] | None = None) -> _Decoder:
+    """Decode a dict (or, for a NamedTuple, a list) into the dataclass or NamedTuple ``tp``.
+
+    ``bound``: the type variables of a parametrised generic (``Page[Order]``) and their
+    arguments; its fields are decoded by them (an unbound type variable decodes as ``Any``).
+    """
     as_list = is_namedtuple(tp)
 
     @functools.cache
     def fields() -> tuple[_FieldSpec, ...]:  # resolved at first use, so recursive types work
-        return _record_fields(tp, name)
+        return _record_fields(tp, name, bound or {})
 
     def decode_record(data: Any) -> Any:
         specs = fields()
@@ -351,7 +358,7 @@ def _record_decoder(tp: Any, name: str) -> _Decoder:
     return decode_record
 
 
-def _record_fields(tp: Any, name: str) -> tuple[_FieldSpec, ...]:
+def _record_fields(tp: Any, name: str, bound: dict[Any, Any]) -> tuple[_FieldSpec, ...]:
     """List ``(name, hint name, decoder, required)`` for each field ``tp``'s constructor takes."""
     try:
         hints = typing.get_type_hints(tp, include_extras=True)
@@ -363,10 +370,25 @@ def _record_fields(tp: Any, name: str) -> tuple[_FieldSpec, ...]:
         missing = dataclasses.MISSING
         init = (f for f in dataclasses.fields(tp) if f.init)
         specs = [(f.name, f.default is missing and f.default_factory is missing) for f in init]
+    if bound:
+        hints = {n: _bind(hint, bound) for n, hint in hints.items()}
     return tuple(
         (n, hint_name(hints.get(n, Any)), decoder(hints.get(n, Any)), required)
         for n, required in specs
     )
+
+
+def _bind(hint: Any, bound: dict[Any, Any]) -> Any:
+    """``hint`` with the type variables in ``bound`` replaced: ``list[T]`` -> ``list[Order]``."""
+    if isinstance(hint, TypeVar):
+        return bound.get(hint, hint)
+    params = getattr(hint, "__parameters__", ())
+    if not params or isinstance(hint, type):
+        return hint
+    try:
+        return hint[tuple(bound.get(p, p) for p in params)]
+    except TypeError:  # a form that cannot be subscripted: its type variables stay Any
+        return hint
 
 
 def _decode_fields(fields: tuple[_FieldSpec, ...], data: dict[str, Any]) -> dict[str, Any]:

@@ -53,6 +53,24 @@ if TYPE_CHECKING:
 __all__ = ["Runtime"]
 
 
+def _registry_of(workflows: Iterable[object]) -> Registry:
+    """A registry of exactly ``workflows`` (``Runtime(workflows=...)``).
+
+    Raises:
+        RegistrationError: one is not a ``@workflow`` function, or two clash.
+    """
+    registry = Registry()
+    for defn in workflows:
+        if not isinstance(defn, WorkflowDef):  # Runtime's hint does not bind callers
+            msg = (
+                f"Runtime(workflows=...) takes @workflow functions, not {defn!r}; decorate it "
+                "with @flowcore.workflow (activities need no registering)"
+            )
+            raise RegistrationError(msg)
+        registry.add_workflow(defn)
+    return registry
+
+
 @final
 class Runtime(Core):
     """Hosts durable workflows on an embedded SQLite journal.
@@ -132,12 +150,7 @@ class Runtime(Core):
         self._eager = dispatch == "eager"
         self._max_payload = max_payload_bytes
         self._journal: Journal = journal or SqliteJournal(db, durability=durability)
-        if workflows is None:
-            self._registry = default_registry
-        else:
-            self._registry = Registry()
-            for defn in workflows:
-                self._registry.add_workflow(defn)
+        self._registry = default_registry if workflows is None else _registry_of(workflows)
         self._backend: Backend = backend or LocalBackend(max_threads=max_concurrent_activities)
         self._backends = dict(backends or {})
         own_name = getattr(self._backend, "name", None)  # e.g. CeleryBackend.name == "celery"
@@ -312,8 +325,12 @@ class Runtime(Core):
             PayloadError: the payload cannot be encoded or is larger than ``max_payload_bytes``;
                 nothing was written.
             WorkflowAlreadyExistsError: ``id`` exists and ``if_exists="error"``.
+            InvalidArgumentError: ``if_exists`` is neither ``"error"`` nor ``"return"``.
         """
         self._check_open()
+        if if_exists not in ("error", "return"):  # the hint does not bind callers from JSON
+            msg = f"if_exists must be 'error' or 'return', not {if_exists!r}"
+            raise InvalidArgumentError(msg)
         defn = self._resolve(workflow, version)
         encoded = serde.encode(payload)
         wid = check_id(id) if id is not None else new_workflow_id()

@@ -218,3 +218,23 @@ class TestUsage:
         empty.touch()
         with pytest.raises(JournalError, match="empty"):
             verify_journal(empty)
+
+
+class TestDamagedFile:
+    @pytest.mark.parametrize("index", ["workflows_by_name", "workflows_by_status"])
+    def test_a_damaged_index_page_is_reported(self, journal, capsys, index):
+        """A page the history checks never read (an index's) is damaged: verify says so.
+
+        Before, verify read events and status rows only, passed such a file as "ok", and the
+        runtime then failed at its first commit that touched the page.
+        """
+        with closing(sqlite3.connect(journal)) as con:
+            page_size = con.execute("PRAGMA page_size").fetchone()[0]
+            (root,) = con.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (index,))
+        with journal.open("r+b") as f:
+            f.seek((root[0] - 1) * page_size)
+            f.write(b"\x07" * page_size)
+        with pytest.raises(JournalCorruptError, match="damaged"):
+            verify_journal(journal)
+        assert _cli.main(["verify", "--db", str(journal)]) == 2
+        assert "integrity check" in capsys.readouterr().err

@@ -21,6 +21,7 @@ import flowcore
 from flowcore import (
     ActivityError,
     ActivityTimeoutError,
+    InvalidArgumentError,
     JournalCorruptError,
     JournalLockedError,
     NonRetryableError,
@@ -305,6 +306,35 @@ class TestBadInput:
             h2 = await rt.start(arith, 99, id="same", if_exists="return")
             assert h2.id == h1.id
             assert await h2.result(timeout=10) == 4
+
+    @pytest.mark.parametrize("if_exists", ["Return", "ignore", "", None])
+    async def test_unknown_if_exists_is_refused_before_anything_is_written(
+        self, db_path, if_exists
+    ):
+        """A misspelt if_exists is an InvalidArgumentError, not read as "error" or "return".
+
+        Before, any value but "return" silently meant "error", for a new id and an existing one.
+        """
+        async with Runtime(db_path) as rt:
+            await rt.start(arith, 1, id="taken")
+            for wid in ("taken", "fresh"):
+                with pytest.raises(InvalidArgumentError, match="if_exists"):
+                    await rt.start(arith, 2, id=wid, if_exists=if_exists)
+            with pytest.raises(WorkflowNotFoundError):
+                await rt.status("fresh")
+
+    @pytest.mark.parametrize("kind", ["activity", "plain function", "name"])
+    def test_workflows_option_takes_only_workflows(self, db_path, kind):
+        """Runtime(workflows=[...]) given an activity, an undecorated function or a name says
+        what it needs (before: AttributeError 'ActivityDef' object has no attribute 'version').
+        """
+
+        async def plain(x: int) -> int:
+            return x
+
+        given = {"activity": double, "plain function": plain, "name": "arith"}[kind]
+        with pytest.raises(RegistrationError, match="@workflow"):
+            Runtime(db_path, workflows=[arith, given])
 
     async def test_unknown_workflow_lists_known_ones(self, db_path):
         """An unknown workflow name raises RegistrationError listing the registered names."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 from typing import TYPE_CHECKING, Any, final
@@ -12,7 +13,7 @@ from flowcore import _context, serde
 from flowcore.backends.base import ActivityOutcome, ActivityTask
 from flowcore.errors import FailureInfo, PayloadError
 
-__all__ = ["LocalBackend", "encode_result"]
+__all__ = ["LocalBackend", "cancels_attempt", "encode_result"]
 
 
 @final
@@ -53,7 +54,9 @@ class LocalBackend:
                     return ActivityOutcome(
                         failure=FailureInfo.from_exception(error), timed_out=True
                     )
-        except Exception as exc:  # noqa: BLE001 - the activity's own error becomes its outcome
+        except BaseException as exc:  # the activity's own error becomes its outcome
+            if cancels_attempt(exc):
+                raise
             return ActivityOutcome(failure=FailureInfo.from_exception(exc))
         finally:
             _context.exit_activity(token)
@@ -82,6 +85,21 @@ def encode_result(value: Any) -> tuple[Json, FailureInfo | None]:
         return serde.encode(value), None
     except PayloadError as exc:
         return None, FailureInfo.from_exception(exc, non_retryable=True)
+
+
+def cancels_attempt(exc: BaseException) -> bool:
+    """Whether ``exc``, raised out of an attempt, is its task being cancelled from outside.
+
+    Only that passes through (the runtime stopping the attempt or closing). Any other
+    BaseException is the activity's own failure, retried by its policy like an Exception:
+    ``sys.exit()`` in a library it calls, a ``KeyboardInterrupt`` or ``CancelledError`` its
+    code raises (a sync activity's thread receives no signals), a custom subclass. Let through,
+    it would end the attempt's task with no outcome and leave the workflow waiting for ever.
+    """
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _info(task: ActivityTask) -> _context.Info:

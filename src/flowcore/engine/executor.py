@@ -451,7 +451,9 @@ class WorkflowExecutor:
         except _context.ContinueAsNewSignal as signal:
             self._continue_as_new(signal.payload, signal.version)
             return
-        except Exception as error:  # noqa: BLE001 - workflow code may raise anything
+        except BaseException as error:  # noqa: BLE001 - workflow code may raise anything
+            # sys.exit(), KeyboardInterrupt, CancelledError too: they fail this instance, and
+            # must not escape into the host's loop (recovery would replay into them again).
             self._task_done(task, None, error)
             return
         finally:

@@ -27,6 +27,7 @@ __all__ = [
     "Header",
     "Migration",
     "check",
+    "is_damage",
     "migrate",
     "precheck",
     "read_header",
@@ -35,6 +36,8 @@ __all__ = [
 
 APPLICATION_ID: Final = 0x466C6F77
 """``PRAGMA application_id`` of every flowcore journal (ASCII ``Flow``)."""
+_DAMAGE_CODES: Final = frozenset({11, 26})
+"""SQLITE_CORRUPT and SQLITE_NOTADB: the primary result codes that blame a file's content."""
 
 Migration: TypeAlias = "tuple[str, ...] | Callable[[aiosqlite.Connection], Awaitable[None]]"
 """A schema step: SQL statements run in order, or a coroutine function given the connection.
@@ -210,6 +213,8 @@ async def check(conn: aiosqlite.Connection, path: str) -> int:
         version = await scalar(conn, "PRAGMA user_version")
         tables = await scalar(conn, "SELECT count(*) FROM sqlite_master")
     except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            raise  # the file cannot be opened (e.g. a read-only directory): not its content
         raise JournalCorruptError(_not_sqlite(path, exc)) from exc
     if app_id == 0 and tables == 0:
         return 0
@@ -229,6 +234,16 @@ async def scalar(conn: aiosqlite.Connection, query: str) -> object:
     rows = await conn.execute_fetchall(query)
     value: object = next(iter(rows))[0]
     return value
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    """Whether SQLite refused a file for its content (damaged, or not a database at all).
+
+    Not for access to it: a WAL journal in a read-only directory cannot be opened even to read
+    (SQLite needs its ``-shm`` file), and that is no reason to call the journal damaged.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is None or code & 0xFF in _DAMAGE_CODES
 
 
 def _not_sqlite(path: str, cause: object) -> str:

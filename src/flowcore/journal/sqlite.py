@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar, cast, final
 
 from flowcore.engine.events import decode_event
-from flowcore.errors import JournalError, JournalLockedError, PayloadError
+from flowcore.errors import JournalCorruptError, JournalError, JournalLockedError, PayloadError
 from flowcore.journal import _aio, schema
 from flowcore.journal._batch import (
     BatchPlan,
@@ -397,12 +397,22 @@ class SqliteJournal:
             raise JournalError(msg)
 
     def _failed_error(self) -> JournalError:
-        error = JournalError(
-            f"journal {self._path!r} failed to commit ({self._failure!r}) and accepts no more "
-            "writes; the failed batch was not acknowledged, and everything acknowledged before it "
-            "is durable. Restart the runtime to recover from the journal."
-        )
-        error.__cause__ = self._failure
+        failure = self._failure
+        if isinstance(failure, sqlite3.DatabaseError) and schema.is_damage(failure):
+            # A restart would fail the same way: say so, and what to do instead.
+            error: JournalError = JournalCorruptError(
+                f"journal {self._path!r} failed to commit ({failure!r}) and accepts no more "
+                "writes: the database file is damaged. The failed batch was not acknowledged. "
+                f"Stop the runtime; 'python -m flowcore verify --db {self._path}' shows the "
+                "damage; restore the file from a backup (sqlite3's .recover may save its rows)."
+            )
+        else:
+            error = JournalError(
+                f"journal {self._path!r} failed to commit ({failure!r}) and accepts no more "
+                "writes; the failed batch was not acknowledged, and everything acknowledged "
+                "before it is durable. Restart the runtime to recover from the journal."
+            )
+        error.__cause__ = failure
         return error
 
     async def _run(self) -> None:
