@@ -68,11 +68,38 @@ class LocalBackend:
         if task.activity.is_async:
             return await fn(*task.args, **task.kwargs)
         ctx = contextvars.copy_context()
-        return await anyio.to_thread.run_sync(
-            lambda: ctx.run(fn, *task.args, **task.kwargs),
+        value = await anyio.to_thread.run_sync(
+            functools.partial(ctx.run, _in_thread, fn, task.args, task.kwargs),
             limiter=self._threads,
             abandon_on_cancel=True,
         )
+        if type(value) is _Raised:
+            raise value.error  # here, in the attempt's own frame, where execute() catches it
+        return value
+
+
+@final
+class _Raised:
+    """A BaseException (not an Exception) a sync activity raised on its thread."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _in_thread(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """Call a sync activity on its thread; a BaseException it raises comes back as a value.
+
+    Sent through the thread's future, a ``GeneratorExit`` closes the coroutines awaiting it
+    instead of raising into them, and the attempt would end with no outcome.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except Exception:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - handed back to the attempt, see above
+        return _Raised(exc)
 
 
 def encode_result(value: Any) -> tuple[Json, FailureInfo | None]:
@@ -117,6 +144,8 @@ def _info(task: ActivityTask) -> _context.Info:
 
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
     from flowcore.backends.base import Backend
     from flowcore.engine.events import Json
 
