@@ -114,38 +114,36 @@ class TestRequestsQueuedWhileRunning:
             assert await handle.result(timeout=10) is None
 
 
+async def _queued_while_down(db_path, clock, ids):
+    """Workflows waiting on ``x`` (3 s timeout); an event for each queued while none runs."""
+    async with Runtime(db_path, clock=clock) as rt:
+        for wid in ids:
+            await rt.start(dt_wait, 1, id=wid)
+        for wid in ids:
+            await until_recorded(rt, wid, EventWaitStarted)
+    for wid in ids:
+        inbox.post(str(db_path), "event", wid, {"name": "x", "payload": {"v": 1}})
+    clock.advance(10)
+
+
 class TestRequestsToEvictedWorkflows:
+    IDS = ("w0", "w1", "w2", "w3")
+
     async def test_event_queued_after_the_timeout_of_an_evicted_workflow(self, db_path):
         """Recovery evicts idle workflows over the cache bound; an event queued after the wait's
         deadline still finds the reloaded wait timed out, as it would in memory."""
         clock = FakeClock(start=time.time() - 100)
-        ids = [f"w{i}" for i in range(4)]
-        async with Runtime(db_path, clock=clock) as rt:
-            for wid in ids:
-                await rt.start(dt_wait, 1, id=wid)
-            for wid in ids:
-                await until_recorded(rt, wid, EventWaitStarted)
-        for wid in ids:
-            inbox.post(str(db_path), "event", wid, {"name": "x", "payload": {"v": 1}})
-        clock.advance(10)
+        await _queued_while_down(db_path, clock, self.IDS)
         async with Runtime(db_path, clock=clock, max_cached_workflows=1) as rt:
-            for wid in ids:
+            for wid in self.IDS:
                 assert await rt.handle(wid).result(timeout=10) is None, wid
                 assert await events_of(rt, wid, EventReceived) == []
 
     async def test_event_queued_before_the_timeout_of_an_evicted_workflow(self, db_path):
         """The other order: queued before the deadline, the reloaded wait gets the event."""
         clock = FakeClock(start=time.time())
-        ids = [f"w{i}" for i in range(4)]
-        async with Runtime(db_path, clock=clock) as rt:
-            for wid in ids:
-                await rt.start(dt_wait, 1, id=wid)
-            for wid in ids:
-                await until_recorded(rt, wid, EventWaitStarted)
-        for wid in ids:
-            inbox.post(str(db_path), "event", wid, {"name": "x", "payload": {"v": 1}})
-        clock.advance(10)
+        await _queued_while_down(db_path, clock, self.IDS)
         async with Runtime(db_path, clock=clock, max_cached_workflows=1) as rt:
-            for wid in ids:
+            for wid in self.IDS:
                 assert await rt.handle(wid).result(timeout=10) == {"v": 1}, wid
                 assert await events_of(rt, wid, TimerFired) == []
