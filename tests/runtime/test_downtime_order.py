@@ -16,6 +16,7 @@ from typing import Any
 import flowcore
 from flowcore import Runtime, workflow
 from flowcore import _inbox as inbox
+from flowcore._core import Core
 from flowcore.engine.events import EventReceived, EventWaitStarted, TimerFired, TimerScheduled
 from flowcore.testing import FakeClock
 from tests.helpers import events_of, until_recorded
@@ -114,36 +115,40 @@ class TestRequestsQueuedWhileRunning:
             assert await handle.result(timeout=10) is None
 
 
-async def _queued_while_down(db_path, clock, ids):
-    """Workflows waiting on ``x`` (3 s timeout); an event for each queued while none runs."""
-    async with Runtime(db_path, clock=clock) as rt:
-        for wid in ids:
-            await rt.start(dt_wait, 1, id=wid)
-        for wid in ids:
-            await until_recorded(rt, wid, EventWaitStarted)
-    for wid in ids:
-        inbox.post(str(db_path), "event", wid, {"name": "x", "payload": {"v": 1}})
-    clock.advance(10)
+@workflow
+async def dt_wait_long(_: int) -> Any:
+    return await flowcore.wait_event("x", timeout=1000)
 
 
 class TestRequestsToEvictedWorkflows:
-    IDS = ("w0", "w1", "w2", "w3")
+    async def test_events_queued_while_down_reach_workflows_recovery_evicted(
+        self, db_path, monkeypatch
+    ):
+        """Over the cache bound, recovery evicts the idle workflows (their deadlines lie
+        ahead); an event queued for each while no runtime ran reloads it and is taken.
 
-    async def test_event_queued_after_the_timeout_of_an_evicted_workflow(self, db_path):
-        """Recovery evicts idle workflows over the cache bound; an event queued after the wait's
-        deadline still finds the reloaded wait timed out, as it would in memory."""
-        clock = FakeClock(start=time.time() - 100)
-        await _queued_while_down(db_path, clock, self.IDS)
-        async with Runtime(db_path, clock=clock, max_cached_workflows=1) as rt:
-            for wid in self.IDS:
-                assert await rt.handle(wid).result(timeout=10) is None, wid
-                assert await events_of(rt, wid, EventReceived) == []
-
-    async def test_event_queued_before_the_timeout_of_an_evicted_workflow(self, db_path):
-        """The other order: queued before the deadline, the reloaded wait gets the event."""
+        (A workflow whose deadline passed while down is never idle, so never evicted: its
+        held timer keeps its order with the requests, as tested above.)"""
         clock = FakeClock(start=time.time())
-        await _queued_while_down(db_path, clock, self.IDS)
+        ids = [f"w{i}" for i in range(4)]
+        async with Runtime(db_path, clock=clock) as rt:
+            for wid in ids:
+                await rt.start(dt_wait_long, 1, id=wid)
+            for wid in ids:
+                await until_recorded(rt, wid, EventWaitStarted)
+        for wid in ids:
+            inbox.post(str(db_path), "event", wid, {"name": "x", "payload": {"v": 1}})
+        clock.advance(10)
+        evicted: list[str] = []
+        evict = Core._evict  # watched, to know the bound took effect
+
+        def watched(core: Core, inst: Any) -> None:
+            evicted.append(inst.id)
+            evict(core, inst)
+
+        monkeypatch.setattr(Core, "_evict", watched)
         async with Runtime(db_path, clock=clock, max_cached_workflows=1) as rt:
-            for wid in self.IDS:
+            for wid in ids:
                 assert await rt.handle(wid).result(timeout=10) == {"v": 1}, wid
                 assert await events_of(rt, wid, TimerFired) == []
+        assert len(evicted) >= 3
