@@ -792,17 +792,17 @@ class WorkflowExecutor:
             return
         if isinstance(event, ev.ActivityCompleted):
             task = leaf.task
+            try:
+                value = serde.decode(event.result, leaf.hint)
+            except PayloadError as exc:
+                self._push((task, None, _result_error(exc, leaf.name, event.step)))
+                return
             if task.call is not None and not self._ready:
                 # A call task first in the queue would finish on its next step: finish it now.
-                try:
-                    value = serde.decode(event.result, leaf.hint)
-                except PayloadError as exc:
-                    self._push((task, None, exc))
-                    return
                 task.leaf = None
                 self._task_done(task, value, None)
                 return
-            self._resume_with_payload(task, event.result, leaf.hint)
+            self._push((task, value, None))
             return
         error_type = ActivityTimeoutError if event.timed_out else ActivityError
         error = error_type(
@@ -1027,6 +1027,17 @@ def _input_hint(defn: WorkflowDef[Any, Any]) -> Any:
     signature, hints, _ = serde.signature_hints(defn.fn)
     first = next(iter(signature.parameters))
     return hints.get(first, Any)
+
+
+def _result_error(exc: PayloadError, activity: str, step: int) -> PayloadError:
+    """``exc``, raised decoding an activity's result, saying which activity returned it."""
+    reason = (
+        f"{exc.reason} (the result of activity {activity!r} at step {step}: does what it returns "
+        "match its return annotation?)"
+    )
+    error = PayloadError(reason, path=exc.path, hint=exc.hint, decoding=True)
+    error.__cause__ = exc
+    return error
 
 
 def _raised_by(call: traps.ScheduleActivityTrap, exc: BaseException) -> BaseException:
