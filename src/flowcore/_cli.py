@@ -494,6 +494,7 @@ async def _run(
     except JournalLockedError as exc:
         raise _open_error(exc, "run") from exc
     ended: WorkflowStatus | None = None
+    code: int | None = None
     try:
         existing = await _existing(runtime, wid)
         _check_resumed(defn, payload, wid, existing)
@@ -501,7 +502,8 @@ async def _run(
             ended = existing
         await runtime.start(defn, payload.value, id=wid, if_exists="return")
         _say(f"workflow {defn.name} id {wid}")
-        return await _follow(runtime, wid, stop, again)
+        code = await _follow(runtime, wid, stop, again)
+        return code
     finally:
         await runtime.close()
         if ended is not None:  # no event will report it: tell the listeners (Orchestra) now
@@ -509,6 +511,11 @@ async def _run(
                 report = getattr(listener, "report_outcome", None)
                 if report is not None:
                     await report(ended)
+        elif code == EXIT_INTERRUPTED:  # this task run ends here, its workflow does not
+            for listener in listeners:
+                interrupted = getattr(listener, "report_interrupted", None)
+                if interrupted is not None:
+                    await interrupted(defn.name, f"'{again}'")
 
 
 async def _existing(runtime: Runtime, wid: str) -> WorkflowStatus | None:

@@ -19,6 +19,7 @@ from tests.celery.activities import (
     cel_square,
     cel_too_slow,
 )
+from tests.celery.app import make_app
 from tests.celery.conftest import CeleryWorker, RedisServer
 from tests.helpers import assert_eventually
 
@@ -159,3 +160,26 @@ class TestCeleryBackend:
             handle = await rt.start(cel_looping, 3, id="loop-1")
             assert await handle.result(timeout=30) == 101
         assert counts("cel_add")["100+1"] == 3
+
+    async def test_runtimes_on_other_redis_databases_do_not_take_its_results(
+        self, tmp_path, redis_server, celery_app
+    ):
+        """Redis pub/sub ignores database numbers: a result published on db 0 must not
+        complete the same task id pending in a runtime whose Redis database (db 1) has none."""
+        other = make_app(redis_server.url.rsplit("/", 1)[0] + "/1")  # no worker serves db 1
+        try:
+            async with (
+                Runtime(tmp_path / "b.db", backends={"celery": CeleryBackend(other)}) as rt_b,
+                Runtime(tmp_path / "a.db", backends={"celery": CeleryBackend(celery_app)}) as rt_a,
+            ):
+                waiting = await rt_b.start(cel_chain, 40, id="same-id")
+                await assert_eventually(
+                    lambda: bool(other.backend.client.keys("flowcore-sent:*")), timeout=10
+                )
+                done = await rt_a.start(cel_chain, 40, id="same-id")
+                assert await done.result(timeout=30) == [41, 82, "local 82"]
+                with pytest.raises(TimeoutError):
+                    await waiting.result(timeout=3)  # longer than a sweep interval
+                assert (await rt_b.status("same-id")).current_activity == "cel_add"
+        finally:
+            other.close()

@@ -5,8 +5,11 @@ None of these needs Redis or a worker.
 
 from __future__ import annotations
 
+import builtins
+
 import pytest
 from celery import Celery
+from celery.exceptions import WorkerShutdown
 
 import flowcore
 from flowcore import Runtime, workflow
@@ -97,9 +100,30 @@ class TestRunActivity:
                            {"workflow_id": "w9", "step": 2, "attempt": 3, "op": "2"})  # fmt: skip
         assert out == {"result": "w9/2/3"}
 
+    @pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt, GeneratorExit])
+    def test_base_exception_fails_the_attempt(self, raised):
+        """``sys.exit()`` in an activity is its failure, as on the local backend.
+
+        Raised out of the task, it ended the prefork pool process: the task was rejected,
+        redelivered and ended the next process, for ever, and the workflow never moved.
+        """
+        out = run_activity("tests.celery.test_units", "cel_raise", [raised.__name__], None)
+        failure = FailureInfo.from_json(out["failure"])
+        assert failure.is_caused_by(raised)
+
+    def test_worker_shutdown_passes_through(self):
+        """The worker stopping (solo pool: raised in the task) stops it: the task is redelivered."""
+        with pytest.raises(WorkerShutdown):
+            run_activity("tests.celery.test_units", "cel_raise", ["WorkerShutdown"], None)
+
 
 def cel_report_info() -> str | None:
     return flowcore.activity_info().idempotency_key
+
+
+def cel_raise(name: str) -> None:
+    error: type[BaseException] = {"WorkerShutdown": WorkerShutdown, **vars(builtins)}[name]
+    raise error
 
 
 class TestConfiguration:

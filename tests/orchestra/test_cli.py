@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
 
 APP = """
+import flowcore
 from flowcore import activity, workflow
 from flowcore.orchestra import set_output
 
@@ -29,6 +32,11 @@ async def orc_cli_flow(x: int) -> int:
 @workflow
 async def orc_cli_boom() -> None:
     raise ValueError("kaput")
+
+
+@workflow
+async def orc_cli_sleepy() -> None:
+    await flowcore.sleep(60)
 """
 
 
@@ -143,3 +151,25 @@ class TestRunAsOrchestraTask:
         assert "reporting is off" in warnings[0]
         assert api_key not in done.stderr
         assert server.recorder.requests == []
+
+    def test_interrupted_run_ends_the_task_run(self, app, server, run_id, orchestra_env):
+        """SIGTERM (Orchestra or a supervisor stopping the task) ends the process with 130; the
+        task run must not stay RUNNING for ever: it ends CANCELLED, saying how to resume."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRA_")}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowcore", "run", "orc_cli_app:orc_cli_sleepy", "--id", "nap",
+             "--orchestra"],
+            cwd=app, env={**base, "PYTHONDONTWRITEBYTECODE": "1", **orchestra_env},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not server.recorder.acknowledged() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        got = [(b["task_run_id"], b["status"]) for b in server.recorder.acknowledged()]
+        assert got == [(run_id, "RUNNING"), (run_id, "CANCELLED")]
+        last = server.recorder.acknowledged()[-1]["message"]
+        assert "interrupted" in last
+        assert "--id nap" in last

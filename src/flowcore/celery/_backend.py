@@ -8,9 +8,10 @@ Two threads serve every attempt in flight, however many there are:
   ``retry=False``; a broker or Redis failure keeps the batch and retries it with backoff,
   and the affected workflows' ``status().backend_note`` says why.
 * the **collector** subscribes to the result keys of every flowcore task id (one Redis
-  ``PSUBSCRIBE``, as Celery's own Redis result consumer does per task) and sweeps the pending
-  ids with ``MGET`` after each (re)connection and every few seconds, so a result published
-  while it was disconnected is still found. It resolves the waiting asyncio futures with
+  ``PSUBSCRIBE``, as Celery's own Redis result consumer does per task), reads each notified
+  result from its own database with ``MGET`` (pub/sub crosses database numbers), and sweeps
+  the pending ids the same way after each (re)connection and every few seconds, so a result
+  published while it was disconnected is still found. It resolves the waiting asyncio futures with
   ``loop.call_soon_threadsafe``.
 
 Task ids are deterministic (:func:`~flowcore.celery._protocol.task_id_for`), so a runtime that
@@ -314,14 +315,16 @@ class CeleryBackend:
                 if time.monotonic() - last_sweep >= self._sweep_interval:
                     self._sweep(backend, client)
                     last_sweep = time.monotonic()
+                ready: list[str] = []
                 message = pubsub.get_message(timeout=0.2)
                 while message is not None:
                     if message.get("type") == "pmessage":
                         task_id = _text(message["channel"])[len(prefix) :]
-                        meta = _decode(backend, message["data"])
-                        if meta is not None and self._is_pending(task_id):
-                            self._post(task_id, meta)
+                        if self._is_pending(task_id):
+                            ready.append(task_id)
                     message = pubsub.get_message(timeout=0)
+                if ready:  # read from our database: pub/sub reaches every database's clients
+                    self._fetch(backend, client, ready)
         finally:
             with contextlib.suppress(Exception):
                 pubsub.close()
@@ -329,6 +332,15 @@ class CeleryBackend:
     def _sweep(self, backend: Any, client: Any) -> None:
         with self._lock:
             ids = [i for i, f in self._pending.items() if not f.done()]
+        self._fetch(backend, client, ids)
+
+    def _fetch(self, backend: Any, client: Any, ids: list[str]) -> None:
+        """Post the results of ``ids`` stored in this app's result database (``MGET``s).
+
+        A notification's own data is not trusted: Redis delivers ``PUBLISH`` to subscribers
+        on every database number, so another runtime's result for the same task id (another
+        journal on another database of this server) would arrive here too.
+        """
         for start in range(0, len(ids), _BATCH):
             chunk = ids[start : start + _BATCH]
             for task_id, raw in zip(

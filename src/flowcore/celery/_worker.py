@@ -3,8 +3,8 @@
 Call :func:`register` in the module that defines your Celery app. The ``flowcore.activity``
 task imports the requested activity by module and name, runs it (sync, or async with
 ``asyncio.run``) and returns ``{"result": ...}`` or ``{"failure": ...}`` as JSON. It never
-raises for the activity's own errors and never retries by itself: retries are the runtime's,
-journaled under the activity's RetryPolicy.
+raises for the activity's own errors (``sys.exit()`` included) and never retries by itself:
+retries are the runtime's, journaled under the activity's RetryPolicy.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import asyncio
 import importlib
 import inspect
 from typing import TYPE_CHECKING, Any
+
+from celery.exceptions import WorkerShutdown, WorkerTerminate
 
 from flowcore import _context, serde
 from flowcore._definitions import ActivityDef
@@ -109,7 +111,12 @@ def run_activity(
         value = fn(*pos, **named)
         if inspect.isawaitable(value):
             value = asyncio.run(_awaited(value))
-    except Exception as exc:  # noqa: BLE001 - the activity's own error is its outcome
+    except (WorkerShutdown, WorkerTerminate):
+        raise  # the worker stops (raised into a solo pool's task): the task is delivered again
+    except BaseException as exc:  # noqa: BLE001 - the activity's own error is its outcome
+        # sys.exit() in a library, a KeyboardInterrupt or GeneratorExit the code raises: out
+        # of the task it would end a prefork pool process, which rejects the task to run it
+        # again (reject_on_worker_lost), for ever; the local backend fails the attempt too.
         return {"failure": FailureInfo.from_exception(exc).to_json()}
     finally:
         _context.exit_activity(token)

@@ -219,6 +219,21 @@ class OrchestraReporter:
                 return False
         return await _task.report_async(self._config, self._policy, *report)
 
+    async def report_interrupted(self, name: str, resume: str) -> bool:
+        """Tell the task run that its process stopped before the workflow ended (``run``).
+
+        The instance stays unfinished and resumable, but this task run is over: without a final
+        status it would show ``RUNNING`` for ever. Sent outside the outbox, as ``CANCELLED``
+        (like a decorated function interrupted by Ctrl-C). A few tries; never raised.
+
+        Returns:
+            True once Orchestra acknowledged it.
+        """
+        message = f"Workflow {name} interrupted; {_http.truncate(resume)} resumes it."
+        return await _task.report_async(
+            self._config, self._policy, _http.TaskRunStatus.CANCELLED, message
+        )
+
     # -- the listener protocol ------------------------------------------------------------------
 
     async def open(self, journal: Journal) -> None:
