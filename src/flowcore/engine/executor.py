@@ -487,7 +487,7 @@ class WorkflowExecutor:
             return
         if group.done:
             return
-        if exc is not None and group.collect and _collected(exc):
+        if exc is not None and group.collect and _collected(exc, self.workflow_id):
             value = exc  # in its branch's place: the gather waits for every branch
         elif group.first or exc is not None:
             group.done = True
@@ -945,13 +945,16 @@ def _payload(event: _Scheduling) -> Any:
             return None
 
 
-def _collected(exc: BaseException) -> bool:
+def _collected(exc: BaseException, workflow_id: str) -> bool:
     """Whether ``gather(return_exceptions=True)`` returns ``exc`` in place of a result.
 
-    Any exception but the workflow's own cancellation, which still raises out of the gather,
-    as it would out of the awaits the branches were at.
+    Any exception but the workflow's own cancellation (a ``WorkflowCanceledError`` naming
+    ``workflow_id``), which still raises out of the gather, as it would out of the awaits the
+    branches were at. A child's cancellation names the child: a branch's failure, collected.
     """
-    return isinstance(exc, Exception) and not isinstance(exc, WorkflowCanceledError)
+    if not isinstance(exc, Exception):
+        return False
+    return not (isinstance(exc, WorkflowCanceledError) and exc.workflow_id == workflow_id)
 
 
 def _describe(event: _Scheduling) -> str:
