@@ -410,6 +410,34 @@ class TestContinueAsNew:
             later.advance(10)
             assert await rt.handle("ticks").result(timeout=10) == ["a!", "b", "c"]
 
+    async def test_events_of_several_names_reach_the_next_run_in_arrival_order(self, db_path):
+        """The carried events keep their arrival order across names, not grouped by name.
+
+        ``a1``, ``b2``, ``a3`` arrive while the first run sleeps; the next run's history must
+        hold them in that order (they were journaled ``a1``, ``a3``, ``b2``), so a later run
+        racing both names sees ``b2`` before ``a3``.
+        """
+
+        @workflow
+        async def ch_names(taken: list[Any]) -> list[Any]:
+            if not taken:
+                await flowcore.sleep(10)
+                flowcore.continue_as_new(["-"])
+            won = await flowcore.first(flowcore.wait_event("b"), flowcore.wait_event("a"))
+            taken = [*taken, won.value]
+            if len(taken) < 4:
+                flowcore.continue_as_new(taken)
+            return taken
+
+        clock = FakeClock()
+        async with Runtime(db_path, clock=clock) as rt:
+            await rt.start(ch_names, [], id="names")
+            await until_recorded(rt, "names", TimerScheduled)
+            for name, value in (("a", 1), ("b", 2), ("a", 3)):
+                await rt.send_event("names", name, value)
+            clock.advance(10)
+            assert await rt.handle("names").result(timeout=10) == ["-", 1, 2, 3]
+
     async def test_child_that_continues_as_new_returns_its_last_run(self, db_path):
         """A parent awaiting a child that continues as new gets the result of its last run."""
 

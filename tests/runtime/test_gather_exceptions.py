@@ -147,3 +147,33 @@ class TestReturnExceptions:
         outcomes = await flowcore.gather(ge_book("a"), ge_book("bad"), return_exceptions=True)
         assert outcomes[0] == "booked a"
         assert isinstance(outcomes[1], ValueError)
+
+
+@workflow
+async def ge_idle_child() -> None:
+    await flowcore.wait_event("never")
+
+
+@workflow
+async def ge_parent_of_canceled(n: int) -> list[str]:
+    wid = flowcore.info().workflow_id
+    outcomes = await flowcore.gather(
+        flowcore.child(ge_idle_child, None, id=f"{wid}-kid"), ge_book("ok"), return_exceptions=True
+    )
+    return [type(o).__name__ if isinstance(o, BaseException) else str(o) for o in outcomes]
+
+
+class TestChildCanceled:
+    async def test_a_childs_cancellation_is_collected_not_raised(self):
+        """A child canceled by someone else is a failed branch, not the parent's cancellation."""
+        async with Runtime(journal=InMemoryJournal()) as rt:
+            handle = await rt.start(ge_parent_of_canceled, 1, id="gp")
+
+            async def child_exists() -> bool:
+                return any(s.id == "gp-kid" for s in await rt.list())
+
+            await assert_eventually(child_exists, timeout=LIMIT)
+            await rt.cancel("gp-kid", "not needed")
+            with anyio.fail_after(LIMIT):
+                assert await handle.result() == ["WorkflowCanceledError", "booked ok"]
+            assert (await rt.status("gp")).status is WorkflowState.COMPLETED

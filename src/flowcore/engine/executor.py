@@ -200,7 +200,10 @@ class WorkflowExecutor:
     """Tasks to step, in order (None while none is: see :meth:`_push`)."""
     _leaves: dict[int, _Leaf] = field(default_factory=dict)
     _waits: dict[str, deque[_Leaf]] = field(default_factory=dict)
-    _inbox: dict[str, deque[Any]] = field(default_factory=dict)
+    _inbox: dict[str, deque[tuple[int, Any]]] = field(default_factory=dict)
+    """Events received that no wait took yet, by name: ``(arrival number, encoded payload)``."""
+    _arrivals: int = 0
+    """Events queued in ``_inbox`` so far: the next one's arrival number."""
     _child_ids: set[str] | None = None
     """The ids of the children this run started (None until the first)."""
     _held: list[ev.Event] | None = None
@@ -270,7 +273,8 @@ class WorkflowExecutor:
 
         Continue-as-new carries them to the next run.
         """
-        return [(name, payload) for name, queued in self._inbox.items() for payload in queued]
+        queued = [(n, name, payload) for name, q in self._inbox.items() for n, payload in q]
+        return [(name, payload) for _, name, payload in sorted(queued, key=lambda e: e[0])]
 
     def check_event(self, name: str, payload: Any) -> None:
         """Refuse an event the wait it would wake cannot decode (before it is journaled).
@@ -487,7 +491,7 @@ class WorkflowExecutor:
             return
         if group.done:
             return
-        if exc is not None and group.collect and _collected(exc):
+        if exc is not None and group.collect and _collected(exc, self.workflow_id):
             value = exc  # in its branch's place: the gather waits for every branch
         elif group.first or exc is not None:
             group.done = True
@@ -671,7 +675,7 @@ class WorkflowExecutor:
         if queued:  # an event sent earlier satisfies the wait at once
             if not recorded:
                 self._emit(cmd.WaitForEvent(step=step, name=trap.name, deadline=None))
-            self._resume_with_payload(task, queued.popleft(), trap.hint)
+            self._resume_with_payload(task, queued.popleft()[1], trap.hint)
             return
         command = cmd.WaitForEvent(step=step, name=trap.name, deadline=trap.deadline)
         leaf = _Leaf(step, "event", task, command, trap.hint, trap.name, trap.deadline, recorded)
@@ -757,7 +761,7 @@ class WorkflowExecutor:
     def _keep_for_next_run(self, event: ev.Event) -> None:
         """After the end, an event received is kept: a run that continued as new passes it on."""
         if isinstance(event, ev.EventReceived):
-            self._inbox.setdefault(event.name, deque()).append(event.payload)
+            self._queue_event(event)
 
     def _on_control(self, event: ev.Event) -> None:
         """Suspension, resumption and termination; bookkeeping events change nothing here."""
@@ -821,10 +825,15 @@ class WorkflowExecutor:
         if leaf.task is not None:
             self._push((leaf.task, None, None))
 
+    def _queue_event(self, event: ev.EventReceived) -> None:
+        """Keep an event no wait takes yet, numbered so that its arrival order is known."""
+        self._inbox.setdefault(event.name, deque()).append((self._arrivals, event.payload))
+        self._arrivals += 1
+
     def _on_event_received(self, event: ev.EventReceived) -> None:
         waiting = self._waits.get(event.name)
         if not waiting:
-            self._inbox.setdefault(event.name, deque()).append(event.payload)
+            self._queue_event(event)
             return
         leaf = waiting.popleft()
         del self._leaves[leaf.step]
@@ -945,13 +954,16 @@ def _payload(event: _Scheduling) -> Any:
             return None
 
 
-def _collected(exc: BaseException) -> bool:
+def _collected(exc: BaseException, workflow_id: str) -> bool:
     """Whether ``gather(return_exceptions=True)`` returns ``exc`` in place of a result.
 
-    Any exception but the workflow's own cancellation, which still raises out of the gather,
-    as it would out of the awaits the branches were at.
+    Any exception but the workflow's own cancellation (a ``WorkflowCanceledError`` naming
+    ``workflow_id``), which still raises out of the gather, as it would out of the awaits the
+    branches were at. A child's cancellation names the child: a branch's failure, collected.
     """
-    return isinstance(exc, Exception) and not isinstance(exc, WorkflowCanceledError)
+    if not isinstance(exc, Exception):
+        return False
+    return not (isinstance(exc, WorkflowCanceledError) and exc.workflow_id == workflow_id)
 
 
 def _describe(event: _Scheduling) -> str:
