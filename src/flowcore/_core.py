@@ -1020,7 +1020,7 @@ class Core:
             created = await self._start(defn, command.input, command.child_id,
                                         if_exists="return", parent_id=inst.id)  # fmt: skip
             if created is None:
-                await self._check_own_child(inst.id, command.child_id)
+                await self._check_own_child(inst.id, command)
             terminal, _, _ = await self._terminal_event(command.child_id)
         except FlowcoreError as exc:
             self._deliver_child(inst, executor, command, ev.ChildFailed(
@@ -1040,20 +1040,28 @@ class Core:
                 event = ev.ChildFailed(at=now, step=command.step, failure=failure, canceled=True)
         self._deliver_child(inst, executor, command, event)
 
-    async def _check_own_child(self, parent_id: str, child_id: str) -> None:
-        """Accept an existing ``child_id`` only if it is ``parent_id``'s child.
+    async def _check_own_child(self, parent_id: str, command: cmd.StartChild) -> None:
+        """Accept an existing child id only if this step of ``parent_id`` started it.
 
-        It is when the step started it before a crash or a restart; any other instance is a
-        collision, whose result must not pass for the child's.
+        It did when its journal recorded the step (``command.recorded``: the parent recovered,
+        or was reloaded, while the child ran): the parent's ``child_scheduled`` always commits
+        before the child's start. Any other instance is a collision whose result must not
+        pass for the child's: a stranger's, or a child an earlier run of the parent started
+        under the same id before continuing as new.
 
         Raises:
-            WorkflowAlreadyExistsError: the instance ``child_id`` is not a child of ``parent_id``.
+            WorkflowAlreadyExistsError: the instance is not this step's child.
         """
+        child_id = command.child_id
         await self._settled(child_id)
         row = await self._journal.status(child_id)
-        if row is None or row.parent_id != parent_id:
+        if row is None or row.parent_id != parent_id or not command.recorded:
             status = "unknown" if row is None else row.status.value
-            advice = f"child workflows of {parent_id!r} need an id no other instance has"
+            whose = "an earlier run's child" if row and row.parent_id == parent_id else "taken"
+            advice = (
+                f"the id is {whose}; child workflows of {parent_id!r} need an id no other "
+                "instance has (each run of a workflow that continues as new, too)"
+            )
             raise WorkflowAlreadyExistsError(child_id, status=status, advice=advice)
 
     def _deliver_child(

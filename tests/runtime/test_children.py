@@ -162,6 +162,30 @@ class TestChildren:
         async with Runtime(db_path) as rt:  # replays the same way
             assert await rt.handle("tw").result(timeout=10) == [1, "twin"]
 
+    async def test_a_later_run_is_not_handed_an_earlier_runs_child(self, db_path):
+        """A workflow that continues as new and starts a child under the same explicit id in
+        each run: the second run's child() is refused, not handed the first run's result."""
+
+        @workflow
+        async def ch_gen(gen: int) -> str:
+            return f"gen-{gen}"
+
+        @workflow
+        async def ch_generations(p: dict[str, Any]) -> list[str]:
+            got = list(p["got"])
+            try:
+                got.append(await flowcore.child(ch_gen, p["gen"], id="gen-kid"))
+            except WorkflowFailedError as exc:
+                refused = exc.failure.is_caused_by(WorkflowAlreadyExistsError)
+                got.append(f"refused: {'earlier run' in exc.failure.message and refused}")
+            if p["gen"] < 1:
+                flowcore.continue_as_new({"gen": p["gen"] + 1, "got": got})
+            return got
+
+        async with Runtime(db_path) as rt:
+            handle = await rt.start(ch_generations, {"gen": 0, "got": []}, id="gens")
+            assert await handle.result(timeout=10) == ["gen-0", "refused: True"]
+
     async def test_children_run_in_parallel_under_gather(self, db_path):
         """Children under gather all run at once and their results come back in argument order."""
 
