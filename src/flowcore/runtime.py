@@ -84,7 +84,8 @@ class Runtime(Core):
     Opening replays every unfinished workflow in the journal and continues it.
 
     Args:
-        db: Path of the SQLite journal file (created if missing).
+        db: Path of the SQLite journal file (created if missing; not ``:memory:``, which
+            would vanish with the process: pass ``journal=InMemoryJournal()`` for tests).
         workflows: Workflow definitions this runtime serves; default: every ``@workflow``.
         durability: ``"full"`` fsyncs each group commit; ``"normal"`` survives process crashes
             but not power loss.

@@ -21,7 +21,7 @@ import structlog
 
 from flowcore import Runtime, _cli, workflow
 from flowcore._verify import verify_journal
-from flowcore.errors import JournalCorruptError, JournalError
+from flowcore.errors import InvalidArgumentError, JournalCorruptError, JournalError
 from flowcore.journal.sqlite import SqliteJournal
 
 if TYPE_CHECKING:
@@ -121,3 +121,13 @@ async def test_a_commit_into_a_damaged_page_says_the_file_is_damaged(tmp_path):
     async with Runtime(db) as rt:
         with pytest.raises(JournalCorruptError, match="damaged"):
             await (await rt.start(dmg_echo, 2, id="two")).result(timeout=10)
+
+
+@pytest.mark.parametrize("path", [":memory:", ""])
+def test_an_in_memory_sqlite_path_is_refused_at_once(path, tmp_path, monkeypatch):
+    """SQLite's private databases (``:memory:``, ``""``) would vanish with the process: refused
+    when the runtime is made, naming the fix, and no lock file is left behind."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidArgumentError, match=r"is not a journal file.*InMemoryJournal"):
+        Runtime(path)
+    assert list(tmp_path.iterdir()) == []

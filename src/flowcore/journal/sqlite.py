@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar, cast, final
 
 from flowcore.engine.events import decode_event
-from flowcore.errors import JournalCorruptError, JournalError, JournalLockedError, PayloadError
+from flowcore.errors import (
+    InvalidArgumentError,
+    JournalCorruptError,
+    JournalError,
+    JournalLockedError,
+    PayloadError,
+)
 from flowcore.journal import _aio, schema
 from flowcore.journal._batch import (
     BatchPlan,
@@ -151,6 +157,13 @@ class SqliteJournal:
             msg = f"durability must be 'full' or 'normal', got {durability!r}"
             raise ValueError(msg)
         self._path = os.fspath(path)
+        if self._path in ("", ":memory:"):  # SQLite: a private database gone with the process
+            msg = (
+                f"{self._path!r} is not a journal file: a journal must outlive the process. "
+                "Pass a file path (created if missing), or journal=InMemoryJournal() "
+                "(flowcore.journal.memory) for tests"
+            )
+            raise InvalidArgumentError(msg)
         self._wal_path = self._path + "-wal"
         self._ro_uri = Path(self._path).absolute().as_uri() + "?mode=ro"
         self._durability: Durability = durability
