@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 
@@ -283,6 +284,18 @@ class TestErrors:
         assert again.status_code == 200, again.text
         assert again.json()["status"]["input"] == 1
         assert [s.id for s in await web.runtime.list()] == ["r"]
+
+    async def test_concurrent_if_exists_return_starts_answer_one_201(self, web):
+        """Of concurrent starts of one new id with if_exists=return, exactly one answers 201.
+
+        Before, each checked for the id before starting, so several saw none and all said 201.
+        """
+        body = {"workflow": "web_api_quick", "input": 1, "id": "c", "if_exists": "return"}
+        answers = await asyncio.gather(
+            *(web.client.post("/api/workflows", json=body) for _ in range(10))
+        )
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [200] * 9 + [201], [r.text for r in answers]
 
     async def test_invalid_json_is_422_with_the_reason(self, web):
         """A body that is not JSON gets a 422 saying where parsing failed."""

@@ -296,21 +296,16 @@ class _Api:
         defn = self._runtime._registry.workflow(name, version)  # noqa: SLF001 - RegistrationError
         payload = body.get("input")
         _check_input(defn.fn, payload, takes_input=defn.takes_input)
-        existed = if_exists == "return" and wid is not None and await self._exists(wid)
         handle = await self._runtime.start(
             defn, payload, id=wid, if_exists="return" if if_exists == "return" else "error"
         )
+        # a handle holds its instance only when this very start made it (atomic: no check
+        # before the start, which concurrent requests for one new id would all pass)
+        created = handle._instance is not None  # noqa: SLF001 - the web API is part of the package
         status = await self._runtime.status(handle.id)
         return _json(
-            {"id": handle.id, "status": render.status_json(status)}, 200 if existed else 201
+            {"id": handle.id, "status": render.status_json(status)}, 201 if created else 200
         )
-
-    async def _exists(self, wid: str) -> bool:
-        try:
-            await self._runtime.status(wid)
-        except WorkflowNotFoundError:
-            return False
-        return True
 
     async def send_event(self, request: Request) -> Response:
         """POST /api/workflows/{id}/events: send an event; 200 once it is committed."""
