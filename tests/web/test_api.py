@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from dataclasses import dataclass
 
@@ -50,6 +51,11 @@ async def web_api_surrogate(text: str) -> str:
     flowcore.set_status("caf\u00e9 " + text)
     got = await flowcore.wait_event("more", type=str)
     return text + got + chr(0xDC00)
+
+
+def _cursor(value: object) -> str:
+    """A cursor as the API encodes one (base64 of JSON, unpadded), of any value."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
 
 async def _finished(web, wid: str) -> dict:
@@ -249,6 +255,8 @@ class TestErrors:
             ("get", "/api/workflows?status=bogus", None, 422, "bogus"),
             ("get", "/api/workflows?cursor=!!", None, 422, "cursor"),
             ("get", "/api/workflows?cursor=WzEsMl0", None, 422, "invalid cursor 'WzEsMl0'"),
+            # [1e400 as an integer, "x"]: float() of it overflows (it was a 500)
+            ("get", "/api/workflows?cursor=" + _cursor([10**400, "x"]), None, 422, "cursor"),
             ("get", "/api/workflows?limit=0", None, 422, "limit"),
             ("get", "/api/workflows?since=yesterday", None, 422, "ISO 8601"),
         ],
