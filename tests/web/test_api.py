@@ -305,6 +305,28 @@ class TestErrors:
         codes = sorted(r.status_code for r in answers)
         assert codes == [200] * 9 + [201], [r.text for r in answers]
 
+    @pytest.mark.parametrize(
+        ("method", "path", "status"),
+        [
+            ("delete", "/api/workflows/x", 405),
+            ("put", "/api/workflows", 405),
+            ("patch", "/api/workflows/x/cancel", 405),
+            ("get", "/api/nope", 404),
+        ],
+    )
+    async def test_unrouted_requests_get_the_json_error_shape(self, web, method, path, status):
+        """A wrong method or an unknown path is answered in the API's error shape too.
+
+        Before, Starlette's plain-text 'Method Not Allowed' / 'Not Found' broke clients that
+        read ``error`` from every answer (the dashboard's own helper included).
+        """
+        r = await web.client.request(method.upper(), path)
+        assert r.status_code == status
+        assert r.headers["content-type"] == "application/json"
+        assert set(r.json()) == {"error", "type"}
+        if status == 405:
+            assert "POST" in r.headers["allow"] or "GET" in r.headers["allow"]
+
     async def test_invalid_json_is_422_with_the_reason(self, web):
         """A body that is not JSON gets a 422 saying where parsing failed."""
         r = await web.client.post(

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -146,6 +148,7 @@ def create_app(
     return Starlette(
         routes=routes,
         middleware=middleware,
+        exception_handlers={HTTPException: _http_error},
         lifespan=lifespan(runtime) if open_runtime else None,
     )
 
@@ -183,6 +186,15 @@ def _api_error(exc: Exception) -> ApiError:
             return ApiError(422, str(exc), kind)
         case _:
             return ApiError(503, str(exc), kind)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:  # noqa: ARG001
+    """Starlette's own errors (no route, wrong method) in the API's ``{error, type}`` shape."""
+    assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
+    kind = HTTPStatus(exc.status_code).phrase.replace(" ", "").replace("-", "")
+    return AsciiJSONResponse(
+        {"error": exc.detail, "type": kind}, status_code=exc.status_code, headers=exc.headers
+    )
 
 
 def _handled(
