@@ -334,11 +334,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _load_module(name: str) -> ModuleType:
-    if name.endswith(".py"):
-        name = name.removesuffix(".py").replace("/", ".").replace(os.sep, ".")
     cwd = os.getcwd()  # noqa: PTH109
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    if name.endswith(".py"):
+        name = _module_of_file(name, cwd)
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
@@ -348,6 +348,21 @@ def _load_module(name: str) -> ModuleType:
     except Exception as exc:
         msg = f"importing module {name!r} failed: {type(exc).__name__}: {exc}"
         raise UsageError(msg + " (--debug shows the traceback)") from exc
+
+
+def _module_of_file(path: str, cwd: str) -> str:
+    """The module name of a file path (``app.py``, ``./pkg/app.py``, ``/abs/dir/app.py``).
+
+    A file under ``cwd`` is named from ``cwd`` (``pkg.app``); one elsewhere is imported from
+    its own directory, which goes on ``sys.path``.
+    """
+    full = os.path.abspath(path)  # noqa: PTH100
+    relative = os.path.relpath(full, cwd)
+    if relative.startswith(os.pardir + os.sep):
+        directory, relative = os.path.split(full)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    return relative.removesuffix(".py").replace(os.sep, ".")
 
 
 def _workflow(target: str) -> WorkflowDef[Any, Any]:

@@ -186,6 +186,12 @@ class Core:
             check_payload_size(encoded, self._max_payload, f"the input of workflow {defn.name!r}")
         inst = self._instances.get(wid)
         if inst is not None:
+            if inst.creating is not None:  # another start of this id: answer once it is durable
+                try:
+                    await _shielded(inst.creating)
+                except WorkflowAlreadyExistsError as exc:  # the id was taken before either
+                    self._exists(wid, exc.status, if_exists)
+                    return None
             self._exists(wid, inst.projection.status.value, if_exists)
             return None
         inst = _Instance(wid, Projection(wid), asyncio.get_running_loop().create_future())

@@ -20,6 +20,25 @@ class TestRun:
         assert "workflow fan id f1" in done.stderr
         assert "running" in done.stderr  # plain progress lines when not a TTY
 
+    @pytest.mark.parametrize("spelling", ["app.py", "./app.py", "{cwd}/app.py", "{cwd}/./app.py"])
+    def test_module_as_a_file_path(self, cli, spelling):
+        """MODULE may be the module's file, as a shell completes it: relative or absolute.
+
+        Before, './app.py' and an absolute path were read as relative imports ('..app'):
+        exit 2 with "TypeError: the 'package' argument is required".
+        """
+        target = spelling.format(cwd=cli.cwd) + ":fan"
+        done = cli("run", target, "--payload", "4")
+        assert (done.returncode, done.stdout.strip()) == (0, "14"), done.stderr
+
+    def test_module_file_in_another_directory(self, cli, tmp_path_factory):
+        """A module file outside the current directory is imported from its own directory."""
+        elsewhere = tmp_path_factory.mktemp("elsewhere")
+        write_app(elsewhere)
+        (elsewhere / "app.py").rename(elsewhere / "remote_app.py")
+        done = cli("run", f"{elsewhere}/remote_app.py:fan", "--payload", "4")
+        assert (done.returncode, done.stdout.strip()) == (0, "14"), done.stderr
+
     def test_payload_file(self, cli):
         """--payload-file reads the JSON payload from a file."""
         (cli.cwd / "payload.json").write_text("4\n")

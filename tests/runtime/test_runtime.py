@@ -307,6 +307,26 @@ class TestBadInput:
             assert h2.id == h1.id
             assert await h2.result(timeout=10) == 4
 
+    @pytest.mark.parametrize("if_exists", ["return", "error"])
+    async def test_a_start_racing_an_uncommitted_start_answers_after_its_commit(
+        self, db_path, if_exists
+    ):
+        """A second start of an id whose first start is still committing waits for that commit.
+
+        Before, it returned (or raised WorkflowAlreadyExistsError) at once: its caller was
+        acknowledged while nothing was durable, and status(id) right after said not found
+        (the web API's POST with if_exists='return' answered 404).
+        """
+        async with Runtime(db_path) as rt:
+            first = asyncio.ensure_future(rt.start(arith, 1, id="racing"))
+            await asyncio.sleep(0)  # the first start is in memory, its commit not yet done
+            try:
+                await rt.start(arith, 2, id="racing", if_exists=if_exists)
+            except WorkflowAlreadyExistsError:
+                assert if_exists == "error"
+            assert (await rt.status("racing")).input == 1
+            assert await (await first).result(timeout=10) == 4
+
     @pytest.mark.parametrize("if_exists", ["Return", "ignore", "", None])
     async def test_unknown_if_exists_is_refused_before_anything_is_written(
         self, db_path, if_exists

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 from dataclasses import dataclass
 
@@ -49,6 +51,11 @@ async def web_api_surrogate(text: str) -> str:
     flowcore.set_status("caf\u00e9 " + text)
     got = await flowcore.wait_event("more", type=str)
     return text + got + chr(0xDC00)
+
+
+def _cursor(value: object) -> str:
+    """A cursor as the API encodes one (base64 of JSON, unpadded), of any value."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
 
 async def _finished(web, wid: str) -> dict:
@@ -248,6 +255,8 @@ class TestErrors:
             ("get", "/api/workflows?status=bogus", None, 422, "bogus"),
             ("get", "/api/workflows?cursor=!!", None, 422, "cursor"),
             ("get", "/api/workflows?cursor=WzEsMl0", None, 422, "invalid cursor 'WzEsMl0'"),
+            # [1e400 as an integer, "x"]: float() of it overflows (it was a 500)
+            ("get", "/api/workflows?cursor=" + _cursor([10**400, "x"]), None, 422, "cursor"),
             ("get", "/api/workflows?limit=0", None, 422, "limit"),
             ("get", "/api/workflows?since=yesterday", None, 422, "ISO 8601"),
         ],
@@ -283,6 +292,40 @@ class TestErrors:
         assert again.status_code == 200, again.text
         assert again.json()["status"]["input"] == 1
         assert [s.id for s in await web.runtime.list()] == ["r"]
+
+    async def test_concurrent_if_exists_return_starts_answer_one_201(self, web):
+        """Of concurrent starts of one new id with if_exists=return, exactly one answers 201.
+
+        Before, each checked for the id before starting, so several saw none and all said 201.
+        """
+        body = {"workflow": "web_api_quick", "input": 1, "id": "c", "if_exists": "return"}
+        answers = await asyncio.gather(
+            *(web.client.post("/api/workflows", json=body) for _ in range(10))
+        )
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [200] * 9 + [201], [r.text for r in answers]
+
+    @pytest.mark.parametrize(
+        ("method", "path", "status"),
+        [
+            ("delete", "/api/workflows/x", 405),
+            ("put", "/api/workflows", 405),
+            ("patch", "/api/workflows/x/cancel", 405),
+            ("get", "/api/nope", 404),
+        ],
+    )
+    async def test_unrouted_requests_get_the_json_error_shape(self, web, method, path, status):
+        """A wrong method or an unknown path is answered in the API's error shape too.
+
+        Before, Starlette's plain-text 'Method Not Allowed' / 'Not Found' broke clients that
+        read ``error`` from every answer (the dashboard's own helper included).
+        """
+        r = await web.client.request(method.upper(), path)
+        assert r.status_code == status
+        assert r.headers["content-type"] == "application/json"
+        assert set(r.json()) == {"error", "type"}
+        if status == 405:
+            assert "POST" in r.headers["allow"] or "GET" in r.headers["allow"]
 
     async def test_invalid_json_is_422_with_the_reason(self, web):
         """A body that is not JSON gets a 422 saying where parsing failed."""

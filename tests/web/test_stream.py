@@ -6,6 +6,8 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 
+import pytest
+
 import flowcore
 from flowcore import activity, workflow
 from flowcore.web._stream import CommitSignal
@@ -164,6 +166,23 @@ class TestStream:
         r = await web.client.get("/api/workflows/s-4/stream?after=abc")
         assert r.status_code == 422
         assert r.json()["error"].startswith("?after must be")
+
+    @pytest.mark.parametrize("position", ["9" * 20, "\u00b2", "\u0663"])
+    async def test_a_position_sqlite_cannot_hold_is_422(self, web, position):
+        """A Last-Event-ID or ?after past SQLite's integers (or not in ASCII digits) is a 422.
+
+        Before, a position over 2**63 - 1 passed the check, then failed the stream's query
+        after the 200 (an empty stream, a traceback in the log, and an EventSource that
+        reconnected with it every second for ever); a superscript digit was int()'s error.
+        """
+        await web.runtime.start(web_stream_flow, 1, id="s-6")
+        for headers, query, source in (
+            ({"Last-Event-ID": position.encode()}, "", "Last-Event-ID"),
+            ({}, f"?after={position}", "?after"),
+        ):
+            r = await web.client.get(f"/api/workflows/s-6/stream{query}", headers=headers)
+            assert r.status_code == 422, r.text
+            assert r.json()["error"].startswith(f"{source} must be")
 
 
 @workflow

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -146,6 +148,7 @@ def create_app(
     return Starlette(
         routes=routes,
         middleware=middleware,
+        exception_handlers={HTTPException: _http_error},
         lifespan=lifespan(runtime) if open_runtime else None,
     )
 
@@ -183,6 +186,15 @@ def _api_error(exc: Exception) -> ApiError:
             return ApiError(422, str(exc), kind)
         case _:
             return ApiError(503, str(exc), kind)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:  # noqa: ARG001
+    """Starlette's own errors (no route, wrong method) in the API's ``{error, type}`` shape."""
+    assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
+    kind = HTTPStatus(exc.status_code).phrase.replace(" ", "").replace("-", "")
+    return AsciiJSONResponse(
+        {"error": exc.detail, "type": kind}, status_code=exc.status_code, headers=exc.headers
+    )
 
 
 def _handled(
@@ -296,21 +308,16 @@ class _Api:
         defn = self._runtime._registry.workflow(name, version)  # noqa: SLF001 - RegistrationError
         payload = body.get("input")
         _check_input(defn.fn, payload, takes_input=defn.takes_input)
-        existed = if_exists == "return" and wid is not None and await self._exists(wid)
         handle = await self._runtime.start(
             defn, payload, id=wid, if_exists="return" if if_exists == "return" else "error"
         )
+        # a handle holds its instance only when this very start made it (atomic: no check
+        # before the start, which concurrent requests for one new id would all pass)
+        created = handle._instance is not None  # noqa: SLF001 - the web API is part of the package
         status = await self._runtime.status(handle.id)
         return _json(
-            {"id": handle.id, "status": render.status_json(status)}, 200 if existed else 201
+            {"id": handle.id, "status": render.status_json(status)}, 201 if created else 200
         )
-
-    async def _exists(self, wid: str) -> bool:
-        try:
-            await self._runtime.status(wid)
-        except WorkflowNotFoundError:
-            return False
-        return True
 
     async def send_event(self, request: Request) -> Response:
         """POST /api/workflows/{id}/events: send an event; 200 once it is committed."""

@@ -68,13 +68,11 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, wid = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError) as exc:
+        if not isinstance(created, int | float) or not isinstance(wid, str):
+            raise TypeError(cursor)  # noqa: TRY301 - one message for every malformed cursor
+        return float(created), wid  # OverflowError: an integer no float holds
+    except (binascii.Error, ValueError, TypeError, OverflowError) as exc:
         raise ValueError(f"invalid cursor {cursor!r}: pass the next_cursor of a page") from exc
-    if not isinstance(created, int | float) or not isinstance(wid, str):
-        raise ValueError(  # noqa: TRY004 - a bad value given by the client, answered 422
-            f"invalid cursor {cursor!r}: pass the next_cursor of a page"
-        )
-    return float(created), wid
 
 
 async def list_page(

@@ -36,6 +36,8 @@ __all__ = [
     "sse_event",
 ]
 
+_MAX_POSITION: Final = 2**63 - 1
+"""The largest position SQLite can compare with (its largest integer)."""
 _MIN_READ_INTERVAL: Final = 0.05
 """Under a burst of commits a stream reads at most this often (one read catches them all)."""
 
@@ -116,7 +118,11 @@ def parse_last_event_id(text: str, source: str = "Last-Event-ID") -> tuple[int, 
         ValueError: it is neither.
     """
     seq, _, run = text.strip().partition("-")
-    if not seq.isdigit() or (run and not run.isalnum()):
+    if (
+        not (seq.isascii() and seq.isdigit())
+        or int(seq) > _MAX_POSITION
+        or (run and not run.isalnum())
+    ):
         raise ValueError(
             f"{source} must be the id of a streamed event (SEQ-RUN) or a position, not {text!r}"
         )
