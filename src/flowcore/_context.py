@@ -241,12 +241,12 @@ def now() -> datetime:
 
 
 def random() -> float:
-    """A deterministic random float in [0, 1), seeded by the workflow id."""
+    """A deterministic random float in [0, 1), seeded by the workflow id and its run."""
     return _require("random").rng().random()
 
 
 def uuid4() -> uuid.UUID:
-    """A deterministic random UUID (version 4), seeded by the workflow id."""
+    """A deterministic random UUID (version 4), seeded by the workflow id and its run."""
     return uuid.UUID(int=_require("uuid4").rng().getrandbits(128), version=4)
 
 

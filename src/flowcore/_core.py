@@ -672,6 +672,7 @@ class Core:
             input=encoded,
             parent_id=inst.projection.parent_id,
             run=(1 if inst.executor is None else inst.executor.run) + 1,
+            flags=(ev.RUN_SEEDED,),
         )
         carried = [
             ev.EventReceived(at=started.at, name=name, payload=payload)
