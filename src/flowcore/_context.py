@@ -333,11 +333,15 @@ async def sleep(duration: float | timedelta) -> None:
 
 
 async def sleep_until(when: datetime) -> None:
-    """Sleep on a durable timer until ``when`` (an aware datetime; naive means UTC)."""
+    """Sleep on a durable timer until ``when`` (an aware datetime; naive means UTC).
+
+    Raises:
+        InvalidArgumentError: ``when`` lies beyond the year 9999 (or before the year 1) in UTC.
+    """
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     _require("sleep_until")
-    await yield_trap(TimerTrap(when.timestamp()))
+    await yield_trap(TimerTrap(_deadline(when.timestamp(), "sleep_until()")))
 
 
 @overload
