@@ -661,6 +661,25 @@ class TestVersioning:
                 await rt.start("ch_order", "now", id="v9", version="9")
             assert await rt.list() == []
 
+    async def test_continue_as_new_to_an_unknown_version_fails_clearly(self, db_path):
+        """continue_as_new(version=...) of an unregistered version fails the workflow with
+        UnknownVersionError: the next run never silently runs the latest code instead."""
+
+        @workflow(name="ch_hops", version="1")
+        async def ch_hops(n: int) -> str:
+            if n == 0:
+                flowcore.continue_as_new(1, version="9")
+            return flowcore.info().version
+
+        async with Runtime(db_path, workflows=[ch_hops]) as rt:
+            handle = await rt.start(ch_hops, 0, id="hop9")
+            with pytest.raises(WorkflowFailedError) as caught:
+                await handle.result(timeout=10)
+            st = await rt.status("hop9")
+        assert caught.value.failure.short_type == "UnknownVersionError"
+        assert "'9'" in caught.value.failure.message
+        assert (st.status, st.version, st.input) == (WorkflowState.FAILED, "1", 0)
+
     async def test_unknown_child_version_fails_the_parent_clearly(self, db_path):
         """child() of an unregistered version fails in the parent with UnknownVersionError."""
 
