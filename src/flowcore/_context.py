@@ -241,12 +241,12 @@ def now() -> datetime:
 
 
 def random() -> float:
-    """A deterministic random float in [0, 1), seeded by the workflow id."""
+    """A deterministic random float in [0, 1), seeded by the workflow id and its run."""
     return _require("random").rng().random()
 
 
 def uuid4() -> uuid.UUID:
-    """A deterministic random UUID (version 4), seeded by the workflow id."""
+    """A deterministic random UUID (version 4), seeded by the workflow id and its run."""
     return uuid.UUID(int=_require("uuid4").rng().getrandbits(128), version=4)
 
 
@@ -333,11 +333,15 @@ async def sleep(duration: float | timedelta) -> None:
 
 
 async def sleep_until(when: datetime) -> None:
-    """Sleep on a durable timer until ``when`` (an aware datetime; naive means UTC)."""
+    """Sleep on a durable timer until ``when`` (an aware datetime; naive means UTC).
+
+    Raises:
+        InvalidArgumentError: ``when`` lies beyond the year 9999 (or before the year 1) in UTC.
+    """
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     _require("sleep_until")
-    await yield_trap(TimerTrap(when.timestamp()))
+    await yield_trap(TimerTrap(_deadline(when.timestamp(), "sleep_until()")))
 
 
 @overload

@@ -539,7 +539,7 @@ class Core:
                     events.append(_activity_scheduled(command, now))  # the usual: no _record
                     work.append(command)
                 elif isinstance(command, cmd.ContinueAsNew):
-                    restart = command
+                    restart = self._continuing(executor, command, now, events)
                 else:
                     self._record(inst, command, now, events, work)
             if events:
@@ -569,6 +569,26 @@ class Core:
             # be reissued to a call whose arguments came from results a crash lost.
             self._when_ended(commit, _DispatchAfter(self, inst, executor, work))
         return commit
+
+    def _continuing(
+        self,
+        executor: WorkflowExecutor,
+        command: cmd.ContinueAsNew,
+        now: float,
+        events: builtins.list[ev.Event],
+    ) -> cmd.ContinueAsNew | None:
+        """The continue-as-new to carry out, or None if no code is registered for its version.
+
+        Then the run fails with UnknownVersionError (added to ``events``) instead of the next
+        run silently taking the latest version.
+        """
+        if command.version is not None:
+            try:
+                self._registry.workflow(executor.definition.name, command.version)
+            except RegistrationError as exc:
+                events.append(ev.WorkflowFailed(at=now, failure=FailureInfo.from_exception(exc)))
+                return None
+        return command
 
     def _record(
         self,
@@ -678,6 +698,7 @@ class Core:
             input=encoded,
             parent_id=inst.projection.parent_id,
             run=(1 if inst.executor is None else inst.executor.run) + 1,
+            flags=(ev.RUN_SEEDED,),
         )
         carried = [
             ev.EventReceived(at=started.at, name=name, payload=payload)

@@ -462,6 +462,40 @@ class TestContinueAsNew:
             clock.advance(10)
             assert await rt.handle("names").result(timeout=10) == ["-", 1, 2, 3]
 
+    async def test_each_run_draws_new_random_values_and_replays_them(self, db_path):
+        """uuid4() and random() differ from one run to the next, and replay to the same values.
+
+        An eternal monitor that names each check's incident with ``flowcore.uuid4()`` must not
+        get the same id in every run; a recovered run must still draw the values it drew.
+        """
+        drawn: list[list[str]] = []
+
+        @activity
+        async def ch_record(values: list[str]) -> None:
+            drawn.append(values)
+
+        @workflow
+        async def ch_dice(n: int) -> list[str]:
+            values = [str(flowcore.uuid4()), str(flowcore.random())]
+            await ch_record(values)
+            await flowcore.sleep(1)
+            if n < 2:
+                flowcore.continue_as_new(n + 1)
+            return values
+
+        clock = FakeClock()
+        async with Runtime(db_path, clock=clock) as rt:
+            await rt.start(ch_dice, 0, id="dice")
+            for n in range(2):
+                await until_run_sleeps(rt, "dice", n)
+                clock.advance(1)
+            await until_run_sleeps(rt, "dice", 2)
+        async with Runtime(db_path, clock=clock) as rt:  # the last run is replayed
+            clock.advance(1)
+            assert await rt.handle("dice").result(timeout=10) == drawn[-1]
+        assert len(drawn) == 3
+        assert len({value for values in drawn for value in values}) == 6
+
     async def test_child_that_continues_as_new_returns_its_last_run(self, db_path):
         """A parent awaiting a child that continues as new gets the result of its last run."""
 
@@ -626,6 +660,25 @@ class TestVersioning:
             with pytest.raises(UnknownVersionError, match=r"'9'.*known versions: '1', '2'"):
                 await rt.start("ch_order", "now", id="v9", version="9")
             assert await rt.list() == []
+
+    async def test_continue_as_new_to_an_unknown_version_fails_clearly(self, db_path):
+        """continue_as_new(version=...) of an unregistered version fails the workflow with
+        UnknownVersionError: the next run never silently runs the latest code instead."""
+
+        @workflow(name="ch_hops", version="1")
+        async def ch_hops(n: int) -> str:
+            if n == 0:
+                flowcore.continue_as_new(1, version="9")
+            return flowcore.info().version
+
+        async with Runtime(db_path, workflows=[ch_hops]) as rt:
+            handle = await rt.start(ch_hops, 0, id="hop9")
+            with pytest.raises(WorkflowFailedError) as caught:
+                await handle.result(timeout=10)
+            st = await rt.status("hop9")
+        assert caught.value.failure.short_type == "UnknownVersionError"
+        assert "'9'" in caught.value.failure.message
+        assert (st.status, st.version, st.input) == (WorkflowState.FAILED, "1", 0)
 
     async def test_unknown_child_version_fails_the_parent_clearly(self, db_path):
         """child() of an unregistered version fails in the parent with UnknownVersionError."""

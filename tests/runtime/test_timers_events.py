@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import anyio
@@ -151,6 +151,27 @@ class TestSleep:
             assert await events_of(rt, "never", TimerScheduled) == []
             assert await events_of(rt, "never", EventWaitStarted) == []
         assert journal_kinds(db_path, "never")[-1] == "workflow_completed"
+
+    @pytest.mark.parametrize("offset", [-5, 0, 5])
+    async def test_sleep_until_a_datetime_no_clock_can_reach_is_refused(self, db_path, offset):
+        """sleep_until() of an instant beyond the year 9999 (or before the year 1) in UTC
+        raises at the call, as sleep() does: journaled, it broke `history` ("year 10000 is out
+        of range") and hung the instance."""
+        zone = timezone(timedelta(hours=offset))
+        instant = (datetime.min if offset > 0 else datetime.max).replace(tzinfo=zone)  # noqa: DTZ901
+
+        @workflow
+        async def te_until_never() -> str:
+            try:
+                await flowcore.sleep_until(instant)
+            except InvalidArgumentError as exc:
+                return str(exc).split(" must ")[0]
+            return "slept"
+
+        async with Runtime(db_path, clock=VirtualClock()) as rt:
+            handle = await rt.start(te_until_never, id="until-never")
+            assert await handle.result(timeout=10) == "sleep_until()"
+            assert await events_of(rt, "until-never", TimerScheduled) == []
 
 
 class TestTimersAcrossRestarts:

@@ -61,6 +61,12 @@ class _EventBase:
     """When the event happened: seconds since the epoch, UTC (what ``flowcore.now()`` reports)."""
 
 
+RUN_SEEDED: Final = "run_seeded"
+"""A :class:`WorkflowStarted` flag: the run's random generator (``flowcore.uuid4()``,
+``flowcore.random()``) is seeded by the workflow id and the run number, so each run of a workflow
+that continues as new draws new values. Runs journaled without it keep the id-only seed."""
+
+
 @quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowStarted(_EventBase):

@@ -195,6 +195,8 @@ class WorkflowExecutor:
     _cancel_reason: str | None = None
     _now: float = 0.0
     _rng: _random.Random | None = None
+    _rng_key: str = ""
+    """Appended to the workflow id to seed the random generator: the run, for a RUN_SEEDED run."""
     _next_step: int = 1
     _ready: deque[tuple[_Task, Any, BaseException | None]] | None = None
     """Tasks to step, in order (None while none is: see :meth:`_push`)."""
@@ -325,9 +327,13 @@ class WorkflowExecutor:
         return self._now
 
     def rng(self) -> _random.Random:
-        """The workflow's deterministic random generator, seeded by the workflow id."""
+        """The workflow's deterministic random generator, seeded by the workflow id and run.
+
+        Runs journaled before :data:`~flowcore.engine.events.RUN_SEEDED` keep the id-only seed.
+        """
         if self._rng is None:
-            seed = int.from_bytes(hashlib.sha256(self.workflow_id.encode()).digest()[:8], "big")
+            key = (self.workflow_id + self._rng_key).encode()
+            seed = int.from_bytes(hashlib.sha256(key).digest()[:8], "big")
             self._rng = _random.Random(seed)  # noqa: S311 - deterministic on purpose
         return self._rng
 
@@ -398,6 +404,8 @@ class WorkflowExecutor:
         self.version = started.version
         self.run = started.run
         self.parent_id = started.parent_id
+        if ev.RUN_SEEDED in started.flags:
+            self._rng_key = f"/r{started.run}"
         self._now = started.at
         try:
             payload = serde.decode(started.input, _input_hint(self.definition))
