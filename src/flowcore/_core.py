@@ -14,11 +14,12 @@ import contextlib
 import contextvars
 import functools
 import heapq
+import importlib
 import itertools
 import time
 from collections import deque
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal, final
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, final
 
 import anyio
 
@@ -640,7 +641,7 @@ class Core:
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         tg = self._tg
         if tg is not None and self._failure is None:
-            tg.start_soon(fn, *args)
+            _on_asyncio(tg.start_soon, fn, *args)  # also from loop callbacks (a commit's)
 
     def _start_job(self, job: ActivityJob) -> None:
         """Run an activity's attempt loop as a plain task: the hot path skips task-group upkeep.
@@ -942,7 +943,7 @@ class Core:
                 limiter.release()
 
     def _arm(self, inst: _Instance, executor: WorkflowExecutor, step: int, fire_at: float) -> None:
-        scope = anyio.CancelScope()
+        scope: anyio.CancelScope = _on_asyncio(anyio.CancelScope)
         inst.timers[step] = (scope, fire_at)
         self._spawn(self._run_timer, inst, executor, step, fire_at, scope)
 
@@ -1360,6 +1361,38 @@ class Core:
             return None
         parked = ev.WorkflowParked(at=self._now(), reason=reason, step=step)
         return self._append(inst, [*events, parked], consumed=consumed)
+
+
+_T = TypeVar("_T")
+
+
+def _sniffio_cvar() -> contextvars.ContextVar[str | None] | None:
+    try:
+        sniffio = importlib.import_module("sniffio")
+    except ImportError:
+        return None
+    cvar: contextvars.ContextVar[str | None] = sniffio.current_async_library_cvar
+    return cvar
+
+
+_SNIFFIO_LIBRARY: Final = _sniffio_cvar()
+"""sniffio's "running async library" variable, when sniffio is installed (anyio then asks it)."""
+
+
+def _on_asyncio(fn: Callable[..., _T], *args: Any) -> _T:
+    """Call an anyio API that needs to know the running async library, even from a loop callback.
+
+    With sniffio installed (trio, the openai SDK and many others bring it) anyio asks sniffio
+    which library runs, and sniffio finds asyncio only from inside a task: a cancel scope made
+    or a task started in a plain loop callback (a commit's done callback arms timers and starts
+    children) raised instead. There, the call runs in a copy of the callback's context that
+    names asyncio, so the tasks it starts inherit the callback's context variables as before.
+    """
+    if _SNIFFIO_LIBRARY is None or asyncio.current_task() is not None:
+        return fn(*args)
+    context = contextvars.copy_context()
+    context.run(_SNIFFIO_LIBRARY.set, "asyncio")
+    return context.run(fn, *args)
 
 
 _Due = tuple[float, int, _Instance, WorkflowExecutor, anyio.CancelScope]
