@@ -130,7 +130,7 @@ class CeleryStarter:
         queue = self.app.amqp.queues[self.queue]
         with (
             self.app.connection_for_read() as conn,
-            Consumer(  # type: ignore[no-untyped-call]
+            Consumer(
                 conn, queues=[queue], callbacks=[self._on_message], accept=["json"],
                 prefetch_count=64, on_decode_error=self._on_undecodable,
             ),
