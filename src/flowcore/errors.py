@@ -242,7 +242,23 @@ def _mro(tp: type) -> tuple[str, ...]:
 
 
 class FlowcoreError(Exception):
-    """Base class of every error flowcore raises."""
+    """Base class of every error flowcore raises.
+
+    Errors copy (``copy.copy``, ``copy.deepcopy``) and pickle (``multiprocessing``, a process
+    pool) with their type, message and attributes, whatever their constructor takes.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls ``type(self)(*self.args)``: the message alone, which
+        # the subclasses' structured constructors refuse (or misread as their first field).
+        return (_rebuild, (type(self), self.args), self.__dict__)
+
+
+def _rebuild(cls: type[FlowcoreError], args: tuple[Any, ...]) -> FlowcoreError:
+    """An instance of ``cls`` with ``args``, made without its ``__init__`` (see __reduce__)."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    return exc
 
 
 class RegistrationError(FlowcoreError):
