@@ -397,7 +397,7 @@ class Core:
             future = asyncio.ensure_future(future)
         inst.last_commit = future
         if op.outbox:
-            _listeners.notify_committed(self._listeners, future)
+            _listeners.notify_committed(self._listeners, future, self._log)
         self._busy += 1
         if future.done():  # refused at once: seen on its own
             future.add_done_callback(self._on_commit)

@@ -40,9 +40,9 @@ __all__ = [
 class Listener(Protocol):
     """Hears about a runtime's journal appends; may commit outbox records with them.
 
-    Every method is called by the runtime on its event loop. ``journaling`` and ``recovered``
-    must be quick and must not do I/O; an exception they raise is logged and ignored (a listener
-    never fails a workflow).
+    Every method is called by the runtime on its event loop. ``journaling``, ``recovered`` and
+    ``committed`` must be quick and must not do I/O; an exception they raise is logged and
+    ignored (a listener never fails a workflow). One raised by ``open`` fails the runtime's open.
     """
 
     async def open(self, journal: Journal) -> None:
@@ -92,14 +92,22 @@ def collect(listeners: Sequence[Listener], op: Append, log: FilteringBoundLogger
     return dataclasses.replace(op, outbox=(*op.outbox, *records))
 
 
-def notify_committed(listeners: Sequence[Listener], commit: asyncio.Future[None]) -> None:
-    """Wake the listeners' senders once ``commit`` (an op holding records) succeeded."""
+def notify_committed(
+    listeners: Sequence[Listener], commit: asyncio.Future[None], log: FilteringBoundLogger
+) -> None:
+    """Wake the listeners' senders once ``commit`` (an op holding records) succeeded.
+
+    A listener that raises is logged and skipped: the others are still woken.
+    """
 
     def done(future: asyncio.Future[None]) -> None:
         if future.cancelled() or future.exception() is not None:
             return
         for listener in listeners:
-            listener.committed()
+            try:
+                listener.committed()
+            except Exception:
+                log.exception("listener failed on commit")
 
     commit.add_done_callback(done)
 
