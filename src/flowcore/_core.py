@@ -934,13 +934,22 @@ class Core:
             await limiter.acquire()
         self._busy += 1
         try:
-            return await backend.execute(task, timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - a backend fault is a failed attempt
+            outcome: object = await backend.execute(task, timeout=timeout)  # checked below
+        except BaseException as exc:  # a backend fault is a failed attempt, as in LocalBackend
+            if cancels_attempt(exc):
+                raise
             return ActivityOutcome(failure=FailureInfo.from_exception(exc))
         finally:
             self._busy -= 1
             if limiter is not None:
                 limiter.release()
+        if type(outcome) is not ActivityOutcome:
+            wrong = TypeError(
+                f"backend {type(backend).__qualname__} returned {type(outcome).__qualname__} "
+                "from execute(), not an ActivityOutcome"
+            )
+            return ActivityOutcome(failure=FailureInfo.from_exception(wrong))
+        return outcome
 
     def _arm(self, inst: _Instance, executor: WorkflowExecutor, step: int, fire_at: float) -> None:
         scope: anyio.CancelScope = _on_asyncio(anyio.CancelScope)

@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from flowcore import Runtime, activity, workflow
+import pytest
+
+from flowcore import ActivityError, RetryPolicy, Runtime, activity, workflow
 from flowcore.journal.base import OutboxRecord
 from flowcore.journal.memory import InMemoryJournal
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from flowcore.abc import Append, Journal
+    from flowcore.abc import ActivityOutcome, ActivityTask, Append, Journal
     from flowcore.engine.events import Event
 
 LIMIT = 10.0
@@ -71,3 +73,57 @@ class TestListeners:
         assert broken.woken > 0
         assert healthy.woken == broken.woken
         assert unhandled == []
+
+
+class _Misbehaving:
+    """A backend whose execute() raises ``error``, or returns it when it is not an exception."""
+
+    def __init__(self, error: object) -> None:
+        self.error = error
+
+    async def open(self) -> None:
+        """Nothing to prepare."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def execute(
+        self,
+        task: ActivityTask,  # noqa: ARG002 - the protocol's signature
+        *,
+        timeout: float | None,  # noqa: ARG002 - the protocol's signature
+    ) -> ActivityOutcome:
+        if isinstance(self.error, BaseException):
+            raise self.error
+        return self.error  # type: ignore[return-value]
+
+
+@activity(retry=RetryPolicy(max_attempts=2, initial_interval=0.001))
+def remote_step(x: int) -> int:
+    return x
+
+
+@workflow
+async def catches(x: int) -> str:
+    try:
+        return str(await remote_step(x))
+    except ActivityError as exc:
+        return f"{exc.attempts} {exc.failure.short_type}"
+
+
+class TestBackends:
+    @pytest.mark.parametrize(
+        ("error", "kind"),
+        [
+            (asyncio.CancelledError(), "CancelledError"),
+            (KeyboardInterrupt(), "KeyboardInterrupt"),
+            (None, "TypeError"),
+            ("done", "TypeError"),
+        ],
+        ids=["cancelled", "interrupt", "none", "str"],
+    )
+    async def test_a_faulty_backend_fails_the_attempt(self, error, kind):
+        """A BaseException out of execute() or a non-outcome returned is a failed attempt."""
+        async with Runtime(journal=InMemoryJournal(), backend=_Misbehaving(error)) as runtime:
+            handle = await runtime.start(catches, 1)
+            assert await handle.result(timeout=LIMIT) == f"2 {kind}"

@@ -126,5 +126,10 @@ class Backend(Protocol):
         ...
 
     async def execute(self, task: ActivityTask, *, timeout: float | None) -> ActivityOutcome:
-        """Run one attempt and report how it ended; never raise for the activity's own errors."""
+        """Run one attempt and report how it ended; never raise for the activity's own errors.
+
+        Whatever else it raises (any ``BaseException`` but the attempt's task being cancelled
+        from outside, when the runtime stops it), or a return value that is not an
+        :class:`ActivityOutcome`, is a failed attempt, retried by the activity's policy.
+        """
         ...
