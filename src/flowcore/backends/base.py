@@ -128,6 +128,12 @@ class Backend(Protocol):
     async def execute(self, task: ActivityTask, *, timeout: float | None) -> ActivityOutcome:
         """Run one attempt and report how it ended; never raise for the activity's own errors.
 
+        The backend enforces ``timeout`` (the activity's, in seconds; None: no limit): the
+        runtime does not, so an attempt that overruns it must end with
+        ``ActivityOutcome(failure=..., timed_out=True)`` (retried by the policy, then
+        :class:`~flowcore.ActivityTimeoutError` in the workflow); one that ignores it waits as
+        long as the work does.
+
         Whatever else it raises (any ``BaseException`` but the attempt's task being cancelled
         from outside, when the runtime stops it), or a return value that is not an
         :class:`ActivityOutcome`, is a failed attempt, retried by the activity's policy.
