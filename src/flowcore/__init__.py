@@ -6,6 +6,8 @@ they are replayed from the journal and carry on where they stopped.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flowcore._context import Info as Info
 from flowcore._context import activity_info as activity_info
 from flowcore._context import child as child
@@ -55,6 +57,15 @@ from flowcore.errors import WorkflowMisuseError as WorkflowMisuseError
 from flowcore.errors import WorkflowNotFoundError as WorkflowNotFoundError
 from flowcore.retry import RetryPolicy as RetryPolicy
 from flowcore.runtime import Runtime as Runtime
+
+if TYPE_CHECKING:  # typed as attributes for `import flowcore`; at run time __getattr__ loads them
+    from flowcore import blocking as blocking
+    from flowcore import compat as compat
+    from flowcore import listeners as listeners
+    from flowcore import retry as retry
+    from flowcore import serde as serde
+    from flowcore import steps as steps
+    from flowcore import testing as testing
 
 __version__ = "0.1.0"
 

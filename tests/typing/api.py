@@ -164,3 +164,13 @@ async def on_celery(app: Celery) -> None:
         note: str | None = (await rt.status("x")).backend_note
         print(note)  # noqa: T201
     register(app)
+
+
+async def testing_main() -> None:
+    clock = flowcore.testing.VirtualClock()  # after only `import flowcore`, as the README has it
+    async with Runtime("t.db", clock=clock) as rt:
+        await rt.start(place, Order("a", 1))
+    flowcore.testing.FakeClock().advance(60.0)
+    flowcore.testing.replay([{"kind": "workflow_started", "data": {}, "at": 0.0}], place)
+    policy: flowcore.retry.RetryPolicy = flowcore.retry.RetryPolicy()
+    print(policy, flowcore.serde.encode(1), flowcore.listeners.collect)  # noqa: T201
