@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, final
 
 from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES
-from flowcore.engine.events import decode_event
+from flowcore.engine.events import WorkflowStarted, decode_event
 from flowcore.engine.executor import WorkflowExecutor
+from flowcore.errors import NondeterminismError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -146,11 +147,22 @@ def replay(
 
     Raises:
         NondeterminismError: the code now issues other commands than the history recorded
-            (``.step``, ``.recorded`` and ``.attempted`` say where and how).
+            (``.step``, ``.recorded`` and ``.attempted`` say where and how), or the workflow
+            has another name than the recorded one (step 0: recovery would find no code).
         JournalCorruptError: a row is not a valid journal event.
         ValueError: the history does not begin with ``workflow_started``.
     """
     events = [_as_event(item) for item in history]
+    started = events[0] if events else None
+    if isinstance(started, WorkflowStarted) and started.name != workflow.name:
+        # Recovery looks code up by the recorded name: a renamed workflow would not run at all.
+        raise NondeterminismError(
+            workflow_id=workflow_id,
+            workflow=workflow.name,
+            step=0,
+            recorded=f"workflow {started.name!r}",
+            attempted=f"workflow {workflow.name!r}",
+        )
     executor = WorkflowExecutor(workflow, workflow_id, max_payload=max_payload_bytes)
     try:
         executor.replay(events)

@@ -602,6 +602,18 @@ class TestRecordedEnd:
         with pytest.raises(NondeterminismError):
             flowcore.testing.replay(rows, self.variant(_checkout_then_notify))
 
+    def test_flowcore_testing_replay_catches_a_renamed_workflow(self):
+        """Recovery finds code by the recorded name: a renamed workflow diverges at its start."""
+        rows = load("chain").rows
+        renamed = WorkflowDef(checkout.fn, name="checkout_v2", version="1")
+        with pytest.raises(NondeterminismError) as info:
+            flowcore.testing.replay(rows, renamed)
+        assert info.value.step == 0
+        assert (info.value.recorded, info.value.attempted) == (
+            "workflow 'checkout'",
+            "workflow 'checkout_v2'",
+        )
+
     def test_an_unfinished_prefix_still_takes_new_steps(self):
         """Without a recorded end, steps after the recorded ones are the run going on."""
         golden = load("chain")
