@@ -78,6 +78,17 @@ class TestExports:
             "module 'flowcore' has no attribute 'nothing_here'",
         ]
 
+    async def test_the_testing_module_offers_a_journal_in_memory(self):
+        """`Runtime(journal=flowcore.testing.InMemoryJournal())`, as the README writes it."""
+        import flowcore.testing
+
+        @flowcore.workflow(name="exports_in_memory")
+        async def in_memory(x: int) -> int:
+            return x + 1
+
+        async with flowcore.Runtime(journal=flowcore.testing.InMemoryJournal()) as rt:
+            assert await (await rt.start(in_memory, 1)).result(timeout=10) == 2
+
     def test_py_typed_is_shipped(self):
         """The package is marked as typed."""
         assert (SRC / "py.typed").exists()

@@ -85,7 +85,8 @@ class Runtime(Core):
 
     Args:
         db: Path of the SQLite journal file (created if missing; not ``:memory:``, which
-            would vanish with the process: pass ``journal=InMemoryJournal()`` for tests).
+            would vanish with the process: tests pass
+            ``journal=flowcore.testing.InMemoryJournal()``).
         workflows: Workflow definitions this runtime serves; default: every ``@workflow``.
         durability: ``"full"`` fsyncs each group commit; ``"normal"`` survives process crashes
             but not power loss.

@@ -1,4 +1,4 @@
-"""Helpers for users' tests: clocks that do not really wait, and replay of recorded histories."""
+"""Helpers for users' tests: fake clocks, a journal in memory, replay of recorded histories."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from flowcore._limits import DEFAULT_MAX_PAYLOAD_BYTES
 from flowcore.engine.events import WorkflowStarted, decode_event
 from flowcore.engine.executor import WorkflowExecutor
 from flowcore.errors import NondeterminismError
+from flowcore.journal.memory import InMemoryJournal
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from flowcore._definitions import WorkflowDef
     from flowcore.engine.events import Event
 
-__all__ = ["FakeClock", "VirtualClock", "replay"]
+__all__ = ["FakeClock", "InMemoryJournal", "VirtualClock", "replay"]
 
 _DEFAULT_START = 1_700_000_000.0
 _SETTLE_ROUNDS = 8

@@ -161,7 +161,7 @@ class SqliteJournal:
             msg = (
                 f"{self._path!r} is not a journal file: a journal must outlive the process. "
                 "Pass a file path (created if missing), or journal=InMemoryJournal() "
-                "(flowcore.journal.memory) for tests"
+                "(flowcore.testing) for tests"
             )
             raise InvalidArgumentError(msg)
         self._wal_path = self._path + "-wal"
