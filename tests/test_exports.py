@@ -86,8 +86,12 @@ class TestExports:
         async def in_memory(x: int) -> int:
             return x + 1
 
-        async with flowcore.Runtime(journal=flowcore.testing.InMemoryJournal()) as rt:
+        runtime = flowcore.Runtime(journal=flowcore.testing.InMemoryJournal())
+        assert repr(runtime) == "<flowcore.Runtime new on InMemoryJournal(':memory:')>"
+        async with runtime as rt:
+            assert repr(rt).startswith("<flowcore.Runtime open on")
             assert await (await rt.start(in_memory, 1)).result(timeout=10) == 2
+        assert repr(runtime).startswith("<flowcore.Runtime closed on")
 
     def test_py_typed_is_shipped(self):
         """The package is marked as typed."""

@@ -186,6 +186,9 @@ class Runtime(Core):
         self._listening: builtins.list[Listener] = []
         """Listeners opened so far (closed in reverse order)."""
 
+    def __repr__(self) -> str:
+        return f"<flowcore.Runtime {self._state} on {self._journal!r}>"
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:

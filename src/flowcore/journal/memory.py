@@ -57,6 +57,9 @@ class InMemoryJournal:
         self._outbox: dict[int, OutboxEntry] = {}
         self._outbox_next = 1
 
+    def __repr__(self) -> str:
+        return f"InMemoryJournal({self._path!r})"
+
     @property
     def path(self) -> str:
         """A name for messages (nothing is stored there)."""
