@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import pathlib
 
+import pytest
+
 import flowcore
 
 EXPECTED = {
@@ -92,6 +94,16 @@ class TestExports:
             assert repr(rt).startswith("<flowcore.Runtime open on")
             assert await (await rt.start(in_memory, 1)).result(timeout=10) == 2
         assert repr(runtime).startswith("<flowcore.Runtime closed on")
+
+    def test_a_handle_says_why_it_does_not_pickle(self):
+        """A handle belongs to its runtime: pickling it names the id to send instead."""
+        import copy
+        import pickle
+
+        handle = flowcore.Runtime(journal=flowcore.testing.InMemoryJournal()).handle("w-1")
+        for attempt in (pickle.dumps, copy.copy, copy.deepcopy):
+            with pytest.raises(TypeError, match=r"pass its id \('w-1'\) instead"):
+                attempt(handle)
 
     def test_py_typed_is_shipped(self):
         """The package is marked as typed."""

@@ -63,3 +63,11 @@ class WorkflowHandle:
 
     def __repr__(self) -> str:
         return f"<WorkflowHandle {self.id!r}>"
+
+    def __reduce__(self) -> Any:
+        """Refuse to pickle: a handle belongs to one open runtime; its ``id`` travels."""
+        msg = (
+            f"a WorkflowHandle belongs to the runtime that made it and cannot be pickled; pass "
+            f"its id ({self.id!r}) instead and call runtime.handle(id) on the other side"
+        )
+        raise TypeError(msg)
