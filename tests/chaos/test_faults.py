@@ -387,6 +387,43 @@ class TestThreadExhaustion:
             assert await (await rt.start(ft_many, 40)).result(timeout=30) == sum(range(40))
         assert peak[0] <= 3
 
+    async def test_threads_of_timed_out_activities_count_until_they_return(self, db_path):
+        """Hung sync attempts that timed out keep their thread's place: threads stay bounded.
+
+        Python cannot stop a thread: an abandoned one runs on. Were its place freed at the
+        timeout, every hung attempt would add a thread (a leak without bound in a long run).
+        """
+        release = threading.Event()
+        lock, running, peak = threading.Lock(), [0], [0]
+
+        @flowcore.activity(timeout=0.05, retry=RetryPolicy(max_attempts=1))
+        def ft_stuck(i: int) -> int:
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            release.wait(30)
+            with lock:
+                running[0] -= 1
+            return i
+
+        @flowcore.workflow
+        async def ft_gives_up(i: int) -> str:
+            try:
+                return str(await ft_stuck(i))
+            except ActivityTimeoutError:
+                return "timed out"
+
+        try:
+            async with Runtime(db_path, max_concurrent_activities=2) as rt:
+                handles = [await rt.start(ft_gives_up, i) for i in range(8)]
+                for handle in handles:
+                    assert await handle.result(timeout=10) == "timed out"
+                assert peak[0] <= 2
+        finally:
+            release.set()
+        with lock:
+            assert peak[0] <= 2
+
 
 class TestPayloads:
     @pytest.fixture

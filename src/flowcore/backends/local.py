@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
+import math
+import threading
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
@@ -21,7 +24,10 @@ class LocalBackend:
     """Run activities in this process.
 
     Args:
-        max_threads: How many sync activities may run at once in worker threads.
+        max_threads: How many sync activities may run at once in worker threads. A thread
+            whose attempt timed out or was cancelled is abandoned, not stopped (Python cannot
+            stop a thread): it keeps its place until its function returns, so activities that
+            hang cannot pile up threads beyond this bound.
     """
 
     name = "local"
@@ -29,6 +35,8 @@ class LocalBackend:
 
     def __init__(self, *, max_threads: int = 40) -> None:
         self._threads = anyio.CapacityLimiter(max_threads)
+        self._pool = anyio.CapacityLimiter(math.inf)
+        """anyio's own limit on the threads it hands work; ``_threads`` bounds them instead."""
 
     async def open(self) -> None:
         """Nothing to prepare."""
@@ -68,14 +76,61 @@ class LocalBackend:
         if task.activity.is_async:
             return await fn(*task.args, **task.kwargs)
         ctx = contextvars.copy_context()
-        value = await anyio.to_thread.run_sync(
-            functools.partial(ctx.run, _in_thread, fn, task.args, task.kwargs),
-            limiter=self._threads,
-            abandon_on_cancel=True,
-        )
+        lease = _Lease(self._threads, asyncio.get_running_loop())
+        await self._threads.acquire_on_behalf_of(lease)
+        try:
+            value = await anyio.to_thread.run_sync(
+                lease.run,
+                functools.partial(ctx.run, _in_thread, fn, task.args, task.kwargs),
+                limiter=self._pool,
+                abandon_on_cancel=True,
+            )
+        finally:
+            lease.leave()
         if type(value) is _Raised:
             raise value.error  # here, in the attempt's own frame, where execute() catches it
         return value
+
+
+@final
+class _Lease:
+    """A sync attempt's place in the thread limit, held until its thread is done with it.
+
+    The attempt leaves (:meth:`leave`) when it ends, times out or is cancelled; the place goes
+    back then unless the thread still runs the activity, which gives it back when it returns.
+    A call the thread had not begun when the attempt left is skipped.
+    """
+
+    __slots__ = ("_limiter", "_lock", "_loop", "_state")
+
+    def __init__(self, limiter: anyio.CapacityLimiter, loop: asyncio.AbstractEventLoop) -> None:
+        self._limiter = limiter
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._state = "queued"  # -> running -> done | abandoned; or queued -> left
+
+    def run(self, call: Callable[[], Any]) -> Any:
+        """On the worker thread: make the call unless its attempt already left."""
+        with self._lock:
+            if self._state == "left":
+                return None
+            self._state = "running"
+        try:
+            return call()
+        finally:
+            with self._lock:
+                abandoned, self._state = self._state == "abandoned", "done"
+            if abandoned:
+                with contextlib.suppress(RuntimeError):  # the loop closed: nothing to free
+                    self._loop.call_soon_threadsafe(self._limiter.release_on_behalf_of, self)
+
+    def leave(self) -> None:
+        """On the loop: the attempt is over; free the place unless the thread still runs."""
+        with self._lock:
+            running = self._state == "running"
+            self._state = "abandoned" if running else "left"
+        if not running:
+            self._limiter.release_on_behalf_of(self)
 
 
 @final

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar, cast, final
 
+from flowcore._status import WorkflowState
 from flowcore.engine.events import decode_event
 from flowcore.errors import (
     InvalidArgumentError,
@@ -67,7 +68,7 @@ if TYPE_CHECKING:
 
     import aiosqlite
 
-    from flowcore._status import WorkflowState, WorkflowStatus
+    from flowcore._status import WorkflowStatus
     from flowcore.engine.events import Event
     from flowcore.journal.base import Append, Durability
 
@@ -115,7 +116,12 @@ _SELECT_ROWS: Final = """
            created_at, updated_at, parent_id, custom_status
     FROM workflows"""
 _STATUS: Final = _SELECT_ROWS + " WHERE id = ?"
-_UNFINISHED: Final = "SELECT id, status FROM workflows ORDER BY created_at, id"
+_UNFINISHED: Final = (
+    "SELECT id, status FROM workflows WHERE status IN ("  # noqa: S608 - constant names
+    + ", ".join(f"'{s.value}'" for s in WorkflowState if not s.is_finished)
+    + ") ORDER BY created_at, id"
+)
+"""Unfinished instances through the status index: a journal of finished ones is not read."""
 _LIST_ORDER: Final = " ORDER BY created_at DESC, id DESC LIMIT ?"
 _LIST: Final = {
     (False, False): _SELECT_ROWS + _LIST_ORDER,

@@ -119,7 +119,9 @@ async def _sqlite_page(  # noqa: PLR0917 - private, called once
             where.append(clause)
             params.append(value)
     if cursor is not None:
-        where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+        # The bare `created_at <= ?` lets SQLite seek the index to the cursor; an OR alone
+        # made it walk every newer row, so each page cost its depth (paging all: quadratic).
+        where.append("created_at <= ? AND (created_at < ? OR id < ?)")
         params.extend([cursor[0], cursor[0], cursor[1]])
     sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
