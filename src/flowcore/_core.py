@@ -297,9 +297,16 @@ class Core:
         event_type: Callable[..., ev.Event],
         *,
         consumed: tuple[int, ...] = (),
+        until: float | None = None,
         **fields: Any,
     ) -> None:
-        """Journal a request event and feed it to the instance (``consumed``: inbox ids)."""
+        """Journal a request event and feed it to the instance (``consumed``: inbox ids).
+
+        Timers of the instance whose deadline passed by ``until`` (the time an inbox request
+        was queued; by default now) fire first if their tasks have not yet: an event sent
+        after a wait's deadline finds the wait timed out, even while the loop lags behind
+        the clock or the instance was just reloaded after an eviction.
+        """
         if "payload" in fields:
             check_payload_size(fields["payload"], self._max_payload, "the event's payload")
         for key, what in (("name", "the event name"), ("reason", "the reason")):
@@ -311,6 +318,8 @@ class Core:
             inst = await self._unfinished(wid, action)
         event = event_type(at=self._now(), **fields)
         executor = inst.executor
+        if executor is not None and not executor.done:
+            self._fire_overdue(inst, executor, event.at if until is None else until)
         if executor is not None and executor.done:  # its end is being committed
             terminal = await inst.ended()
             raise WorkflowFinishedError(wid, status=terminal.kind.removeprefix("workflow_"),
@@ -1021,6 +1030,23 @@ class Core:
             return  # disarmed meanwhile (a first() another branch won ...)
         del inst.timers[step]
         self._deliver(inst, executor, ev.TimerFired(at=self._now(), step=step))
+
+    def _fire_overdue(self, inst: _Instance, executor: WorkflowExecutor, until: float) -> None:
+        """Fire ``inst``'s armed timers due by ``until`` now, in deadline order.
+
+        Called before a request is delivered: a timer's task wakes on a later pass of the
+        event loop (or is just re-armed by a reload), so a request handled meanwhile would
+        otherwise overtake a deadline that had already passed. While timers are held for the
+        inbox (:meth:`_fire_held`), the held order decides instead.
+        """
+        if self._timing.held is not None:
+            return
+        due = [(fire_at, step, inst, executor, scope)
+               for step, (scope, fire_at) in inst.timers.items() if fire_at <= until]  # fmt: skip
+        for timer in sorted(due, key=_deadline_order):
+            if inst.executor is not executor or executor.done:
+                return
+            self._fire(timer)
 
     def _hold_timers(self) -> None:
         """Opening: due timers wait until the inbox's backlog is applied (:meth:`_fire_held`)."""

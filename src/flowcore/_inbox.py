@@ -383,17 +383,22 @@ async def apply(core: Core, request: Request) -> None:
             await core._start(defn, data.get("input"), wid, if_exists="error", consumed=consumed)
         case "event":
             await core._request(
-                wid, _ACTIONS["event"], ev.EventReceived, consumed=consumed,
+                wid, _ACTIONS["event"], ev.EventReceived, consumed=consumed, until=request.at,
                 name=data["name"], payload=data.get("payload"),
             )  # fmt: skip
         case "cancel":
             await core._request(
-                wid, "cancel", ev.CancelRequested, consumed=consumed, reason=_reason(data)
-            )
+                wid, "cancel", ev.CancelRequested, consumed=consumed, until=request.at,
+                reason=_reason(data),
+            )  # fmt: skip
         case "suspend":
-            await core._request(wid, "suspend", ev.WorkflowSuspended, consumed=consumed)
+            await core._request(
+                wid, "suspend", ev.WorkflowSuspended, consumed=consumed, until=request.at
+            )
         case "resume":
-            await core._request(wid, "resume", ev.WorkflowResumed, consumed=consumed)
+            await core._request(
+                wid, "resume", ev.WorkflowResumed, consumed=consumed, until=request.at
+            )
         case "terminate":
             await core._terminate_request(wid, _reason(data), consumed)
         case _:
