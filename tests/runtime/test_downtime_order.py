@@ -120,6 +120,25 @@ async def dt_wait_long(_: int) -> Any:
     return await flowcore.wait_event("x", timeout=1000)
 
 
+@workflow
+async def dt_wait_or_hour() -> int:
+    won = await flowcore.first(flowcore.wait_event("x"), flowcore.sleep(3600))
+    return won.index
+
+
+class TestRequestsUnderAClockBehindTheWallClock:
+    async def test_a_queued_request_fires_no_timer_the_runtime_clock_has_not_reached(self, db_path):
+        """A test clock far behind the wall clock that stamps inbox requests: an event queued
+        now does not make the hour-long sleep count as overdue; the event wins the race."""
+        clock = FakeClock(start=time.time() - 100_000)
+        async with Runtime(db_path, clock=clock) as rt:
+            handle = await rt.start(dt_wait_or_hour, id="h")
+            await until_recorded(rt, "h", TimerScheduled)
+            inbox.post(str(db_path), "event", "h", {"name": "x", "payload": 1})
+            assert await handle.result(timeout=10) == 0
+            assert await events_of(rt, "h", TimerFired) == []
+
+
 class TestRequestsToEvictedWorkflows:
     async def test_events_queued_while_down_reach_workflows_recovery_evicted(
         self, db_path, monkeypatch
