@@ -356,22 +356,36 @@ class TestUnserialisableExceptions:
         assert info.value.failure.short_type == "_UnprintableError"
 
 
+class _Peak:
+    """How many calls of a sync activity run at once, and the most that ever did."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.running -= 1
+
+
 class TestThreadExhaustion:
     @pytest.mark.parametrize("limits", ["runtime", "backend"])
     async def test_more_sync_activities_than_threads_all_complete(self, db_path, limits):
         """40 blocking activities on 3 slots all finish, never more than 3 at once."""
         from flowcore.backends.local import LocalBackend
 
-        lock, running, peak = threading.Lock(), [0], [0]
+        threads = _Peak()
 
         @flowcore.activity
         def ft_block(i: int) -> int:
-            with lock:
-                running[0] += 1
-                peak[0] = max(peak[0], running[0])
-            time.sleep(0.005)
-            with lock:
-                running[0] -= 1
+            with threads:
+                time.sleep(0.005)
             return i
 
         @flowcore.workflow
@@ -385,7 +399,7 @@ class TestThreadExhaustion:
         )
         async with Runtime(db_path, **options) as rt:
             assert await (await rt.start(ft_many, 40)).result(timeout=30) == sum(range(40))
-        assert peak[0] <= 3
+        assert threads.peak <= 3
 
     async def test_threads_of_timed_out_activities_count_until_they_return(self, db_path):
         """Hung sync attempts that timed out keep their thread's place: threads stay bounded.
@@ -394,16 +408,12 @@ class TestThreadExhaustion:
         timeout, every hung attempt would add a thread (a leak without bound in a long run).
         """
         release = threading.Event()
-        lock, running, peak = threading.Lock(), [0], [0]
+        threads = _Peak()
 
         @flowcore.activity(timeout=0.05, retry=RetryPolicy(max_attempts=1))
         def ft_stuck(i: int) -> int:
-            with lock:
-                running[0] += 1
-                peak[0] = max(peak[0], running[0])
-            release.wait(30)
-            with lock:
-                running[0] -= 1
+            with threads:
+                release.wait(30)
             return i
 
         @flowcore.workflow
@@ -418,11 +428,10 @@ class TestThreadExhaustion:
                 handles = [await rt.start(ft_gives_up, i) for i in range(8)]
                 for handle in handles:
                     assert await handle.result(timeout=10) == "timed out"
-                assert peak[0] <= 2
+                assert threads.peak <= 2
         finally:
             release.set()
-        with lock:
-            assert peak[0] <= 2
+        assert threads.peak <= 2
 
 
 class TestPayloads:
