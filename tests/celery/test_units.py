@@ -116,11 +116,41 @@ class TestRunActivity:
         with pytest.raises(WorkerShutdown):
             run_activity("tests.celery.test_units", "cel_raise", ["WorkerShutdown"], None)
 
+    @pytest.mark.parametrize(
+        ("module", "qualname", "args"),
+        [
+            ("tests.celery.test_units", "cel_not_an_activity", ["ran"]),
+            ("builtins", "exec", ["import tests.celery.test_units as m; m._RAN.append('exec')"]),
+            ("tests.celery.test_units", "_RAN.append", ["append"]),
+        ],
+    )
+    def test_only_activities_run(self, module, qualname, args):
+        """A message naming any other callable (``os.system``, say) runs nothing.
 
+        Whoever can write to the broker could otherwise run any function of any importable
+        module on every worker.
+        """
+        _RAN.clear()
+        out = run_activity(module, qualname, args, None)
+        assert _RAN == []
+        failure = FailureInfo.from_json(out["failure"])
+        assert failure.non_retryable
+        assert "not a flowcore activity" in failure.message
+
+
+_RAN: list[str] = []
+
+
+def cel_not_an_activity(what: str) -> None:
+    _RAN.append(what)
+
+
+@flowcore.activity
 def cel_report_info() -> str | None:
     return flowcore.activity_info().idempotency_key
 
 
+@flowcore.activity
 def cel_raise(name: str) -> None:
     error: type[BaseException] = {"WorkerShutdown": WorkerShutdown, **vars(builtins)}[name]
     raise error

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from celery.exceptions import WorkerShutdown, WorkerTerminate
 
 from flowcore import _context, serde
-from flowcore._definitions import ActivityDef
+from flowcore._definitions import ActivityDef, default_registry
 from flowcore.celery._protocol import ACTIVITY_TASK, START_QUEUE, START_TASK, START_TASKS
 from flowcore.errors import BackendError, FailureInfo, PayloadError, RegistrationError
 
@@ -131,15 +131,23 @@ async def _awaited(value: Any) -> Any:
 
 
 def _import(module: str, qualname: str) -> Callable[..., Any]:
+    """The function of the activity a message names; only a flowcore activity is ever run.
+
+    Whoever can write to the broker chooses ``module`` and ``qualname``: any other callable
+    (``os.system``, ``builtins.exec``) is refused, never called.
+    """
     obj: Any = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)
     if isinstance(obj, ActivityDef):
         fn: Callable[..., Any] = obj.fn
         return fn
-    if not callable(obj):
-        raise RegistrationError(f"{module}.{qualname} is not a function; cannot run it")
-    return obj  # type: ignore[no-any-return]
+    if any(defn.fn is obj for defn in default_registry.activities.values()):
+        return obj  # type: ignore[no-any-return]
+    raise RegistrationError(
+        f"{module}.{qualname} is not a flowcore activity; a worker runs only functions "
+        "decorated with @flowcore.activity"
+    )
 
 
 def _info(data: dict[str, Any]) -> _context.Info:
