@@ -163,3 +163,30 @@ class TestDashboard:
             await page.click("button")
             await expect(page.locator('#workflows tbody tr[data-id="signed"]')).to_have_count(1)
             assert errors == []
+
+    async def test_the_sign_in_cookie_is_secure_over_https(self, web, chromium):
+        """Signed in on an HTTPS page, the token's cookie is marked Secure (never sent over
+        plain HTTP); on a plain HTTP page (loopback) it cannot be, and is not."""
+        from playwright.async_api import expect
+
+        from flowcore.web import create_app
+        from tests.web.conftest import serve
+
+        token = "browser-token-456"  # noqa: S105 - a test token
+        app = create_app(web.runtime, token=token)
+        async with serve(app) as url, browser_page(chromium) as (page, errors):
+
+            async def through_https(route):  # the real app, as if behind a TLS proxy
+                real = route.request.url.replace("https://flowcore.test", url, 1)
+                await route.fulfill(response=await route.fetch(url=real))
+
+            await page.route("https://flowcore.test/**", through_https)
+            for origin in ("https://flowcore.test", url):
+                await page.goto(origin + "/")
+                await page.fill("input[type=password]", token)
+                await page.click("button")  # sets the cookie, then reloads: the list loads
+                await expect(page.locator("#workflows")).to_be_attached()
+            cookies = {c["domain"]: c for c in await page.context.cookies()}
+            assert cookies["flowcore.test"]["secure"] is True
+            assert cookies["127.0.0.1"]["secure"] is False
+            assert errors == []

@@ -46,7 +46,8 @@ _SIGN_IN_SCRIPT: Final = """
 document.getElementById("f").addEventListener("submit", function (e) {
   e.preventDefault();
   var value = encodeURIComponent(document.getElementById("t").value);
-  document.cookie = "flowcore_token=" + value + "; path=/; SameSite=Strict";
+  var secure = location.protocol === "https:" ? "; Secure" : "";
+  document.cookie = "flowcore_token=" + value + "; path=/; SameSite=Strict" + secure;
   location.reload();
 });
 """
