@@ -48,7 +48,7 @@ from typing import Any
 import structlog
 
 from benchmarks import compare
-from benchmarks.celery_workloads import CELERY_WORKLOADS
+from benchmarks.celery_workloads import CELERY_WORKLOADS, find_redis_server
 from benchmarks.common import (
     COMPARED,
     LOOP_ENV,
@@ -129,6 +129,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; known: {known}")
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be at least 1 and --warmup at least 0")
+    celery = args.celery or any(n in CELERY_WORKLOADS for n in args.only or ())
+    if celery and find_redis_server() is None:
+        parser.error(
+            f"the Celery workloads ({', '.join(CELERY_WORKLOADS)}) start their own redis-server, "
+            "which is not installed (apt-get install redis-server)"
+        )
     return args
 
 

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from celery import chain, chord, group
@@ -37,7 +38,6 @@ from flowcore.celery import CeleryBackend
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator
-    from pathlib import Path
 
     from celery import Celery
 
@@ -55,6 +55,12 @@ async def bench_celery_chain(x: int) -> int:
 @workflow
 async def bench_celery_fan_out(n: int) -> int:
     return len(await flowcore.gather(*(bench_celery_noop(i) for i in range(n))))
+
+
+def find_redis_server() -> str | None:
+    """The redis-server executable (on PATH, else /usr/bin), or None when it is not installed."""
+    fallback = Path("/usr/bin/redis-server")
+    return shutil.which("redis-server") or (str(fallback) if fallback.exists() else None)
 
 
 def _free_port() -> int:
@@ -76,7 +82,9 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def celery_stack(tmp: Path) -> Iterator[Celery]:
     """redis-server plus worker processes; yields the client-side app, stops everything after."""
-    redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    redis_server = find_redis_server()
+    if redis_server is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     port = _free_port()
     url = f"redis://127.0.0.1:{port}/0"
     procs: list[subprocess.Popen[bytes]] = []

@@ -118,3 +118,15 @@ def test_comparison_reads_a_dbos_result_and_computes_ratios():
 def test_comparison_rejects_a_malformed_dbos_result(doc):
     with pytest.raises(ValueError, match="DBOS"):
         parse_dbos(json.dumps(doc))
+
+
+def test_celery_workloads_without_redis_fail_before_running_anything(monkeypatch, capsys):
+    from benchmarks import __main__ as cli
+
+    monkeypatch.setattr(cli, "find_redis_server", lambda: None)
+    for argv in (["--celery"], ["--only", "W2", "C-fanout"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.parse_args(argv)
+        assert exc.value.code == 2
+        assert "redis-server" in capsys.readouterr().err
+    assert cli.parse_args(["--only", "W2"]).only == ["W2"]  # flowcore's workloads need no Redis
