@@ -29,11 +29,17 @@ def find_dbos_python(explicit: Path | None) -> Path:
     """The Python of DBOS's virtualenv: ``--dbos-python``, $FLOWCORE_BENCH_DBOS_PYTHON or nox's."""
     env = os.environ.get("FLOWCORE_BENCH_DBOS_PYTHON")
     python = explicit or (Path(env) if env else DEFAULT_VENV / "bin" / "python")
+    hint = (
+        "run `uvx nox -s bench_compare` (it creates DBOS's virtualenv, then runs the "
+        "comparison), or pass --dbos-python PATH"
+    )
     if not python.exists():
-        raise SystemExit(
-            f"no Python with dbos at {python}: run `uvx nox -s bench_compare` (it creates DBOS's "
-            "virtualenv, then runs the comparison), or pass --dbos-python PATH"
-        )
+        raise SystemExit(f"no Python with dbos at {python}: {hint}")
+    probe = subprocess.run(
+        [str(python), "-c", "import dbos"], capture_output=True, text=True, timeout=120, check=False
+    )
+    if probe.returncode != 0:
+        raise SystemExit(f"{python} cannot import dbos: {hint}\n{probe.stderr.strip()[-500:]}")
     return python
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from benchmarks.common import SIZES, sizes_for
-from benchmarks.compare import compare_rows, format_table, parse_dbos
+from benchmarks.compare import compare_rows, find_dbos_python, format_table, parse_dbos
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -130,3 +130,10 @@ def test_celery_workloads_without_redis_fail_before_running_anything(monkeypatch
         assert exc.value.code == 2
         assert "redis-server" in capsys.readouterr().err
     assert cli.parse_args(["--only", "W2"]).only == ["W2"]  # flowcore's workloads need no Redis
+
+
+def test_compare_with_a_python_lacking_dbos_stops_before_running_anything():
+    if importlib.util.find_spec("dbos") is not None:
+        pytest.skip("this environment has dbos")
+    with pytest.raises(SystemExit, match="cannot import dbos"):
+        find_dbos_python(Path(sys.executable))
