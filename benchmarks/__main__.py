@@ -129,6 +129,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; known: {known}")
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be at least 1 and --warmup at least 0")
+    if (args.dbos_runs is not None and args.dbos_runs < 1) or (
+        args.dbos_warmup is not None and args.dbos_warmup < 0
+    ):
+        parser.error("--dbos-runs must be at least 1 and --dbos-warmup at least 0")
     celery = args.celery or any(n in CELERY_WORKLOADS for n in args.only or ())
     if celery and find_redis_server() is None:
         parser.error(

@@ -137,3 +137,17 @@ def test_compare_with_a_python_lacking_dbos_stops_before_running_anything():
         pytest.skip("this environment has dbos")
     with pytest.raises(SystemExit, match="cannot import dbos"):
         find_dbos_python(Path(sys.executable))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--only", "W9"], ["--runs", "0"], ["--warmup", "-1"], ["--dbos-runs", "0"],
+     ["--dbos-warmup", "-1"]],
+)  # fmt: skip
+def test_bad_arguments_are_usage_errors(argv, capsys):
+    from benchmarks import __main__ as cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.parse_args(argv)
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
