@@ -1,8 +1,4 @@
-"""Smoke test of a Celery benchmark workload at tiny size (it starts its own Redis and worker).
-
-Only C-fanout runs here: each workload boots its own worker, which costs seconds; C-chains
-shares all of its code but the two sides' bodies.
-"""
+"""Smoke test of the Celery benchmark workloads at tiny size (each starts its Redis and worker)."""
 
 from __future__ import annotations
 
@@ -11,6 +7,7 @@ import sys
 
 import anyio
 import pytest
+from benchmarks.celery_workloads import CELERY_WORKLOADS
 
 from tests.celery.conftest import REPO
 
@@ -18,16 +15,16 @@ pytestmark = pytest.mark.celery
 
 
 async def test_celery_workload_runs_side_by_side(tmp_path, need_redis):
-    """C-fanout reports flowcore's time, plain Celery's time and their ratio."""
+    """C-chains and C-fanout report flowcore's time, plain Celery's time and their ratio."""
     proc = await anyio.run_process(
         [sys.executable, "-m", "benchmarks", "--quick", "--runs", "1", "--warmup", "0",
-         "--only", "C-fanout", "--out", str(tmp_path)],
+         "--only", *CELERY_WORKLOADS, "--out", str(tmp_path)],
         cwd=REPO, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, (proc.stdout + proc.stderr).decode()
     [report] = tmp_path.glob("bench-*.json")
     results = json.loads(report.read_text())["results"]
-    assert set(results) == {"C-fanout"}
+    assert set(results) == set(CELERY_WORKLOADS) == {"C-chains", "C-fanout"}
     for record in results.values():
         metrics = {k: v["median"] for k, v in record["metrics"].items()}
         assert set(metrics) == {"flowcore_s", "celery_s", "ratio"}
