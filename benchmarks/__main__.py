@@ -268,6 +268,12 @@ NOTES = [
         "N // 10), so nine in ten waiting workflows are evicted (kept as a small record)."
     ),
     (
+        "C-chains, C-fanout (--celery): flowcore_s = flowcore with its activities on Celery "
+        "workers, celery_s = plain Celery (chains / a chord) doing the same work on the same "
+        "workers in the same run, ratio = flowcore_s / celery_s (the price of durability: "
+        "below 1 means flowcore was faster; unlike comparison.ratio, lower is better)."
+    ),
+    (
         "comparison.ratio: how many times faster flowcore is; DBOS/flowcore for times, "
         "flowcore/DBOS for rates; computed from the medians of the same invocation."
     ),

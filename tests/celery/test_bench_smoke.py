@@ -23,7 +23,9 @@ async def test_celery_workload_runs_side_by_side(tmp_path, need_redis):
     )  # fmt: skip
     assert proc.returncode == 0, (proc.stdout + proc.stderr).decode()
     [report] = tmp_path.glob("bench-*.json")
-    results = json.loads(report.read_text())["results"]
+    doc = json.loads(report.read_text())
+    results = doc["results"]
+    assert any("celery_s" in note for note in doc["meta"]["notes"])  # the JSON says what it holds
     assert set(results) == set(CELERY_WORKLOADS) == {"C-chains", "C-fanout"}
     for record in results.values():
         metrics = {k: v["median"] for k, v in record["metrics"].items()}
