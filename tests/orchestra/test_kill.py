@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import closing
 
 import pytest
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.crash
 
 def query(db, sql):
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
             return conn.execute(sql).fetchall()
     except sqlite3.OperationalError:  # not created yet
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from contextlib import closing
 
 import pytest
 import structlog
@@ -30,7 +31,7 @@ async def test_key_never_leaks(db_path, server, run_id, api_key, reporter_args, 
         texts += [repr(reporter), str(reporter), repr(reporter.config)]
         async with Runtime(db_path, listeners=[reporter]) as rt:
             await (await rt.start(orc_flow, 2)).result(timeout=10)
-        with sqlite3.connect(db_path) as conn:
+        with closing(sqlite3.connect(db_path)) as conn:
             assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (5,)
         pending = journal_bytes(db_path)
         assert run_id.encode() in pending

@@ -197,13 +197,14 @@ class TestJournalFailure:
     async def test_commit_failure_stops_work_and_loses_nothing(self, db_path):
         """A failing commit stops the runtime with JournalError; reopening finishes the work."""
         import sqlite3
+        from contextlib import closing
 
         from flowcore import JournalError
 
         async with Runtime(db_path) as rt:
             await rt.start(two_steps, 3, id="j1")
             await waiting_on(rt, "j1", "blocked")
-            with sqlite3.connect(db_path) as conn:
+            with closing(sqlite3.connect(db_path)) as conn, conn:
                 conn.execute(
                     "CREATE TRIGGER fail_completions BEFORE INSERT ON events "
                     "WHEN NEW.kind = 'activity_completed' "
@@ -214,7 +215,7 @@ class TestJournalFailure:
                 await rt.handle("j1").result(timeout=10)
             with pytest.raises(JournalError, match="stopped accepting work"):
                 await rt.start(two_steps, 4, id="j2")
-        with sqlite3.connect(db_path) as conn:
+        with closing(sqlite3.connect(db_path)) as conn, conn:
             conn.execute("DROP TRIGGER fail_completions")
         async with Runtime(db_path) as rt:
             assert await rt.handle("j1").result(timeout=10) == 40

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import types
 import uuid
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -391,7 +392,7 @@ class TestBadInput:
     async def test_other_sqlite_database_is_left_untouched(self, tmp_path):
         """Another application's SQLite database raises JournalCorruptError and stays as it was."""
         path = tmp_path / "app.db"
-        with sqlite3.connect(path) as conn:
+        with closing(sqlite3.connect(path)) as conn, conn:
             conn.execute("CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT)")
         before = path.read_bytes()
         with pytest.raises(JournalCorruptError):

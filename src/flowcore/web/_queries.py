@@ -32,9 +32,9 @@ _COLUMNS: Final = (
 )  # fmt: skip
 _SELECT: Final = f"SELECT {', '.join(_COLUMNS)} FROM workflows"  # noqa: S608 - fixed names
 _EVENTS_AFTER: Final = (  # one statement: the run's first row, its last and those after ?
-    "SELECT seq, kind, data, at FROM events WHERE workflow_id = ?1 AND (seq = 1 OR seq > ?2"
-    " OR seq = (SELECT MAX(seq) FROM events WHERE workflow_id = ?1)) ORDER BY seq"
-)
+    "SELECT seq, kind, data, at FROM events WHERE workflow_id = ? AND (seq = 1 OR seq > ?"
+    " OR seq = (SELECT MAX(seq) FROM events WHERE workflow_id = ?)) ORDER BY seq"
+)  # plain ``?``: early 3.12 releases warn that ``?1`` bound from a sequence is named (gh-117995)
 _FALLBACK_LIMIT: Final = 1_000_000
 _CREATED: Final = _COLUMNS.index("created_at")
 
@@ -178,7 +178,7 @@ async def events_after(runtime: Runtime, wid: str, after: int) -> Slice:
     if isinstance(journal, SqliteJournal):
         # A single statement reads one snapshot: with the run's first row read apart from the
         # rest, a continue-as-new committed in between passed the new run's rows off as the old.
-        rows = await journal._read(_EVENTS_AFTER, (wid, after))  # noqa: SLF001
+        rows = await journal._read(_EVENTS_AFTER, (wid, after, wid))  # noqa: SLF001
         run = _run_key(rows[0][3], rows[0][2]) if rows and rows[0][0] == 1 else ""
         found = [(q, decode_event(kind, data, at)) for q, kind, data, at in rows if q > after]
         return Slice(run=run, last=rows[-1][0] if rows else 0, events=found)
