@@ -92,7 +92,7 @@ class _Context:
 
     def commit(self, status: str) -> asyncio.Future[None]:
         rows, self.pending = self.pending, []
-        return self.writer.append(rows, (self.id, "three_steps", status, time.time()))
+        return self.writer.append(rows, (self.id, "bench_three_steps", status, time.time()))
 
     async def activity(self, fn: Callable[[int], Awaitable[int]], arg: int) -> int:
         step = self.seq
@@ -115,7 +115,7 @@ async def _three_steps(ctx: _Context, x: int) -> int:
 
 async def _workflow(writer: _Writer, i: int) -> int:
     ctx = _Context(writer, f"wf-{i}")
-    ctx.event("WorkflowStarted", name="three_steps", input=i)
+    ctx.event("WorkflowStarted", name="bench_three_steps", input=i)
     result = await _three_steps(ctx, i)
     ctx.event("WorkflowCompleted", result=result)
     await ctx.commit("completed")

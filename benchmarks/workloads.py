@@ -42,25 +42,25 @@ if TYPE_CHECKING:
     from flowcore.journal.base import Durability
 
 
-@activity
+@activity(name="bench_noop")  # names no test or app of the same process takes
 async def noop(x: int) -> int:
     return x
 
 
-@workflow
+@workflow(name="bench_three_steps")
 async def three_steps(x: int) -> int:
     a = await noop(x)
     b = await noop(a)
     return await noop(b)
 
 
-@workflow
+@workflow(name="bench_fan_out")
 async def fan_out(n: int) -> int:
     results = await flowcore.gather(*(noop(i) for i in range(n)))
     return len(results)
 
 
-@workflow
+@workflow(name="bench_long_chain")
 async def long_chain(n: int) -> int:
     total = 0
     for i in range(n):
@@ -68,19 +68,19 @@ async def long_chain(n: int) -> int:
     return total
 
 
-@workflow
+@workflow(name="bench_wait_for_go")
 async def wait_for_go(x: int) -> int:
     go = await flowcore.wait_event("go", type=int)
     return x + (go or 0)
 
 
-@workflow
+@workflow(name="bench_nap")
 async def nap(seconds: float) -> float:
     await flowcore.sleep(seconds)
     return seconds
 
 
-@workflow
+@workflow(name="bench_chain_then_wait")
 async def chain_then_wait(n: int) -> int:
     total = 0
     for i in range(n):
