@@ -698,7 +698,11 @@ class WorkflowExecutor:
         except PayloadError as exc:
             self._push((task, None, exc))
             return
-        if trap.child_id is not None and trap.child_id in (self._child_ids or ()):
+        if (
+            trap.child_id is not None
+            and trap.child_id in (self._child_ids or ())
+            and not self._recorded_child(trap.workflow, trap.child_id)
+        ):
             error = WorkflowAlreadyExistsError(
                 trap.child_id,
                 status="started by an earlier child() of this run",
@@ -718,6 +722,20 @@ class WorkflowExecutor:
                                  input=encoded, child_id=child_id)  # fmt: skip
         self._wait_on(task, _Leaf(step, "child", task, command, trap.hint, child_id,
                                   recorded=recorded))  # fmt: skip
+
+    def _recorded_child(self, workflow: str, child_id: str) -> bool:
+        """Whether the history records the next step as this very child (its workflow and id).
+
+        A run journaled before child() refused an id the run had already used (older flowcore
+        adopted that child) replays what it recorded: the journal wins over the newer rule.
+        """
+        replay = self._replay
+        recorded = None if replay is None else replay.recorded.get(self._next_step)
+        return (
+            isinstance(recorded, ev.ChildScheduled)
+            and recorded.name == workflow
+            and recorded.child_id == child_id
+        )
 
     def _on_foreign_yield(self, trap: object) -> None:
         what = type(trap).__qualname__
