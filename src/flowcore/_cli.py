@@ -741,7 +741,7 @@ def _ensure_inbox(db: str, *, create: bool) -> None:
     version = _inbox.schema_version(db)
     if version is None and not create:
         raise UsageError(f"no flowcore database at {db!r} (pass --db PATH)")
-    if version is not None and version >= schema.SCHEMA_VERSION:
+    if version is not None and version >= schema.READABLE_FROM:
         return
     try:
         _run_async(_touch(db))

@@ -84,7 +84,7 @@ class TestSchema:
         async with SqliteJournal(path) as journal:
             await journal.submit(with_outbox(Flow("w1").start(), "a"))
         with closing(sqlite3.connect(path)) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+            assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
             assert conn.execute(
                 "SELECT channel, key, workflow_id, body FROM outbox"
             ).fetchall() == [("orc", "k", "w1", "a")]

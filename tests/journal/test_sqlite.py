@@ -321,8 +321,8 @@ class TestSchemaV2:
         assert sql(path, "SELECT custom_status FROM workflows") == [(None,)]
 
     def test_version(self):
-        """This code writes schema version 4."""
-        assert schema.SCHEMA_VERSION == len(schema.MIGRATIONS) == 4
+        """This code writes schema version 5."""
+        assert schema.SCHEMA_VERSION == len(schema.MIGRATIONS) == 5
 
     async def test_custom_status_stored_as_json_text(self, path, journal):
         """The column holds the compact, ASCII JSON text of the value."""

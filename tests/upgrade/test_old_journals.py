@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import flowcore
 from flowcore import Runtime, WorkflowState, workflow
+from flowcore.journal import schema
+from flowcore.journal.sqlite import SqliteJournal
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -43,3 +47,32 @@ async def test_child_id_reused_in_one_run_on_old_code_replays(tmp_path: Path) ->
         assert status.status == WorkflowState.RUNNING, status.error
         await runtime.send_event("upg-parent", "go", "g")
         assert await runtime.handle("upg-parent").result(timeout=10) == [100, 100, "g"]
+
+
+async def test_version_4_journal_is_read_then_migrated_to_5(tmp_path: Path) -> None:
+    """Version 5 marks journals older flowcore must refuse; a version-4 file still reads.
+
+    Runs started here are flagged ``run_seeded`` (their uuid4()/random() depend on the run
+    number) and continue-as-new carries events: flowcore d57ff93 and 409e27e, which read schema
+    version 4, opened such a file without complaint and replayed a seeded run with the id-only
+    seed, so the in-flight run's uuid4() changed silently (repro: /tmp/hu/dg). Version 5 makes
+    them raise SchemaVersionError ('written by a newer flowcore'). The fixture (provenance in
+    the test above) is a version-4 file: read-only inspection reads it as it is, and opening it
+    to run migrates it to version 5.
+    """
+    db = tmp_path / "old.db"
+    shutil.copyfile(FIXTURES / "child_same_id_d57ff93.db", db)
+    assert _user_version(db) == 4
+    async with SqliteJournal(db, readonly=True) as journal:
+        status = await journal.status("upg-parent")
+        assert status is not None
+        assert status.name == "upg_twice"
+    assert _user_version(db) == 4
+    async with SqliteJournal(db):
+        pass
+    assert _user_version(db) == schema.SCHEMA_VERSION == 5
+
+
+def _user_version(db: Path) -> int:
+    with closing(sqlite3.connect(db)) as conn:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])

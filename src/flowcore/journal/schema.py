@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APPLICATION_ID",
     "MIGRATIONS",
+    "READABLE_FROM",
     "SCHEMA_VERSION",
     "Header",
     "Migration",
@@ -107,11 +108,21 @@ _V4: Final = (
 """Version 4: ``outbox``, messages listeners commit with the events causing them (reports to
 Orchestra ...), deleted once their sender has delivered them; see :mod:`flowcore.listeners`."""
 
-MIGRATIONS: Final[Sequence[Migration]] = (_V1, _V2, _V3, _V4)
+_V5: Final = ()
+"""Version 5: no table changes. Histories may now hold runs flagged ``run_seeded`` (their
+``uuid4()``/``random()`` are seeded by the run number) and events carried over a continue-as-new;
+flowcore of version 4 would replay such a run with other random values. The version makes older
+flowcore refuse the file instead (SchemaVersionError: 'written by a newer flowcore')."""
+
+MIGRATIONS: Final[Sequence[Migration]] = (_V1, _V2, _V3, _V4, _V5)
 """Forward steps; ``MIGRATIONS[v]`` upgrades version ``v`` to ``v + 1``. Append only."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 """The schema version this code reads and writes."""
+
+READABLE_FROM: Final = 4
+"""The oldest schema version read-only inspection reads, and the CLI's steering commands queue
+requests in, without migrating the file (version 5 changed no table)."""
 
 _MAGIC: Final = b"SQLite format 3\x00"
 _HEADER_SIZE: Final = 100

@@ -311,7 +311,7 @@ class SqliteJournal:
         if version == 0:
             msg = f"no flowcore journal at {self._path!r} (an empty database) to open read-only"
             raise JournalError(msg)
-        if version < schema.SCHEMA_VERSION:
+        if version < schema.READABLE_FROM:
             msg = (
                 f"journal {self._path!r} has schema version {version}, older than this flowcore's "
                 f"{schema.SCHEMA_VERSION}; open it read-write once to migrate it"
