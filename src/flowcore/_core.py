@@ -1003,7 +1003,7 @@ class Core:
         inbox = self._inbox
         if held is None and inbox is not None and inbox.has_unseen():
             # A request queued (and acknowledged) before these deadlines may not be applied
-            # yet: apply the inbox first, in time order with the timers (see _fire_held).
+            # yet: apply the inbox first, in time order with the timers (see _fire_overdue).
             held = timing.held = {}
             self._spawn(self._catch_up, inbox)
         for timer in due:
@@ -1038,11 +1038,12 @@ class Core:
 
         Called before a request is delivered: a timer's task wakes on a later pass of the
         event loop (or is just re-armed by a reload), so a request handled meanwhile would
-        otherwise overtake a deadline that had already passed. While timers are held for the
-        inbox (:meth:`_fire_held`), the held order decides instead.
+        otherwise overtake a deadline that had already passed. Timers held for the inbox (a
+        runtime opening, a catch-up) are armed too: for a request acknowledged while no
+        runtime ran (``until`` is when it was queued), those due by then fire first and those
+        due after it wait, so an event sent before a wait's timeout wins over the timeout and
+        one sent after it finds the wait timed out, as without the downtime.
         """
-        if self._timing.held is not None:
-            return
         due = [(fire_at, step, inst, executor, scope)
                for step, (scope, fire_at) in inst.timers.items() if fire_at <= until]  # fmt: skip
         for timer in sorted(due, key=_deadline_order):
@@ -1051,24 +1052,8 @@ class Core:
             self._fire(timer)
 
     def _hold_timers(self) -> None:
-        """Opening: due timers wait until the inbox's backlog is applied (:meth:`_fire_held`)."""
+        """Opening: due timers wait until the inbox's backlog is applied (:meth:`_fire_overdue`)."""
         self._timing.held = {}
-
-    def _fire_held(self, wid: str, until: float) -> None:
-        """Fire the held timers of ``wid`` due by ``until``, in deadline order.
-
-        Called before applying an inbox request queued at ``until`` to ``wid``. A request
-        acknowledged while no runtime ran (an event, a cancel) then meets the workflow as it
-        was at that time: an event sent before a wait's timeout wins over the timeout, one sent
-        after it finds the wait timed out, as without the downtime.
-        """
-        held = self._timing.held
-        timers = None if held is None else held.get(wid)
-        if not timers:
-            return
-        timers.sort(key=_deadline_order)
-        while timers and timers[0][0] <= until:
-            self._fire(timers.pop(0))
 
     def _release_timers(self) -> None:
         """The inbox's backlog is applied: fire the held timers, each instance's in order."""

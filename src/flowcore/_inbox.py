@@ -330,10 +330,7 @@ class InboxWatcher:
         """Carry one request out; False when it must stay queued (the runtime is stopping)."""
         log = self._core._log
         try:
-            # Opening: timers of this workflow that came due before the request was queued
-            # fire first (those due after it wait), as if no runtime had been down.
-            self._core._fire_held(request.workflow_id, request.at)
-            await apply(self._core, request)
+            await apply(self._core, request)  # due timers fire first: Core._fire_overdue
         except _DEFINITIVE as exc:
             await self._discard(request.id, request.kind, request.workflow_id, exc)
             return True
