@@ -117,7 +117,7 @@ _SELECT_ROWS: Final = """
     FROM workflows"""
 _STATUS: Final = _SELECT_ROWS + " WHERE id = ?"
 _UNFINISHED: Final = (
-    "SELECT id, status FROM workflows WHERE status IN ("  # noqa: S608 - constant names
+    "SELECT id FROM workflows WHERE status IN ("  # noqa: S608 - constant names
     + ", ".join(f"'{s.value}'" for s in WorkflowState if not s.is_finished)
     + ") ORDER BY created_at, id"
 )
@@ -587,8 +587,7 @@ class SqliteJournal:
 
     async def unfinished(self) -> builtins.list[str]:
         """Ids of instances not in a terminal state, oldest first (what recovery replays)."""
-        rows = await self._read(_UNFINISHED, ())
-        return [wid for wid, status in rows if not is_finished(status)]
+        return [wid for (wid,) in await self._read(_UNFINISHED, ())]
 
     async def list(
         self,
