@@ -503,18 +503,18 @@ async def _run(
     again: str = "",
 ) -> int:
     stop = _stop_event(signal.SIGINT, signal.SIGTERM)
+    # Ended before this run, not by requests the runtime applies as it opens (a queued event
+    # finishing a resumed instance): only then does no journal event report the outcome.
+    ended = await _ended_before(db, wid) if listeners else None
     runtime = Runtime(db, listeners=listeners, **(options or {}))
     try:
         await runtime.open()
     except JournalLockedError as exc:
         raise _open_error(exc, "run") from exc
-    ended: WorkflowStatus | None = None
     code: int | None = None
     try:
         existing = await _existing(runtime, wid)
         _check_resumed(defn, payload, wid, existing)
-        if existing is not None and existing.status in _ENDED and listeners:
-            ended = existing
         await runtime.start(defn, payload.value, id=wid, if_exists="return")
         _say(f"workflow {defn.name} id {wid}")
         code = await _follow(runtime, wid, stop, again)
@@ -531,6 +531,15 @@ async def _run(
                 interrupted = getattr(listener, "report_interrupted", None)
                 if interrupted is not None:
                     await interrupted(defn.name, f"'{again}'")
+
+
+async def _ended_before(db: str, wid: str) -> WorkflowStatus | None:
+    """The status of instance ``wid`` if it has ended, read before a runtime opens ``db``."""
+    if not os.path.exists(db):  # noqa: ASYNC240, PTH110 - one stat, before any task runs
+        return None
+    async with SqliteJournal(db, readonly=True) as journal:
+        found = await journal.status(wid)
+    return found if found is not None and found.status in _ENDED else None
 
 
 async def _existing(runtime: Runtime, wid: str) -> WorkflowStatus | None:
