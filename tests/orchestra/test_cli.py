@@ -200,11 +200,11 @@ class TestRunAsOrchestraTask:
          ('"boom"', 1, ("FAILED", "Workflow orc_cli_waiting failed. Error: ValueError: kaput"))],
         ids=["succeeded", "failed"],
     )  # fmt: skip
-    def test_resumed_run_reports_its_end_once(  # noqa: PLR0917 - fixtures and parameters
+    def test_resumed_run_reports_running_then_its_end(  # noqa: PLR0917 - fixtures and parameters
         self, app, server, run_id, orchestra_env, payload, code, final
     ):
-        """A run resumed with --id (a new task run) reports its outcome once, also when the
-        queued event ends the workflow while the runtime opens (it was not ended before)."""
+        """A run resumed with --id (a new task run) is told RUNNING first, then its outcome once,
+        like a fresh run (also when the queued event ends the workflow as the runtime opens)."""
         first = spawn_cli(app, "run", "orc_cli_app:orc_cli_waiting", "--id", "later",
                           "--orchestra", env=orchestra_env)  # fmt: skip
         wait_for_reports(server, 1)
@@ -224,4 +224,7 @@ class TestRunAsOrchestraTask:
             (run_id, "RUNNING", "Workflow orc_cli_waiting started."),
             (run_id, "CANCELLED", got[1][2]),
         ]
-        assert got[2:] == [(second_run, *final)]
+        assert got[2:] == [
+            (second_run, "RUNNING", "Workflow orc_cli_waiting resumed."),
+            (second_run, *final),
+        ]
