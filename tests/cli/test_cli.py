@@ -72,6 +72,21 @@ class TestRun:
         assert kinds.count("workflow_started") == 1
         assert kinds.count("activity_scheduled") == 1
 
+    @pytest.mark.parametrize(
+        ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+    )
+    def test_exit_code_names_the_signal(self, cli, sig, code):
+        """A signal stopping run exits 128 + its number, as a shell shows it (SIGTERM gave 130)."""
+        proc = cli.spawn("run", "app:gated", "--payload", "1", "--id", "sig")
+        try:
+            wait_for((cli.cwd / "g.entered").exists, 10, "the activity to start")
+            _, err = stop(proc, sig)
+        finally:
+            stop(proc)
+        assert proc.returncode == code, err
+        assert "resumes workflow 'sig'" in err
+        assert cli.status_of("sig") == "running"
+
     def test_resumed_id_keeps_its_input(self, cli):
         """run --id of an existing instance with another payload says the payload is ignored."""
         cli("run", "app:fan", "--payload", "2", "--id", "f1")

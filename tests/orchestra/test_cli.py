@@ -180,14 +180,14 @@ class TestRunAsOrchestraTask:
         assert server.recorder.requests == []
 
     def test_interrupted_run_ends_the_task_run(self, app, server, run_id, orchestra_env):
-        """SIGTERM (Orchestra or a supervisor stopping the task) ends the process with 130; the
+        """SIGTERM (Orchestra or a supervisor stopping the task) ends the process with 143; the
         task run must not stay RUNNING for ever: it ends CANCELLED, saying how to resume."""
         proc = spawn_cli(app, "run", "orc_cli_app:orc_cli_sleepy", "--id", "nap", "--orchestra",
                          env=orchestra_env)  # fmt: skip
         wait_for_reports(server, 1)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 130, err
+        assert proc.returncode == 143, err
         got = [(b["task_run_id"], b["status"]) for b in server.recorder.acknowledged()]
         assert got == [(run_id, "RUNNING"), (run_id, "CANCELLED")]
         last = server.recorder.acknowledged()[-1]["message"]
@@ -210,7 +210,7 @@ class TestRunAsOrchestraTask:
         wait_for_reports(server, 1)
         first.send_signal(signal.SIGTERM)
         _, err = first.communicate(timeout=30)
-        assert first.returncode == 130, err
+        assert first.returncode == 143, err
         sent = run_cli(app, "send-event", "later", "go", "--payload", payload, env={})
         assert sent.returncode == 0, sent.stderr
         second_run = str(uuid.uuid4())
