@@ -461,11 +461,13 @@ class _Stop:
         return 128 + self.signum
 
 
-def _open_error(exc: JournalLockedError, command: str) -> UsageError:
+def _open_error(exc: JournalLockedError, command: str, db: str) -> UsageError:
+    """The owner's message, and the commands that work beside it, spelled as they are typed."""
+    on_db = "" if db == _DEFAULT_DB else f" --db {shlex.quote(db)}"
     return UsageError(
         f"cannot {command}: {_one_line(exc)} While a server owns it, steer it with "
-        "'flowcore start', 'send-event', 'cancel' ... and inspect it with 'status', 'list', "
-        "'history'."
+        f"`python -m flowcore start|send-event|cancel|...{on_db}` and inspect it with "
+        f"`python -m flowcore status|list|history{on_db}`."
     )
 
 
@@ -530,7 +532,7 @@ async def _run(
     try:
         await runtime.open()
     except JournalLockedError as exc:
-        raise _open_error(exc, "run") from exc
+        raise _open_error(exc, "run", db) from exc
     code: int | None = None
     try:
         existing = await _existing(runtime, wid)
@@ -683,7 +685,7 @@ async def _serve(db: str, http: str | None = None, options: dict[str, Any] | Non
     try:
         await runtime.open()
     except JournalLockedError as exc:
-        raise _open_error(exc, "serve") from exc
+        raise _open_error(exc, "serve", db) from exc
     try:
         names = ", ".join(sorted(default_registry.workflows)) or "none"
         if web is not None:

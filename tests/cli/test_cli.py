@@ -149,6 +149,9 @@ class TestServe:
         assert done.returncode == 2
         assert "owned by another runtime" in done.stderr
         assert "Traceback" not in done.stderr
+        # the commands as typed: there is no `flowcore` executable to run 'flowcore start'
+        assert "`python -m flowcore start|send-event|cancel|...`" in done.stderr
+        assert "'flowcore start'" not in done.stderr
 
     @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
     def test_stops_gracefully(self, cli, serving, sig):
