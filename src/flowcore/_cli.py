@@ -723,7 +723,9 @@ def _cmd_start(args: argparse.Namespace) -> int:
         defn = _workflow(name)
         if args.version is not None:
             defn = default_registry.workflow(defn.name, args.version)
-        _check_payload(defn, payload)
+        _check_payload(
+            defn, payload, given=args.payload is not None or args.payload_file is not None
+        )
         name = defn.name
     wid = check_id(args.id) if args.id is not None else new_workflow_id()
     data = {"name": name, "version": args.version, "input": payload}

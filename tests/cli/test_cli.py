@@ -199,6 +199,16 @@ class TestSteeringWithoutServer:
             assert done.returncode == 0, done.stderr
             assert "note:" not in done.stderr
 
+    def test_start_without_a_payload_asks_for_one(self, cli):
+        """start MODULE:WORKFLOW of a workflow taking an input, with no --payload, asks for one.
+
+        It said "the payload does not fit ... got NoneType None" of a payload never given.
+        """
+        done = cli("start", "app:fan", "--id", "nothing")
+        assert done.returncode == 2
+        assert "workflow 'fan' takes an input: pass it as JSON with --payload" in done.stderr
+        assert "does not fit" not in done.stderr
+
     def test_start_creates_a_missing_database(self, cli):
         """start on a missing database creates it, and the request waits there."""
         assert cli("start", "approval", "--id", "x").returncode == 0
