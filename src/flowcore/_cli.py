@@ -527,7 +527,8 @@ async def _run(
     stop = _Stop()
     # Ended before this run, not by requests the runtime applies as it opens (a queued event
     # finishing a resumed instance): only then does no journal event report the outcome.
-    ended = await _ended_before(db, wid) if listeners else None
+    before = await _status_before(db, wid) if listeners else None
+    ended = before if before is not None and before.status in _ENDED else None
     runtime = Runtime(db, listeners=listeners, **(options or {}))
     try:
         await runtime.open()
@@ -540,6 +541,8 @@ async def _run(
         await runtime.start(defn, payload.value, id=wid, if_exists="return")
         _say(f"workflow {defn.name} id {wid}")
         code = await _follow(runtime, wid, stop, again)
+        if before is not None and before.status is WorkflowState.PARKED:
+            ended = await _still_parked(runtime, before)
         return code
     finally:
         await runtime.close()
@@ -555,13 +558,22 @@ async def _run(
                     await interrupted(defn.name, f"'{again}'")
 
 
-async def _ended_before(db: str, wid: str) -> WorkflowStatus | None:
-    """The status of instance ``wid`` if it has ended, read before a runtime opens ``db``."""
+async def _status_before(db: str, wid: str) -> WorkflowStatus | None:
+    """The status of instance ``wid`` (None: no such instance), read before a runtime opens."""
     if not os.path.exists(db):  # noqa: ASYNC240, PTH110 - one stat, before any task runs
         return None
     async with SqliteJournal(db, readonly=True) as journal:
-        found = await journal.status(wid)
-    return found if found is not None and found.status in _ENDED else None
+        return await journal.status(wid)
+
+
+async def _still_parked(runtime: Runtime, before: WorkflowStatus) -> WorkflowStatus | None:
+    """Its status if the instance stays parked for the reason it was parked for before the run.
+
+    The runtime journals no new WorkflowParked then, so no listener heard of it in this run.
+    """
+    now = await runtime.status(before.id)
+    same = now.status is WorkflowState.PARKED and now.error == before.error
+    return now if same else None
 
 
 async def _existing(runtime: Runtime, wid: str) -> WorkflowStatus | None:

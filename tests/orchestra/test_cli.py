@@ -228,3 +228,30 @@ class TestRunAsOrchestraTask:
             (second_run, "RUNNING", "Workflow orc_cli_waiting resumed."),
             (second_run, *final),
         ]
+
+    def test_rerun_of_a_parked_instance_reports_failed(self, app, server, orchestra_env):
+        """A new task run of an instance that stays parked ends FAILED (it heard nothing: the
+        runtime journals no second park for the same reason, so the outbox sent nothing)."""
+        first = spawn_cli(app, "run", "orc_cli_app:orc_cli_waiting", "--id", "drift",
+                          "--orchestra", env=orchestra_env)  # fmt: skip
+        wait_for_reports(server, 1)
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+        module = app / "orc_cli_app.py"  # the code changes under the unfinished instance
+        text = module.read_text().replace('got = await flowcore.wait_event("go")',
+                                          "got = await orc_cli_square(2)")  # fmt: skip
+        module.write_text(text)
+        runs = []
+        for _ in range(2):
+            runs.append(str(uuid.uuid4()))
+            done = run_cli(app, "run", "orc_cli_app:orc_cli_waiting", "--id", "drift",
+                           "--orchestra", env={**orchestra_env,
+                                               "ORCHESTRA_TASK_RUN_ID": runs[-1]})  # fmt: skip
+            assert done.returncode == 1, done.stderr
+            assert "is parked" in done.stderr
+        got = [(b["task_run_id"], b["status"], b["message"].split(":")[0])
+               for b in server.recorder.acknowledged()[2:]]  # fmt: skip
+        assert got == [
+            (run, "FAILED", "Workflow orc_cli_waiting is parked and needs a code fix")
+            for run in runs
+        ]

@@ -196,9 +196,9 @@ class OrchestraReporter:
     async def report_outcome(self, status: WorkflowStatus) -> bool:
         """Send an instance's final status to the task run now, outside the outbox.
 
-        For a run attached to an instance that had already ended before it (Orchestra re-running
-        the task under the same workflow id): no journal event will report it, yet the new task
-        run must end. A few tries; a failure is logged, never raised.
+        For a run attached to an instance that had already ended, or stays parked, before it
+        (Orchestra re-running the task under the same workflow id): no journal event will report
+        it, yet the new task run must end. A few tries; a failure is logged, never raised.
 
         Returns:
             True once Orchestra acknowledged it; False when it was not sent (or not finished).
@@ -215,6 +215,9 @@ class OrchestraReporter:
             case state.CANCELED | state.TERMINATED:
                 what = "canceled" if status.status is state.CANCELED else "terminated"
                 report = (kind.CANCELLED, f"Workflow {name} was {what}.")
+            case state.PARKED:
+                reason = _http.truncate(status.error or "")
+                report = (kind.FAILED, f"Workflow {name} is parked and needs a code fix: {reason}")
             case _:
                 return False
         return await _task.report_async(self._config, self._policy, *report)
