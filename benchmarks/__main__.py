@@ -43,16 +43,17 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from benchmarks import compare
-from benchmarks.celery_workloads import CELERY_WORKLOADS, find_redis_server
 from benchmarks.common import (
+    CELERY_SIZES,
     COMPARED,
     LOOP_ENV,
     REPO,
+    find_redis_server,
     has_uvloop,
     measure,
     sizes_for,
@@ -60,7 +61,21 @@ from benchmarks.common import (
 )
 from benchmarks.workloads import WORKLOADS
 
-ALL_WORKLOADS = {**WORKLOADS, **CELERY_WORKLOADS}
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from benchmarks.common import Run, Sizes
+
+CELERY_NAMES = tuple(CELERY_SIZES)
+"""The Celery workloads by name: their module imports celery, only when one of them runs."""
+ALL_NAMES = (*WORKLOADS, *CELERY_NAMES)
+
+
+def _celery_workloads() -> dict[str, Callable[[Sizes], Run]]:
+    """The Celery workloads (celery is an optional extra: imported only when asked for)."""
+    from benchmarks.celery_workloads import CELERY_WORKLOADS  # noqa: PLC0415 - optional
+
+    return CELERY_WORKLOADS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,12 +91,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=None,
         metavar="NAME",
-        help=f"workloads to run, of: {' '.join(ALL_WORKLOADS)}",
+        help=f"workloads to run, of: {' '.join(ALL_NAMES)}",
     )
     parser.add_argument(
         "--celery",
         action="store_true",
-        help=f"also run {', '.join(CELERY_WORKLOADS)} (redis-server, Celery workers)",
+        help=f"also run {', '.join(CELERY_NAMES)} (redis-server, Celery workers)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     parser.add_argument(
@@ -123,9 +138,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="multiply DBOS's workflow/step counts (sizes go in the JSON)",
     )
     args = parser.parse_args(argv)
-    unknown = [n for n in args.only or () if n not in ALL_WORKLOADS]
+    unknown = [n for n in args.only or () if n not in ALL_NAMES]
     if unknown:
-        known = " ".join(ALL_WORKLOADS)
+        known = " ".join(ALL_NAMES)
         parser.error(f"unknown workload(s) {', '.join(unknown)}; known: {known}")
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be at least 1 and --warmup at least 0")
@@ -133,13 +148,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.dbos_warmup is not None and args.dbos_warmup < 0
     ):
         parser.error("--dbos-runs must be at least 1 and --dbos-warmup at least 0")
-    celery = args.celery or any(n in CELERY_WORKLOADS for n in args.only or ())
-    if celery and find_redis_server() is None:
+    if args.celery or any(n in CELERY_NAMES for n in args.only or ()):
+        _check_celery(parser)
+    return args
+
+
+def _check_celery(parser: argparse.ArgumentParser) -> None:
+    try:
+        import benchmarks.celery_workloads  # noqa: F401, PLC0415 - optional: is celery there?
+    except ImportError as exc:
         parser.error(
-            f"the Celery workloads ({', '.join(CELERY_WORKLOADS)}) start their own redis-server, "
+            f"the Celery workloads ({', '.join(CELERY_NAMES)}) need celery ({exc}): "
+            "pip install 'flowcore[celery]'"
+        )
+    if find_redis_server() is None:
+        parser.error(
+            f"the Celery workloads ({', '.join(CELERY_NAMES)}) start their own redis-server, "
             "which is not installed (apt-get install redis-server)"
         )
-    return args
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -148,8 +174,11 @@ def main(argv: list[str] | None = None) -> Path:
     os.environ[LOOP_ENV] = args.loop  # children (W4, W5, DBOS) inherit it
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    default = [*WORKLOADS, *(CELERY_WORKLOADS if args.celery else ())]
+    default = [*WORKLOADS, *(CELERY_NAMES if args.celery else ())]
     names = list(dict.fromkeys(args.only or default))
+    workloads = dict(WORKLOADS)
+    if any(n in CELERY_NAMES for n in names):
+        workloads.update(_celery_workloads())
     dbos_python = compare.find_dbos_python(args.dbos_python) if args.compare else None
 
     results: dict[str, dict[str, Any]] = {}
@@ -163,7 +192,7 @@ def main(argv: list[str] | None = None) -> Path:
     for name in names:
         sizes = sizes_for(name, quick=args.quick)
         warmups, runs = measure(
-            lambda s=sizes, n=name: ALL_WORKLOADS[n](s), runs=args.runs, warmup=args.warmup
+            lambda s=sizes, n=name: workloads[n](s), runs=args.runs, warmup=args.warmup
         )
         results[name] = workload_record(name, sizes, warmups, runs)
         _print_record("flowcore", results[name])

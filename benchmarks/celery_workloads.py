@@ -19,12 +19,10 @@ import asyncio
 import contextlib
 import gc
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from celery import chain, chord, group
@@ -32,12 +30,21 @@ from celery.result import ResultSet
 
 import flowcore
 from benchmarks.celery_app import bench_celery_noop, make_app
-from benchmarks.common import REPO, Run, Sizes, child_env, run_loop, scratch_dir
+from benchmarks.common import (
+    REPO,
+    Run,
+    Sizes,
+    child_env,
+    find_redis_server,
+    run_loop,
+    scratch_dir,
+)
 from flowcore import Runtime, workflow
 from flowcore.celery import CeleryBackend
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator
+    from pathlib import Path
 
     from celery import Celery
 
@@ -55,12 +62,6 @@ async def bench_celery_chain(x: int) -> int:
 @workflow
 async def bench_celery_fan_out(n: int) -> int:
     return len(await flowcore.gather(*(bench_celery_noop(i) for i in range(n))))
-
-
-def find_redis_server() -> str | None:
-    """The redis-server executable (on PATH, else /usr/bin), or None when it is not installed."""
-    fallback = Path("/usr/bin/redis-server")
-    return shutil.which("redis-server") or (str(fallback) if fallback.exists() else None)
 
 
 def _free_port() -> int:

@@ -78,6 +78,13 @@ QUICK_SIZES: dict[str, Sizes] = {
 }
 """Tiny sizes for the smoke test (``--quick``): they check the harness works, nothing more."""
 
+
+def find_redis_server() -> str | None:
+    """The redis-server executable (on PATH, else /usr/bin), or None when it is not installed."""
+    fallback = Path("/usr/bin/redis-server")
+    return shutil.which("redis-server") or (str(fallback) if fallback.exists() else None)
+
+
 CELERY_SIZES: dict[str, Sizes] = {"C-chains": {"workflows": 500}, "C-fanout": {"activities": 1000}}
 """The Celery workloads (``--celery``): flowcore on Celery next to plain Celery."""
 CELERY_QUICK_SIZES: dict[str, Sizes] = {

@@ -64,6 +64,36 @@ def test_every_workload_runs_at_tiny_size(tmp_path):
     assert "W4-events" in proc.stdout
 
 
+WITHOUT_CELERY = (
+    "import runpy, sys; sys.modules['celery'] = None; "  # `import celery` raises ImportError
+    "runpy.run_module('benchmarks', run_name='__main__', alter_sys=True)"
+)
+
+
+class TestWithoutCelery:
+    """Celery is an optional extra: the harness imports it only for the Celery workloads."""
+
+    def run(self, tmp_path, *args):
+        return subprocess.run(
+            [sys.executable, "-c", WITHOUT_CELERY, *args, "--out", str(tmp_path)],
+            cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    def test_w1_runs(self, tmp_path):
+        """``--only W1 --quick`` runs where celery cannot be imported (it failed on import)."""
+        proc = self.run(tmp_path, "--only", "W1", "--quick", "--runs", "1", "--warmup", "0")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        [report] = tmp_path.glob("bench-*.json")
+        assert set(json.loads(report.read_text())["results"]) == {"W1"}
+
+    def test_asking_for_a_celery_workload_says_what_to_install(self, tmp_path):
+        """Asking for a Celery workload without celery is a one-line usage error, no traceback."""
+        proc = self.run(tmp_path, "--only", "C-chains", "--quick")
+        assert proc.returncode == 2
+        assert "pip install 'flowcore[celery]'" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
 def _stats(x: float) -> dict[str, object]:
     return {"median": x, "min": x * 0.9, "max": x * 1.1, "values": [x * 0.9, x, x * 1.1]}
 

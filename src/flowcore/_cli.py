@@ -1,12 +1,13 @@
 """The command line, ``python -m flowcore``: run, serve, steer and inspect a journal from the shell.
 
 Every subcommand returns an exit code: 0 success, 1 the workflow failed, was canceled or would
-diverge (``check``), 2 a usage error (one line on stderr; ``--debug`` adds the traceback), 130
-interrupted, 141 when the reader of stdout went away (``| head``: quietly, as if ended by
-SIGPIPE); ``verify`` exits 1 when it finds problems. ``run`` and ``serve`` own the database;
-steering commands queue a request in its inbox (:mod:`flowcore._inbox`) and never take
-ownership; inspection opens it read-only. Results and ``--json`` output go to stdout, everything
-else to stderr.
+diverge (``check``), 2 a usage error (one line on stderr; ``--debug`` adds the traceback),
+128 + the signal when a signal stopped it (130 Ctrl-C/SIGINT, 143 SIGTERM; ``serve`` exits 0, as
+stopping is how it ends), 141 when the reader of stdout went away (``| head``: quietly, as if
+ended by SIGPIPE); ``verify`` exits 1 when it finds problems. ``run`` and ``serve`` own the
+database; steering commands queue a request in its inbox (:mod:`flowcore._inbox`) and never
+take ownership; inspection opens it read-only. Results and ``--json`` output go to stdout,
+everything else to stderr.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ __all__ = ["main"]
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
-EXIT_INTERRUPTED: Final = 130
+EXIT_INTERRUPTED: Final = 128 + signal.SIGINT  # Ctrl-C; SIGTERM gives 143, as a shell shows
+_STOPPING_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+_EXIT_STOPPED: Final = frozenset(128 + s for s in _STOPPING_SIGNALS)
 EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE: what a shell shows for `yes | head -1`
 _PROGRESS_INTERVAL: Final = 0.2
 _DEFAULT_DB: Final = "flowcore.db"
@@ -92,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    if args.command == "serve" or code == EXIT_INTERRUPTED:
+    if args.command == "serve" or code in _EXIT_STOPPED:
         _leave_abandoned_threads(code)
     return code
 
@@ -433,19 +436,38 @@ def _run_async(coro: Coroutine[Any, Any, _T]) -> _T:
         raise UsageError(str(exc)) from None
 
 
-def _stop_event(*signums: int) -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in signums:
-        loop.add_signal_handler(signum, stop.set)
-    return stop
+class _Stop:
+    """Set by the first of SIGINT or SIGTERM; remembers which, for the exit code."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.signum: int = signal.SIGINT
+        loop = asyncio.get_running_loop()
+        for signum in _STOPPING_SIGNALS:
+            loop.add_signal_handler(signum, self._set, signum)
+
+    def _set(self, signum: int) -> None:
+        if not self._event.is_set():
+            self.signum = signum
+            self._event.set()
+
+    async def wait(self) -> None:
+        """Return once a stopping signal arrived."""
+        await self._event.wait()
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal, as a shell reports a process that signal ended."""
+        return 128 + self.signum
 
 
-def _open_error(exc: JournalLockedError, command: str) -> UsageError:
+def _open_error(exc: JournalLockedError, command: str, db: str) -> UsageError:
+    """The owner's message, and the commands that work beside it, spelled as they are typed."""
+    on_db = "" if db == _DEFAULT_DB else f" --db {shlex.quote(db)}"
     return UsageError(
         f"cannot {command}: {_one_line(exc)} While a server owns it, steer it with "
-        "'flowcore start', 'send-event', 'cancel' ... and inspect it with 'status', 'list', "
-        "'history'."
+        f"`python -m flowcore start|send-event|cancel|...{on_db}` and inspect it with "
+        f"`python -m flowcore status|list|history{on_db}`."
     )
 
 
@@ -502,22 +524,25 @@ async def _run(
     options: dict[str, Any] | None = None,
     again: str = "",
 ) -> int:
-    stop = _stop_event(signal.SIGINT, signal.SIGTERM)
+    stop = _Stop()
+    # Ended before this run, not by requests the runtime applies as it opens (a queued event
+    # finishing a resumed instance): only then does no journal event report the outcome.
+    before = await _status_before(db, wid) if listeners else None
+    ended = before if before is not None and before.status in _ENDED else None
     runtime = Runtime(db, listeners=listeners, **(options or {}))
     try:
         await runtime.open()
     except JournalLockedError as exc:
-        raise _open_error(exc, "run") from exc
-    ended: WorkflowStatus | None = None
+        raise _open_error(exc, "run", db) from exc
     code: int | None = None
     try:
         existing = await _existing(runtime, wid)
         _check_resumed(defn, payload, wid, existing)
-        if existing is not None and existing.status in _ENDED and listeners:
-            ended = existing
         await runtime.start(defn, payload.value, id=wid, if_exists="return")
         _say(f"workflow {defn.name} id {wid}")
         code = await _follow(runtime, wid, stop, again)
+        if before is not None and before.status is WorkflowState.PARKED:
+            ended = await _still_parked(runtime, before)
         return code
     finally:
         await runtime.close()
@@ -526,11 +551,29 @@ async def _run(
                 report = getattr(listener, "report_outcome", None)
                 if report is not None:
                     await report(ended)
-        elif code == EXIT_INTERRUPTED:  # this task run ends here, its workflow does not
+        elif code in _EXIT_STOPPED:  # this task run ends here, its workflow does not
             for listener in listeners:
                 interrupted = getattr(listener, "report_interrupted", None)
                 if interrupted is not None:
                     await interrupted(defn.name, f"'{again}'")
+
+
+async def _status_before(db: str, wid: str) -> WorkflowStatus | None:
+    """The status of instance ``wid`` (None: no such instance), read before a runtime opens."""
+    if not os.path.exists(db):  # noqa: ASYNC240, PTH110 - one stat, before any task runs
+        return None
+    async with SqliteJournal(db, readonly=True) as journal:
+        return await journal.status(wid)
+
+
+async def _still_parked(runtime: Runtime, before: WorkflowStatus) -> WorkflowStatus | None:
+    """Its status if the instance stays parked for the reason it was parked for before the run.
+
+    The runtime journals no new WorkflowParked then, so no listener heard of it in this run.
+    """
+    now = await runtime.status(before.id)
+    same = now.status is WorkflowState.PARKED and now.error == before.error
+    return now if same else None
 
 
 async def _existing(runtime: Runtime, wid: str) -> WorkflowStatus | None:
@@ -569,7 +612,7 @@ _ENDED: Final = frozenset(
 )
 
 
-async def _follow(runtime: Runtime, wid: str, stop: asyncio.Event, again: str = "") -> int:
+async def _follow(runtime: Runtime, wid: str, stop: _Stop, again: str = "") -> int:
     result = asyncio.ensure_future(runtime.result(wid))
     stopped = asyncio.ensure_future(stop.wait())
     progress = asyncio.ensure_future(_progress(runtime, wid))
@@ -587,7 +630,7 @@ async def _follow(runtime: Runtime, wid: str, stop: asyncio.Event, again: str = 
             return EXIT_FAILED
         again = again or f"python -m flowcore run MODULE:WORKFLOW --id {wid}"
         _say(f"interrupted; '{again}' resumes workflow {wid!r}")
-        return EXIT_INTERRUPTED
+        return stop.exit_code
     return _report(wid, result)
 
 
@@ -647,14 +690,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _serve(db: str, http: str | None = None, options: dict[str, Any] | None = None) -> int:
-    stop = _stop_event(signal.SIGINT, signal.SIGTERM)
+    stop = _Stop()
     options = options or {}
     runtime = Runtime(db, **options)
     web = _http_server(runtime, http) if http is not None else None
     try:
         await runtime.open()
     except JournalLockedError as exc:
-        raise _open_error(exc, "serve") from exc
+        raise _open_error(exc, "serve", db) from exc
     try:
         names = ", ".join(sorted(default_registry.workflows)) or "none"
         if web is not None:
@@ -692,7 +735,9 @@ def _cmd_start(args: argparse.Namespace) -> int:
         defn = _workflow(name)
         if args.version is not None:
             defn = default_registry.workflow(defn.name, args.version)
-        _check_payload(defn, payload)
+        _check_payload(
+            defn, payload, given=args.payload is not None or args.payload_file is not None
+        )
         name = defn.name
     wid = check_id(args.id) if args.id is not None else new_workflow_id()
     data = {"name": name, "version": args.version, "input": payload}

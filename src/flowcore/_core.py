@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from flowcore.abc import Backend, Clock, Journal
     from flowcore.backends.base import ActivityTask
     from flowcore.engine.events import Json
+    from flowcore.journal.base import OutboxRecord
 
 __all__ = ["MAX_ID", "Core", "check_id"]
 
@@ -384,6 +385,7 @@ class Core:
         create: bool = False,
         reset: bool = False,
         consumed: tuple[int, ...] = (),
+        outbox: tuple[OutboxRecord, ...] = (),
     ) -> asyncio.Future[None]:
         for event in events:
             inst.projection.apply(event)
@@ -397,11 +399,12 @@ class Core:
             create=create,
             reset=reset,
             consumed=consumed,
+            outbox=outbox,
         )
         inst.next_seq += len(events)
         if events:
             inst.parked = _park_reason(events[-1])
-        if self._listeners:  # listener hook: outbox records commit with the op
+        if self._listeners and events:  # listener hook: outbox records commit with the op
             op = _listeners.collect(self._listeners, op, self._log)
         future = self._journal.submit(op)  # both journals return a future: no ensure_future
         if not isinstance(future, asyncio.Future):
@@ -1339,7 +1342,9 @@ class Core:
             return replayed  # parked
         executor, commands = replayed
         if self._listeners:
-            _listeners.notify_recovered(self._listeners, wid, history, self._log)
+            records = _listeners.notify_recovered(self._listeners, wid, history, self._log)
+            if records:  # e.g. Orchestra's RUNNING: committed before the workflow's next step
+                self._append(inst, [], outbox=records)
         self._log.info("workflow recovered", workflow_id=wid,
                        workflow=executor.definition.name, events=len(history))  # fmt: skip
         self._carry_out(inst, executor, commands, [])

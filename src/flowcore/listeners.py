@@ -49,8 +49,14 @@ class Listener(Protocol):
         """The runtime opened ``journal`` (before recovery): start senders here."""
         ...
 
-    def recovered(self, workflow_id: str, history: Sequence[Event]) -> None:
-        """An unfinished workflow was recovered with this history (to rebuild listener state)."""
+    def recovered(
+        self, workflow_id: str, history: Sequence[Event]
+    ) -> Sequence[OutboxRecord] | None:
+        """An unfinished workflow was recovered with this history (to rebuild listener state).
+
+        Return the records its resumption causes (e.g. a report that it runs again), or None.
+        They commit before anything the recovered workflow does next.
+        """
         ...
 
     def journaling(self, op: Append) -> Sequence[OutboxRecord]:
@@ -117,10 +123,15 @@ def notify_recovered(
     workflow_id: str,
     history: Sequence[Event],
     log: FilteringBoundLogger,
-) -> None:
-    """Tell every listener about a recovered workflow; errors are logged and ignored."""
+) -> tuple[OutboxRecord, ...]:
+    """Tell every listener about a recovered workflow; return the records they want committed.
+
+    A listener that raises is logged and skipped.
+    """
+    records: list[OutboxRecord] = []
     for listener in listeners:
         try:
-            listener.recovered(workflow_id, history)
+            records.extend(listener.recovered(workflow_id, history) or ())
         except Exception:
             log.exception("listener failed on recovery", workflow_id=workflow_id)
+    return tuple(records)

@@ -72,6 +72,21 @@ class TestRun:
         assert kinds.count("workflow_started") == 1
         assert kinds.count("activity_scheduled") == 1
 
+    @pytest.mark.parametrize(
+        ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+    )
+    def test_exit_code_names_the_signal(self, cli, sig, code):
+        """A signal stopping run exits 128 + its number, as a shell shows it (SIGTERM gave 130)."""
+        proc = cli.spawn("run", "app:gated", "--payload", "1", "--id", "sig")
+        try:
+            wait_for((cli.cwd / "g.entered").exists, 10, "the activity to start")
+            _, err = stop(proc, sig)
+        finally:
+            stop(proc)
+        assert proc.returncode == code, err
+        assert "resumes workflow 'sig'" in err
+        assert cli.status_of("sig") == "running"
+
     def test_resumed_id_keeps_its_input(self, cli):
         """run --id of an existing instance with another payload says the payload is ignored."""
         cli("run", "app:fan", "--payload", "2", "--id", "f1")
@@ -134,6 +149,9 @@ class TestServe:
         assert done.returncode == 2
         assert "owned by another runtime" in done.stderr
         assert "Traceback" not in done.stderr
+        # the commands as typed: there is no `flowcore` executable to run 'flowcore start'
+        assert "`python -m flowcore start|send-event|cancel|...`" in done.stderr
+        assert "'flowcore start'" not in done.stderr
 
     @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
     def test_stops_gracefully(self, cli, serving, sig):
@@ -180,6 +198,16 @@ class TestSteeringWithoutServer:
         for done in (known, checked):
             assert done.returncode == 0, done.stderr
             assert "note:" not in done.stderr
+
+    def test_start_without_a_payload_asks_for_one(self, cli):
+        """start MODULE:WORKFLOW of a workflow taking an input, with no --payload, asks for one.
+
+        It said "the payload does not fit ... got NoneType None" of a payload never given.
+        """
+        done = cli("start", "app:fan", "--id", "nothing")
+        assert done.returncode == 2
+        assert "workflow 'fan' takes an input: pass it as JSON with --payload" in done.stderr
+        assert "does not fit" not in done.stderr
 
     def test_start_creates_a_missing_database(self, cli):
         """start on a missing database creates it, and the request waits there."""

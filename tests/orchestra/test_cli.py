@@ -37,6 +37,14 @@ async def orc_cli_boom() -> None:
 @workflow
 async def orc_cli_sleepy() -> None:
     await flowcore.sleep(60)
+
+
+@workflow
+async def orc_cli_waiting() -> str:
+    got = await flowcore.wait_event("go")
+    if got == "boom":
+        raise ValueError("kaput")
+    return f"got {got}"
 """
 
 
@@ -46,17 +54,36 @@ def app(tmp_path):
     return tmp_path
 
 
-def run_cli(cwd, *args, env):
+def cli_env(env):
     base = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRA_")}
+    return {**base, "PYTHONDONTWRITEBYTECODE": "1", **env}
+
+
+def run_cli(cwd, *args, env):
     return subprocess.run(
         [sys.executable, "-m", "flowcore", *args],
         cwd=cwd,
-        env={**base, "PYTHONDONTWRITEBYTECODE": "1", **env},
+        env=cli_env(env),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def spawn_cli(cwd, *args, env):
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowcore", *args],
+        cwd=cwd, env=cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for_reports(server, count, timeout=30.0):
+    """Poll the recorder until ``count`` reports were acknowledged (a deadline, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    while len(server.recorder.acknowledged()) < count:
+        assert time.monotonic() < deadline, f"{count} reports not acknowledged in {timeout} s"
+        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -153,23 +180,78 @@ class TestRunAsOrchestraTask:
         assert server.recorder.requests == []
 
     def test_interrupted_run_ends_the_task_run(self, app, server, run_id, orchestra_env):
-        """SIGTERM (Orchestra or a supervisor stopping the task) ends the process with 130; the
+        """SIGTERM (Orchestra or a supervisor stopping the task) ends the process with 143; the
         task run must not stay RUNNING for ever: it ends CANCELLED, saying how to resume."""
-        base = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRA_")}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "flowcore", "run", "orc_cli_app:orc_cli_sleepy", "--id", "nap",
-             "--orchestra"],
-            cwd=app, env={**base, "PYTHONDONTWRITEBYTECODE": "1", **orchestra_env},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not server.recorder.acknowledged() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        proc = spawn_cli(app, "run", "orc_cli_app:orc_cli_sleepy", "--id", "nap", "--orchestra",
+                         env=orchestra_env)  # fmt: skip
+        wait_for_reports(server, 1)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 130, err
+        assert proc.returncode == 143, err
         got = [(b["task_run_id"], b["status"]) for b in server.recorder.acknowledged()]
         assert got == [(run_id, "RUNNING"), (run_id, "CANCELLED")]
         last = server.recorder.acknowledged()[-1]["message"]
         assert "interrupted" in last
         assert "--id nap" in last
+
+    @pytest.mark.parametrize(
+        ("payload", "code", "final"),
+        [('"yes"', 0, ("SUCCEEDED", "Workflow orc_cli_waiting succeeded.")),
+         ('"boom"', 1, ("FAILED", "Workflow orc_cli_waiting failed. Error: ValueError: kaput"))],
+        ids=["succeeded", "failed"],
+    )  # fmt: skip
+    def test_resumed_run_reports_running_then_its_end(  # noqa: PLR0917 - fixtures and parameters
+        self, app, server, run_id, orchestra_env, payload, code, final
+    ):
+        """A run resumed with --id (a new task run) is told RUNNING first, then its outcome once,
+        like a fresh run (also when the queued event ends the workflow as the runtime opens)."""
+        first = spawn_cli(app, "run", "orc_cli_app:orc_cli_waiting", "--id", "later",
+                          "--orchestra", env=orchestra_env)  # fmt: skip
+        wait_for_reports(server, 1)
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=30)
+        assert first.returncode == 143, err
+        sent = run_cli(app, "send-event", "later", "go", "--payload", payload, env={})
+        assert sent.returncode == 0, sent.stderr
+        second_run = str(uuid.uuid4())
+        resumed = run_cli(app, "run", "orc_cli_app:orc_cli_waiting", "--id", "later",
+                          "--orchestra", env={**orchestra_env,
+                                              "ORCHESTRA_TASK_RUN_ID": second_run})  # fmt: skip
+        assert resumed.returncode == code, resumed.stderr
+        got = [(b["task_run_id"], b["status"], b["message"])
+               for b in server.recorder.acknowledged()]  # fmt: skip
+        assert got[:2] == [
+            (run_id, "RUNNING", "Workflow orc_cli_waiting started."),
+            (run_id, "CANCELLED", got[1][2]),
+        ]
+        assert got[2:] == [
+            (second_run, "RUNNING", "Workflow orc_cli_waiting resumed."),
+            (second_run, *final),
+        ]
+
+    def test_rerun_of_a_parked_instance_reports_failed(self, app, server, orchestra_env):
+        """A new task run of an instance that stays parked ends FAILED (it heard nothing: the
+        runtime journals no second park for the same reason, so the outbox sent nothing)."""
+        first = spawn_cli(app, "run", "orc_cli_app:orc_cli_waiting", "--id", "drift",
+                          "--orchestra", env=orchestra_env)  # fmt: skip
+        wait_for_reports(server, 1)
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+        module = app / "orc_cli_app.py"  # the code changes under the unfinished instance
+        text = module.read_text().replace('got = await flowcore.wait_event("go")',
+                                          "got = await orc_cli_square(2)")  # fmt: skip
+        module.write_text(text)
+        runs = []
+        for _ in range(2):
+            runs.append(str(uuid.uuid4()))
+            done = run_cli(app, "run", "orc_cli_app:orc_cli_waiting", "--id", "drift",
+                           "--orchestra", env={**orchestra_env,
+                                               "ORCHESTRA_TASK_RUN_ID": runs[-1]})  # fmt: skip
+            assert done.returncode == 1, done.stderr
+            assert "is parked" in done.stderr
+        got = [(b["task_run_id"], b["status"], b["message"].split(":")[0])
+               for b in server.recorder.acknowledged()[2:]]  # fmt: skip
+        assert got == [
+            (run, "FAILED", "Workflow orc_cli_waiting is parked and needs a code fix")
+            for run in runs
+        ]

@@ -57,6 +57,7 @@ def test_sigkill_with_reports_pending(tmp_path, monkeypatch, server, run_id, api
         ("RUNNING", "Activity orc_k1 succeeded."),
         ("RUNNING", "Activity orc_k2 started."),
         ("RUNNING", "Activity orc_k2 succeeded."),
+        ("RUNNING", "Workflow orc_kill_flow resumed."),  # committed by the second runtime
         ("RUNNING", "Activity orc_k3 started."),
         ("RUNNING", "Activity orc_k3 succeeded."),
         ("SUCCEEDED", "Workflow orc_kill_flow succeeded."),
@@ -64,7 +65,7 @@ def test_sigkill_with_reports_pending(tmp_path, monkeypatch, server, run_id, api
     hung = server.recorder.requests[3]
     assert hung.body["message"] == "Activity orc_k2 started."
     assert hung.answered is None or not 200 <= hung.answered < 300  # never acknowledged: resent
-    assert len(server.recorder.requests) == 9
+    assert len(server.recorder.requests) == 10
     assert query(db, "SELECT count(*) FROM outbox") == [(0,)]
     for name in ("first.out", "first.err", "second.out", "second.err"):
         assert api_key not in (tmp_path / name).read_text()

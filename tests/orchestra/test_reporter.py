@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from contextlib import closing
 
 import pytest
@@ -301,13 +302,38 @@ class TestRecovery:
         async with Runtime(db_path, listeners=[OrchestraReporter(**reporter_args)]) as rt:
             GATE["open"].set()
             assert await rt.result("orc-gated", timeout=10) == 1
-            got = await delivered(server, 4)
+            got = await delivered(server, 5)
         assert [b["message"] for b in got] == [
             "Workflow orc_gated started.",
             "Activity orc_gate started.",
+            "Workflow orc_gated resumed.",
             "Activity orc_gate succeeded.",
             "Workflow orc_gated succeeded.",
         ]
+
+    async def test_a_new_task_run_hears_running_first(self, db_path, server, reporter_args):
+        """A runtime restarted for another task run reports RUNNING before the outcome."""
+        async with Runtime(db_path, listeners=[OrchestraReporter(**reporter_args)]) as rt:
+            await rt.start(orc_waiting, id="orc-w")
+            await delivered(server, 1)
+        second = {**reporter_args, "task_run_id": str(uuid.uuid4())}
+        async with Runtime(db_path, listeners=[OrchestraReporter(**second)]) as rt:
+            await rt.cancel("orc-w")
+            got = (await delivered(server, 3))[1:]
+        assert got == [
+            status(second["task_run_id"], "RUNNING", "Workflow orc_waiting resumed."),
+            status(second["task_run_id"], "CANCELLED", "Workflow orc_waiting was canceled."),
+        ]
+
+    async def test_unreported_workflows_are_not_announced(self, db_path, server, reporter_args):
+        """A recovered workflow the reporter does not follow commits no report."""
+        async with Runtime(db_path) as rt:
+            await rt.start(orc_waiting, id="orc-quiet")
+        chosen = OrchestraReporter(**reporter_args, workflows=["another"])
+        async with Runtime(db_path, listeners=[chosen]) as rt:
+            assert (await rt.status("orc-quiet")).status == "running"
+        assert outbox_rows(db_path) == 0
+        assert server.recorder.requests == []
 
 
 class TestSetOutput:
@@ -342,7 +368,8 @@ class TestSetOutput:
         async with Runtime(db_path, listeners=[OrchestraReporter(**reporter_args)]) as rt:
             await rt.send_event("orc-o", "go")
             assert await rt.result("orc-o", timeout=10) == 1
-            got = await delivered(server, 3)
-        assert [b.get("output_value") for b in got] == [None, {"a": [1, 2]}, None]
+            got = await delivered(server, 4)
+        assert [b.get("output_value") for b in got] == [None, {"a": [1, 2]}, None, None]
+        assert got[2]["message"] == "Workflow orc_out_then_wait resumed."
         assert got[-1]["status"] == "SUCCEEDED"
         await asyncio.sleep(0)

@@ -196,9 +196,9 @@ class OrchestraReporter:
     async def report_outcome(self, status: WorkflowStatus) -> bool:
         """Send an instance's final status to the task run now, outside the outbox.
 
-        For a run attached to an instance that had already ended before it (Orchestra re-running
-        the task under the same workflow id): no journal event will report it, yet the new task
-        run must end. A few tries; a failure is logged, never raised.
+        For a run attached to an instance that had already ended, or stays parked, before it
+        (Orchestra re-running the task under the same workflow id): no journal event will report
+        it, yet the new task run must end. A few tries; a failure is logged, never raised.
 
         Returns:
             True once Orchestra acknowledged it; False when it was not sent (or not finished).
@@ -215,6 +215,9 @@ class OrchestraReporter:
             case state.CANCELED | state.TERMINATED:
                 what = "canceled" if status.status is state.CANCELED else "terminated"
                 report = (kind.CANCELLED, f"Workflow {name} was {what}.")
+            case state.PARKED:
+                reason = _http.truncate(status.error or "")
+                report = (kind.FAILED, f"Workflow {name} is parked and needs a code fix: {reason}")
             case _:
                 return False
         return await _task.report_async(self._config, self._policy, *report)
@@ -247,13 +250,17 @@ class OrchestraReporter:
         self._sender = Sender(journal, self._config, self._policy, _log)
         self._sender.start()
 
-    def recovered(self, workflow_id: str, history: Sequence[ev.Event]) -> None:
-        """Remember the names of the recovered workflow's running activities."""
+    def recovered(self, workflow_id: str, history: Sequence[ev.Event]) -> Sequence[OutboxRecord]:
+        """Report the recovered workflow ``RUNNING`` again; remember its running activities.
+
+        The task run may be a new one (Orchestra re-running the task, ``run --id``): like a
+        fresh start, it must hear that the workflow runs before it hears how it ended.
+        """
         started = history[0] if history else None
         if not isinstance(started, ev.WorkflowStarted) or not self._reports(
             workflow_id, started.parent_id
         ):
-            return
+            return ()
         names: dict[int, str] = {}
         for event in history:
             if isinstance(event, ev.ActivityScheduled):
@@ -262,6 +269,9 @@ class OrchestraReporter:
                 names.pop(event.step, None)
         if names:
             self._names[workflow_id] = names
+        message = f"Workflow {started.name} resumed."
+        body = _http.status_body(self._config.task_run_id, _http.TaskRunStatus.RUNNING, message)
+        return [OutboxRecord(channel=CHANNEL, key=str(self._config.task_run_id), body=body)]
 
     def journaling(self, op: Append) -> Sequence[OutboxRecord]:
         """The reports ``op``'s events cause, if its workflow is reported."""
