@@ -192,6 +192,8 @@ class WorkflowExecutor:
     """True once a CancelRequested event was applied."""
     suspended: bool = False
     """True between WorkflowSuspended and WorkflowResumed: events queue up."""
+    input_error: PayloadError | None = None
+    """Why the input did not decode, when it did not (the run then fails at its start)."""
     _cancel_reason: str | None = None
     _now: float = 0.0
     _rng: _random.Random | None = None
@@ -410,6 +412,7 @@ class WorkflowExecutor:
         try:
             payload = serde.decode(started.input, _input_hint(self.definition))
         except PayloadError as exc:
+            self.input_error = exc
             self._finish(None, exc)
             return
         self._spawn(self.definition(payload), None, 0, "" if self.run == 1 else f"r{self.run}")
