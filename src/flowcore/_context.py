@@ -121,6 +121,10 @@ class Info:
 class WorkflowContext(Protocol):
     """What the engine exposes to ambient helpers while it drives a workflow."""
 
+    calls: list[ScheduleActivityTrap] | None
+    """Activity calls made and not yet awaited (None while there is none): an activity call
+    appends itself, and the engine warns of one dropped without an await."""
+
     def set_custom_status(self, value: Any) -> None:
         """Journal a custom status value."""
         ...

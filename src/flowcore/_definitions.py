@@ -66,8 +66,15 @@ class ActivityDef(Generic[P, R]):
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
-        if _context.current_workflow() is not None:
-            return _context.schedule_activity(self, args, kwargs)
+        ctx = _context.current_workflow()
+        if ctx is not None:
+            call = _context.schedule_activity(self, args, kwargs)
+            calls = ctx.calls  # the engine warns of a call dropped without an await
+            if calls is None:
+                ctx.calls = [call]
+            else:
+                calls.append(call)
+            return call
         return cast("Awaitable[R]", self.fn(*args, **kwargs))
 
     def __repr__(self) -> str:
