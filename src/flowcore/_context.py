@@ -8,6 +8,7 @@ drives the coroutine; they are deterministic under replay. Inside an activity, `
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -294,15 +295,39 @@ class ContinueAsNewSignal(BaseException):
         self.version = version
 
 
-def _seconds(duration: float | timedelta) -> float:
-    return duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
-
-
-_DEADLINES: Final = (
-    datetime(1, 1, 2, tzinfo=UTC).timestamp(),
-    datetime(9999, 12, 30, tzinfo=UTC).timestamp(),
-)
+_EARLIEST: Final = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST: Final = datetime(9999, 12, 30, tzinfo=UTC)
+_DEADLINES: Final = (_EARLIEST.timestamp(), _LATEST.timestamp())
 """The deadlines a timer may have (epoch seconds): those a datetime can show."""
+
+
+def _after(start: float, duration: float | timedelta, what: str) -> float:
+    """The deadline ``duration`` after ``start`` (epoch seconds), checked (see _deadline).
+
+    A timedelta is added exactly (microseconds, as datetimes do), so that ``now()`` after the
+    timer is never earlier than ``now() + duration`` computed before it.
+    """
+    if not isinstance(duration, timedelta):
+        return _deadline(start + float(duration), what)
+    try:
+        return _not_before(from_timestamp(start) + duration, what)
+    except OverflowError:  # past the year 9999 (or before the year 1)
+        return _deadline(start + duration.total_seconds(), what)
+
+
+def _not_before(when: datetime, what: str) -> float:
+    """``when`` in epoch seconds, rounded up: the float whose datetime is not before ``when``.
+
+    A float holds microseconds exactly only up to about the year 2242; beyond, the deadline
+    is the next float after ``when`` (at most about 31 microseconds late, in the year 9999),
+    never before it.
+    """
+    if not _EARLIEST <= when <= _LATEST:
+        return _deadline(when.timestamp(), what)  # raises
+    at = when.timestamp()
+    while from_timestamp(at) < when:
+        at = math.nextafter(at, math.inf)
+    return _deadline(at, what)
 
 
 def _deadline(at: float, what: str) -> float:
@@ -333,7 +358,7 @@ async def sleep(duration: float | timedelta) -> None:
             the year 9999 (infinity included).
     """
     ctx = _require("sleep")
-    await yield_trap(TimerTrap(_deadline(ctx.now() + _seconds(duration), "sleep()")))
+    await yield_trap(TimerTrap(_after(ctx.now(), duration, "sleep()")))
 
 
 async def sleep_until(when: datetime) -> None:
@@ -345,7 +370,7 @@ async def sleep_until(when: datetime) -> None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     _require("sleep_until")
-    await yield_trap(TimerTrap(_deadline(when.timestamp(), "sleep_until()")))
+    await yield_trap(TimerTrap(_not_before(when, "sleep_until()")))
 
 
 @overload
@@ -377,7 +402,7 @@ async def wait_event(
             included: wait for ever with ``timeout=None``).
     """
     ctx = _require("wait_event")
-    deadline = None if timeout is None else _deadline(ctx.now() + _seconds(timeout), "timeout")
+    deadline = None if timeout is None else _after(ctx.now(), timeout, "timeout")
     return await yield_trap(WaitEventTrap(name, deadline, Any if type is None else type))
 
 
