@@ -458,22 +458,22 @@ class WorkflowExecutor:
     def _check_unawaited(self, calls: list[traps.ScheduleActivityTrap]) -> None:
         """Warn of activity calls dropped without an await; keep those the code still holds.
 
-        A call nothing refers to any more (``charge(order)`` as a statement) can never be
-        awaited, nor can any call once the run has ended: like a coroutine never awaited, it
-        gets a ``RuntimeWarning``, as soon as it is dropped rather than when it is collected.
+        A call nothing refers to any more (``charge(order)`` as a statement, or a local of a
+        workflow that ended) can never be awaited: like a coroutine never awaited, it gets a
+        ``RuntimeWarning``, as soon as it is dropped rather than when it is collected. A call
+        something else holds once the run ended (a task of ``asyncio.gather``, which already
+        failed the workflow) is let go without a warning.
         """
         pending = [call for call in calls if call.claim is None]
         calls.clear()
         names = [call.activity.fn.__name__ for call in pending]
-        if self.done:
-            _warn_unawaited(self.definition, names)
-            return
         refs = [weakref.ref(call) for call in pending]
         pending.clear()  # now only the workflow's own references keep a call alive
         dropped = [name for name, ref in zip(names, refs, strict=True) if ref() is None]
         _warn_unawaited(self.definition, dropped)
-        held = [ref() for ref in refs]
-        self.calls = [call for call in held if call is not None] or None
+        if not self.done:
+            held = [ref() for ref in refs]
+            self.calls = [call for call in held if call is not None] or None
 
     def _step_call(
         self, task: _Task, call: traps.ScheduleActivityTrap, value: Any, exc: BaseException | None
