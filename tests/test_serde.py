@@ -215,6 +215,29 @@ class TestEncode:
         """A timedelta is encoded as its total seconds."""
         assert serde.encode(dt.timedelta(minutes=1, milliseconds=500)) == 60.5
 
+    @pytest.mark.parametrize(
+        "value",
+        [
+            dt.timedelta.max,
+            dt.timedelta.min,
+            dt.timedelta(days=200_000, microseconds=1),
+            dt.timedelta(days=-200_000, microseconds=1),
+        ],
+    )
+    def test_long_timedelta_keeps_every_microsecond(self, value):
+        """A timedelta a float cannot hold exactly is written as exact seconds and comes back."""
+        assert serde.decode(serde.encode(value), dt.timedelta) == value
+
+    @given(st.timedeltas())
+    def test_every_timedelta_round_trips(self, value):
+        """Any timedelta decodes to itself, through JSON text."""
+        assert serde.decode(serde.loads(serde.dumps(serde.encode(value))), dt.timedelta) == value
+
+    def test_malformed_timedelta_string_is_a_payload_error(self):
+        """A string that is not a number of seconds does not fit a timedelta."""
+        with pytest.raises(PayloadError, match="finite decimal number of seconds"):
+            serde.decode("soon", dt.timedelta)
+
     def test_bytes_become_base64(self):
         """Bytes are encoded as a base64 string."""
         assert serde.encode(b"hi") == "aGk="

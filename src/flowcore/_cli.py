@@ -40,6 +40,7 @@ from flowcore._status import WorkflowState
 from flowcore._verify import verify_journal
 from flowcore.errors import (
     FlowcoreError,
+    InvalidArgumentError,
     JournalLockedError,
     NondeterminismError,
     PayloadError,
@@ -413,6 +414,10 @@ def _payload(args: argparse.Namespace) -> Any:
 def _check_payload(defn: WorkflowDef[Any, Any], payload: Any, *, given: bool = True) -> None:
     """Fail before anything is written when the payload does not fit the input's type hint."""
     if not defn.takes_input:
+        try:
+            defn.check_payload(payload, fix="leave out --payload and --payload-file")
+        except InvalidArgumentError as exc:
+            raise UsageError(str(exc)) from exc
         return
     signature, hints, _ = serde.signature_hints(defn.fn)
     first = next(iter(signature.parameters))

@@ -8,6 +8,7 @@ drives the coroutine; they are deterministic under replay. Inside an activity, `
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import (
     NoReturn,
     Protocol,
     TypeVar,
+    cast,
     final,
     overload,
 )
@@ -120,6 +122,10 @@ class Info:
 
 class WorkflowContext(Protocol):
     """What the engine exposes to ambient helpers while it drives a workflow."""
+
+    calls: list[ScheduleActivityTrap] | None
+    """Activity calls made and not yet awaited (None while there is none): an activity call
+    appends itself, and the engine warns of one dropped without an await."""
 
     def set_custom_status(self, value: Any) -> None:
         """Journal a custom status value."""
@@ -229,7 +235,29 @@ async def gather(*awaitables: Awaitable[Any], return_exceptions: bool = False) -
     """
     if _workflow.get() is None:
         return list(await asyncio.gather(*awaitables, return_exceptions=return_exceptions))
+    _check_awaitables("gather", awaitables)
     return list(await yield_trap(GatherTrap(tuple(awaitables), return_exceptions)))
+
+
+def _check_awaitables(helper: str, awaitables: tuple[object, ...]) -> None:
+    """Refuse, before anything starts, an argument of gather()/first() that cannot be awaited.
+
+    Raises:
+        InvalidArgumentError: naming the argument and the likely fix.
+    """
+    for index, aw in enumerate(awaitables):
+        if type(aw) is ScheduleActivityTrap or hasattr(aw, "__await__"):
+            continue
+        if isinstance(aw, (list, tuple, set)):
+            aw = f"a {type(aw).__name__} of {len(aw)}"  # noqa: PLW2901 - described, not awaited
+            fix = f"unpack it: flowcore.{helper}(*calls)"
+        elif callable(aw):
+            fix = "call it: pass activity(args) or workflow_coroutine(args), not the function"
+        else:
+            fix = "pass activity calls, coroutines or other flowcore awaitables"
+        what = aw if isinstance(aw, str) else repr(aw)
+        msg = f"flowcore.{helper}() argument {index} is {what}, which cannot be awaited; {fix}"
+        raise InvalidArgumentError(msg)
 
 
 def now() -> datetime:
@@ -290,15 +318,44 @@ class ContinueAsNewSignal(BaseException):
         self.version = version
 
 
-def _seconds(duration: float | timedelta) -> float:
-    return duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
-
-
-_DEADLINES: Final = (
-    datetime(1, 1, 2, tzinfo=UTC).timestamp(),
-    datetime(9999, 12, 30, tzinfo=UTC).timestamp(),
-)
+_EARLIEST: Final = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST: Final = datetime(9999, 12, 30, tzinfo=UTC)
+_DEADLINES: Final = (_EARLIEST.timestamp(), _LATEST.timestamp())
 """The deadlines a timer may have (epoch seconds): those a datetime can show."""
+
+
+def _after(start: float, duration: float | timedelta, what: str) -> float:
+    """The deadline ``duration`` after ``start`` (epoch seconds), checked (see _deadline).
+
+    A timedelta is added exactly (microseconds, as datetimes do), so that ``now()`` after the
+    timer is never earlier than ``now() + duration`` computed before it.
+    """
+    if not isinstance(duration, timedelta):
+        try:
+            seconds = float(duration)
+        except (TypeError, ValueError):
+            msg = f"{what} takes seconds (an int or a float) or a timedelta, not {duration!r}"
+            raise InvalidArgumentError(msg) from None
+        return _deadline(start + seconds, what)
+    try:
+        return _not_before(from_timestamp(start) + duration, what)
+    except OverflowError:  # past the year 9999 (or before the year 1)
+        return _deadline(start + duration.total_seconds(), what)
+
+
+def _not_before(when: datetime, what: str) -> float:
+    """``when`` in epoch seconds, rounded up: the float whose datetime is not before ``when``.
+
+    A float holds microseconds exactly only up to about the year 2242; beyond, the deadline
+    is the next float after ``when`` (at most about 31 microseconds late, in the year 9999),
+    never before it.
+    """
+    if not _EARLIEST <= when <= _LATEST:
+        return _deadline(when.timestamp(), what)  # raises
+    at = when.timestamp()
+    while from_timestamp(at) < when:
+        at = math.nextafter(at, math.inf)
+    return _deadline(at, what)
 
 
 def _deadline(at: float, what: str) -> float:
@@ -329,19 +386,26 @@ async def sleep(duration: float | timedelta) -> None:
             the year 9999 (infinity included).
     """
     ctx = _require("sleep")
-    await yield_trap(TimerTrap(_deadline(ctx.now() + _seconds(duration), "sleep()")))
+    await yield_trap(TimerTrap(_after(ctx.now(), duration, "sleep()")))
 
 
 async def sleep_until(when: datetime) -> None:
     """Sleep on a durable timer until ``when`` (an aware datetime; naive means UTC).
 
     Raises:
-        InvalidArgumentError: ``when`` lies beyond the year 9999 (or before the year 1) in UTC.
+        InvalidArgumentError: ``when`` is not a datetime, or lies beyond the year 9999 (or
+            before the year 1) in UTC.
     """
+    if not isinstance(cast("object", when), datetime):  # callers without a type checker
+        msg = (
+            f"sleep_until() takes a datetime, not {when!r}; for a day, pass "
+            "datetime.combine(day, time(), tzinfo=UTC), or use sleep() with a duration"
+        )
+        raise InvalidArgumentError(msg)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     _require("sleep_until")
-    await yield_trap(TimerTrap(_deadline(when.timestamp(), "sleep_until()")))
+    await yield_trap(TimerTrap(_not_before(when, "sleep_until()")))
 
 
 @overload
@@ -373,7 +437,10 @@ async def wait_event(
             included: wait for ever with ``timeout=None``).
     """
     ctx = _require("wait_event")
-    deadline = None if timeout is None else _deadline(ctx.now() + _seconds(timeout), "timeout")
+    if not name or not isinstance(name, str):  # send_event() refuses such a name: none could come
+        msg = f"wait_event() needs an event name, a non-empty string, not {name!r}"
+        raise InvalidArgumentError(msg)
+    deadline = None if timeout is None else _after(ctx.now(), timeout, "timeout")
     return await yield_trap(WaitEventTrap(name, deadline, Any if type is None else type))
 
 
@@ -385,6 +452,7 @@ async def first(*awaitables: Awaitable[Any]) -> First:
     ``first`` raises it.
     """
     _require("first")
+    _check_awaitables("first", awaitables)
     result: First = await yield_trap(FirstTrap(tuple(awaitables)))
     return result
 
@@ -409,6 +477,9 @@ async def child(
         WorkflowCanceledError: the child was canceled.
     """
     _require("child")
+    if not isinstance(workflow, str) and not hasattr(workflow, "takes_input"):
+        msg = f"child() takes a @flowcore.workflow function or a registered name, not {workflow!r}"
+        raise InvalidArgumentError(msg)
     name = workflow if isinstance(workflow, str) else workflow.name
     hint: Any = Any
     if not isinstance(workflow, str):

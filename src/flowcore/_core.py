@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, final
 
 import anyio
 
-from flowcore import _context
+from flowcore import _context, serde
 from flowcore import listeners as _listeners
 from flowcore._definitions import WorkflowDef
 from flowcore._frozen import quick_new
@@ -178,11 +178,14 @@ class Core:
         fresh_id: bool = False,
         parent_id: str | None = None,
         consumed: tuple[int, ...] = (),
+        check_input: bool = False,
     ) -> _Instance | None:
         """Journal a workflow's start (and its first step); return once it is committed.
 
         Returns the instance this call created, or None when ``wid`` existed already (with
         ``if_exists="return"``): a handle may keep it to answer ``result()`` without the journal.
+        With ``check_input``, an input the workflow's parameter cannot decode is refused before
+        anything is written (else the run is journaled as failed at its start).
         """
         if parent_id is None:  # a child's input: checked by its parent's engine, unless recorded
             check_payload_size(encoded, self._max_payload, f"the input of workflow {defn.name!r}")
@@ -208,6 +211,9 @@ class Core:
         executor = WorkflowExecutor(defn, wid, max_payload=self._max_payload)
         inst.executor = executor
         commands = executor.start(started)
+        if check_input and executor.input_error is not None:
+            del self._instances[wid]  # nothing of it was journaled: as if never started
+            raise unfit_input(defn, encoded, executor.input_error)
         if fresh_id or not any(isinstance(c, cmd.ContinueAsNew) for c in commands):
             # One append holds the start and the first step's schedules; work is dispatched only
             # once it commits, so a duplicate id (refused atomically by the journal) runs nothing.
@@ -1611,6 +1617,21 @@ def _terminal_event(command: cmd.Command, now: float) -> Terminal:
         case _:
             msg = f"not a terminal command: {command!r}"
             raise TypeError(msg)
+
+
+def unfit_input(defn: WorkflowDef[Any, Any], encoded: Any, exc: PayloadError) -> FlowcoreError:
+    """The error refusing to start ``defn`` with an input its parameter cannot decode."""
+    param = next(iter(serde.signature_hints(defn.fn)[0].parameters.values()))
+    if encoded is None:
+        msg = (
+            f"workflow {defn.name!r} takes an input ({param}) but none was given; pass it as "
+            f"the payload: runtime.start({defn.name!r}, payload)"
+        )
+        if param.default is not param.empty:
+            msg += " (the default is not used: a workflow always gets the payload, None if none)"
+        return InvalidArgumentError(msg)
+    reason = f"{exc.reason} (the input of workflow {defn.name!r}, parameter {param}; not started)"
+    return PayloadError(reason, path=exc.path, hint=exc.hint, decoding=True)
 
 
 def check_id(workflow_id: object) -> str:

@@ -291,13 +291,27 @@ def _checked(tp: Any, name: str, accepted: tuple[type, ...], convert: _Convert) 
     return decode_checked
 
 
+def _timedelta(tp: Any, data: float | str) -> Any:
+    """Seconds (a number, or a string of exact decimal seconds) as a timedelta."""
+    if not isinstance(data, str):
+        return tp(seconds=data)
+    try:
+        exact = decimal.Decimal(data)
+    except decimal.InvalidOperation:
+        exact = decimal.Decimal("NaN")
+    if not exact.is_finite():
+        msg = "a string must hold a finite decimal number of seconds"
+        raise ValueError(msg)
+    return tp(microseconds=int(exact.scaleb(6).to_integral_value(decimal.ROUND_HALF_EVEN)))
+
+
 _SCALAR_RULES: tuple[tuple[type | tuple[type, ...], tuple[type, ...], _Convert], ...] = (
     (bool, (), lambda tp, d: tp(d)),  # before int, so that 0 and 1 are not taken for bools
     (int, (int,), lambda tp, d: tp(d)),
     (float, (int, float), lambda tp, d: tp(d)),
     (str, (str,), lambda tp, d: tp(d)),
     ((dt.date, dt.time), (str,), lambda tp, d: tp.fromisoformat(d)),  # datetime is a date
-    (dt.timedelta, (int, float), lambda tp, d: tp(seconds=d)),
+    (dt.timedelta, (int, float, str), _timedelta),
     (uuid.UUID, (str,), lambda tp, d: tp(d)),
     (decimal.Decimal, (str, int, float), lambda tp, d: tp(str(d))),
     ((bytes, bytearray), (str,), lambda tp, d: tp(base64.b64decode(d, validate=True))),

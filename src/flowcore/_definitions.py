@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, final, overload
 
 from flowcore import _context
-from flowcore.errors import RegistrationError, UnknownVersionError
+from flowcore.errors import InvalidArgumentError, RegistrationError, UnknownVersionError
 from flowcore.retry import NO_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
@@ -66,8 +66,15 @@ class ActivityDef(Generic[P, R]):
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
-        if _context.current_workflow() is not None:
-            return _context.schedule_activity(self, args, kwargs)
+        ctx = _context.current_workflow()
+        if ctx is not None:
+            call = _context.schedule_activity(self, args, kwargs)
+            calls = ctx.calls  # the engine warns of a call dropped without an await
+            if calls is None:
+                ctx.calls = [call]
+            else:
+                calls.append(call)
+            return call
         return cast("Awaitable[R]", self.fn(*args, **kwargs))
 
     def __repr__(self) -> str:
@@ -104,6 +111,25 @@ class WorkflowDef(Generic[I, R]):
         self.version = version
         self.takes_input = bool(inspect.signature(fn).parameters)
         functools.update_wrapper(self, fn)
+
+    def check_payload(self, payload: object, *, fix: str) -> None:
+        """Refuse a payload for a workflow that takes no input (it would be dropped unseen).
+
+        Args:
+            payload: What the caller gave as the input (None: no payload).
+            fix: How the caller drops the payload (``"call runtime.start(wf) without one"``).
+
+        Raises:
+            InvalidArgumentError: ``payload`` is not None and the function has no parameter.
+        """
+        if payload is None or self.takes_input:
+            return
+        msg = (
+            f"workflow {self.name!r} ({_origin(self.fn)}) takes no input, but a payload was "
+            f"given ({type(payload).__name__}); {fix}, or give the function a parameter to "
+            "receive it"
+        )
+        raise InvalidArgumentError(msg)
 
     def __call__(self, payload: I) -> Coroutine[Any, Any, R]:
         if self.takes_input:

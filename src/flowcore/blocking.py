@@ -118,12 +118,17 @@ class BlockingRuntime:
         self.close()
 
     def _call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` on the runtime's loop and wait for it, unless this is that loop's thread."""
+        self._refuse_loop_thread()
+        return self._submit(fn, *args, **kwargs)
+
+    def _submit(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` on the runtime's loop and wait for it (the caller checked the thread)."""
         portal = self._portal
         if portal is None:
             raise FlowcoreError(
                 "this BlockingRuntime is closed; create a new one to use the database again"
             )
-        self._refuse_loop_thread()
         return portal.call(functools.partial(fn, *args, **kwargs))
 
     def _refuse_loop_thread(self) -> None:
@@ -196,9 +201,9 @@ class BlockingRuntime:
                 there would block that loop, and deadlock if the workflow waits for something
                 the loop does; use ``await asyncio.to_thread(runtime.result, ...)`` instead.
         """
-        self._refuse_loop_thread()
+        self._refuse_loop_thread()  # first: on the runtime's own loop, say so
         _refuse_running_loop("result")
-        return self._call(self._runtime.result, workflow_id, timeout=timeout)
+        return self._submit(self._runtime.result, workflow_id, timeout=timeout)
 
     def list(
         self,

@@ -327,19 +327,24 @@ class Runtime(Core):
 
         Raises:
             RegistrationError: no workflow of that name (or version) is registered.
-            PayloadError: the payload cannot be encoded or is larger than ``max_payload_bytes``;
-                nothing was written.
+            PayloadError: the payload cannot be encoded, is larger than ``max_payload_bytes``,
+                or does not fit the type hint of the workflow's parameter; nothing was written.
             WorkflowAlreadyExistsError: ``id`` exists and ``if_exists="error"``.
-            InvalidArgumentError: ``if_exists`` is neither ``"error"`` nor ``"return"``.
+            InvalidArgumentError: ``if_exists`` is neither ``"error"`` nor ``"return"``; a
+                payload was given to a workflow that takes no input, or none to one that
+                needs it (nothing was written).
         """
         self._check_open()
         if if_exists not in ("error", "return"):  # the hint does not bind callers from JSON
             msg = f"if_exists must be 'error' or 'return', not {if_exists!r}"
             raise InvalidArgumentError(msg)
         defn = self._resolve(workflow, version)
+        defn.check_payload(payload, fix="call runtime.start() without one")
         encoded = serde.encode(payload)
         wid = check_id(id) if id is not None else new_workflow_id()
-        inst = await self._start(defn, encoded, wid, if_exists=if_exists, fresh_id=id is None)
+        inst = await self._start(
+            defn, encoded, wid, if_exists=if_exists, fresh_id=id is None, check_input=True
+        )
         return WorkflowHandle(self, wid, inst)
 
     async def send_event(self, workflow_id: str, name: str, payload: Any = None) -> None:

@@ -3,7 +3,8 @@
 Arguments, results and payloads cross into the journal as JSON text made here and come back typed
 by the annotations of the function that receives them. Supported: None, bool, int, finite float,
 str, list, tuple, set, frozenset, dict (str, int, Enum or UUID keys), dataclasses, NamedTuples,
-Enums (by value), datetime, date, time, timedelta (seconds), UUID, Decimal, bytes (base64),
+Enums (by value), datetime, date, time, timedelta (seconds; a string of exact seconds beyond
+about 285 years, where a float loses microseconds), UUID, Decimal, bytes (base64),
 PurePath and pydantic v2 models (never imported here). Every failure is a
 :class:`~flowcore.errors.PayloadError` whose ``path`` names the value, e.g. ``$.items[2].owner``.
 """
@@ -11,6 +12,7 @@ PurePath and pydantic v2 models (never imported here). Every failure is a
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as dt
 import decimal
@@ -163,6 +165,22 @@ def _enc_unsupported(value: object, _active: set[int]) -> NoReturn:
     raise Fail(f"values of type {name} are not supported; supported are {SUPPORTED}")
 
 
+def _enc_timedelta(value: dt.timedelta) -> float | str:
+    """Seconds as a float when that is exact; else the exact decimal seconds as a string.
+
+    A float holds every microsecond only up to about 285 years (2**53 microseconds); a longer
+    timedelta (``timedelta.max`` too) is written as ``"8639999999999.999999"`` so that it
+    decodes to the same value.
+    """
+    seconds = value.total_seconds()
+    with contextlib.suppress(OverflowError):
+        if dt.timedelta(seconds=seconds) == value:
+            return seconds
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    whole, fraction = divmod(abs(micros), 1_000_000)
+    return f"{'-' if micros < 0 else ''}{whole}.{fraction:06d}"
+
+
 _ENCODERS: tuple[tuple[type | tuple[type, ...], _Encoder], ...] = (
     (int, lambda v, _: int(v)),
     (float, _enc_float),
@@ -171,7 +189,7 @@ _ENCODERS: tuple[tuple[type | tuple[type, ...], _Encoder], ...] = (
     ((set, frozenset), _enc_set),
     (abc.Mapping, _enc_mapping),
     ((dt.date, dt.time), lambda v, _: v.isoformat()),
-    (dt.timedelta, lambda v, _: v.total_seconds()),
+    (dt.timedelta, lambda v, _: _enc_timedelta(v)),
     ((uuid.UUID, decimal.Decimal, PurePath), lambda v, _: str(v)),
     ((bytes, bytearray), lambda v, _: base64.b64encode(v).decode("ascii")),
 )

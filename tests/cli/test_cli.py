@@ -95,6 +95,16 @@ class TestRun:
         note = "'f1' exists and keeps the input it started with; --payload is ignored"
         assert note in again.stderr
 
+    def test_payload_for_a_workflow_without_input_is_refused(self, cli):
+        """run and start refuse --payload for a workflow that takes no input; nothing is written."""
+        for command in ("run", "start"):
+            done = cli(command, "app:boom", "--payload", "1", "--id", "b1")
+            assert done.returncode == 2, done.stderr
+            assert "workflow 'boom'" in done.stderr
+            assert "takes no input" in done.stderr
+            assert "leave out --payload" in done.stderr
+            assert not (cli.cwd / "flowcore.db").exists()
+
     def test_new_id_without_payload_asks_for_one(self, cli):
         """run --id of no instance, for a workflow that takes an input, asks for --payload."""
         done = cli("run", "app:fan", "--id", "nope")

@@ -145,6 +145,25 @@ class TestBlockingRuntime:
         assert caught.value.failure.is_caused_by(ActivityError)
         assert "own event loop" in str(caught.value)
 
+    def test_result_from_the_loop_thread_names_the_loop(self, db_path):
+        """result() from an async activity says it runs on the runtime's own loop."""
+        holder: dict[str, BlockingRuntime] = {}
+
+        @activity
+        async def blk_result_inside() -> None:
+            holder["rt"].result("anything", timeout=1)
+
+        @workflow
+        async def blk_result_reentrant() -> None:
+            await blk_result_inside()
+
+        with BlockingRuntime(db_path) as rt:
+            holder["rt"] = rt
+            wid = rt.start(blk_result_reentrant)
+            with pytest.raises(WorkflowFailedError) as caught:
+                rt.result(wid, timeout=10)
+        assert "own event loop" in str(caught.value)
+
     def test_result_in_async_code_is_refused_instead_of_deadlocking(self, runtime):
         """result() on a thread that runs an event loop raises; asyncio.to_thread works.
 

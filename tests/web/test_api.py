@@ -47,6 +47,11 @@ async def web_api_quick(n: int) -> int:
 
 
 @workflow
+async def web_api_no_input() -> int:
+    return 1
+
+
+@workflow
 async def web_api_surrogate(text: str) -> str:
     flowcore.set_status("caf\u00e9 " + text)
     got = await flowcore.wait_event("more", type=str)
@@ -252,6 +257,13 @@ class TestErrors:
             ("post", "/api/workflows", {"workflow": "no_such_flow"}, 422, "no_such_flow"),
             ("post", "/api/workflows", {"input": 1}, 422, "'workflow'"),
             ("post", "/api/workflows", {"workflow": "web_api_quick", "input": "x"}, 422, "$.input"),
+            (
+                "post",
+                "/api/workflows",
+                {"workflow": "web_api_no_input", "input": 1},
+                422,
+                "'web_api_no_input'",
+            ),
             ("get", "/api/workflows?status=bogus", None, 422, "bogus"),
             ("get", "/api/workflows?cursor=!!", None, 422, "cursor"),
             ("get", "/api/workflows?cursor=WzEsMl0", None, 422, "invalid cursor 'WzEsMl0'"),

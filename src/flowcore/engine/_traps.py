@@ -44,12 +44,13 @@ class First:
 
 
 @final
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, weakref_slot=True)
 class ScheduleActivityTrap:
     """Run an activity and resume with its result.
 
     Not frozen: it is the awaitable an activity call returns, and records how it is awaited
-    (``claim``); like a coroutine it compares by identity.
+    (``claim``); like a coroutine it compares by identity. Weakly referable: the engine tells
+    a call dropped without an await from one the code still holds (see ``WorkflowExecutor``).
     """
 
     activity: ActivityDef[..., Any]

@@ -22,6 +22,8 @@ import dataclasses
 import functools
 import hashlib
 import random as _random
+import warnings
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, final
@@ -192,6 +194,11 @@ class WorkflowExecutor:
     """True once a CancelRequested event was applied."""
     suspended: bool = False
     """True between WorkflowSuspended and WorkflowResumed: events queue up."""
+    input_error: PayloadError | None = None
+    """Why the input did not decode, when it did not (the run then fails at its start)."""
+    calls: list[traps.ScheduleActivityTrap] | None = None
+    """Activity calls the code made and did not yet await, kept by :class:`ActivityDef` (None
+    while there is none): one dropped unawaited never runs, and :meth:`_run` warns of it."""
     _cancel_reason: str | None = None
     _now: float = 0.0
     _rng: _random.Random | None = None
@@ -410,6 +417,7 @@ class WorkflowExecutor:
         try:
             payload = serde.decode(started.input, _input_hint(self.definition))
         except PayloadError as exc:
+            self.input_error = exc
             self._finish(None, exc)
             return
         self._spawn(self.definition(payload), None, 0, "" if self.run == 1 else f"r{self.run}")
@@ -438,6 +446,34 @@ class WorkflowExecutor:
                 self._step_call(task, task.call, value, exc)
         if self._ready is ready and not ready:
             self._ready = None
+        calls = self.calls
+        if calls is not None:  # inline, not a method: no Python frame per awaited call
+            self.calls = None
+            for call in calls:
+                if call.claim is None:  # not awaited, nor a gather/first branch
+                    del call  # a reference here would keep a dropped call alive
+                    self._check_unawaited(calls)
+                    break
+
+    def _check_unawaited(self, calls: list[traps.ScheduleActivityTrap]) -> None:
+        """Warn of activity calls dropped without an await; keep those the code still holds.
+
+        A call nothing refers to any more (``charge(order)`` as a statement, or a local of a
+        workflow that ended) can never be awaited: like a coroutine never awaited, it gets a
+        ``RuntimeWarning``, as soon as it is dropped rather than when it is collected. A call
+        something else holds once the run ended (a task of ``asyncio.gather``, which already
+        failed the workflow) is let go without a warning.
+        """
+        pending = [call for call in calls if call.claim is None]
+        calls.clear()
+        names = [call.activity.fn.__name__ for call in pending]
+        refs = [weakref.ref(call) for call in pending]
+        pending.clear()  # now only the workflow's own references keep a call alive
+        dropped = [name for name, ref in zip(names, refs, strict=True) if ref() is None]
+        _warn_unawaited(self.definition, dropped)
+        if not self.done:
+            held = [ref() for ref in refs]
+            self.calls = [call for call in held if call is not None] or None
 
     def _step_call(
         self, task: _Task, call: traps.ScheduleActivityTrap, value: Any, exc: BaseException | None
@@ -1087,6 +1123,46 @@ def _raised_by(call: traps.ScheduleActivityTrap, exc: BaseException) -> BaseExce
     except BaseException as raised:  # noqa: BLE001 - it is exc itself, handed back
         return raised
     return exc  # pragma: no cover - the awaitable never catches
+
+
+_UNAWAITED_WARNED: dict[Any, Any] = {}
+"""The warnings registry of unawaited-call warnings (each shown once per workflow and activity
+under the default filters)."""
+
+
+def _warn_unawaited(defn: WorkflowDef[Any, Any], names: list[str]) -> None:
+    """Warn, once per activity name, that calls of it in ``defn`` were never awaited.
+
+    Warnings turned into errors (``-W error``) must not escape into the engine mid-step: such
+    an error goes to ``sys.unraisablehook``, as CPython does for a coroutine never awaited.
+    """
+    code = getattr(defn.fn, "__code__", None)
+    filename = "<unknown>" if code is None else code.co_filename
+    lineno = 0 if code is None else code.co_firstlineno
+    for name in dict.fromkeys(names):
+        message = (
+            f"activity {name!r} was called in workflow {defn.name!r} without await, so it never "
+            f"ran; write 'await {name}(...)', or pass the call to flowcore.gather() or "
+            "flowcore.first()"
+        )
+        try:
+            warnings.warn_explicit(
+                message, RuntimeWarning, filename, lineno, defn.fn.__module__, _UNAWAITED_WARNED
+            )
+        except Warning as error:
+            _Unraisable(error)
+
+
+class _Unraisable:
+    """Hands an exception to ``sys.unraisablehook``: raised from ``__del__``, it is reported."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __del__(self) -> None:
+        raise self.error
 
 
 async def _await(awaitable: Any) -> Any:
