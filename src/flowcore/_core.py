@@ -213,7 +213,10 @@ class Core:
         commands = executor.start(started)
         if check_input and executor.input_error is not None:
             del self._instances[wid]  # nothing of it was journaled: as if never started
-            raise unfit_input(defn, encoded, executor.input_error)
+            executor.close()
+            await self._refuse_input(defn, encoded, wid, executor.input_error, if_exists,
+                                     fresh_id=fresh_id)  # fmt: skip
+            return None
         if fresh_id or not any(isinstance(c, cmd.ContinueAsNew) for c in commands):
             # One append holds the start and the first step's schedules; work is dispatched only
             # once it commits, so a duplicate id (refused atomically by the journal) runs nothing.
@@ -244,6 +247,26 @@ class Core:
             return None  # the instance made here was dropped (see _created)
         self._log.info("workflow started", workflow_id=wid, workflow=defn.name)
         return inst
+
+    async def _refuse_input(
+        self,
+        defn: WorkflowDef[Any, Any],
+        encoded: Any,
+        wid: str,
+        error: PayloadError,
+        if_exists: str,
+        *,
+        fresh_id: bool,
+    ) -> None:
+        """Refuse an input ``defn`` cannot take, unless ``wid`` exists: answered as ever then.
+
+        ``run --id`` resumes an instance without its payload: the input is refused only for
+        a workflow this call would have created.
+        """
+        row = None if fresh_id else await self._journal.status(wid)
+        if row is None:
+            raise unfit_input(defn, encoded, error)
+        self._exists(wid, row.status.value, if_exists)
 
     def _carry_out_later(
         self,

@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from flowcore import InvalidArgumentError, PayloadError, Runtime, workflow
+from flowcore import (
+    InvalidArgumentError,
+    PayloadError,
+    Runtime,
+    WorkflowAlreadyExistsError,
+    workflow,
+)
 from flowcore.testing import InMemoryJournal
 
 
@@ -86,3 +92,22 @@ class TestMissingInput:
             assert await _ids(runtime) == []
             handle = await runtime.start(si_needs, SiOrder("ok"), id="u1")  # the id stays free
             assert await handle.result(timeout=10) == "ok"
+
+
+class TestExistingId:
+    """An existing id is answered as before: only a workflow the call would create is checked."""
+
+    async def test_return_existing_without_payload(self):
+        """``if_exists="return"`` without the payload (``run --id`` resuming) gets the instance."""
+        async with Runtime(journal=InMemoryJournal()) as runtime:
+            first = await runtime.start(si_needs, SiOrder("a"), id="e1")
+            assert await first.result(timeout=10) == "a"
+            again = await runtime.start(si_needs, id="e1", if_exists="return")
+            assert await again.result(timeout=10) == "a"
+
+    async def test_duplicate_still_says_duplicate(self):
+        """With ``if_exists="error"`` the answer is the duplicate id, not the missing input."""
+        async with Runtime(journal=InMemoryJournal()) as runtime:
+            await (await runtime.start(si_needs, SiOrder("a"), id="e2")).result(timeout=10)
+            with pytest.raises(WorkflowAlreadyExistsError):
+                await runtime.start(si_needs, id="e2")
