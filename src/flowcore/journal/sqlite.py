@@ -286,6 +286,7 @@ class SqliteJournal:
         version = await schema.check(writer, self._path)
         if version < schema.SCHEMA_VERSION:
             await schema.migrate(writer, version)
+        await schema.ensure_indexes(writer)
         mode = await schema.scalar(writer, "PRAGMA journal_mode = WAL")
         if str(mode).lower() != "wal":
             msg = f"journal {self._path!r} cannot use WAL mode (got {mode!r}); use a local disk"
