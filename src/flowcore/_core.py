@@ -34,6 +34,7 @@ from flowcore._instance import (
     _Instance,
     attempt_info,
     retry_state,
+    waiting_only,
 )
 from flowcore._limits import check_payload_size, check_text
 from flowcore._status import WorkflowState
@@ -1341,25 +1342,106 @@ class Core:
     # -- internals: recovery -------------------------------------------------------------------
 
     async def _recover(self) -> None:
-        found = []
-        for wid in await self._journal.unfinished():
-            history, row = await self._journal.history(wid), await self._journal.status(wid)
-            if history and row is not None:
-                # A continued-as-new history starts at its last run: keep the first created_at.
-                projection = Projection(wid, created_at=row.created_at.timestamp())
-                for event in history:
-                    projection.apply(event)
-                found.append((wid, history, projection))
+        """Bring back every unfinished instance; leave idle ones beyond the cache bound evicted.
+
+        With ``max_cached_workflows`` set, an instance whose journal shows it waiting only on
+        events and timers (:func:`waiting_only`), none due, is registered evicted, as an
+        eviction leaves it: no replay, its earliest deadline in the wake-up heap, its journal
+        replayed when an event, a request or that deadline comes. The most recently active
+        ones still fill the cache up to what a sweep keeps (90% of the bound, after the busy
+        ones); everything else (activities to run or retry, children, due timers, parked or
+        suspended instances, code the registry lacks) is replayed and resumes at once.
+        """
+        found = await self._read_unfinished()
+        asleep = self._asleep(found)
+        for item in found:
+            if item.history is None and item not in asleep:  # kept in memory after all
+                item.history = await self._journal.history(item.wid)
         # Every instance is registered before any recovered work runs (a parent's child-waiter
-        # must find its recovered child in memory).
-        parks = [self._recover_one(*args) for args in found]
+        # must find its recovered child in memory): no await from here to the last one.
+        parks = []
+        for item in found:
+            if item.history is None:
+                self._recover_evicted(item)
+            else:
+                parks.append(self._recover_one(item.wid, item.history, item.projection,
+                                               told=item.told))  # fmt: skip
         for park in parks:  # open() returns once every parked status is visible
             if park is not None:
                 await park
         self._keep_bound()
 
+    async def _read_unfinished(self) -> builtins.list[_Found]:
+        """Read every unfinished instance; drop the histories of those that may stay evicted."""
+        now, bounded = self._now(), self._max_cached is not None
+        found: builtins.list[_Found] = []
+        for wid in await self._journal.unfinished():
+            history, row = await self._journal.history(wid), await self._journal.status(wid)
+            if not history or row is None:
+                continue
+            # A continued-as-new history starts at its last run: keep the first created_at.
+            projection = Projection(wid, created_at=row.created_at.timestamp())
+            for event in history:
+                projection.apply(event)
+            item = _Found(wid, history, projection)
+            if bounded and self._sleeps(item, history, now):
+                if self._listeners:  # told now: its history is not kept (see _recover_one)
+                    item.told = _listeners.notify_recovered(self._listeners, wid, history,
+                                                            self._log)  # fmt: skip
+                else:
+                    item.told = ()
+                item.history = None
+            found.append(item)
+        return found
+
+    def _sleeps(self, item: _Found, history: builtins.list[ev.Event], now: float) -> bool:
+        """Whether ``item`` may stay evicted at open: it waits on events or timers not yet due."""
+        projection = item.projection
+        if projection.status is not WorkflowState.RUNNING:
+            return False  # parked (recovery retries the code), suspended, ...
+        idle, deadline = waiting_only(history)
+        if not idle or (deadline is not None and deadline <= now):
+            return False
+        try:  # code the registry lacks parks the instance at open, as before
+            self._registry.for_replay(projection.name, projection.version)
+        except RegistrationError:
+            return False
+        item.idle, item.deadline = True, deadline
+        return True
+
+    def _asleep(self, found: Sequence[_Found]) -> builtins.set[_Found]:
+        """The idle instances left evicted: all but the most recently active that fit the cache."""
+        limit = self._max_cached
+        idle = [item for item in found if item.idle]
+        if limit is None or not idle:
+            return set()
+        room = max(0, limit - limit // 10 - (len(found) - len(idle)))
+        idle.sort(key=lambda item: item.projection.updated_at, reverse=True)
+        return set(idle[room:])
+
+    def _recover_evicted(self, item: _Found) -> None:
+        """Register an idle instance as evicted, with its earliest deadline to wake it."""
+        wid, deadline = item.wid, item.deadline
+        inst = _Instance(wid, item.projection, asyncio.get_running_loop().create_future())
+        inst.next_seq = item.events + 1
+        inst.evicted = True
+        inst.evictions = 1
+        self._evicted += 1
+        self._instances[wid] = inst
+        if deadline is not None:
+            self._wake_at(inst, deadline)
+        if item.told:  # what listeners asked at recovery (Orchestra's RUNNING) commits now
+            self._append(inst, [], outbox=item.told)
+        self._log.info("workflow recovered", workflow_id=wid, workflow=item.projection.name,
+                       events=item.events, evicted=True)  # fmt: skip
+
     def _recover_one(
-        self, wid: str, history: builtins.list[ev.Event], projection: Projection
+        self,
+        wid: str,
+        history: builtins.list[ev.Event],
+        projection: Projection,
+        *,
+        told: tuple[OutboxRecord, ...] | None = None,
     ) -> asyncio.Future[None] | None:
         loop = asyncio.get_running_loop()
         inst = _Instance(wid, projection, loop.create_future())
@@ -1370,10 +1452,10 @@ class Core:
         if not isinstance(replayed, tuple):
             return replayed  # parked
         executor, commands = replayed
-        if self._listeners:
-            records = _listeners.notify_recovered(self._listeners, wid, history, self._log)
-            if records:  # e.g. Orchestra's RUNNING: committed before the workflow's next step
-                self._append(inst, [], outbox=records)
+        if told is None and self._listeners:
+            told = _listeners.notify_recovered(self._listeners, wid, history, self._log)
+        if told:  # e.g. Orchestra's RUNNING: committed before the workflow's next step
+            self._append(inst, [], outbox=told)
         self._log.info("workflow recovered", workflow_id=wid,
                        workflow=executor.definition.name, events=len(history))  # fmt: skip
         self._carry_out(inst, executor, commands, [])
@@ -1471,6 +1553,26 @@ class _DueTimers:
         self.held: dict[str, builtins.list[_Due]] | None = None
         """Due timers by instance id while the inbox is applied first (a runtime opening, or a
         catch-up before timers fire); None otherwise."""
+
+
+@final
+class _Found:
+    """An unfinished instance read at open (see :meth:`Core._recover`)."""
+
+    __slots__ = ("deadline", "events", "history", "idle", "projection", "told", "wid")
+
+    def __init__(self, wid: str, history: builtins.list[ev.Event], projection: Projection) -> None:
+        self.wid = wid
+        self.history: builtins.list[ev.Event] | None = history
+        """Its journal; None once it is known idle (read again if it is replayed after all)."""
+        self.projection = projection
+        self.events = len(history)
+        self.idle = False
+        """It waits only on events and timers not yet due: it may stay evicted."""
+        self.deadline: float | None = None
+        """Its earliest deadline, when idle (None: it waits on events only)."""
+        self.told: tuple[OutboxRecord, ...] | None = None
+        """What listeners asked to commit when told of its recovery (None: not told yet)."""
 
 
 def _idle_at(inst: _Instance, now: float) -> bool:

@@ -15,9 +15,17 @@ from flowcore.engine.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
+    ActivityScheduled,
+    ChildCompleted,
+    ChildFailed,
+    ChildScheduled,
+    EventWaitStarted,
+    TimerFired,
+    TimerScheduled,
     WorkflowCanceled,
     WorkflowCompleted,
     WorkflowFailed,
+    WorkflowStarted,
     WorkflowTerminated,
 )
 
@@ -33,7 +41,15 @@ if TYPE_CHECKING:
     from flowcore.engine.executor import WorkflowExecutor
     from flowcore.journal.projection import Projection
 
-__all__ = ["TERMINAL_TYPES", "ActivityJob", "Terminal", "_Instance", "attempt_info", "retry_state"]
+__all__ = [
+    "TERMINAL_TYPES",
+    "ActivityJob",
+    "Terminal",
+    "_Instance",
+    "attempt_info",
+    "retry_state",
+    "waiting_only",
+]
 
 _MAKING: Final = threading.Lock()
 """Held while a job makes its CancelFlag (see ActivityJob.cancelled): rarely taken."""
@@ -266,3 +282,45 @@ def retry_state(history: Sequence[Event]) -> dict[int, tuple[int, float]]:
         elif isinstance(event, ActivityCompleted | ActivityFailed):
             state.pop(event.step, None)
     return state
+
+
+def waiting_only(history: Sequence[Event]) -> tuple[bool, float | None]:
+    """Whether a run's journal shows it waiting only on events and timers; its earliest deadline.
+
+    True when the run scheduled something (a wait, a timer, an activity or a child: its first
+    step is journaled) and no activity or child it scheduled is unfinished, so no code of it
+    runs until an event, a request or a deadline comes. It relies on the runtime journaling
+    an outcome together with the commands the workflow issued on it (one append), so a
+    committed history holds no step the workflow took but did not record; a journal is read
+    from the current run's start (continue-as-new replaces the history).
+
+    The deadline is the earliest of its timers and event-wait deadlines that did not fire.
+    It may be earlier than the live run's (a timer a ``first()`` disarmed leaves no event),
+    never later: waking early replays the run and finds nothing to do.
+    """
+    scheduled = False
+    open_steps: set[int] = set()
+    deadlines: dict[int, float] = {}
+    for event in history:
+        match event:
+            case WorkflowStarted():
+                scheduled = False
+                open_steps.clear()
+                deadlines.clear()
+            case ActivityScheduled() | ChildScheduled():
+                scheduled = True
+                open_steps.add(event.step)
+            case ActivityCompleted() | ActivityFailed() | ChildCompleted() | ChildFailed():
+                open_steps.discard(event.step)
+            case TimerScheduled():
+                scheduled = True
+                deadlines[event.step] = event.fire_at
+            case EventWaitStarted():
+                scheduled = True
+                if event.deadline is not None:
+                    deadlines[event.step] = event.deadline
+            case TimerFired():
+                deadlines.pop(event.step, None)
+            case _:
+                pass
+    return scheduled and not open_steps, min(deadlines.values(), default=None)

@@ -122,6 +122,8 @@ class Runtime(Core):
             or events) are evicted; an event, a cancel request or their earliest timer brings
             one back by replaying its journal. Workflows running activities or waiting on
             children are never evicted, so the bound can be exceeded while they are busy.
+            Recovery keeps the bound too: idle workflows beyond it are not replayed at open
+            but left evicted (a code change that diverges parks one when it comes back).
     """
 
     def __init__(

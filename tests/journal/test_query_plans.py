@@ -13,6 +13,7 @@ from typing import Any
 
 import flowcore
 from flowcore import Runtime
+from flowcore.journal import schema
 from flowcore.journal import sqlite as sqlite_module
 from flowcore.web import _queries
 
@@ -84,3 +85,81 @@ async def test_a_web_page_after_a_cursor_seeks_the_index(db_path, monkeypatch):
     plan = _plan(db_path, *seen[0])
     assert "SCAN workflows" not in plan, plan
     assert "SEARCH workflows USING INDEX workflows_by_created (created_at<?)" in plan, plan
+
+
+def _noting_reads(journal: Any, monkeypatch: Any) -> list[tuple[str, Any]]:
+    seen: list[tuple[str, Any]] = []
+    real = journal._read
+
+    async def noting(sql: str, params: Any) -> Any:
+        seen.append((sql, params))
+        return await real(sql, params)
+
+    monkeypatch.setattr(journal, "_read", noting)
+    return seen
+
+
+class TestNameAndStatus:
+    """A rare state of one workflow is found by seeking, however many rows the name has."""
+
+    _SEEK = "SEARCH workflows USING INDEX workflows_by_name_status (name=? AND status=?"
+
+    async def test_list_by_name_and_status_seeks_both(self, db_path, monkeypatch):
+        """Runtime.list (the CLI's and py-orchestrate's list too) seeks name and status at once."""
+        async with Runtime(db_path, workflows=[qp_flow]) as runtime:
+            await (await runtime.start(qp_flow, 1)).result(timeout=10)
+            seen = _noting_reads(runtime._journal, monkeypatch)
+            found = await runtime.list(name="qp_flow", status="completed")
+            monkeypatch.undo()
+        assert len(found) == 1
+        plan = _plan(db_path, *seen[0])
+        assert "SCAN workflows" not in plan, plan
+        assert self._SEEK + ")" in plan, plan
+
+    async def test_a_web_page_by_name_and_status_seeks_to_the_cursor(self, db_path, monkeypatch):
+        """The web API's filtered page after a cursor seeks name, status and creation time."""
+        async with Runtime(db_path, workflows=[qp_flow]) as runtime:
+            for i in range(3):
+                await (await runtime.start(qp_flow, i)).result(timeout=10)
+            first = await _queries.list_page(
+                runtime, name="qp_flow", status="completed", since=None, limit=1, cursor=None
+            )
+            assert first.next_cursor is not None
+            seen = _noting_reads(runtime._journal, monkeypatch)
+            await _queries.list_page(
+                runtime,
+                name="qp_flow",
+                status="completed",
+                since=None,
+                limit=1,
+                cursor=_queries.decode_cursor(first.next_cursor),
+            )
+            monkeypatch.undo()
+        plan = _plan(db_path, *seen[0])
+        assert self._SEEK + " AND created_at<?)" in plan, plan
+
+    async def test_counts_by_name_read_only_the_index(self, db_path, monkeypatch):
+        """The web API's per-state counts of one workflow read its index entries, no row."""
+        async with Runtime(db_path, workflows=[qp_flow]) as runtime:
+            await (await runtime.start(qp_flow, 1)).result(timeout=10)
+            seen = _noting_reads(runtime._journal, monkeypatch)
+            counts = await _queries.count_by_status(runtime, "qp_flow")
+            monkeypatch.undo()
+        assert counts["completed"] == 1
+        plan = _plan(db_path, *seen[0])
+        assert "USING COVERING INDEX workflows_by_name_status (name=?)" in plan, plan
+
+    async def test_an_owner_adds_the_index_to_a_file_without_it(self, db_path):
+        """A journal written before the index gets it at its next open, same schema version."""
+        async with Runtime(db_path, workflows=[qp_flow]) as runtime:
+            await (await runtime.start(qp_flow, 1)).result(timeout=10)
+        with closing(sqlite3.connect(db_path)) as con:
+            con.execute("DROP INDEX workflows_by_name_status")
+            con.commit()
+        async with Runtime(db_path, workflows=[qp_flow]) as runtime:
+            assert len(await runtime.list(name="qp_flow", status="completed")) == 1
+        with closing(sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True)) as con:
+            names = {n for (n,) in con.execute("SELECT name FROM sqlite_master")}
+            (version,) = con.execute("PRAGMA user_version").fetchone()
+        assert "workflows_by_name_status" in names
+        assert version == schema.SCHEMA_VERSION == 5

@@ -107,6 +107,20 @@ class TestFile:
         await asyncio.gather(*(journal.submit(op) for op in ops))
         assert journal.commits - before == 2
 
+    async def test_the_cap_never_splits_one_workflows_queued_ops(self, journal):
+        """Ops of one workflow queued together across the cap commit in the same transaction.
+
+        A run continuing as new is journaled as several appends submitted at once; recovery
+        trusts that a committed history holds every step the workflow took.
+        """
+        before = journal.commits
+        flow = Flow("last")
+        ops = [start(f"w{i}") for i in range(MAX_BATCH - 1)]
+        ops += [flow.start(), flow.schedule(1), flow.schedule(2)]
+        await asyncio.gather(*(journal.submit(op) for op in ops))
+        assert journal.commits - before == 1
+        assert len(await journal.history("last")) == 3
+
 
 class TestOwnership:
     @pytest.mark.usefixtures("journal")

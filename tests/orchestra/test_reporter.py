@@ -325,6 +325,23 @@ class TestRecovery:
             status(second["task_run_id"], "CANCELLED", "Workflow orc_waiting was canceled."),
         ]
 
+    async def test_workflows_left_evicted_at_open_hear_running(
+        self, db_path, server, reporter_args
+    ):
+        """Idle workflows recovery leaves evicted (over max_cached_workflows) report RUNNING too."""
+        async with Runtime(db_path, listeners=[OrchestraReporter(**reporter_args)]) as rt:
+            for i in range(3):
+                await rt.start(orc_waiting, id=f"orc-e{i}")
+            await delivered(server, 3)
+        second = {**reporter_args, "task_run_id": str(uuid.uuid4())}
+        reporter = OrchestraReporter(**second)
+        async with Runtime(db_path, listeners=[reporter], max_cached_workflows=1) as rt:
+            got = (await delivered(server, 6))[3:]
+            assert sum(1 for i in range(3) if rt._instances[f"orc-e{i}"].evicted) >= 1
+        assert (
+            got == [status(second["task_run_id"], "RUNNING", "Workflow orc_waiting resumed.")] * 3
+        )
+
     async def test_unreported_workflows_are_not_announced(self, db_path, server, reporter_args):
         """A recovered workflow the reporter does not follow commits no report."""
         async with Runtime(db_path) as rt:

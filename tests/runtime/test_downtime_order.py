@@ -143,8 +143,8 @@ class TestRequestsToEvictedWorkflows:
     async def test_events_queued_while_down_reach_workflows_recovery_evicted(
         self, db_path, monkeypatch
     ):
-        """Over the cache bound, recovery evicts the idle workflows (their deadlines lie
-        ahead); an event queued for each while no runtime ran reloads it and is taken.
+        """Over the cache bound, recovery leaves the idle workflows evicted (their deadlines
+        lie ahead); an event queued for each while no runtime ran reloads it and is taken.
 
         (A workflow whose deadline passed while down is never idle, so never evicted: its
         held timer keeps its order with the requests, as tested above.)"""
@@ -158,16 +158,16 @@ class TestRequestsToEvictedWorkflows:
         for wid in ids:
             inbox.post(str(db_path), "event", wid, {"name": "x", "payload": {"v": 1}})
         clock.advance(10)
-        evicted: list[str] = []
-        evict = Core._evict  # watched, to know the bound took effect
+        reloaded: list[str] = []
+        reload = Core._reload  # watched, to know the bound took effect
 
-        def watched(core: Core, inst: Any) -> None:
-            evicted.append(inst.id)
-            evict(core, inst)
+        async def watched(core: Core, inst: Any) -> None:
+            reloaded.append(inst.id)
+            await reload(core, inst)
 
-        monkeypatch.setattr(Core, "_evict", watched)
+        monkeypatch.setattr(Core, "_reload", watched)
         async with Runtime(db_path, clock=clock, max_cached_workflows=1) as rt:
             for wid in ids:
                 assert await rt.handle(wid).result(timeout=10) == {"v": 1}, wid
                 assert await events_of(rt, wid, TimerFired) == []
-        assert len(evicted) >= 3
+        assert len(reloaded) >= 3

@@ -75,7 +75,8 @@ if TYPE_CHECKING:
 __all__ = ["MAX_BATCH", "SqliteJournal"]
 
 MAX_BATCH: Final = 5_000
-"""Most ops one transaction takes; the rest wait for the next one."""
+"""Ops one transaction takes at most, but for those of the last op's workflow queued right
+after it (see ``SqliteJournal._take``); the rest wait for the next one."""
 
 _BUSY_TIMEOUT_MS: Final = 5_000
 _SYNCHRONOUS: Final = {"full": "FULL", "normal": "NORMAL"}
@@ -286,6 +287,7 @@ class SqliteJournal:
         version = await schema.check(writer, self._path)
         if version < schema.SCHEMA_VERSION:
             await schema.migrate(writer, version)
+        await schema.ensure_indexes(writer)
         mode = await schema.scalar(writer, "PRAGMA journal_mode = WAL")
         if str(mode).lower() != "wal":
             msg = f"journal {self._path!r} cannot use WAL mode (got {mode!r}); use a local disk"
@@ -469,13 +471,23 @@ class SqliteJournal:
             size = grown
 
     def _take(self) -> builtins.list[Queued]:
-        """The next batch: the oldest queued ops, at most MAX_BATCH."""
+        """The next batch: the oldest queued ops, MAX_BATCH of them, and the run of one id's.
+
+        The cut never falls between two queued ops of one workflow: a step the runtime
+        journals in several appends submitted at once (a run that continues as new: its last
+        events, the reset to the next run, that run's first step) commits whole or not at
+        all. Recovery relies on it: a committed history holds no step the workflow took but
+        did not record (see :func:`flowcore._instance.waiting_only`).
+        """
         batch = self._queue
-        if len(batch) <= MAX_BATCH:
+        cut = MAX_BATCH
+        while cut < len(batch) and batch[cut][0] == batch[cut - 1][0]:
+            cut += 1
+        if len(batch) <= cut:
             self._queue = []
             return batch
-        self._queue = batch[MAX_BATCH:]
-        return batch[:MAX_BATCH]
+        self._queue = batch[cut:]
+        return batch[:cut]
 
     def _reject_queued(self) -> None:
         error = self._failed_error if self._failure is not None else self._stopped_error
