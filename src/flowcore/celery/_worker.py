@@ -57,17 +57,22 @@ def register(app: Celery) -> None:
             **{t: {"queue": START_QUEUE} for t in START_TASKS},
         }
 
-    def activity_task(
+    def activity_task(  # noqa: PLR0917 - a Celery task: the message's positional args
+        task: Any,
         module: str,
         qualname: str,
         args: Any,
         kwargs: Any,
         info: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        done = _stored_outcome(app, task.request.id)
+        if done is not None:  # a redelivery of an attempt that already finished: not again
+            return done
         return run_activity(module, qualname, args, kwargs, info, loadable=_task_modules(app))
 
     app.task(
         name=ACTIVITY_TASK,
+        bind=True,
         shared=False,
         acks_late=True,
         reject_on_worker_lost=True,
@@ -100,6 +105,33 @@ def _check_json(app: Celery) -> None:
             f"result_serializer='json' on the Celery app (now {conf.task_serializer!r} and "
             f"{conf.result_serializer!r})"
         )
+
+
+def _stored_outcome(app: Celery, task_id: str | None) -> dict[str, Any] | None:
+    """The outcome already stored for this task id, if an earlier delivery finished it.
+
+    ``acks_late`` makes the broker deliver a task again when its message is not acknowledged
+    in time: a worker killed between storing the result and the ack, or (Redis broker) an
+    attempt that outlived ``visibility_timeout``, whose copy a busy worker then takes after
+    the first run finished. Task ids are deterministic per attempt, so a stored flowcore
+    outcome means this exact attempt completed (and the runtime may have recorded it): it is
+    returned again instead of running the activity a second time. If the result backend
+    cannot be read, the activity runs (at least once).
+    """
+    if not task_id:
+        return None
+    try:
+        meta = app.backend.get_task_meta(task_id, cache=False)
+    except Exception:  # noqa: BLE001 - unreadable: run it, as without the check
+        return None
+    result = meta.get("result") if meta.get("status") == "SUCCESS" else None
+    if (
+        isinstance(result, dict)
+        and len(result) == 1
+        and ("result" in result or "failure" in result)
+    ):
+        return result
+    return None
 
 
 def _task_modules(app: Celery) -> frozenset[str]:
