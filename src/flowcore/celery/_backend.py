@@ -108,6 +108,7 @@ class CeleryBackend:
         self._notes: dict[str, str] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._subscribed = False  # the collector's current connection subscribed (its thread)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log = lazy_logger("flowcore.celery")
 
@@ -293,11 +294,20 @@ class CeleryBackend:
     def _collect_loop(self) -> None:
         delay = 0.0
         while not self._stop.is_set():
+            self._subscribed = False
             try:
                 self._collect()
             except Exception as exc:  # noqa: BLE001 - Redis went away: reconnect with backoff
-                delay = min(max(delay * 2, 0.1), self._max_backoff)
-                self._log.warning("celery result collector lost Redis", error=str(exc))
+                # Back off while Redis stays unreachable; a connection that worked (Redis
+                # drops a subscriber whose notifications outgrow its pubsub output buffer
+                # limit: a large result) is retried at once, not after the last backoff.
+                grown = min(max(delay * 2, 0.1), self._max_backoff)
+                delay = 0.1 if self._subscribed else grown
+                self._log.warning(
+                    "celery result collector lost Redis; reconnecting",
+                    error=str(exc),
+                    retry_in=delay,
+                )
                 self._stop.wait(delay)
             else:
                 delay = 0.0
@@ -310,6 +320,7 @@ class CeleryBackend:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.psubscribe(pattern)
+            self._subscribed = True
             last_sweep = 0.0
             while not self._stop.is_set():
                 if time.monotonic() - last_sweep >= self._sweep_interval:
