@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import signal
 import time
 
@@ -47,6 +48,11 @@ async def cel_expiring_flow(key: str) -> str:
 @workflow
 async def cel_slow_square(i: int) -> int:
     return await cel_square(i, 3.0)
+
+
+@workflow
+async def cel_plus_one(x: int) -> int:
+    return await cel_add(x, 1)
 
 
 @workflow
@@ -230,6 +236,26 @@ class TestBrokerDown:
         # At least once: an attempt that finished while Redis was down could not store its
         # result or be acked, so its message came back after visibility_timeout and ran again.
         assert counts("cel_square")["7"] >= 1
+
+
+    async def test_tasks_a_restarted_broker_lost_are_sent_again(
+        self, tmp_path, redis_server, celery_app, start_worker, counts
+    ):
+        """Redis comes back without the last writes (killed with appendfsync everysec, a
+        failover to a lagging replica, no persistence): a task the runtime had sent is gone
+        with its "sent" marker. The runtime must send it again, not wait for ever."""
+        client = redis.Redis.from_url(redis_server.url)
+        async with Runtime(tmp_path / "fc.db", backend=CeleryBackend(celery_app)) as rt:
+            handle = await rt.start(cel_plus_one, 41, id="lost")
+            await assert_eventually(lambda: bool(client.keys("flowcore-sent:*")), timeout=10,
+                                    message="never sent")  # fmt: skip
+            client.close()
+            redis_server.stop()
+            shutil.rmtree(redis_server.dir / "appendonlydir")  # its data is gone
+            redis_server.start()
+            worker = start_worker()
+            assert await handle.result(timeout=30) == 42, worker.tail()
+        assert counts("cel_add") == {"41+1": 1}
 
 
 class TestNoWorkers:
