@@ -138,7 +138,7 @@ class TestWorkerCrash:
 
 @workflow
 async def cel_outlives_visibility(i: int) -> int:
-    return await cel_square(i, 4.5)
+    return await cel_square(i, 6.0)
 
 
 class TestRedelivery:
