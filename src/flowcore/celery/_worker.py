@@ -46,6 +46,10 @@ def register(app: Celery) -> None:
     pyorchestration's ``orchestration.tasks.orchestrate`` is forwarded the same way. It also
     routes both to that queue for senders using this app.
 
+    The worker runs activities only from modules it loads itself: those imported by the
+    module that defines the app, and the app's task modules (``Celery(include=[...])``,
+    ``app.conf.imports``). A message naming any other module fails its activity unimported.
+
     Raises:
         BackendError: the app does not use JSON for task messages and results.
     """
