@@ -69,9 +69,11 @@ def register(app: Celery) -> None:
         kwargs: Any,
         info: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        done = _stored_outcome(app, task.request.id)
-        if done is not None:  # a redelivery of an attempt that already finished: not again
-            return done
+        delivery = getattr(task.request, "delivery_info", None) or {}
+        if delivery.get("redelivered"):  # the broker says so: only then is a lookup worth it
+            done = _stored_outcome(app, task.request.id)
+            if done is not None:  # a redelivery of an attempt that already finished: not again
+                return done
         return run_activity(module, qualname, args, kwargs, info, loadable=_task_modules(app))
 
     app.task(
@@ -120,7 +122,9 @@ def _stored_outcome(app: Celery, task_id: str | None) -> dict[str, Any] | None:
     the first run finished. Task ids are deterministic per attempt, so a stored flowcore
     outcome means this exact attempt completed (and the runtime may have recorded it): it is
     returned again instead of running the activity a second time. If the result backend
-    cannot be read, the activity runs (at least once).
+    cannot be read, the activity runs (at least once). Checked only for a message the broker
+    marks ``redelivered`` (kombu's Redis transport marks the messages it restores), so a first
+    delivery costs no extra read.
     """
     if not task_id:
         return None
