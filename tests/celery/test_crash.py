@@ -237,7 +237,6 @@ class TestBrokerDown:
         # result or be acked, so its message came back after visibility_timeout and ran again.
         assert counts("cel_square")["7"] >= 1
 
-
     async def test_tasks_a_restarted_broker_lost_are_sent_again(
         self, tmp_path, redis_server, celery_app, start_worker, counts
     ):
