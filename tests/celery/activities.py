@@ -87,3 +87,15 @@ def cel_expiring(key: str) -> str:
     """Times out while no worker runs; a worker started later must not run it."""
     _count("cel_expiring", key)
     return key
+
+
+@activity(backend="celery")
+def cel_big(n: int) -> str:
+    """A result of ``n`` characters."""
+    return "x" * n
+
+
+@activity(backend="celery")
+def cel_len(s: str) -> int:
+    """The length of a (large) argument."""
+    return len(s)

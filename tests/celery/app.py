@@ -16,7 +16,13 @@ import flowcore.celery
 
 def make_app(url: str) -> Celery:
     """A Celery app on ``url`` set up the way flowcore needs it (JSON), with test timings."""
-    app = Celery("flowcore_tests", broker=url, backend=url, set_as_current=False)
+    app = Celery(
+        "flowcore_tests",
+        broker=url,
+        backend=url,
+        set_as_current=False,
+        include=["tests.celery.included"],  # loaded by the worker at start, not imported here
+    )
     app.conf.update(
         task_serializer="json",
         result_serializer="json",

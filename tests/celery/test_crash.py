@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import signal
 import time
 
@@ -47,6 +48,11 @@ async def cel_expiring_flow(key: str) -> str:
 @workflow
 async def cel_slow_square(i: int) -> int:
     return await cel_square(i, 3.0)
+
+
+@workflow
+async def cel_plus_one(x: int) -> int:
+    return await cel_add(x, 1)
 
 
 @workflow
@@ -130,6 +136,42 @@ class TestWorkerCrash:
         client.close()
 
 
+@workflow
+async def cel_outlives_visibility(i: int) -> int:
+    return await cel_square(i, 6.0)
+
+
+class TestRedelivery:
+    async def test_finished_attempt_delivered_again_does_not_run_again(
+        self, tmp_path, redis_server, celery_app, start_worker, counts
+    ):
+        """An attempt that outlives the broker's visibility_timeout (2 s here) is delivered
+        again while it runs; the busy worker takes the copy after finishing the attempt and
+        must return the stored result, not run it again (each rerun was redelivered in turn,
+        for ever)."""
+        worker = start_worker("w1", concurrency=1)
+        client = redis.Redis.from_url(redis_server.url)
+        copies = 0  # polls that saw the copy queued while the attempt ran
+
+        async def copy_queued() -> bool:
+            nonlocal copies
+            copies += counts("cel_square") == {"6": 1} and client.llen("celery") == 1
+            return copies > 0
+
+        def drained() -> bool:  # the copy was taken and acknowledged: nothing queued or held
+            return client.llen("celery") == 0 and client.hlen("unacked") == 0
+
+        async with Runtime(tmp_path / "fc.db", backend=CeleryBackend(celery_app)) as rt:
+            handle = await rt.start(cel_outlives_visibility, 6, id="long")
+            await assert_eventually(copy_queued, timeout=20, interval=0.05,
+                                    message=f"never redelivered; {worker.tail()}")  # fmt: skip
+            assert await handle.result(timeout=30) == 36, worker.tail()
+            await assert_eventually(drained, timeout=20, interval=0.05,
+                                    message="the copy ran (and was redelivered) again")  # fmt: skip
+        assert counts("cel_square") == {"6": 1}, "a finished attempt ran again"
+        client.close()
+
+
 class TestBrokerDown:
     async def test_dispatch_waits_for_the_broker_and_says_why(
         self, tmp_path, redis_server, celery_app, start_worker, counts
@@ -194,6 +236,25 @@ class TestBrokerDown:
         # At least once: an attempt that finished while Redis was down could not store its
         # result or be acked, so its message came back after visibility_timeout and ran again.
         assert counts("cel_square")["7"] >= 1
+
+    async def test_tasks_a_restarted_broker_lost_are_sent_again(
+        self, tmp_path, redis_server, celery_app, start_worker, counts
+    ):
+        """Redis comes back without the last writes (killed with appendfsync everysec, a
+        failover to a lagging replica, no persistence): a task the runtime had sent is gone
+        with its "sent" marker. The runtime must send it again, not wait for ever."""
+        client = redis.Redis.from_url(redis_server.url)
+        async with Runtime(tmp_path / "fc.db", backend=CeleryBackend(celery_app)) as rt:
+            handle = await rt.start(cel_plus_one, 41, id="lost")
+            await assert_eventually(lambda: bool(client.keys("flowcore-sent:*")), timeout=10,
+                                    message="never sent")  # fmt: skip
+            client.close()
+            redis_server.stop()
+            shutil.rmtree(redis_server.dir / "appendonlydir")  # its data is gone
+            redis_server.start()
+            worker = start_worker()
+            assert await handle.result(timeout=30) == 42, worker.tail()
+        assert counts("cel_add") == {"41+1": 1}
 
 
 class TestNoWorkers:

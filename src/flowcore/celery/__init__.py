@@ -12,6 +12,10 @@ On the workers' side, in the module that defines the Celery app::
 
     import flowcore.celery
     flowcore.celery.register(app)          # then: celery -A thatmodule worker
+    import myapp.activities                # or Celery(..., include=["myapp.activities"])
+
+A worker runs only activities of modules it loaded itself; it never imports a module because a
+message names it.
 """
 
 from __future__ import annotations

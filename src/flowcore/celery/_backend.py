@@ -61,6 +61,8 @@ class _Send:
     queue: str | None
     expires: datetime | None = None
     """When the attempt times out: a worker that receives it later discards it unrun."""
+    sent: bool = False
+    """The dispatcher sent it (or found it sent): the broker holds it, or a worker does."""
 
 
 @final
@@ -103,11 +105,13 @@ class CeleryBackend:
         seconds = expires.total_seconds() if hasattr(expires, "total_seconds") else expires
         self._marker_ttl = int(sent_marker_ttl or seconds or 86_400)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._sends: dict[str, _Send] = {}  # the message of each pending task id
         self._lock = threading.Lock()
         self._outbox: _queue.SimpleQueue[_Send] = _queue.SimpleQueue()
         self._notes: dict[str, str] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._subscribed = False  # the collector's current connection subscribed (its thread)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log = lazy_logger("flowcore.celery")
 
@@ -156,11 +160,13 @@ class CeleryBackend:
         loop = asyncio.get_running_loop()
         task_id = task_id_for(task)
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
-        with self._lock:
-            self._pending[task_id] = future
         queue_name = task.activity.queue or self.queue
         expires = None if timeout is None else datetime.now(UTC) + timedelta(seconds=timeout)
-        self._outbox.put(_Send(task_id, task.workflow_id, args, kwargs, queue_name, expires))
+        send = _Send(task_id, task.workflow_id, args, kwargs, queue_name, expires)
+        with self._lock:
+            self._pending[task_id] = future
+            self._sends[task_id] = send
+        self._outbox.put(send)
         try:
             if timeout is None:
                 meta = await future
@@ -179,6 +185,7 @@ class CeleryBackend:
             with self._lock:
                 if self._pending.get(task_id) is future:
                     del self._pending[task_id]
+                    self._sends.pop(task_id, None)
         return _outcome(meta, task_id)
 
     def pending_note(self, workflow_id: str) -> str | None:
@@ -201,7 +208,11 @@ class CeleryBackend:
 
     def _is_pending(self, task_id: str) -> bool:
         with self._lock:
-            future = self._pending.get(task_id)
+            return self._is_waited(task_id)
+
+    def _is_waited(self, task_id: str) -> bool:
+        """Whether a caller still waits for ``task_id`` (hold the lock)."""
+        future = self._pending.get(task_id)
         return future is not None and not future.done()
 
     # -- dispatcher thread ---------------------------------------------------------------------
@@ -261,18 +272,19 @@ class CeleryBackend:
         found = client.mget(
             [backend.get_key_for_task(i) for i in ids] + [SENT_PREFIX + i for i in ids]
         )
-        to_send = []
+        to_send: dict[str, _Send] = {}  # one send per task id (a lost task comes back here)
         for item, raw, marker in zip(batch, found[: len(ids)], found[len(ids) :], strict=True):
             meta = _decode(backend, raw)
             if meta is not None:
                 self._post(item.task_id, meta)  # computed before a crash: take it
             elif marker is None:
-                to_send.append(item)
-            # else: sent before a crash and not finished yet: the collector will see it
+                to_send.setdefault(item.task_id, item)
+            else:  # sent before (a crash, a resend) and not finished yet: the collector sees it
+                item.sent = True
         if not to_send:
             return
         with self.app.producer_or_acquire() as producer:
-            for item in to_send:
+            for item in to_send.values():
                 self.app.send_task(
                     ACTIVITY_TASK,
                     args=item.args,
@@ -287,22 +299,32 @@ class CeleryBackend:
                 # Marked right after its send: a crash in between only means this one task
                 # may be sent once more after recovery (at least once, same task id).
                 client.set(SENT_PREFIX + item.task_id, b"1", ex=self._marker_ttl)
+                item.sent = True
 
     # -- collector thread ----------------------------------------------------------------------
 
     def _collect_loop(self) -> None:
         delay = 0.0
         while not self._stop.is_set():
+            self._subscribed = False
             try:
-                self._collect()
+                self._collect(check_lost=delay > 0)
             except Exception as exc:  # noqa: BLE001 - Redis went away: reconnect with backoff
-                delay = min(max(delay * 2, 0.1), self._max_backoff)
-                self._log.warning("celery result collector lost Redis", error=str(exc))
+                # Back off while Redis stays unreachable; a connection that worked (Redis
+                # drops a subscriber whose notifications outgrow its pubsub output buffer
+                # limit: a large result) is retried at once, not after the last backoff.
+                grown = min(max(delay * 2, 0.1), self._max_backoff)
+                delay = 0.1 if self._subscribed else grown
+                self._log.warning(
+                    "celery result collector lost Redis; reconnecting",
+                    error=str(exc),
+                    retry_in=delay,
+                )
                 self._stop.wait(delay)
             else:
                 delay = 0.0
 
-    def _collect(self) -> None:
+    def _collect(self, *, check_lost: bool = False) -> None:
         backend = self.app.backend
         client = backend.client
         pattern = _text(backend.get_key_for_task(TASK_ID_PREFIX)) + "*"
@@ -310,7 +332,10 @@ class CeleryBackend:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.psubscribe(pattern)
+            self._subscribed = True
             last_sweep = 0.0
+            if check_lost:  # reconnected: Redis may have come back without some writes
+                self._send_lost(backend, client)
             while not self._stop.is_set():
                 if time.monotonic() - last_sweep >= self._sweep_interval:
                     self._sweep(backend, client)
@@ -328,6 +353,36 @@ class CeleryBackend:
         finally:
             with contextlib.suppress(Exception):
                 pubsub.close()
+
+    def _send_lost(self, backend: Any, client: Any) -> None:
+        """Send again the tasks Redis lost: sent, yet with neither a result nor a "sent" marker.
+
+        The marker is written after its message, so a Redis that came back without the marker
+        (killed with ``appendfsync everysec``, a failover to a lagging replica, no
+        persistence) lost the message too, and no worker will ever answer it. A worker that
+        had already taken it runs it twice at worst (at least once, same task id).
+        """
+        with self._lock:
+            sent = [s for s in self._sends.values() if s.sent and self._is_waited(s.task_id)]
+        lost: list[_Send] = []
+        for start in range(0, len(sent), _BATCH):
+            chunk = sent[start : start + _BATCH]
+            ids = [s.task_id for s in chunk]
+            found = client.mget(
+                [backend.get_key_for_task(i) for i in ids] + [SENT_PREFIX + i for i in ids]
+            )
+            for item, raw, marker in zip(chunk, found[: len(ids)], found[len(ids) :], strict=True):
+                if raw is None and marker is None:
+                    lost.append(item)
+        for item in lost:
+            item.sent = False
+            self._outbox.put(item)
+        if lost:
+            self._log.warning(
+                "celery broker lost tasks it had accepted (Redis restarted without them); "
+                "sending them again",
+                tasks=len(lost),
+            )
 
     def _sweep(self, backend: Any, client: Any) -> None:
         with self._lock:

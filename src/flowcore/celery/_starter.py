@@ -71,6 +71,7 @@ class CeleryStarter:
         self.queue = queue
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._connected = False  # the consumer thread's current connection worked
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log = lazy_logger("flowcore.celery")
 
@@ -117,28 +118,42 @@ class CeleryStarter:
     def _consume_loop(self) -> None:
         delay = 0.0
         while not self._stop.is_set():
+            self._connected = False
             try:
                 self._consume()
             except Exception as exc:  # noqa: BLE001 - broker went away: reconnect with backoff
-                delay = min(max(delay * 2, 0.1), 5.0)
-                self._log.warning("flowcore.start consumer lost the broker", error=str(exc))
+                # Back off while the broker stays down; a connection that worked is retried
+                # at once, not after the longest backoff an earlier outage reached.
+                grown = min(max(delay * 2, 0.1), 5.0)
+                delay = 0.1 if self._connected else grown
+                self._log.warning(
+                    "flowcore.start consumer lost the broker; reconnecting",
+                    error=str(exc),
+                    retry_in=delay,
+                )
                 self._stop.wait(delay)
             else:
                 delay = 0.0
 
     def _consume(self) -> None:
         queue = self.app.amqp.queues[self.queue]
-        with (
-            self.app.connection_for_read() as conn,
-            Consumer(
+        with self.app.connection_for_read() as conn:
+            # One try: kombu's own connection retries (seconds, blind to close()) would hold
+            # a runtime that stops while the broker is down; the loop above backs off instead.
+            conn.ensure_connection(max_retries=0)
+            with Consumer(
                 conn, queues=[queue], callbacks=[self._on_message], accept=["json"],
                 prefetch_count=64, on_decode_error=self._on_undecodable,
-            ),
-        ):  # fmt: skip
-            self._restore_unacked(conn)
-            while not self._stop.is_set():
-                with contextlib.suppress(socket.timeout, TimeoutError):
-                    conn.drain_events(timeout=0.5)
+            ):  # fmt: skip
+                self._connected = True
+                self._consume_from(conn)
+
+    def _consume_from(self, conn: Any) -> None:
+        """Requeue what a dead runtime held, then take requests until stopped."""
+        self._restore_unacked(conn)
+        while not self._stop.is_set():
+            with contextlib.suppress(socket.timeout, TimeoutError):
+                conn.drain_events(timeout=0.5)
 
     def _restore_unacked(self, conn: Any) -> None:
         """Requeue start requests a consumer that died (this runtime, SIGKILLed) left unacked.
