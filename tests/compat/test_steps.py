@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import logging
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 
 from flowcore import (
+    ActivityError,
+    ActivityTimeoutError,
     FailureInfo,
     PayloadError,
     RegistrationError,
@@ -257,6 +260,55 @@ class TestFailures:
             await run(db_path, "st_fail", {"name": "x"})
         assert caught.value.failure.is_caused_by(RuntimeError)
         assert ran == [1]
+
+    async def test_a_failed_run_names_the_pipeline_step_number(self, db_path):
+        """The run's error names the failing step by its @step number, not the journal's count.
+
+        It said "activity 'st_which:5:five' (step 3) failed": the journal's command number
+        (init is 1), which a pyorchestration user reads as step 3.
+        """
+
+        @step(1, state_class=Greeting, orchestration="st_which")
+        def one(state: Greeting) -> None: ...
+
+        @step(5, state_class=Greeting, orchestration="st_which")
+        def five(state: Greeting) -> None:
+            raise RuntimeError("broken")
+
+        with pytest.raises(WorkflowFailedError) as caught:
+            await run(db_path, "st_which", {"name": "x"})
+        failure = caught.value.failure
+        assert failure.short_type == "StepFailedError"
+        assert failure.message == (
+            "step 5 (five) of orchestration 'st_which' failed after 1 attempt: RuntimeError: broken"
+        )
+        assert "(step 3)" not in str(caught.value)
+        assert failure.is_caused_by(ActivityError)
+        assert failure.is_caused_by(RuntimeError)
+
+    async def test_a_timed_out_step_stays_an_activity_timeout(self, db_path):
+        """The failure chain keeps the step's own ActivityTimeoutError under StepFailedError."""
+
+        @step(1, state_class=Greeting, orchestration="st_slow", timeout=0.05)
+        async def slow(state: Greeting) -> None:
+            await asyncio.Event().wait()
+
+        with pytest.raises(WorkflowFailedError) as caught:
+            await run(db_path, "st_slow", {"name": "x"})
+        assert caught.value.failure.is_caused_by(ActivityTimeoutError)
+
+    async def test_a_state_that_cannot_be_built_names_step_0(self, db_path):
+        """A from_dict that raises fails the run as step 0, building the state from the payload."""
+
+        @step(1, state_class=Greeting, orchestration="st_nobuild")
+        def one(state: Greeting) -> None: ...
+
+        with pytest.raises(WorkflowFailedError) as caught:
+            await run(db_path, "st_nobuild", {"nome": "x"})
+        assert caught.value.failure.message == (
+            "step 0 (building the state from the payload) of orchestration 'st_nobuild' "
+            "failed after 1 attempt: KeyError: 'name'"
+        )
 
     async def test_per_step_retry_policy(self, db_path):
         """A step with a RetryPolicy is attempted again; its attempts are journaled."""
