@@ -548,15 +548,18 @@ def step(
     number: int,
     state_class: type[Any] | None = None,
     orchestration_name: str | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    skippable: bool = False,  # noqa: FBT001, FBT002 - pyorchestration's positional order
     *,
     orchestration: str = DEFAULT_ORCHESTRATION,
-    skippable: bool = False,
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
     config: Config = None,
-    config_file: str | os.PathLike[str] | None = None,
 ) -> Callable[[F], F]:
     """Register the decorated function as step ``number`` of an orchestration.
+
+    The first five parameters keep pyorchestration's positional order, so
+    ``@step(1, MyState, "nightly", "nightly.yml", True)`` works unchanged.
 
     Args:
         number: Steps run in ascending number order; two steps may not share one.

@@ -363,6 +363,23 @@ class TestConfig:
         init = next(e for e in history if isinstance(e, ActivityCompleted))
         assert init.result["cfg"] == {"name": "Andrea", "test": {"foo": "bar"}}
 
+    async def test_pyorchestration_positional_arguments(self, db_path, tmp_path):
+        """@step(number, state_class, orchestration_name, config_file, skippable) positionally."""
+        cfg_file = tmp_path / "positional.json"
+        cfg_file.write_text('{"greeting": "hello"}')
+
+        @step(1, Greeting, "st_positional", cfg_file, True)
+        def fails(state: Greeting) -> None:
+            raise RuntimeError(state.cfg["greeting"])
+
+        @step(2, Greeting, "st_positional")
+        def greets(state: Greeting) -> None:
+            state.said.append(state.cfg["greeting"])
+
+        result, _ = await run(db_path, "st_positional", {"name": "x"})
+        assert result.state["said"] == ["hello"]
+        assert [s.number for s in result.skipped] == [1]
+
     def test_unreadable_config_is_refused_at_registration(self, tmp_path):
         """An unknown config format (or YAML without PyYAML) is a RegistrationError up front."""
         with pytest.raises(RegistrationError, match="cannot read config"):
