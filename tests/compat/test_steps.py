@@ -348,6 +348,23 @@ class TestConfig:
         await run(db_path, "st_cfg", steps.run_payload({"name": "y"}, config={"batch": 99}))
         assert seen == [{"region": "eu", "batch": 10}, {"region": "eu", "batch": 99}]
 
+    async def test_a_step_changing_cfg_changes_neither_later_steps_nor_later_runs(self, db_path):
+        """Each step gets a copy of the run's journaled config, as the migration guide says."""
+        seen: list[dict[str, Any]] = []
+        steps.orchestration("st_cfg_copy", state_class=Greeting, config={"batch": 10})
+
+        @step(1, orchestration="st_cfg_copy")
+        def change(state: Greeting) -> None:
+            state.cfg["batch"] = 0
+
+        @step(2, orchestration="st_cfg_copy")
+        def read(state: Greeting, cfg: dict[str, Any]) -> None:
+            seen.append(dict(cfg))
+
+        await run(db_path, "st_cfg_copy", {"name": "x"})
+        await run(db_path, "st_cfg_copy", {"name": "y"})
+        assert seen == [{"batch": 10}, {"batch": 10}]
+
     async def test_toml_config_file_is_read_and_journaled(self, db_path, tmp_path):
         """A TOML file is read when the run starts; its contents are journaled with the state."""
         cfg_file = tmp_path / "pipeline.toml"
