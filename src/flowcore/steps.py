@@ -38,7 +38,9 @@ object, and be sync (run in a worker thread) or async. Steps always run in the r
 also under a remote default backend (``Runtime(backend=CeleryBackend(app))``). A **skippable**
 step that still fails after its retries is recorded (its ``activity_failed`` event, the run's
 custom status and :attr:`PipelineResult.skipped`) and the run continues with the state from
-before it; any other failing step fails the run with :class:`~flowcore.ActivityError`.
+before it; any other failing step fails the run with :class:`StepFailedError` (an
+:class:`~flowcore.ActivityError` naming the step by its number, its cause the step's own error;
+a failing ``from_dict`` or config read is step 0).
 
 State checkpoints: ``state.to_checkpoint()`` if the class defines it, else the instance's
 attributes except ``cfg``, encoded by flowcore's codec; restored by
@@ -79,6 +81,7 @@ __all__ = [
     "PipelineResult",
     "SkippedStep",
     "Step",
+    "StepFailedError",
     "get_orchestration",
     "orchestration",
     "run_payload",
@@ -126,6 +129,29 @@ class SkippedStep:
     """The step function's name."""
     error: str
     """The failure, as ``Type: message``."""
+
+
+@final
+class StepFailedError(ActivityError):
+    """A step (or step 0, building the state) failed after its retries and failed the run.
+
+    It is an :class:`~flowcore.ActivityError` whose message names the step by its ``@step``
+    number; ``step`` stays the journal's command number, as on every ActivityError.
+    """
+
+    def __init__(self, *, orchestration: str, number: int, name: str, error: ActivityError) -> None:
+        super().__init__(
+            activity=error.activity, step=error.step, attempts=error.attempts, failure=error.failure
+        )
+        self.orchestration = orchestration
+        self.number = number
+        """The ``@step`` number (0: building the state from the payload)."""
+        plural = "s" if error.attempts != 1 else ""
+        message = (
+            f"step {number} ({name}) of orchestration {orchestration!r} failed after "
+            f"{error.attempts} attempt{plural}: {error.failure}"
+        )
+        self.args = (message,)
 
 
 @final
@@ -323,7 +349,10 @@ class Orchestration:
 
 def _pipeline_body(orch: Orchestration) -> Callable[[Any], Any]:
     async def pipeline(payload: Any = None) -> PipelineResult:
-        init = await orch.init(payload)
+        try:
+            init = await orch.init(payload)
+        except ActivityError as exc:
+            raise _failed(orch, 0, "building the state from the payload", exc) from exc
         state, cfg = init["state"], init["cfg"]
         skipped: list[SkippedStep] = []
         for made in orch.ordered():
@@ -331,7 +360,7 @@ def _pipeline_body(orch: Orchestration) -> Callable[[Any], Any]:
                 state = await made.activity(state, cfg)
             except ActivityError as exc:
                 if not made.skippable:
-                    raise
+                    raise _failed(orch, made.number, made.name, exc) from exc
                 skipped.append(
                     SkippedStep(number=made.number, name=made.name, error=str(exc.failure))
                 )
@@ -340,6 +369,10 @@ def _pipeline_body(orch: Orchestration) -> Callable[[Any], Any]:
 
     pipeline.__qualname__ = f"pipeline[{orch.name}]"
     return pipeline
+
+
+def _failed(orch: Orchestration, number: int, name: str, exc: ActivityError) -> StepFailedError:
+    return StepFailedError(orchestration=orch.name, number=number, name=name, error=exc)
 
 
 def _step_runner(orch: Orchestration, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -515,15 +548,18 @@ def step(
     number: int,
     state_class: type[Any] | None = None,
     orchestration_name: str | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    skippable: bool = False,  # noqa: FBT001, FBT002 - pyorchestration's positional order
     *,
     orchestration: str = DEFAULT_ORCHESTRATION,
-    skippable: bool = False,
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
     config: Config = None,
-    config_file: str | os.PathLike[str] | None = None,
 ) -> Callable[[F], F]:
     """Register the decorated function as step ``number`` of an orchestration.
+
+    The first five parameters keep pyorchestration's positional order, so
+    ``@step(1, MyState, "nightly", "nightly.yml", True)`` works unchanged.
 
     Args:
         number: Steps run in ascending number order; two steps may not share one.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import logging
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 
 from flowcore import (
+    ActivityError,
+    ActivityTimeoutError,
     FailureInfo,
     PayloadError,
     RegistrationError,
@@ -258,6 +261,55 @@ class TestFailures:
         assert caught.value.failure.is_caused_by(RuntimeError)
         assert ran == [1]
 
+    async def test_a_failed_run_names_the_pipeline_step_number(self, db_path):
+        """The run's error names the failing step by its @step number, not the journal's count.
+
+        It said "activity 'st_which:5:five' (step 3) failed": the journal's command number
+        (init is 1), which a pyorchestration user reads as step 3.
+        """
+
+        @step(1, state_class=Greeting, orchestration="st_which")
+        def one(state: Greeting) -> None: ...
+
+        @step(5, state_class=Greeting, orchestration="st_which")
+        def five(state: Greeting) -> None:
+            raise RuntimeError("broken")
+
+        with pytest.raises(WorkflowFailedError) as caught:
+            await run(db_path, "st_which", {"name": "x"})
+        failure = caught.value.failure
+        assert failure.short_type == "StepFailedError"
+        assert failure.message == (
+            "step 5 (five) of orchestration 'st_which' failed after 1 attempt: RuntimeError: broken"
+        )
+        assert "(step 3)" not in str(caught.value)
+        assert failure.is_caused_by(ActivityError)
+        assert failure.is_caused_by(RuntimeError)
+
+    async def test_a_timed_out_step_stays_an_activity_timeout(self, db_path):
+        """The failure chain keeps the step's own ActivityTimeoutError under StepFailedError."""
+
+        @step(1, state_class=Greeting, orchestration="st_slow", timeout=0.05)
+        async def slow(state: Greeting) -> None:
+            await asyncio.Event().wait()
+
+        with pytest.raises(WorkflowFailedError) as caught:
+            await run(db_path, "st_slow", {"name": "x"})
+        assert caught.value.failure.is_caused_by(ActivityTimeoutError)
+
+    async def test_a_state_that_cannot_be_built_names_step_0(self, db_path):
+        """A from_dict that raises fails the run as step 0, building the state from the payload."""
+
+        @step(1, state_class=Greeting, orchestration="st_nobuild")
+        def one(state: Greeting) -> None: ...
+
+        with pytest.raises(WorkflowFailedError) as caught:
+            await run(db_path, "st_nobuild", {"nome": "x"})
+        assert caught.value.failure.message == (
+            "step 0 (building the state from the payload) of orchestration 'st_nobuild' "
+            "failed after 1 attempt: KeyError: 'name'"
+        )
+
     async def test_per_step_retry_policy(self, db_path):
         """A step with a RetryPolicy is attempted again; its attempts are journaled."""
         attempts: list[int] = []
@@ -296,6 +348,23 @@ class TestConfig:
         await run(db_path, "st_cfg", steps.run_payload({"name": "y"}, config={"batch": 99}))
         assert seen == [{"region": "eu", "batch": 10}, {"region": "eu", "batch": 99}]
 
+    async def test_a_step_changing_cfg_changes_neither_later_steps_nor_later_runs(self, db_path):
+        """Each step gets a copy of the run's journaled config, as the migration guide says."""
+        seen: list[dict[str, Any]] = []
+        steps.orchestration("st_cfg_copy", state_class=Greeting, config={"batch": 10})
+
+        @step(1, orchestration="st_cfg_copy")
+        def change(state: Greeting) -> None:
+            state.cfg["batch"] = 0
+
+        @step(2, orchestration="st_cfg_copy")
+        def read(state: Greeting, cfg: dict[str, Any]) -> None:
+            seen.append(dict(cfg))
+
+        await run(db_path, "st_cfg_copy", {"name": "x"})
+        await run(db_path, "st_cfg_copy", {"name": "y"})
+        assert seen == [{"batch": 10}, {"batch": 10}]
+
     async def test_toml_config_file_is_read_and_journaled(self, db_path, tmp_path):
         """A TOML file is read when the run starts; its contents are journaled with the state."""
         cfg_file = tmp_path / "pipeline.toml"
@@ -310,6 +379,23 @@ class TestConfig:
         assert seen == [{"name": "Andrea", "test": {"foo": "bar"}}]
         init = next(e for e in history if isinstance(e, ActivityCompleted))
         assert init.result["cfg"] == {"name": "Andrea", "test": {"foo": "bar"}}
+
+    async def test_pyorchestration_positional_arguments(self, db_path, tmp_path):
+        """@step(number, state_class, orchestration_name, config_file, skippable) positionally."""
+        cfg_file = tmp_path / "positional.json"
+        cfg_file.write_text('{"greeting": "hello"}')
+
+        @step(1, Greeting, "st_positional", cfg_file, True)
+        def fails(state: Greeting) -> None:
+            raise RuntimeError(state.cfg["greeting"])
+
+        @step(2, Greeting, "st_positional")
+        def greets(state: Greeting) -> None:
+            state.said.append(state.cfg["greeting"])
+
+        result, _ = await run(db_path, "st_positional", {"name": "x"})
+        assert result.state["said"] == ["hello"]
+        assert [s.number for s in result.skipped] == [1]
 
     def test_unreadable_config_is_refused_at_registration(self, tmp_path):
         """An unknown config format (or YAML without PyYAML) is a RegistrationError up front."""
