@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh global registry per test, a journal path, and a runtime factory."""
+"""Shared fixtures: a fresh global registry and logging configuration per test, a journal path."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 import pytest
+import structlog
 
 from flowcore import _definitions
 
@@ -22,6 +23,15 @@ def _fresh_registry() -> Iterator[None]:
     yield
     _definitions.default_registry.workflows = saved.workflows
     _definitions.default_registry.activities = saved.activities
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Restore structlog's configuration after each test: the CLI's ``main``, called in process
+    by some tests and harnesses, configures it (a WARNING filter would hide later tests' logs)."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
