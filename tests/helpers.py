@@ -181,6 +181,8 @@ class ReadCountingJournal(InMemoryJournal):
         super().__init__()
         self.history_reads = 0
         self.status_reads = 0
+        self.bulk_reads = 0
+        """``read_many`` calls (not counted in ``reads``)."""
 
     @property
     def reads(self) -> int:
@@ -194,3 +196,7 @@ class ReadCountingJournal(InMemoryJournal):
     async def status(self, workflow_id: str) -> Any:
         self.status_reads += 1
         return await super().status(workflow_id)
+
+    async def read_many(self, workflow_ids: Any) -> Any:
+        self.bulk_reads += 1
+        return await super().read_many(workflow_ids)

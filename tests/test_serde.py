@@ -283,6 +283,28 @@ class TestEncodeErrors:
         assert info.value.path == "$.items[1].owner"
         assert "values of type object are not supported" in str(info.value)
 
+    def test_awaitables_are_not_data(self):
+        """A coroutine or a future put in a payload is named as an awaitable to await first."""
+        import asyncio
+
+        async def fetch() -> int:
+            return 1
+
+        coro = fetch()
+        try:
+            with pytest.raises(PayloadError) as info:
+                serde.encode({"x": [coro]})
+        finally:
+            coro.close()
+        assert info.value.path == "$.x[0]"
+        assert "values of type coroutine are awaitables, not data: await it" in info.value.reason
+        loop = asyncio.new_event_loop()
+        try:
+            with pytest.raises(PayloadError, match=r"asyncio\.Future are awaitables"):
+                serde.encode(loop.create_future())
+        finally:
+            loop.close()
+
     def test_non_identifier_keys_are_quoted(self):
         """A dict key that is not an identifier appears quoted in the path."""
         with pytest.raises(PayloadError) as info:

@@ -840,15 +840,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
     since = _since(args.since)
 
     async def listing() -> int:
-        async with _readonly(args.db) as journal:
-            found = await journal.list(name=args.name, status=args.status, limit=args.limit)
+        limit = args.limit
+        async with _readonly(args.db) as journal:  # one more row tells whether more exist
+            found = await journal.list(name=args.name, status=args.status,
+                                       limit=limit + 1 if limit >= 0 else limit)  # fmt: skip
+        cut = len(found) > limit
         # newest first: the rows created since `since` are a prefix of the list
-        found = [s for s in found if since is None or s.created_at >= since]
+        found = [s for s in found[:limit] if since is None or s.created_at >= since]
         if args.json:
             _out(render.to_json([render.status_json(s) for s in found]))
         else:
             _out(render.list_table(found))
             _note_queued_starts(args)
+        if cut and limit > 0 and (since is None or len(found) == limit):
+            _say(f"showing the newest {limit}; more match: pass --limit N to see more")
         return EXIT_OK
 
     return _run_async(listing())

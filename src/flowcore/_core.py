@@ -60,7 +60,7 @@ from flowcore.journal.projection import Projection
 
 if TYPE_CHECKING:
     import builtins
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from anyio.abc import TaskGroup
     from structlog.typing import FilteringBoundLogger
@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from flowcore._definitions import ActivityDef, Registry
     from flowcore._inbox import InboxWatcher
     from flowcore._slots import Slots
+    from flowcore._status import WorkflowStatus
     from flowcore.abc import Backend, Clock, Journal
     from flowcore.backends.base import ActivityTask
     from flowcore.engine.events import Json
@@ -1354,9 +1355,11 @@ class Core:
         """
         found = await self._read_unfinished()
         asleep = self._asleep(found)
-        for item in found:
-            if item.history is None and item not in asleep:  # kept in memory after all
-                item.history = await self._journal.history(item.wid)
+        kept = [item for item in found if item.history is None and item not in asleep]
+        for chunk in _chunks(kept, _RECOVERY_CHUNK):  # kept in memory after all: read again
+            records = await self._journal.read_many([item.wid for item in chunk])
+            for item in chunk:
+                item.history = records[item.wid][0] if item.wid in records else []
         # Every instance is registered before any recovered work runs (a parent's child-waiter
         # must find its recovered child in memory): no await from here to the last one.
         parks = []
@@ -1373,26 +1376,41 @@ class Core:
 
     async def _read_unfinished(self) -> builtins.list[_Found]:
         """Read every unfinished instance; drop the histories of those that may stay evicted."""
-        now, bounded = self._now(), self._max_cached is not None
+        now, limit, ids = self._now(), self._max_cached, await self._journal.unfinished()
+        bounded = limit is not None and len(ids) > limit - limit // 10  # else all fit: keep all
         found: builtins.list[_Found] = []
-        for wid in await self._journal.unfinished():
-            history, row = await self._journal.history(wid), await self._journal.status(wid)
-            if not history or row is None:
-                continue
-            # A continued-as-new history starts at its last run: keep the first created_at.
-            projection = Projection(wid, created_at=row.created_at.timestamp())
-            for event in history:
-                projection.apply(event)
-            item = _Found(wid, history, projection)
-            if bounded and self._sleeps(item, history, now):
-                if self._listeners:  # told now: its history is not kept (see _recover_one)
-                    item.told = _listeners.notify_recovered(self._listeners, wid, history,
-                                                            self._log)  # fmt: skip
-                else:
-                    item.told = ()
-                item.history = None
-            found.append(item)
+        for chunk in _chunks(ids, _RECOVERY_CHUNK):
+            records = await self._journal.read_many(chunk)
+            for wid in chunk:
+                item = self._found(wid, records.get(wid), now, bounded=bounded)
+                if item is not None:
+                    found.append(item)
         return found
+
+    def _found(
+        self,
+        wid: str,
+        record: tuple[builtins.list[ev.Event], WorkflowStatus] | None,
+        now: float,
+        *,
+        bounded: bool,
+    ) -> _Found | None:
+        """An unfinished instance as read; its history dropped if it may stay evicted."""
+        if record is None or not record[0]:
+            return None
+        history, row = record
+        # A continued-as-new history starts at its last run: keep the first created_at.
+        projection = Projection(wid, created_at=row.created_at.timestamp())
+        for event in history:
+            projection.apply(event)
+        item = _Found(wid, history, projection)
+        if bounded and self._sleeps(item, history, now):
+            if self._listeners:  # told now: its history is not kept (see _recover_one)
+                item.told = _listeners.notify_recovered(self._listeners, wid, history, self._log)
+            else:
+                item.told = ()
+            item.history = None
+        return item
 
     def _sleeps(self, item: _Found, history: builtins.list[ev.Event], now: float) -> bool:
         """Whether ``item`` may stay evicted at open: it waits on events or timers not yet due."""
@@ -1502,6 +1520,14 @@ class Core:
 
 
 _T = TypeVar("_T")
+
+_RECOVERY_CHUNK: Final = 500
+"""Unfinished instances read per ``Journal.read_many`` at open (a bounded share in memory)."""
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _sniffio_cvar() -> contextvars.ContextVar[str | None] | None:

@@ -165,6 +165,17 @@ def _enc_unsupported(value: object, _active: set[int]) -> NoReturn:
     raise Fail(f"values of type {name} are not supported; supported are {SUPPORTED}")
 
 
+def _enc_awaitable(value: object, _active: set[int]) -> NoReturn:
+    # Never data: most often an activity call or a coroutine whose ``await`` was forgotten.
+    activity = getattr(value, "activity", None)
+    name = getattr(activity, "name", None)
+    if isinstance(name, str):
+        raise Fail(f"it is a call of activity {name!r} that was never awaited, not its result: "
+                   f"write 'await {name}(...)' and pass what it returns")  # fmt: skip
+    what = _type_name(type(value))
+    raise Fail(f"values of type {what} are awaitables, not data: await it and pass its result")
+
+
 def _enc_timedelta(value: dt.timedelta) -> float | str:
     """Seconds as a float when that is exact; else the exact decimal seconds as a string.
 
@@ -201,6 +212,8 @@ def _encoder_for(tp: type) -> _Encoder:
         return lambda v, active: _encode(v.value, active)
     if is_pydantic(tp):
         return _enc_pydantic
+    if hasattr(tp, "__await__"):  # before dataclasses: flowcore's awaitables are dataclasses
+        return _enc_awaitable
     if dataclasses.is_dataclass(tp) or is_namedtuple(tp):
         names = _field_names(tp)
         return lambda v, active: _enc_fields(v, names, active)

@@ -259,6 +259,16 @@ class TestInspection:
         assert rows[0]["kind"] == "workflow_started"
         assert set(rows[0]) == {"kind", "data", "at"}
 
+    def test_list_says_when_the_limit_cut_it(self, cli):
+        """list notes on stderr that more instances match than --limit shows; not otherwise."""
+        for i in range(3):
+            assert cli("run", "app:fan", "--payload", "1", "--id", f"f{i}").returncode == 0
+        cut = cli("list", "--limit", "2", "--json")
+        assert [s["id"] for s in json.loads(cut.stdout)] == ["f2", "f1"]
+        assert "showing the newest 2; more match: pass --limit N to see more" in cut.stderr
+        for args in (("--limit", "3"), ("--limit", "0"), ("--since", "2999-01-01")):
+            assert "more match" not in cli("list", *args).stderr, args
+
     def test_export_takes_json_as_a_no_op(self, cli):
         """export --json prints the same JSON rows as export (it always prints JSON)."""
         assert cli("run", "app:fan", "--payload", "1", "--id", "f1").returncode == 0

@@ -439,6 +439,37 @@ class TestQueries:
         await self._fill(journal)
         assert await journal.unfinished() == ["b", "c"]
 
+    async def test_read_many_equals_history_and_status(self, journal):
+        """read_many() gives what history() and status() give, for the ids that exist only."""
+        await self._fill(journal)
+        flow = Flow("d", name="delta")
+        await journal.submit(flow.start(at=4.0))
+        await journal.submit(flow.schedule(1, at=5.0, activity="x"))
+        await journal.submit(restart(flow, at=6.0, payload={"run": 2}))  # the last run only
+        got = await journal.read_many(["d", "nope", "a", "b", "d"])
+        assert set(got) == {"a", "b", "d"}
+        for wid in ("a", "b", "d"):
+            assert got[wid] == (await journal.history(wid), await journal.status(wid))
+        assert len(got["d"][0]) == 1
+        assert await journal.read_many([]) == {}
+
+    async def test_read_many_over_many_ids(self, journal):
+        """More ids than one query binds (1,200, with the events of each in order)."""
+        ids = [f"w{i:04}" for i in range(1200)]
+        for i, wid in enumerate(ids):
+            flow = Flow(wid)
+            await journal.submit(flow.start(at=float(i), payload=i))
+            if i % 3 == 0:
+                await journal.submit(flow.schedule(1, at=i + 0.5, activity=f"a{i}"))
+        got = await journal.read_many(ids[::-1])
+        assert sorted(got) == ids
+        for i, wid in enumerate(ids):
+            history, status = got[wid]
+            assert status.input == i
+            assert [e.kind for e in history] == (
+                ["workflow_started", "activity_scheduled"] if i % 3 == 0 else ["workflow_started"]
+            )
+
 
 class TestLifecycle:
     async def test_submit_before_open(self, make):

@@ -13,9 +13,11 @@ from typing import Any
 
 import flowcore
 from flowcore import Runtime
+from flowcore.engine.events import EventWaitStarted
 from flowcore.journal import schema
 from flowcore.journal import sqlite as sqlite_module
 from flowcore.web import _queries
+from tests.helpers import until_recorded
 
 
 @flowcore.activity
@@ -26,6 +28,11 @@ async def qp_echo(x: int) -> int:
 @flowcore.workflow
 async def qp_flow(x: int) -> int:
     return await qp_echo(x)
+
+
+@flowcore.workflow
+async def qp_waits(x: int) -> int:
+    return x + await flowcore.wait_event("go", type=int)
 
 
 def _plan(db: Any, sql: str, params: Any) -> str:
@@ -163,3 +170,28 @@ class TestNameAndStatus:
             (version,) = con.execute("PRAGMA user_version").fetchone()
         assert "workflows_by_name_status" in names
         assert version == schema.SCHEMA_VERSION == 5
+
+
+async def test_recovery_reads_histories_by_key(db_path, monkeypatch):
+    """Recovery's bulk reads seek each id through the primary keys, never a table scan."""
+    async with Runtime(db_path, workflows=[qp_waits]) as runtime:
+        for i in range(3):
+            await runtime.start(qp_waits, i, id=f"qw{i}")
+        for i in range(3):
+            await until_recorded(runtime, f"qw{i}", EventWaitStarted)
+    seen: list[tuple[str, Any]] = []
+    real = sqlite_module.SqliteJournal._read
+
+    async def noting(self: Any, sql: str, params: Any) -> Any:
+        seen.append((sql, params))
+        return await real(self, sql, params)
+
+    monkeypatch.setattr(sqlite_module.SqliteJournal, "_read", noting)
+    async with Runtime(db_path, workflows=[qp_waits]):
+        pass
+    monkeypatch.undo()
+    bulk = [(sql, p) for sql, p in seen if " IN (" in sql and len(p) == 3]
+    assert len(bulk) == 2, seen  # the status rows and the events of all three
+    for sql, params in bulk:
+        plan = _plan(db_path, sql, params)
+        assert "SCAN" not in plan, plan

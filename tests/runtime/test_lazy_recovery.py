@@ -30,7 +30,14 @@ from flowcore.engine.events import (
 )
 from flowcore.engine.executor import WorkflowExecutor
 from flowcore.testing import FakeClock, VirtualClock
-from tests.helpers import assert_eventually, completed, scheduled, started, until_recorded
+from tests.helpers import (
+    ReadCountingJournal,
+    assert_eventually,
+    completed,
+    scheduled,
+    started,
+    until_recorded,
+)
 
 HOUR = 3600.0
 calls: collections.Counter[str] = collections.Counter()
@@ -109,6 +116,23 @@ class TestOpen:
         assert results == [i * 10 + i for i in range(30)]
         assert set(calls.values()) == {1}  # no completed activity ran again
         assert len(calls) == 30
+
+    async def test_open_reads_the_journal_in_bulk(self):
+        """Open reads the unfinished instances a chunk at a time, not two round trips each
+        (20,000 waiting workflows opened in 2-4 s that way, 0.5-0.6 s in bulk)."""
+        journal = ReadCountingJournal()
+        ids = [f"w{i}" for i in range(30)]
+        async with Runtime(journal=journal, max_cached_workflows=None) as rt:
+            await start_waiting(rt, lz_approval, ids, EventWaitStarted)
+        journal.history_reads = journal.status_reads = journal.bulk_reads = 0
+        async with Runtime(journal=journal, max_cached_workflows=5) as rt:
+            assert (journal.reads, journal.bulk_reads) == (0, 2)  # all; those kept after all
+            assert 0 < in_memory(rt) <= 5
+            for i, wid in enumerate(ids):
+                await rt.send_event(wid, "go", i)
+            results = [await rt.result(wid, timeout=10) for wid in ids]
+        assert results == [i * 10 + i for i in range(30)]
+        assert set(calls.values()) == {1}
 
     async def test_the_most_recently_active_stay_in_memory(self, db_path, monkeypatch):
         """The cache is filled with the idle workflows last active, as a sweep would keep."""

@@ -48,6 +48,27 @@ async def un_fanned(x: int) -> list[int]:
     return [*await flowcore.gather(*calls), one, two]
 
 
+@workflow
+async def un_kid(payload: dict[str, int]) -> int:
+    return payload["x"]
+
+
+@workflow
+async def un_in_child_payload(x: int) -> int:
+    return await flowcore.child(un_kid, {"x": un_charge(x)})  # type: ignore[dict-item]
+
+
+@workflow
+async def un_as_argument(x: int) -> int:
+    return await un_charge(un_charge(x))  # type: ignore[arg-type]
+
+
+@workflow
+async def un_continued(x: int) -> int:
+    flowcore.continue_as_new(un_charge(x))  # type: ignore[arg-type]
+    return 0
+
+
 async def _run(wf: object, payload: int) -> object:
     async with Runtime(journal=InMemoryJournal(), clock=VirtualClock()) as runtime:
         return await (await runtime.start(wf, payload)).result(timeout=10)  # type: ignore[arg-type]
@@ -107,3 +128,26 @@ class TestUnawaitedCall:
         assert len(reported) == 1
         assert isinstance(reported[0], RuntimeWarning)
         assert "'un_charge' was called in workflow 'un_dropped'" in str(reported[0])
+
+
+class TestCallPassedAsData:
+    """A call passed on where a value belongs (a child's payload, an activity's argument, the
+    next run's input) fails the workflow with a PayloadError that names the call and the fix."""
+
+    @pytest.mark.parametrize(
+        ("wf", "path"),
+        [(un_in_child_payload, "$.x"), (un_as_argument, "$.args.x"), (un_continued, "$")],
+    )
+    async def test_the_error_names_the_call(self, wf, path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the dropped call's own warning
+            with pytest.raises(flowcore.WorkflowFailedError) as info:
+                await _run(wf, 4)
+        message = str(info.value)
+        assert f"PayloadError: cannot serialise value at {path}: it is a call of activity " in (
+            message
+        )
+        assert "'un_charge' that was never awaited, not its result: write 'await un_charge(" in (
+            message
+        )
+        assert RAN == []

@@ -165,6 +165,15 @@ class Journal(Protocol):
         """The status row of a workflow, or None if unknown."""
         ...
 
+    async def read_many(
+        self, workflow_ids: Sequence[str]
+    ) -> dict[str, tuple[builtins.list[Event], WorkflowStatus]]:
+        """The history and status row of each of ``workflow_ids`` that exists, in a few reads.
+
+        Recovery reads the unfinished instances with it, not with two round trips each.
+        """
+        ...
+
     async def list(
         self,
         *,

@@ -159,6 +159,19 @@ class InMemoryJournal:
         row = self._rows.get(workflow_id)
         return None if row is None else to_status(row)
 
+    async def read_many(
+        self, workflow_ids: Sequence[str]
+    ) -> dict[str, tuple[builtins.list[Event], WorkflowStatus]]:
+        """The history and status of each of ``workflow_ids`` that exists."""
+        self._check_open()
+        found: dict[str, tuple[builtins.list[Event], WorkflowStatus]] = {}
+        for wid in workflow_ids:
+            row = self._rows.get(wid)
+            if row is not None:
+                events = self._events.get(wid, ())
+                found[wid] = ([decode_event(k, d, at) for _, _, k, d, at in events], to_status(row))
+        return found
+
     async def unfinished(self) -> builtins.list[str]:
         """Ids of instances not in a terminal state, oldest first."""
         self._check_open()
