@@ -40,11 +40,8 @@ def _plan(db: Any, sql: str, params: Any) -> str:
         return " / ".join(row[3] for row in con.execute("EXPLAIN QUERY PLAN " + sql, params))
 
 
-async def test_recovery_reads_only_unfinished_rows(db_path, monkeypatch):
-    """Opening a runtime asks for unfinished ids through the status index, not a table scan."""
-    async with Runtime(db_path, workflows=[qp_flow]) as runtime:
-        for i in range(3):
-            await (await runtime.start(qp_flow, i)).result(timeout=10)
+async def _reads_of_an_open(db: Any, wf: Any, monkeypatch: Any) -> list[tuple[str, Any]]:
+    """The statements and parameters the journal reads while a runtime opens ``db``."""
     seen: list[tuple[str, Any]] = []
     real = sqlite_module.SqliteJournal._read
 
@@ -53,9 +50,18 @@ async def test_recovery_reads_only_unfinished_rows(db_path, monkeypatch):
         return await real(self, sql, params)
 
     monkeypatch.setattr(sqlite_module.SqliteJournal, "_read", noting)
-    async with Runtime(db_path, workflows=[qp_flow]):
+    async with Runtime(db, workflows=[wf]):
         pass
     monkeypatch.undo()
+    return seen
+
+
+async def test_recovery_reads_only_unfinished_rows(db_path, monkeypatch):
+    """Opening a runtime asks for unfinished ids through the status index, not a table scan."""
+    async with Runtime(db_path, workflows=[qp_flow]) as runtime:
+        for i in range(3):
+            await (await runtime.start(qp_flow, i)).result(timeout=10)
+    seen = await _reads_of_an_open(db_path, qp_flow, monkeypatch)
     recovery = [(sql, p) for sql, p in seen if sql == sqlite_module._UNFINISHED]
     assert recovery, "recovery did not run the unfinished-ids statement"
     plan = _plan(db_path, *recovery[0])
@@ -179,17 +185,7 @@ async def test_recovery_reads_histories_by_key(db_path, monkeypatch):
             await runtime.start(qp_waits, i, id=f"qw{i}")
         for i in range(3):
             await until_recorded(runtime, f"qw{i}", EventWaitStarted)
-    seen: list[tuple[str, Any]] = []
-    real = sqlite_module.SqliteJournal._read
-
-    async def noting(self: Any, sql: str, params: Any) -> Any:
-        seen.append((sql, params))
-        return await real(self, sql, params)
-
-    monkeypatch.setattr(sqlite_module.SqliteJournal, "_read", noting)
-    async with Runtime(db_path, workflows=[qp_waits]):
-        pass
-    monkeypatch.undo()
+    seen = await _reads_of_an_open(db_path, qp_waits, monkeypatch)
     bulk = [(sql, p) for sql, p in seen if " IN (" in sql and len(p) == 3]
     assert len(bulk) == 2, seen  # the status rows and the events of all three
     for sql, params in bulk:
