@@ -663,7 +663,7 @@ async def _progress(runtime: Runtime, wid: str) -> WorkflowStatus:
         if (status.updated_at, status.status) != seen:
             seen = (status.updated_at, status.status)
             items = render.timeline(await runtime.history(wid))
-        line = render.progress_line(status, items, time.time())
+        line = render.progress_line(status, items, time.time() if tty else None)
         if tty:
             width = max(20, _terminal_width() - 1)
             sys.stderr.write("\r\x1b[2K" + line[:width])

@@ -319,8 +319,12 @@ def _clock(ts: float) -> str:
 # -- progress -----------------------------------------------------------------------------------
 
 
-def progress_line(status: WorkflowStatus, items: Sequence[Item], now: float) -> str:
-    """One line: state, current activity, fan-out done/total, retries, waits, custom status."""
+def progress_line(status: WorkflowStatus, items: Sequence[Item], now: float | None) -> str:
+    """One line: state, current activity, fan-out done/total, retries, waits, custom status.
+
+    A timer shows as a countdown from ``now``; with ``now=None`` as the time it fires, so the
+    line changes only when the instance does (progress written to a log, not a terminal).
+    """
     parts = [status.status.value]
     if status.current_activity:
         parts.append(status.current_activity)
@@ -339,7 +343,9 @@ def progress_line(status: WorkflowStatus, items: Sequence[Item], now: float) -> 
     if waiting:
         parts.append(f"waiting for event {', '.join(map(repr, waiting))}")
     timers = [i.next_at for i in items if i.what == "timer" and i.state == "waiting" and i.next_at]
-    if timers:
+    if timers and now is None:
+        parts.append(f"sleeping until {_clock(min(timers))}")
+    elif timers and now is not None:
         parts.append(f"sleeping {max(0.0, min(timers) - now):.1f}s")
     if status.custom_status is not None:
         parts.append(_cell(status.custom_status))

@@ -70,6 +70,12 @@ async def approval(order: dict) -> str:
 @workflow
 async def boom() -> None:
     raise ValueError("kaput")
+
+
+@workflow
+async def napper(seconds: float) -> str:
+    await flowcore.sleep(seconds)
+    return "rested"
 """
 
 

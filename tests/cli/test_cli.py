@@ -20,6 +20,15 @@ class TestRun:
         assert "workflow fan id f1" in done.stderr
         assert "running" in done.stderr  # plain progress lines when not a TTY
 
+    def test_progress_into_a_log_changes_only_with_the_instance(self, cli):
+        """Not a TTY: a timer shows once as the time it fires, not as a countdown a line per
+        poll (a run waiting a day wrote 432,000 lines)."""
+        done = cli("run", "app:napper", "--payload", "1.0", "--id", "n1")
+        assert (done.returncode, done.stdout.strip()) == (0, '"rested"'), done.stderr
+        sleeping = [line for line in done.stderr.splitlines() if "sleeping" in line]
+        assert len(sleeping) == 1, done.stderr
+        assert sleeping[0].startswith("running · sleeping until 20"), sleeping
+
     @pytest.mark.parametrize("spelling", ["app.py", "./app.py", "{cwd}/app.py", "{cwd}/./app.py"])
     def test_module_as_a_file_path(self, cli, spelling):
         """MODULE may be the module's file, as a shell completes it: relative or absolute.
