@@ -172,7 +172,15 @@ def timeline(history: Sequence[ev.Event]) -> list[Item]:
             _match_events(item, items, unclaimed)
         else:
             _outcome(event, steps)
+    if items and items[-1].what in _ENDINGS:  # what it still waited on, a race's loser most often
+        for item in items:
+            if item.state in ("waiting", "running"):
+                _end(item, items[-1].at, "abandoned")
     return items
+
+
+_ENDINGS = frozenset({"completed", "failed", "workflow_canceled", "workflow_terminated"})
+"""Timeline items that end a run: nothing it scheduled is pending after them."""
 
 
 def _match_events(item: Item, items: Sequence[Item], unclaimed: dict[str, list[float]]) -> None:
