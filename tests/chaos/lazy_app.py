@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.chaos.chaos_app import _append, _Files, _log
 from tests.helpers import run_app
 from tests.runtime.crash_app import MODULUS, mix
 
@@ -133,29 +134,15 @@ def event_value(spec: Spec) -> int | None:
 # -- the worker -----------------------------------------------------------------------------------
 
 
-class _Files:
-    log = -1
-    acks = -1
-    stats = -1
-
-
-def _append(fd: int, line: str) -> None:
-    os.write(fd, line.encode())
-
-
-def _log(kind: str, label: str) -> None:
-    import flowcore
-
-    info = flowcore.activity_info()
-    key = info.idempotency_key
-    _append(_Files.log, f"{kind} {info.workflow_id} {info.op} {info.attempt} {label} {key}\n")
+_stats_fd = [-1]
+"""The stats file's descriptor (the log and the acks are the chaos worker's ``_Files``)."""
 
 
 def open_files(log: str, acks: str, stats: str) -> None:
     """Open (appending) the activity log, the acknowledgements and the stats file."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     _Files.log, _Files.acks = os.open(log, flags, 0o644), os.open(acks, flags, 0o644)
-    _Files.stats = os.open(stats, flags, 0o644)
+    _stats_fd[0] = os.open(stats, flags, 0o644)
 
 
 def define() -> dict[str, Any]:  # noqa: C901 - one small definition per shape
@@ -312,7 +299,7 @@ def _stats(rt: Any) -> None:
     live = [i for i in rt._instances.values() if not i.evicted]
     busy = sum(1 for i in live if not _idle_at(i, now))
     total = len(rt._instances)
-    _append(_Files.stats, f"open {time.time():.6f} {len(live)} {busy} {total}\n")
+    _append(_stats_fd[0], f"open {time.time():.6f} {len(live)} {busy} {total}\n")
 
 
 async def run(db: str, plan: list[Spec], shapes: dict[str, Any], *, t0: float) -> None:
