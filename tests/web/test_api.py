@@ -112,6 +112,35 @@ class TestStartAndSteer:
         assert r.status_code == 200, r.text
         assert (await _finished(web, "o-2"))["output"] == "res-a-1 approved by ann"
 
+    async def test_event_a_suspended_wait_cannot_take_is_422(self, web):
+        """A misfit event to a suspended instance with nothing held: 422, not a later failure.
+
+        Before, any event to a suspended instance was accepted (200) and, on resume, took the
+        wait and failed the workflow with PayloadError; the events sent after it were lost.
+        """
+        await web.client.post(
+            "/api/workflows",
+            json={"workflow": "web_api_order", "input": {"sku": "s", "qty": 1}, "id": "o-s"},
+        )
+
+        async def waiting() -> bool:
+            rows = (await web.client.get("/api/workflows/o-s/history")).json()
+            return any(r["kind"] == "event_wait_started" for r in rows)
+
+        await assert_eventually(waiting)
+        await web.runtime.suspend("o-s")
+        r = await web.client.post(
+            "/api/workflows/o-s/events", json={"name": "approval", "payload": {"who": "ann"}}
+        )
+        assert r.status_code == 422, r.text
+        assert "waits for event 'approval' of this type" in r.json()["error"]
+        r = await web.client.post(
+            "/api/workflows/o-s/events", json={"name": "approval", "payload": {"approver": "ann"}}
+        )
+        assert r.status_code == 200, r.text
+        await web.runtime.resume("o-s")
+        assert (await _finished(web, "o-s"))["output"] == "res-s-1 approved by ann"
+
     async def test_cancel(self, web):
         """POST .../cancel ends a waiting workflow canceled, with the reason in its history."""
         await web.client.post(
