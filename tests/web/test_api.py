@@ -253,6 +253,32 @@ class TestList:
         assert (await get("/api/counts?name=web_api_quick")).json()["completed"] == 2
 
 
+class TestIdsWithSlashes:
+    @pytest.mark.parametrize("suffix", ["history", "timeline", "stream"])
+    async def test_status_of_an_id_ending_like_a_route(self, web, suffix):
+        """GET of an id ending in '/history' (its '/' sent as %2F) is that id's status record.
+
+        Before, the '/history' route took it and answered with the history of the id before
+        the slash (a 404, or another instance's rows): the status could not be read at all.
+        """
+        wid = f"r/{suffix}"
+        r = await web.client.post(
+            "/api/workflows", json={"workflow": "web_api_quick", "input": 2, "id": wid}
+        )
+        assert r.status_code == 201, r.text
+        r = await web.client.get(f"/api/workflows/r%2F{suffix}")
+        assert r.status_code == 200, r.text
+        assert r.json()["id"] == wid
+        await _finished(web, wid)
+        rows = (await web.client.get(f"/api/workflows/r%2F{suffix}/history")).json()
+        assert rows[-1]["kind"] == "workflow_completed"
+        r = await web.client.get(f"/api/workflows/r%2F{suffix}/{suffix}")
+        assert r.status_code == 200, r.text
+        r = await web.client.get("/api/workflows/r%2Fnone")
+        assert r.status_code == 404
+        assert "'r/none'" in r.json()["error"]
+
+
 class TestText:
     async def test_lone_surrogates_in_the_journal_are_served(self, web):
         """Values holding a lone surrogate (which UTF-8 cannot encode) come back escaped."""

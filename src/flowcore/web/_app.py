@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -134,9 +135,14 @@ def create_app(
         Route("/api/counts", _handled(api.counts)),
         Route("/api/workflows", _handled(api.list), methods=["GET"]),
         Route("/api/workflows", api.steering(api.start), methods=["POST"]),
-        Route("/api/workflows/{wid:path}/history", _handled(api.history)),
-        Route("/api/workflows/{wid:path}/timeline", _handled(api.timeline)),
-        Route("/api/workflows/{wid:path}/stream", _handled(api.stream)),
+        *(
+            Route(f"/api/workflows/{{wid:path}}/{suffix}", _handled(api.suffixed(read, suffix)))
+            for suffix, read in (
+                ("history", api.history),
+                ("timeline", api.timeline),
+                ("stream", api.stream),
+            )
+        ),
         Route("/api/workflows/{wid:path}/events", api.steering(api.send_event), methods=["POST"]),
         Route("/api/workflows/{wid:path}/cancel", api.steering(api.cancel), methods=["POST"]),
         Route("/api/workflows/{wid:path}", _handled(api.status)),
@@ -237,6 +243,26 @@ class _Api:
             return await handler(request)
 
         return _handled(steer)
+
+    def suffixed(
+        self, handler: Callable[[Request], Awaitable[Response]], suffix: str
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap a ``{id}/SUFFIX`` reader: a suffix whose '/' came as %2F is part of the id.
+
+        The router sees the decoded path, so ``GET .../r%2Fhistory`` (the status of the id
+        ``r/history``) would otherwise be answered with the history of ``r``.
+        """
+
+        async def read(request: Request) -> Response:
+            raw = request.scope.get("raw_path")
+            if raw is not None:
+                _, slash, last = raw.partition(b"?")[0].rpartition(b"/")
+                if not slash or unquote(last.decode("latin-1")) != suffix:
+                    request.path_params["wid"] += "/" + suffix
+                    return await self.status(request)
+            return await handler(request)
+
+        return read
 
     # -- reading -------------------------------------------------------------------------------
 
