@@ -20,10 +20,10 @@ import hashlib
 import hmac
 import ipaddress
 import json
-from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote
 
+from starlette.requests import cookie_parser
 from starlette.responses import HTMLResponse, JSONResponse
 
 if TYPE_CHECKING:
@@ -181,14 +181,12 @@ def _presented(headers: dict[bytes, bytes]) -> bytes | None:
         return value.strip()
     raw = headers.get(b"cookie")
     if raw:
-        jar = SimpleCookie()
-        try:
-            jar.load(raw.decode("latin-1"))
-        except CookieError:
-            return None
-        morsel = jar.get(COOKIE)
-        if morsel is not None:
-            return unquote(morsel.value).encode(errors="surrogateescape")
+        # Starlette's lenient parser, as browsers read: http.cookies drops the whole header
+        # at a cookie it finds invalid (a JSON value, a space, no '='), and a browser sends
+        # those of every app on this host, whatever its port.
+        value = cookie_parser(raw.decode("latin-1")).get(COOKIE)
+        if value is not None:
+            return unquote(value).encode(errors="surrogateescape")
     return None
 
 
