@@ -184,9 +184,9 @@ def _presented(headers: dict[bytes, bytes]) -> bytes | None:
         # Starlette's lenient parser, as browsers read: http.cookies drops the whole header
         # at a cookie it finds invalid (a JSON value, a space, no '='), and a browser sends
         # those of every app on this host, whatever its port.
-        value = cookie_parser(raw.decode("latin-1")).get(COOKIE)
-        if value is not None:
-            return unquote(value).encode(errors="surrogateescape")
+        cookie = cookie_parser(raw.decode("latin-1")).get(COOKIE)
+        if cookie is not None:
+            return unquote(cookie).encode(errors="surrogateescape")
     return None
 
 
