@@ -334,6 +334,15 @@ class TestErrors:
         assert r.status_code == status, r.text
         assert needle in r.json()["error"]
 
+    async def test_unknown_status_filter_names_the_states(self, web):
+        """A status filter that is no state is a 422 that lists the states (it said only
+        "'RUNNING' is not a valid WorkflowState", typed ValueError)."""
+        r = await web.client.get("/api/workflows?status=RUNNING")
+        assert r.status_code == 422, r.text
+        assert r.json()["type"] == "InvalidField"
+        assert "'RUNNING'" in r.json()["error"]
+        assert "pending, running, parked" in r.json()["error"]
+
     async def test_conflicts(self, web):
         """A duplicate id and an event to a finished workflow are 409s."""
         r = await web.client.post(

@@ -35,6 +35,7 @@ from flowcore import _cli_render as render
 from flowcore import serde
 from flowcore._core import check_id
 from flowcore._lifespan import lifespan
+from flowcore._status import WorkflowState
 from flowcore.errors import (
     FlowcoreError,
     PayloadError,
@@ -274,7 +275,7 @@ class _Api:
         page = await _queries.list_page(
             self._runtime,
             name=query.get("name") or None,
-            status=query.get("status") or None,
+            status=_status_filter(query.get("status") or None),
             since=_since(query.get("since")),
             limit=limit,
             cursor=_queries.decode_cursor(cursor) if cursor else None,
@@ -381,6 +382,15 @@ def _check_input(fn: Callable[..., Any], payload: Any, *, takes_input: bool) -> 
     signature, hints, _ = serde.signature_hints(fn)
     first = next(iter(signature.parameters))
     serde.decode(payload, hints.get(first, Any), path="$.input")
+
+
+def _status_filter(text: str | None) -> str | None:
+    states = [s.value for s in WorkflowState]
+    if text is not None and text not in states:
+        raise ApiError(
+            422, f"status must be one of {', '.join(states)}, not {text!r}", "InvalidField"
+        )
+    return text
 
 
 def _int(text: str, name: str, low: int, high: int | None) -> int:
