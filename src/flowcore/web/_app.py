@@ -315,8 +315,10 @@ class _Api:
         after_text, source = (header, "Last-Event-ID") if header else (
             request.query_params.get("after"), "?after")  # fmt: skip
         after, run = parse_last_event_id(after_text or "0", source)
-        body = journal_stream(self._runtime, wid, after, run, heartbeat=self._heartbeat)
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        if request.method == "HEAD":  # no body to send: a stream would hold the connection
+            return Response(media_type="text/event-stream", headers=headers)
+        body = journal_stream(self._runtime, wid, after, run, heartbeat=self._heartbeat)
         return StreamingResponse(body, media_type="text/event-stream", headers=headers)
 
     # -- steering ------------------------------------------------------------------------------
