@@ -343,6 +343,30 @@ class TestErrors:
         assert "'RUNNING'" in r.json()["error"]
         assert "pending, running, parked" in r.json()["error"]
 
+    @pytest.mark.parametrize(
+        ("path", "body", "needle"),
+        [
+            ("/api/workflows", {"workflow": "web_api_quick", "payload": 1}, "'payload'"),
+            ("/api/workflows/u/events", {"name": "approval", "data": {"a": 1}}, "'data'"),
+            ("/api/workflows/u/cancel", {"why": "late"}, "'why'"),
+        ],
+    )
+    async def test_unknown_fields_are_422_not_dropped(self, web, path, body, needle):
+        """A misnamed field ('payload' for a start's 'input') is refused, naming the fields.
+
+        Before, it was ignored: the start ran with input null, the event was committed with
+        a null payload and the cancel without its reason, each answered as a success.
+        """
+        await web.runtime.start(web_api_order, WebOrder("u", 1), id="u")
+        r = await web.client.post(path, json=body)
+        assert r.status_code == 422, r.text
+        assert r.json()["type"] == "InvalidField"
+        assert needle in r.json()["error"]
+        assert "expected" in r.json()["error"]
+        assert [s.id for s in await web.runtime.list()] == ["u"]
+        assert not any(e.kind == "event_received" for e in await web.runtime.history("u"))
+        assert (await web.runtime.status("u")).status == "running"
+
     async def test_conflicts(self, web):
         """A duplicate id and an event to a finished workflow are 409s."""
         r = await web.client.post(

@@ -67,6 +67,7 @@ __all__ = ["DEFAULT_MAX_BODY", "close_streams", "create_app", "is_loopback_host"
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 """Largest request body accepted by default (bytes)."""
 _MAX_LIMIT: Final = 1000
+_START_FIELDS: Final = ("workflow", "input", "id", "version", "if_exists")
 _STATIC: Final = Path(__file__).parent / "static"
 _PAGE_HEADERS: Final = {
     "Content-Security-Policy": (
@@ -325,7 +326,7 @@ class _Api:
 
     async def start(self, request: Request) -> Response:
         """POST /api/workflows: start a workflow; 201 once its start is committed."""
-        body = await read_json(request, self._max_body)
+        body = _only(await read_json(request, self._max_body), _START_FIELDS)
         name = _field(body, "workflow", str, required=True)
         version = _field(body, "version", str)
         wid = _field(body, "id", str)
@@ -351,7 +352,7 @@ class _Api:
     async def send_event(self, request: Request) -> Response:
         """POST /api/workflows/{id}/events: send an event; 200 once it is committed."""
         wid = request.path_params["wid"]
-        body = await read_json(request, self._max_body)
+        body = _only(await read_json(request, self._max_body), ("name", "payload"))
         name = _field(body, "name", str, required=True)
         await self._runtime.send_event(wid, name, body.get("payload"))
         return _json({"id": wid, "event": name, "committed": True})
@@ -359,9 +360,22 @@ class _Api:
     async def cancel(self, request: Request) -> Response:
         """POST /api/workflows/{id}/cancel: request cancellation; 200 once it is committed."""
         wid = request.path_params["wid"]
-        body = await read_json(request, self._max_body)
+        body = _only(await read_json(request, self._max_body), ("reason",))
         await self._runtime.cancel(wid, _field(body, "reason", str))
         return _json({"id": wid, "cancel_requested": True})
+
+
+def _only(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """The body, unless it has a field the route does not take (a typo must not be dropped)."""
+    unknown = [key for key in body if key not in fields]
+    if unknown:
+        raise ApiError(
+            422,
+            f"unknown field {unknown[0]!r} in the request body; expected "
+            + ", ".join(repr(f) for f in fields),
+            "InvalidField",
+        )
+    return body
 
 
 def _field(body: dict[str, Any], key: str, kind: type, *, required: bool = False) -> Any:
