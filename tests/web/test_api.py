@@ -324,6 +324,9 @@ class TestErrors:
             ("get", "/api/workflows?cursor=WzEsMl0", None, 422, "invalid cursor 'WzEsMl0'"),
             # [1e400 as an integer, "x"]: float() of it overflows (it was a 500)
             ("get", "/api/workflows?cursor=" + _cursor([10**400, "x"]), None, 422, "cursor"),
+            # NaN or infinity (Python's json reads them): no page was ever after it (it was [])
+            ("get", "/api/workflows?cursor=" + _cursor([float("nan"), "x"]), None, 422, "cursor"),
+            ("get", "/api/workflows?cursor=" + _cursor([float("inf"), "x"]), None, 422, "cursor"),
             ("get", "/api/workflows?limit=0", None, 422, "limit"),
             ("get", "/api/workflows?since=yesterday", None, 422, "ISO 8601"),
         ],
