@@ -87,6 +87,17 @@ class TestToken:
             wrong = {"Authorization": b"Bearer " + token.encode("latin-1")}
             assert (await web.client.get("/api/counts", headers=wrong)).status_code == 401
 
+    @pytest.mark.parametrize("token", [" tok", "tok ", "tok\r", "tok\n"])
+    def test_token_with_surrounding_whitespace_is_refused(self, db_path, token):
+        """A token that begins or ends with whitespace is refused when the app is made.
+
+        Before, it was accepted, but a bearer header's value is read without its surrounding
+        whitespace, so no API client could ever match it (401 'wrong token' for everyone);
+        a token read from a file edited on Windows ends with '\r'.
+        """
+        with pytest.raises(ValueError, match="whitespace"):
+            create_app(Runtime(db_path), token=token)
+
     async def test_browser_gets_a_sign_in_page(self, db_path):
         """A page request without the token gets the sign-in form (401, no data)."""
         async with web_app(db_path, token=TOKEN) as web:

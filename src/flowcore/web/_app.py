@@ -120,6 +120,11 @@ def create_app(
     """
     if token is not None and not token.strip():
         raise ValueError("the token must not be empty")
+    if token is not None and token != token.strip():
+        raise ValueError(
+            "the token must not begin or end with whitespace (a bearer header cannot carry "
+            f"it): got {len(token)} characters, {len(token.strip())} without it"
+        )
     if host is not None and token is None and not is_loopback_host(host):
         raise ValueError(
             f"refusing to serve on non-loopback address {host!r} without a token: anyone "
