@@ -430,6 +430,24 @@ class TestErrors:
         if status == 405:
             assert "POST" in r.headers["allow"] or "GET" in r.headers["allow"]
 
+    @pytest.mark.parametrize(
+        ("method", "path", "needles"),
+        [
+            ("DELETE", "/api/workflows/x", ["DELETE", "/api/workflows/x", "GET"]),
+            ("GET", "/api/workflows/x/cancel", ["GET", "POST"]),  # cancel is a POST
+            ("GET", "/api/workflow", ["/api/workflow", "api/workflows"]),
+        ],
+    )
+    async def test_unrouted_requests_say_what_to_send(self, web, method, path, needles):
+        """A wrong method names the allowed ones; an unknown path points at the API's routes.
+
+        Before, the error was only 'Method Not Allowed' or 'Not Found'.
+        """
+        r = await web.client.request(method, path)
+        assert r.status_code in {404, 405}
+        for needle in needles:
+            assert needle in r.json()["error"], r.text
+
     async def test_invalid_json_is_422_with_the_reason(self, web):
         """A body that is not JSON gets a 422 saying where parsing failed."""
         r = await web.client.post(

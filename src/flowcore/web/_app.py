@@ -67,6 +67,11 @@ __all__ = ["DEFAULT_MAX_BODY", "close_streams", "create_app", "is_loopback_host"
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 """Largest request body accepted by default (bytes)."""
 _MAX_LIMIT: Final = 1000
+_ROUTES: Final = (
+    "the API's routes (under where the app is mounted) are GET and POST api/workflows, "
+    "GET api/counts, GET api/workflows/{id} and its /history, /timeline and /stream, "
+    "POST api/workflows/{id}/events and /cancel"
+)
 _START_FIELDS: Final = ("workflow", "input", "id", "version", "if_exists")
 _STATIC: Final = Path(__file__).parent / "static"
 _PAGE_HEADERS: Final = {
@@ -201,12 +206,18 @@ def _api_error(exc: Exception) -> ApiError:
             return ApiError(503, str(exc), kind)
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:  # noqa: ARG001
+async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (no route, wrong method) in the API's ``{error, type}`` shape."""
     assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
     kind = HTTPStatus(exc.status_code).phrase.replace(" ", "").replace("-", "")
+    message = exc.detail
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == HTTPStatus.NOT_FOUND and message == "Not Found":
+        message = f"no route for {where}; {_ROUTES}"
+    elif exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED and exc.headers:
+        message = f"{where} is not allowed; this route takes {exc.headers.get('Allow')}"
     return AsciiJSONResponse(
-        {"error": exc.detail, "type": kind}, status_code=exc.status_code, headers=exc.headers
+        {"error": message, "type": kind}, status_code=exc.status_code, headers=exc.headers
     )
 
 
@@ -296,7 +307,19 @@ class _Api:
 
     async def status(self, request: Request) -> Response:
         """GET /api/workflows/{id}: the status record."""
-        found = await self._runtime.status(request.path_params["wid"])
+        wid = request.path_params["wid"]
+        try:
+            found = await self._runtime.status(wid)
+        except WorkflowNotFoundError as exc:
+            head, _, last = wid.rpartition("/")
+            if head and last in {"events", "cancel"}:
+                raise ApiError(
+                    405,
+                    f"{request.method} {request.url.path} is not allowed (and no workflow has "
+                    f"the id {wid!r}): send {last} as POST with a JSON body",
+                    "MethodNotAllowed",
+                ) from exc
+            raise
         return _json(render.status_json(found))
 
     async def history(self, request: Request) -> Response:
