@@ -396,6 +396,22 @@ class TestErrors:
         assert again.json()["status"]["input"] == 1
         assert [s.id for s in await web.runtime.list()] == ["r"]
 
+    async def test_if_exists_return_with_another_workflows_id_is_409(self, web):
+        """if_exists=return on an id that another workflow holds is a 409, not its instance.
+
+        Before, the answer was 200 with the other workflow's status, as if the start asked
+        for had been made before: a client retrying its start took it for its own.
+        """
+        r = await web.client.post(
+            "/api/workflows", json={"workflow": "web_api_quick", "input": 1, "id": "other"}
+        )
+        assert r.status_code == 201, r.text
+        body = {"workflow": "web_api_no_input", "id": "other", "if_exists": "return"}
+        r = await web.client.post("/api/workflows", json=body)
+        assert r.status_code == 409, r.text
+        assert r.json()["type"] == "WorkflowAlreadyExistsError"
+        assert "'web_api_quick'" in r.json()["error"]
+
     async def test_concurrent_if_exists_return_starts_answer_one_201(self, web):
         """Of concurrent starts of one new id with if_exists=return, exactly one answers 201.
 

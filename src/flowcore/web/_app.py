@@ -373,6 +373,14 @@ class _Api:
         # before the start, which concurrent requests for one new id would all pass)
         created = handle._instance is not None  # noqa: SLF001 - the web API is part of the package
         status = await self._runtime.status(handle.id)
+        if not created and status.name != defn.name:
+            raise ApiError(
+                409,
+                f"id {handle.id!r} belongs to an instance of workflow {status.name!r}, not "
+                f"{defn.name!r}: if_exists='return' returns only an instance of the workflow "
+                "asked for; start this one under another id",
+                "WorkflowAlreadyExistsError",
+            )
         return _json(
             {"id": handle.id, "status": render.status_json(status)}, 201 if created else 200
         )
