@@ -464,6 +464,22 @@ class TestErrors:
         for needle in needles:
             assert needle in r.json()["error"], r.text
 
+    async def test_an_unexpected_error_keeps_the_json_shape(self, web, monkeypatch):
+        """A bug's 500 is JSON {error, type} too (it was Starlette's plain-text body), so
+        clients and the dashboard can show it; the server still logs the traceback."""
+
+        async def broken(wid):
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(web.runtime, "status", broken)
+        r = await web.client.get("/api/workflows/x")
+        assert r.status_code == 500
+        assert r.headers["content-type"] == "application/json"
+        assert r.json() == {
+            "error": "internal error (RuntimeError: boom); the server's log has the traceback",
+            "type": "InternalServerError",
+        }
+
     async def test_invalid_json_is_422_with_the_reason(self, web):
         """A body that is not JSON gets a 422 saying where parsing failed."""
         r = await web.client.post(

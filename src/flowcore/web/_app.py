@@ -166,7 +166,7 @@ def create_app(
     return Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan(runtime) if open_runtime else None,
     )
 
@@ -218,6 +218,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         message = f"{where} is not allowed; this route takes {exc.headers.get('Allow')}"
     return AsciiJSONResponse(
         {"error": message, "type": kind}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:  # noqa: ARG001
+    """A bug's 500 in the API's shape (Starlette re-raises it after, so the server logs it)."""
+    return AsciiJSONResponse(
+        {
+            "error": f"internal error ({type(exc).__name__}: {exc}); the server's log has "
+            "the traceback",
+            "type": "InternalServerError",
+        },
+        status_code=500,
     )
 
 
