@@ -498,6 +498,17 @@ class TestErrors:
         )
         assert r.status_code == 422
 
+    async def test_a_body_not_in_utf8_says_so(self, web):
+        """A Latin-1 body is a 422 that asks for UTF-8 (it only quoted the codec's error)."""
+        r = await web.client.post(
+            "/api/workflows",
+            content='{"workflow": "web_api_quick", "id": "caf\u00e9"}'.encode("latin-1"),
+            headers={"Content-Type": "application/json; charset=latin-1"},
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["type"] == "InvalidJSON"
+        assert "send the JSON as UTF-8" in r.json()["error"]
+
     async def test_deeply_nested_json_is_422(self, web):
         """A body nested beyond the parser's depth is a 422, not a server error."""
         depth = 100_000

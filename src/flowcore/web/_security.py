@@ -247,7 +247,11 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(body, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            422, f"the request body is not UTF-8 ({exc}): send the JSON as UTF-8", "InvalidJSON"
+        ) from exc
+    except ValueError as exc:
         raise ApiError(422, f"invalid JSON in the request body: {exc}", "InvalidJSON") from exc
     except RecursionError:
         raise ApiError(
