@@ -110,6 +110,14 @@ class WorkflowDef(Generic[I, R]):
         self.name = name
         self.version = version
         self.takes_input = bool(inspect.signature(fn).parameters)
+        try:  # called as fn(payload), or fn() without parameters
+            inspect.signature(fn).bind(*([None] if self.takes_input else []))
+        except TypeError as exc:
+            raise RegistrationError(
+                f"workflow {name!r} ({_origin(fn)}) cannot be called with its payload as its "
+                f"one positional argument ({exc}): make the payload's parameter the first, "
+                "positional one, and give any keyword-only parameter a default"
+            ) from None
         functools.update_wrapper(self, fn)
 
     def check_payload(self, payload: object, *, fix: str) -> None:

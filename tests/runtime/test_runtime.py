@@ -415,6 +415,19 @@ class TestBadInput:
             def not_async(x: int) -> int:  # type: ignore[arg-type]
                 return x
 
+    @pytest.mark.parametrize("source", ["*, x: int = 1", "*, x: int", "**kwargs: int",
+                                        "x: int = 1, *, y: int"])  # fmt: skip
+    def test_workflow_must_take_its_payload_positionally(self, source):
+        """A workflow the runtime cannot call as fn(payload) is refused when it is defined.
+
+        Before, it registered, and every start raised a bare TypeError ("takes 0 positional
+        arguments but 1 was given") from the runtime, a 500 over HTTP.
+        """
+        namespace: dict = {}
+        exec(f"async def kw_flow({source}) -> int:\n    return 1", namespace)  # noqa: S102
+        with pytest.raises(RegistrationError, match=r"kw_flow.*payload"):
+            workflow(namespace["kw_flow"])
+
 
 class TestFailuresAndRetries:
     async def test_activity_error_is_catchable_for_compensation(self, db_path):

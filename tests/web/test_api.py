@@ -112,6 +112,35 @@ class TestStartAndSteer:
         assert r.status_code == 200, r.text
         assert (await _finished(web, "o-2"))["output"] == "res-a-1 approved by ann"
 
+    async def test_event_a_suspended_wait_cannot_take_is_422(self, web):
+        """A misfit event to a suspended instance with nothing held: 422, not a later failure.
+
+        Before, any event to a suspended instance was accepted (200) and, on resume, took the
+        wait and failed the workflow with PayloadError; the events sent after it were lost.
+        """
+        await web.client.post(
+            "/api/workflows",
+            json={"workflow": "web_api_order", "input": {"sku": "s", "qty": 1}, "id": "o-s"},
+        )
+
+        async def waiting() -> bool:
+            rows = (await web.client.get("/api/workflows/o-s/history")).json()
+            return any(r["kind"] == "event_wait_started" for r in rows)
+
+        await assert_eventually(waiting)
+        await web.runtime.suspend("o-s")
+        r = await web.client.post(
+            "/api/workflows/o-s/events", json={"name": "approval", "payload": {"who": "ann"}}
+        )
+        assert r.status_code == 422, r.text
+        assert "waits for event 'approval' of this type" in r.json()["error"]
+        r = await web.client.post(
+            "/api/workflows/o-s/events", json={"name": "approval", "payload": {"approver": "ann"}}
+        )
+        assert r.status_code == 200, r.text
+        await web.runtime.resume("o-s")
+        assert (await _finished(web, "o-s"))["output"] == "res-s-1 approved by ann"
+
     async def test_cancel(self, web):
         """POST .../cancel ends a waiting workflow canceled, with the reason in its history."""
         await web.client.post(
@@ -224,6 +253,32 @@ class TestList:
         assert (await get("/api/counts?name=web_api_quick")).json()["completed"] == 2
 
 
+class TestIdsWithSlashes:
+    @pytest.mark.parametrize("suffix", ["history", "timeline", "stream"])
+    async def test_status_of_an_id_ending_like_a_route(self, web, suffix):
+        """GET of an id ending in '/history' (its '/' sent as %2F) is that id's status record.
+
+        Before, the '/history' route took it and answered with the history of the id before
+        the slash (a 404, or another instance's rows): the status could not be read at all.
+        """
+        wid = f"r/{suffix}"
+        r = await web.client.post(
+            "/api/workflows", json={"workflow": "web_api_quick", "input": 2, "id": wid}
+        )
+        assert r.status_code == 201, r.text
+        r = await web.client.get(f"/api/workflows/r%2F{suffix}")
+        assert r.status_code == 200, r.text
+        assert r.json()["id"] == wid
+        await _finished(web, wid)
+        rows = (await web.client.get(f"/api/workflows/r%2F{suffix}/history")).json()
+        assert rows[-1]["kind"] == "workflow_completed"
+        r = await web.client.get(f"/api/workflows/r%2F{suffix}/{suffix}")
+        assert r.status_code == 200, r.text
+        r = await web.client.get("/api/workflows/r%2Fnone")
+        assert r.status_code == 404
+        assert "'r/none'" in r.json()["error"]
+
+
 class TestText:
     async def test_lone_surrogates_in_the_journal_are_served(self, web):
         """Values holding a lone surrogate (which UTF-8 cannot encode) come back escaped."""
@@ -269,6 +324,9 @@ class TestErrors:
             ("get", "/api/workflows?cursor=WzEsMl0", None, 422, "invalid cursor 'WzEsMl0'"),
             # [1e400 as an integer, "x"]: float() of it overflows (it was a 500)
             ("get", "/api/workflows?cursor=" + _cursor([10**400, "x"]), None, 422, "cursor"),
+            # NaN or infinity (Python's json reads them): no page was ever after it (it was [])
+            ("get", "/api/workflows?cursor=" + _cursor([float("nan"), "x"]), None, 422, "cursor"),
+            ("get", "/api/workflows?cursor=" + _cursor([float("inf"), "x"]), None, 422, "cursor"),
             ("get", "/api/workflows?limit=0", None, 422, "limit"),
             ("get", "/api/workflows?since=yesterday", None, 422, "ISO 8601"),
         ],
@@ -278,6 +336,39 @@ class TestErrors:
         r = await getattr(web.client, method)(path, **({"json": body} if body else {}))
         assert r.status_code == status, r.text
         assert needle in r.json()["error"]
+
+    async def test_unknown_status_filter_names_the_states(self, web):
+        """A status filter that is no state is a 422 that lists the states (it said only
+        "'RUNNING' is not a valid WorkflowState", typed ValueError)."""
+        r = await web.client.get("/api/workflows?status=RUNNING")
+        assert r.status_code == 422, r.text
+        assert r.json()["type"] == "InvalidField"
+        assert "'RUNNING'" in r.json()["error"]
+        assert "pending, running, parked" in r.json()["error"]
+
+    @pytest.mark.parametrize(
+        ("path", "body", "needle"),
+        [
+            ("/api/workflows", {"workflow": "web_api_quick", "payload": 1}, "'payload'"),
+            ("/api/workflows/u/events", {"name": "approval", "data": {"a": 1}}, "'data'"),
+            ("/api/workflows/u/cancel", {"why": "late"}, "'why'"),
+        ],
+    )
+    async def test_unknown_fields_are_422_not_dropped(self, web, path, body, needle):
+        """A misnamed field ('payload' for a start's 'input') is refused, naming the fields.
+
+        Before, it was ignored: the start ran with input null, the event was committed with
+        a null payload and the cancel without its reason, each answered as a success.
+        """
+        await web.runtime.start(web_api_order, WebOrder("u", 1), id="u")
+        r = await web.client.post(path, json=body)
+        assert r.status_code == 422, r.text
+        assert r.json()["type"] == "InvalidField"
+        assert needle in r.json()["error"]
+        assert "expected" in r.json()["error"]
+        assert [s.id for s in await web.runtime.list()] == ["u"]
+        assert not any(e.kind == "event_received" for e in await web.runtime.history("u"))
+        assert (await web.runtime.status("u")).status == "running"
 
     async def test_conflicts(self, web):
         """A duplicate id and an event to a finished workflow are 409s."""
@@ -304,6 +395,22 @@ class TestErrors:
         assert again.status_code == 200, again.text
         assert again.json()["status"]["input"] == 1
         assert [s.id for s in await web.runtime.list()] == ["r"]
+
+    async def test_if_exists_return_with_another_workflows_id_is_409(self, web):
+        """if_exists=return on an id that another workflow holds is a 409, not its instance.
+
+        Before, the answer was 200 with the other workflow's status, as if the start asked
+        for had been made before: a client retrying its start took it for its own.
+        """
+        r = await web.client.post(
+            "/api/workflows", json={"workflow": "web_api_quick", "input": 1, "id": "other"}
+        )
+        assert r.status_code == 201, r.text
+        body = {"workflow": "web_api_no_input", "id": "other", "if_exists": "return"}
+        r = await web.client.post("/api/workflows", json=body)
+        assert r.status_code == 409, r.text
+        assert r.json()["type"] == "WorkflowAlreadyExistsError"
+        assert "'web_api_quick'" in r.json()["error"]
 
     async def test_concurrent_if_exists_return_starts_answer_one_201(self, web):
         """Of concurrent starts of one new id with if_exists=return, exactly one answers 201.
@@ -339,6 +446,40 @@ class TestErrors:
         if status == 405:
             assert "POST" in r.headers["allow"] or "GET" in r.headers["allow"]
 
+    @pytest.mark.parametrize(
+        ("method", "path", "needles"),
+        [
+            ("DELETE", "/api/workflows/x", ["DELETE", "/api/workflows/x", "GET"]),
+            ("GET", "/api/workflows/x/cancel", ["GET", "POST"]),  # cancel is a POST
+            ("GET", "/api/workflow", ["/api/workflow", "api/workflows"]),
+        ],
+    )
+    async def test_unrouted_requests_say_what_to_send(self, web, method, path, needles):
+        """A wrong method names the allowed ones; an unknown path points at the API's routes.
+
+        Before, the error was only 'Method Not Allowed' or 'Not Found'.
+        """
+        r = await web.client.request(method, path)
+        assert r.status_code in {404, 405}
+        for needle in needles:
+            assert needle in r.json()["error"], r.text
+
+    async def test_an_unexpected_error_keeps_the_json_shape(self, web, monkeypatch):
+        """A bug's 500 is JSON {error, type} too (it was Starlette's plain-text body), so
+        clients and the dashboard can show it; the server still logs the traceback."""
+
+        async def broken(wid):
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(web.runtime, "status", broken)
+        r = await web.client.get("/api/workflows/x")
+        assert r.status_code == 500
+        assert r.headers["content-type"] == "application/json"
+        assert r.json() == {
+            "error": "internal error (RuntimeError: boom); the server's log has the traceback",
+            "type": "InternalServerError",
+        }
+
     async def test_invalid_json_is_422_with_the_reason(self, web):
         """A body that is not JSON gets a 422 saying where parsing failed."""
         r = await web.client.post(
@@ -356,6 +497,17 @@ class TestErrors:
             headers={"Content-Type": "application/json"},
         )
         assert r.status_code == 422
+
+    async def test_a_body_not_in_utf8_says_so(self, web):
+        """A Latin-1 body is a 422 that asks for UTF-8 (it only quoted the codec's error)."""
+        r = await web.client.post(
+            "/api/workflows",
+            content='{"workflow": "web_api_quick", "id": "caf\u00e9"}'.encode("latin-1"),
+            headers={"Content-Type": "application/json; charset=latin-1"},
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["type"] == "InvalidJSON"
+        assert "send the JSON as UTF-8" in r.json()["error"]
 
     async def test_deeply_nested_json_is_422(self, web):
         """A body nested beyond the parser's depth is a 422, not a server error."""

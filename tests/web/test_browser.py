@@ -17,6 +17,7 @@ import pytest
 
 import flowcore
 from flowcore import activity, workflow
+from tests.helpers import assert_eventually
 
 CHROMIUM = pathlib.Path("/usr/bin/chromium")
 ARTIFACTS = pathlib.Path(__file__).parent.parent.parent / "test-artifacts"
@@ -189,4 +190,116 @@ class TestDashboard:
             cookies = {c["domain"]: c for c in await page.context.cookies()}
             assert cookies["flowcore.test"]["secure"] is True
             assert cookies["127.0.0.1"]["secure"] is False
+            assert errors == []
+
+    async def test_a_late_answer_never_replaces_a_newer_timeline(self, web, chromium):
+        """An older timeline answer that arrives after a newer one is not shown.
+
+        Each stream message schedules a timeline refresh; when an earlier one was slow (a long
+        history), its stale answer arrived after the final one and put a finished workflow
+        back to 'running' on the page until the next commit (for a finished one: for good).
+        """
+        from playwright.async_api import expect
+
+        await web.runtime.start(web_browser_order, "late", id="order-late")
+
+        async def waiting() -> bool:
+            history = await web.runtime.history("order-late")
+            return any(e.kind == "event_wait_started" for e in history)
+
+        await assert_eventually(waiting)
+        held: list = []
+        caught = asyncio.Event()
+
+        async def hold_the_first(route):
+            if not held:  # answered by the server now, handed to the page later
+                held.append((route, await route.fetch()))
+                caught.set()
+            else:
+                await route.continue_()
+
+        async with browser_page(chromium) as (page, errors):
+            await page.goto(web.url + "/workflow?id=order-late")
+            await expect(page.locator("#live")).to_have_text("live")
+            await page.evaluate(
+                """() => { var api = flowcore.api; window.inFlight = 0;
+                flowcore.api = async function () {
+                  window.inFlight++;
+                  try {
+                    var data = await api.apply(this, arguments);
+                    if (data && data.stale) { window.staleAnswered = true; }
+                    return data;
+                  } finally { window.inFlight--; }
+                }; }"""
+            )
+            await page.route("**/api/workflows/order-late/timeline", hold_the_first)
+            await web.runtime.send_event("order-late", "noise", 1)  # a refresh, held
+            async with asyncio.timeout(10):
+                await caught.wait()
+            await web.runtime.send_event("order-late", "approval", {"approver": "pat"})
+            status = page.locator('dd[data-field="status"] .status')
+            await expect(status).to_have_text("completed")
+            await expect(page.locator("#live")).to_have_text("finished")
+            # (polled: the page's CSP forbids the eval that wait_for_function uses)
+            await assert_eventually(lambda: page.evaluate("window.inFlight === 1"))  # held one
+            route, answer = held[0]
+            stale = {**await answer.json(), "stale": True}
+            assert stale["status"]["status"] == "running"
+            await route.fulfill(response=answer, json=stale)
+            await assert_eventually(lambda: page.evaluate("window.staleAnswered === true"))
+            await page.evaluate("() => new Promise(resolve => setTimeout(resolve, 0))")
+            assert await status.inner_text() == "completed"
+            assert errors == []
+
+    async def test_a_late_list_answer_never_replaces_the_filtered_list(self, web, chromium):
+        """A list answer for the old filter, arriving after the new filter's, is not shown.
+
+        The list reloads itself every 2 s; one of those reloads still in flight when a filter
+        was clicked answered last and filled the table with the unfiltered rows under the
+        new filter's button.
+        """
+        from playwright.async_api import expect
+
+        for i in range(2):
+            await web.runtime.start(web_browser_quick, i, id=f"done-{i}")
+            await web.runtime.result(f"done-{i}", timeout=10)
+        await web.runtime.start(web_browser_order, "open", id="open-1")
+        held: list = []
+        caught = asyncio.Event()
+
+        async def hold_an_unfiltered_reload(route):
+            if not held and "status=" not in route.request.url:
+                held.append((route, await route.fetch()))
+                caught.set()
+            else:
+                await route.continue_()
+
+        async with browser_page(chromium) as (page, errors):
+            await page.goto(web.url + "/")
+            await expect(page.locator("#workflows tbody tr")).to_have_count(3)
+            await page.evaluate(
+                """() => { var api = flowcore.api; window.inFlight = 0;
+                flowcore.api = async function () {
+                  window.inFlight++;
+                  try {
+                    var data = await api.apply(this, arguments);
+                    if (data && data.stale) { window.staleAnswered = true; }
+                    return data;
+                  } finally { window.inFlight--; }
+                }; }"""
+            )
+            await page.route("**/api/workflows?*", hold_an_unfiltered_reload)
+            async with asyncio.timeout(10):
+                await caught.wait()  # the next reload of the unfiltered list, held
+            await page.locator('#filters button[data-filter="completed"]').click()
+            rows = page.locator("#workflows tbody tr")
+            await expect(rows).to_have_count(2)
+            await assert_eventually(lambda: page.evaluate("window.inFlight === 1"))
+            route, answer = held[0]
+            stale = {**await answer.json(), "stale": True}
+            assert len(stale["items"]) == 3
+            await route.fulfill(response=answer, json=stale)
+            await assert_eventually(lambda: page.evaluate("window.staleAnswered === true"))
+            await page.evaluate("() => new Promise(resolve => setTimeout(resolve, 0))")
+            assert await rows.count() == 2
             assert errors == []

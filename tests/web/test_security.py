@@ -57,6 +57,25 @@ class TestToken:
             assert page.status_code == 200
             assert "list.js" in page.text
 
+    @pytest.mark.parametrize(
+        "others",
+        ['g_state={"i_l":0}', "flag", "name=two words", 'half="open', "caf\u00e9=cr\u00e8me"],
+    )
+    async def test_cookie_beside_other_sites_cookies(self, db_path, others):
+        """The token cookie is found beside cookies the standard library's parser rejects.
+
+        Cookies are not kept per port: a browser sends the dashboard those of every app it
+        used on 127.0.0.1. One with a JSON value (Google sign-in's g_state), a space, no
+        '=' or non-ASCII text made http.cookies drop the whole header, so the signed-in
+        dashboard got 401 on every call and showed the sign-in page again and again.
+        """
+        async with web_app(db_path, token=TOKEN) as web:
+            mine = f"flowcore_token={TOKEN}"
+            for header in (f"{others}; {mine}", f"{mine}; {others}"):
+                cookie = {"Cookie": header.encode()}
+                r = await web.client.get("/api/counts", headers=cookie)
+                assert r.status_code == 200, (header, r.text)
+
     async def test_non_ascii_token(self, db_path):
         """A token with non-ASCII characters works as a header (UTF-8) and as the cookie."""
         token = "p\u00e4ssw\u00f6rd"  # noqa: S105 - a test token
@@ -67,6 +86,17 @@ class TestToken:
             assert (await web.client.get("/api/counts", headers=cookie)).status_code == 200
             wrong = {"Authorization": b"Bearer " + token.encode("latin-1")}
             assert (await web.client.get("/api/counts", headers=wrong)).status_code == 401
+
+    @pytest.mark.parametrize("token", [" tok", "tok ", "tok\r", "tok\n"])
+    def test_token_with_surrounding_whitespace_is_refused(self, db_path, token):
+        """A token that begins or ends with whitespace is refused when the app is made.
+
+        Before, it was accepted, but a bearer header's value is read without its surrounding
+        whitespace, so no API client could ever match it (401 'wrong token' for everyone);
+        a token read from a file edited on Windows ends with '\r'.
+        """
+        with pytest.raises(ValueError, match="whitespace"):
+            create_app(Runtime(db_path), token=token)
 
     async def test_browser_gets_a_sign_in_page(self, db_path):
         """A page request without the token gets the sign-in form (401, no data)."""

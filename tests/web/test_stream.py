@@ -136,6 +136,20 @@ class TestStream:
         got = await _read_until(web, "s-3", "none", last_event_id=str(last))
         assert [m.event for m in got] == ["end"]
 
+    async def test_head_answers_at_once_and_frees_the_connection(self, web):
+        """HEAD on the stream of a waiting workflow ends its response with the headers.
+
+        Before, the server kept streaming (bodiless) until the workflow ended: the client had
+        its answer, but the next request on that kept-alive connection hung unanswered.
+        """
+        await web.runtime.start(web_stream_flow, 1, id="s-head")
+        async with asyncio.timeout(5):
+            r = await web.client.head("/api/workflows/s-head/stream")
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            assert (await web.client.get("/api/workflows/s-head")).status_code == 200
+        assert (await web.client.head("/api/workflows/nope/stream")).status_code == 404
+
     async def test_continue_as_new_resets_a_resumed_stream(self, web):
         """Resuming into a newer run (continue-as-new) gets a reset, then the new run from 1."""
         await web.runtime.start(web_stream_loop, 0, id="s-5")

@@ -289,13 +289,16 @@ class WorkflowExecutor:
         """Refuse an event the wait it would wake cannot decode (before it is journaled).
 
         Only a wait already pending is checked: the payload of an event nobody waits for yet is
-        decoded when a wait takes it (and a misfit then raises PayloadError at that await).
+        decoded when a wait takes it (and a misfit then raises PayloadError at that await). A
+        suspended instance holds events until it resumes: with none held yet, this one is the
+        first applied then and takes the wait, so it is checked too; behind held events (an
+        outcome, a timeout, an earlier event) the wait may be gone by then, so it is not.
 
         Raises:
             PayloadError: the first wait on ``name`` expects a type ``payload`` does not fit.
         """
         waiting = self._waits.get(name)
-        if not waiting or self.suspended:  # suspended: held events may take the wait first
+        if not waiting or (self.suspended and self._held):  # held ones may take the wait first
             return
         hint = waiting[0].hint
         try:

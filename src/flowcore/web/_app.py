@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -34,6 +35,7 @@ from flowcore import _cli_render as render
 from flowcore import serde
 from flowcore._core import check_id
 from flowcore._lifespan import lifespan
+from flowcore._status import WorkflowState
 from flowcore.errors import (
     FlowcoreError,
     PayloadError,
@@ -65,6 +67,12 @@ __all__ = ["DEFAULT_MAX_BODY", "close_streams", "create_app", "is_loopback_host"
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 """Largest request body accepted by default (bytes)."""
 _MAX_LIMIT: Final = 1000
+_ROUTES: Final = (
+    "the API's routes (under where the app is mounted) are GET and POST api/workflows, "
+    "GET api/counts, GET api/workflows/{id} and its /history, /timeline and /stream, "
+    "POST api/workflows/{id}/events and /cancel"
+)
+_START_FIELDS: Final = ("workflow", "input", "id", "version", "if_exists")
 _STATIC: Final = Path(__file__).parent / "static"
 _PAGE_HEADERS: Final = {
     "Content-Security-Policy": (
@@ -117,6 +125,11 @@ def create_app(
     """
     if token is not None and not token.strip():
         raise ValueError("the token must not be empty")
+    if token is not None and token != token.strip():
+        raise ValueError(
+            "the token must not begin or end with whitespace (a bearer header cannot carry "
+            f"it): got {len(token)} characters, {len(token.strip())} without it"
+        )
     if host is not None and token is None and not is_loopback_host(host):
         raise ValueError(
             f"refusing to serve on non-loopback address {host!r} without a token: anyone "
@@ -134,9 +147,14 @@ def create_app(
         Route("/api/counts", _handled(api.counts)),
         Route("/api/workflows", _handled(api.list), methods=["GET"]),
         Route("/api/workflows", api.steering(api.start), methods=["POST"]),
-        Route("/api/workflows/{wid:path}/history", _handled(api.history)),
-        Route("/api/workflows/{wid:path}/timeline", _handled(api.timeline)),
-        Route("/api/workflows/{wid:path}/stream", _handled(api.stream)),
+        *(
+            Route(f"/api/workflows/{{wid:path}}/{suffix}", _handled(api.suffixed(read, suffix)))
+            for suffix, read in (
+                ("history", api.history),
+                ("timeline", api.timeline),
+                ("stream", api.stream),
+            )
+        ),
         Route("/api/workflows/{wid:path}/events", api.steering(api.send_event), methods=["POST"]),
         Route("/api/workflows/{wid:path}/cancel", api.steering(api.cancel), methods=["POST"]),
         Route("/api/workflows/{wid:path}", _handled(api.status)),
@@ -148,7 +166,7 @@ def create_app(
     return Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan(runtime) if open_runtime else None,
     )
 
@@ -188,12 +206,30 @@ def _api_error(exc: Exception) -> ApiError:
             return ApiError(503, str(exc), kind)
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:  # noqa: ARG001
+async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (no route, wrong method) in the API's ``{error, type}`` shape."""
     assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
     kind = HTTPStatus(exc.status_code).phrase.replace(" ", "").replace("-", "")
+    message = exc.detail
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == HTTPStatus.NOT_FOUND and message == "Not Found":
+        message = f"no route for {where}; {_ROUTES}"
+    elif exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED and exc.headers:
+        message = f"{where} is not allowed; this route takes {exc.headers.get('Allow')}"
     return AsciiJSONResponse(
-        {"error": exc.detail, "type": kind}, status_code=exc.status_code, headers=exc.headers
+        {"error": message, "type": kind}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:  # noqa: ARG001
+    """A bug's 500 in the API's shape (Starlette re-raises it after, so the server logs it)."""
+    return AsciiJSONResponse(
+        {
+            "error": f"internal error ({type(exc).__name__}: {exc}); the server's log has "
+            "the traceback",
+            "type": "InternalServerError",
+        },
+        status_code=500,
     )
 
 
@@ -238,6 +274,26 @@ class _Api:
 
         return _handled(steer)
 
+    def suffixed(
+        self, handler: Callable[[Request], Awaitable[Response]], suffix: str
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap a ``{id}/SUFFIX`` reader: a suffix whose '/' came as %2F is part of the id.
+
+        The router sees the decoded path, so ``GET .../r%2Fhistory`` (the status of the id
+        ``r/history``) would otherwise be answered with the history of ``r``.
+        """
+
+        async def read(request: Request) -> Response:
+            raw = request.scope.get("raw_path")
+            if raw is not None:
+                _, slash, last = raw.partition(b"?")[0].rpartition(b"/")
+                if not slash or unquote(last.decode("latin-1")) != suffix:
+                    request.path_params["wid"] += "/" + suffix
+                    return await self.status(request)
+            return await handler(request)
+
+        return read
+
     # -- reading -------------------------------------------------------------------------------
 
     async def list(self, request: Request) -> Response:
@@ -248,7 +304,7 @@ class _Api:
         page = await _queries.list_page(
             self._runtime,
             name=query.get("name") or None,
-            status=query.get("status") or None,
+            status=_status_filter(query.get("status") or None),
             since=_since(query.get("since")),
             limit=limit,
             cursor=_queries.decode_cursor(cursor) if cursor else None,
@@ -263,7 +319,19 @@ class _Api:
 
     async def status(self, request: Request) -> Response:
         """GET /api/workflows/{id}: the status record."""
-        found = await self._runtime.status(request.path_params["wid"])
+        wid = request.path_params["wid"]
+        try:
+            found = await self._runtime.status(wid)
+        except WorkflowNotFoundError as exc:
+            head, _, last = wid.rpartition("/")
+            if head and last in {"events", "cancel"}:
+                raise ApiError(
+                    405,
+                    f"{request.method} {request.url.path} is not allowed (and no workflow has "
+                    f"the id {wid!r}): send {last} as POST with a JSON body",
+                    "MethodNotAllowed",
+                ) from exc
+            raise
         return _json(render.status_json(found))
 
     async def history(self, request: Request) -> Response:
@@ -288,15 +356,17 @@ class _Api:
         after_text, source = (header, "Last-Event-ID") if header else (
             request.query_params.get("after"), "?after")  # fmt: skip
         after, run = parse_last_event_id(after_text or "0", source)
-        body = journal_stream(self._runtime, wid, after, run, heartbeat=self._heartbeat)
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        if request.method == "HEAD":  # no body to send: a stream would hold the connection
+            return Response(media_type="text/event-stream", headers=headers)
+        body = journal_stream(self._runtime, wid, after, run, heartbeat=self._heartbeat)
         return StreamingResponse(body, media_type="text/event-stream", headers=headers)
 
     # -- steering ------------------------------------------------------------------------------
 
     async def start(self, request: Request) -> Response:
         """POST /api/workflows: start a workflow; 201 once its start is committed."""
-        body = await read_json(request, self._max_body)
+        body = _only(await read_json(request, self._max_body), _START_FIELDS)
         name = _field(body, "workflow", str, required=True)
         version = _field(body, "version", str)
         wid = _field(body, "id", str)
@@ -315,6 +385,14 @@ class _Api:
         # before the start, which concurrent requests for one new id would all pass)
         created = handle._instance is not None  # noqa: SLF001 - the web API is part of the package
         status = await self._runtime.status(handle.id)
+        if not created and status.name != defn.name:
+            raise ApiError(
+                409,
+                f"id {handle.id!r} belongs to an instance of workflow {status.name!r}, not "
+                f"{defn.name!r}: if_exists='return' returns only an instance of the workflow "
+                "asked for; start this one under another id",
+                "WorkflowAlreadyExistsError",
+            )
         return _json(
             {"id": handle.id, "status": render.status_json(status)}, 201 if created else 200
         )
@@ -322,7 +400,7 @@ class _Api:
     async def send_event(self, request: Request) -> Response:
         """POST /api/workflows/{id}/events: send an event; 200 once it is committed."""
         wid = request.path_params["wid"]
-        body = await read_json(request, self._max_body)
+        body = _only(await read_json(request, self._max_body), ("name", "payload"))
         name = _field(body, "name", str, required=True)
         await self._runtime.send_event(wid, name, body.get("payload"))
         return _json({"id": wid, "event": name, "committed": True})
@@ -330,9 +408,22 @@ class _Api:
     async def cancel(self, request: Request) -> Response:
         """POST /api/workflows/{id}/cancel: request cancellation; 200 once it is committed."""
         wid = request.path_params["wid"]
-        body = await read_json(request, self._max_body)
+        body = _only(await read_json(request, self._max_body), ("reason",))
         await self._runtime.cancel(wid, _field(body, "reason", str))
         return _json({"id": wid, "cancel_requested": True})
+
+
+def _only(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """The body, unless it has a field the route does not take (a typo must not be dropped)."""
+    unknown = [key for key in body if key not in fields]
+    if unknown:
+        raise ApiError(
+            422,
+            f"unknown field {unknown[0]!r} in the request body; expected "
+            + ", ".join(repr(f) for f in fields),
+            "InvalidField",
+        )
+    return body
 
 
 def _field(body: dict[str, Any], key: str, kind: type, *, required: bool = False) -> Any:
@@ -355,6 +446,15 @@ def _check_input(fn: Callable[..., Any], payload: Any, *, takes_input: bool) -> 
     signature, hints, _ = serde.signature_hints(fn)
     first = next(iter(signature.parameters))
     serde.decode(payload, hints.get(first, Any), path="$.input")
+
+
+def _status_filter(text: str | None) -> str | None:
+    states = [s.value for s in WorkflowState]
+    if text is not None and text not in states:
+        raise ApiError(
+            422, f"status must be one of {', '.join(states)}, not {text!r}", "InvalidField"
+        )
+    return text
 
 
 def _int(text: str, name: str, low: int, high: int | None) -> int:

@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -70,6 +71,8 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         created, wid = json.loads(raw)
         if not isinstance(created, int | float) or not isinstance(wid, str):
             raise TypeError(cursor)  # noqa: TRY301 - one message for every malformed cursor
+        if not math.isfinite(created):  # json reads NaN and Infinity; no page ends there
+            raise ValueError(cursor)  # noqa: TRY301
         return float(created), wid  # OverflowError: an integer no float holds
     except (binascii.Error, ValueError, TypeError, OverflowError) as exc:
         raise ValueError(f"invalid cursor {cursor!r}: pass the next_cursor of a page") from exc

@@ -20,10 +20,10 @@ import hashlib
 import hmac
 import ipaddress
 import json
-from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote
 
+from starlette.requests import cookie_parser
 from starlette.responses import HTMLResponse, JSONResponse
 
 if TYPE_CHECKING:
@@ -181,14 +181,12 @@ def _presented(headers: dict[bytes, bytes]) -> bytes | None:
         return value.strip()
     raw = headers.get(b"cookie")
     if raw:
-        jar = SimpleCookie()
-        try:
-            jar.load(raw.decode("latin-1"))
-        except CookieError:
-            return None
-        morsel = jar.get(COOKIE)
-        if morsel is not None:
-            return unquote(morsel.value).encode(errors="surrogateescape")
+        # Starlette's lenient parser, as browsers read: http.cookies drops the whole header
+        # at a cookie it finds invalid (a JSON value, a space, no '='), and a browser sends
+        # those of every app on this host, whatever its port.
+        cookie = cookie_parser(raw.decode("latin-1")).get(COOKIE)
+        if cookie is not None:
+            return unquote(cookie).encode(errors="surrogateescape")
     return None
 
 
@@ -249,7 +247,11 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(body, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            422, f"the request body is not UTF-8 ({exc}): send the JSON as UTF-8", "InvalidJSON"
+        ) from exc
+    except ValueError as exc:
         raise ApiError(422, f"invalid JSON in the request body: {exc}", "InvalidJSON") from exc
     except RecursionError:
         raise ApiError(

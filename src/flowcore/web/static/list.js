@@ -5,6 +5,16 @@
   var STATES = ["running", "pending", "suspended", "parked", "completed", "failed", "canceled",
                 "terminated"];
   var state = { status: "", name: "", cursor: null };
+  // Requests are numbered: an answer older than the one shown (a reload still in flight when
+  // a filter was clicked) is dropped instead of drawn over the newer one.
+  var asked = { counts: 0, page: 0 };
+  var shown = { counts: 0, page: 0 };
+
+  function newest(kind, mine) {
+    if (mine < shown[kind]) { return false; }
+    shown[kind] = mine;
+    return true;
+  }
   var params = new URLSearchParams(location.search);
   state.status = params.get("status") || "";
   state.name = params.get("name") || "";
@@ -20,7 +30,9 @@
 
   async function loadCounts() {
     var q = state.name ? "?name=" + encodeURIComponent(state.name) : "";
+    var mine = ++asked.counts;
     var counts = await flowcore.api("api/counts" + q);
+    if (!newest("counts", mine)) { return; }
     var nav = document.getElementById("filters");
     nav.replaceChildren();
     var total = STATES.reduce(function (n, s) { return n + (counts[s] || 0); }, 0);
@@ -57,7 +69,9 @@
   async function loadPage(append) {
     var extra = { limit: 50 };
     if (append && state.cursor) { extra.cursor = state.cursor; }
+    var mine = ++asked.page;
     var page = await flowcore.api("api/workflows?" + query(extra));
+    if (!newest("page", mine)) { return; }
     var body = document.querySelector("#workflows tbody");
     if (!append) { body.replaceChildren(); }
     page.items.forEach(function (item) { body.appendChild(row(item)); });

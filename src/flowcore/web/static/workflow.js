@@ -7,6 +7,8 @@
   var finished = false;
   var pending = null;
   var last = null;
+  var asked = 0;  // timeline requests made, and the latest of them whose answer is shown
+  var shown = 0;
   document.getElementById("title").textContent = wid || "(no id given)";
   document.title = "flowcore: " + wid;
 
@@ -118,8 +120,11 @@
 
   async function refresh() {
     pending = null;
+    var mine = ++asked;
     try {
       var data = await flowcore.api(base + "/timeline");
+      if (mine < shown) { return; }  // a later request's answer is already on the page
+      shown = mine;
       finished = ["completed", "failed", "canceled", "terminated"].indexOf(data.status.status) >= 0;
       last = data;
       summary(data.status);
