@@ -165,7 +165,8 @@ class Core:
             if version is None or version == workflow.version:
                 known = self._registry.workflows.get(workflow.name, {})
                 if known.get(workflow.version) is not workflow:
-                    self._registry.add_workflow(workflow)  # recovery and result() need it
+                    # recovery and result() need it; starting it leaves the default version
+                    self._registry.add_workflow(workflow, latest=False)
                 return workflow
             return self._registry.workflow(workflow.name, version)
         return self._registry.workflow(workflow, version)

@@ -150,8 +150,12 @@ class Registry:
     activities: dict[str, ActivityDef[..., Any]] = field(default_factory=dict)
     """name -> definition."""
 
-    def add_workflow(self, defn: WorkflowDef[Any, Any]) -> None:
+    def add_workflow(self, defn: WorkflowDef[Any, Any], *, latest: bool = True) -> None:
         """Register a workflow definition.
+
+        A version registered again keeps its place; a new one becomes the latest, unless
+        ``latest`` is false (a runtime learning a definition it was handed to start): then it
+        goes first, and the default version stays what it was.
 
         Raises:
             RegistrationError: another function already holds this name and version.
@@ -163,8 +167,10 @@ class Registry:
                 f"workflow {defn.name!r} version {defn.version!r} is already registered by "
                 f"{_origin(old.fn)}; give {_origin(defn.fn)} another name or version"
             )
-        versions.pop(defn.version, None)
-        versions[defn.version] = defn
+        if old is not None or latest:
+            versions[defn.version] = defn
+        else:
+            self.workflows[defn.name] = {defn.version: defn, **versions}
 
     def add_activity(self, defn: ActivityDef[..., Any]) -> None:
         """Register an activity definition.

@@ -654,6 +654,24 @@ class TestVersioning:
             assert await handle.result(timeout=10) == ["2"]
         assert versions == ["1", "1", "2"]
 
+    async def test_starting_an_old_version_by_its_definition_keeps_the_latest(self, db_path):
+        """start(<version-1 definition>) starts version 1 and leaves the default at version 2.
+
+        Found by a new-user run: starting one old-version instance by its definition (on a
+        runtime serving only version 2, or with another object for version 1) registered it
+        as the latest, so every later start by name silently ran version 1.
+        """
+        v1, v2 = order_versions("1", "2")
+        async with Runtime(db_path, workflows=[v2]) as rt:
+            old = await (await rt.start(v1, "now", id="pin-1")).result(timeout=10)
+            new = await (await rt.start("ch_order", "now", id="by-name")).result(timeout=10)
+        assert (old["version"], new["version"]) == ("1", "2")
+        async with Runtime(db_path, workflows=order_versions("1", "2")) as rt:
+            (again,) = order_versions("1")  # an equal definition, another object
+            old = await (await rt.start(again, "now", id="pin-1b")).result(timeout=10)
+            new = await (await rt.start("ch_order", "now", id="by-name-b")).result(timeout=10)
+        assert (old["version"], new["version"]) == ("1", "2")
+
     async def test_unknown_version_is_a_clear_error(self, db_path):
         """start() of an unregistered version raises UnknownVersionError listing known ones."""
         async with Runtime(db_path, workflows=order_versions("1", "2")) as rt:
