@@ -735,17 +735,17 @@ def _http_server(runtime: Runtime, address: str) -> Any:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    name, payload = args.name, _payload(args)
+    name, payload, version = args.name, _payload(args), args.version
     if ":" in name:
         defn = _workflow(name)
-        if args.version is not None:
-            defn = default_registry.workflow(defn.name, args.version)
+        if version is not None:
+            defn = default_registry.workflow(defn.name, version)
         _check_payload(
             defn, payload, given=args.payload is not None or args.payload_file is not None
         )
-        name = defn.name
+        name, version = defn.name, defn.version  # the version checked, as `run` starts it
     wid = check_id(args.id) if args.id is not None else new_workflow_id()
-    data = {"name": name, "version": args.version, "input": payload}
+    data = {"name": name, "version": version, "input": payload}
     _post(args.db, "start", wid, data, create=True)
     if ":" not in args.name and not _run_async(_has_run(args.db, name)):
         _say(

@@ -246,6 +246,46 @@ class TestSteeringWithoutServer:
         assert "queued" not in cli("list", "--status", "completed").stderr
 
 
+VERSIONED_APP = """
+import flowcore
+from flowcore import workflow
+
+
+async def body(n: int) -> str:
+    return flowcore.info().version
+
+
+order_v1 = workflow(name="order", version="1")(body)
+order_v2 = workflow(name="order", version="2")(body)
+"""
+
+
+class TestVersions:
+    def test_start_module_workflow_starts_that_version(self, cli):
+        """start MODULE:WORKFLOW starts the version that definition has, as run does.
+
+        Found by a new-user run: ``start ver:order_v1`` queued a start without a version, so
+        the owner started version 2 (the latest) while ``run ver:order_v1`` started version 1.
+        """
+        (cli.cwd / "ver.py").write_text(VERSIONED_APP)
+        for args in (
+            ("ver:order_v1", "--id", "s1"),
+            ("ver:order_v1", "--version", "2", "--id", "s2"),
+            ("order", "--id", "plain"),
+        ):
+            done = cli("start", *args, "--payload", "1")
+            assert done.returncode == 0, done.stderr
+        proc = cli.spawn("serve", "ver")
+        try:
+            for wid in ("s1", "s2", "plain"):
+                cli.wait_status(wid, "completed")
+        finally:
+            stop(proc, signal.SIGINT)
+        rows = dict(cli.sql("SELECT id, version FROM workflows"))
+        assert rows == {"s1": "1", "s2": "2", "plain": "2"}
+        assert cli("run", "ver:order_v1", "--payload", "1", "--id", "r1").stdout == '"1"\n'
+
+
 class TestInspection:
     def test_status_list_history_export(self, cli):
         """status, list, history and export read the journal, as text or JSON."""
