@@ -470,7 +470,8 @@ async def child(
         workflow: The child's ``@workflow`` function or registered name.
         payload: Its input.
         id: The child's instance id; default ``<parent id>:<step>``.
-        version: Which registered version to run; default: the latest.
+        version: Which registered version to run; default: the version of the ``@workflow``
+            function given, or the latest for a name.
 
     Raises:
         WorkflowFailedError: the child failed.
@@ -486,6 +487,8 @@ async def child(
         from flowcore import serde  # noqa: PLC0415 - serde imports this module's siblings
 
         hint = serde.signature_hints(workflow.fn)[2]
+        if version is None:  # as runtime.start(workflow) starts its version
+            version = workflow.version
     return await yield_trap(ChildTrap(name, version, payload, id, hint))
 
 

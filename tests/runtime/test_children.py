@@ -672,6 +672,25 @@ class TestVersioning:
             new = await (await rt.start("ch_order", "now", id="by-name-b")).result(timeout=10)
         assert (old["version"], new["version"]) == ("1", "2")
 
+    async def test_child_of_a_definition_starts_that_version(self, db_path):
+        """child(<version-1 definition>) starts version 1, as runtime.start() of it does.
+
+        Found by a new-user run: the child got the latest version (2) whatever the definition.
+        """
+        v1, v2 = order_versions("1", "2")
+
+        @workflow
+        async def ch_pins_v1() -> list[str]:
+            kids = [await flowcore.child(v1, "now", id="kid-def")]
+            kids.append(await flowcore.child(v1, "now", id="kid-def-v2", version="2"))
+            kids.append(await flowcore.child("ch_order", "now", id="kid-name"))
+            return [kid["version"] for kid in kids]
+
+        async with Runtime(db_path, workflows=[v1, v2, ch_pins_v1]) as rt:
+            seen = await (await rt.start(ch_pins_v1)).result(timeout=10)
+            assert (await rt.status("kid-def")).version == "1"
+        assert seen == ["1", "2", "2"]
+
     async def test_unknown_version_is_a_clear_error(self, db_path):
         """start() of an unregistered version raises UnknownVersionError listing known ones."""
         async with Runtime(db_path, workflows=order_versions("1", "2")) as rt:
