@@ -973,7 +973,9 @@ def _check_one(wid: str, events: list[Any]) -> dict[str, Any]:
         defn = default_registry.for_replay(started.name, started.version)
         replay(events, defn, workflow_id=wid)
     except NondeterminismError as exc:
-        found.update(problem=f"step {exc.step}: recorded {exc.recorded}, now {exc.attempted}",
+        problem = f"step {exc.step}: recorded {exc.recorded}, now {exc.attempted}"
+        note = default_registry.fallback_note(started.name, started.version)  # a dropped version
+        found.update(problem=f"{problem}.{note}" if note else problem,
                      step=exc.step, recorded=exc.recorded, now=exc.attempted)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - report every instance, whatever breaks
         found["problem"] = _one_line(exc)

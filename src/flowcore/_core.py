@@ -1495,7 +1495,8 @@ class Core:
             executor = WorkflowExecutor(defn, inst.id, max_payload=self._max_payload)
             commands = executor.replay(history)
         except NondeterminismError as exc:
-            return self._park(inst, str(exc), exc.step)
+            note = self._registry.fallback_note(started.name, started.version)
+            return self._park(inst, str(exc) + note, exc.step)
         except FlowcoreError as exc:
             return self._park(inst, str(exc), 0)
         except Exception as exc:  # noqa: BLE001 - one broken instance must not block the others

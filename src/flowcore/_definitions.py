@@ -218,6 +218,22 @@ class Registry:
             return versions[version]
         return self.workflow(name)
 
+    def fallback_note(self, name: str, version: str) -> str:
+        """Why a divergence may be a dropped version: "" unless ``version`` is not registered.
+
+        Appended to a NondeterminismError's message where :meth:`for_replay` fell back to the
+        latest version's code.
+        """
+        versions = self.workflows.get(name)
+        if not versions or version in versions:
+            return ""
+        latest = next(reversed(versions))
+        return (
+            f" Version {version!r}, which this instance started with, is not registered, so it "
+            f"replayed on version {latest!r}; register version {version!r} again "
+            f"(@workflow(name={name!r}, version={version!r})) until its instances finish."
+        )
+
     def copy(self) -> Registry:
         """A shallow copy (for tests that need to restore the global registry)."""
         return Registry({k: dict(v) for k, v in self.workflows.items()}, dict(self.activities))

@@ -285,6 +285,32 @@ class TestVersions:
         assert rows == {"s1": "1", "s2": "2", "plain": "2"}
         assert cli("run", "ver:order_v1", "--payload", "1", "--id", "r1").stdout == '"1"\n'
 
+    def test_check_says_when_an_instance_version_is_not_registered(self, cli):
+        """check of modules that dropped an instance's version says it replayed on another.
+
+        Found by a new-user run: ``DIVERGES order v1`` read as if version 1's code had changed.
+        """
+        (cli.cwd / "ver.py").write_text(VERSIONED_APP.replace("return flowcore", (
+            "await flowcore.wait_event('go')\n    return flowcore")))  # fmt: skip
+        assert cli("start", "ver:order_v1", "--payload", "1", "--id", "w1").returncode == 0
+        proc = cli.spawn("serve", "ver")
+        try:
+            wait_for(lambda: cli.sql("SELECT count(*) FROM events WHERE workflow_id = 'w1'")
+                     >= [(2,)], 10, "w1 to wait")  # fmt: skip
+        finally:
+            stop(proc, signal.SIGINT)
+        (cli.cwd / "ver2.py").write_text(
+            "import flowcore\n\n\n@flowcore.workflow(name='order', version='2')\n"
+            "async def order(n: int) -> str:\n    await flowcore.sleep(1)\n    return 'x'\n"
+        )
+        done = cli("check", "ver2")
+        assert done.returncode == 1
+        assert done.stdout.startswith("DIVERGES  order v1 id w1: step 1: recorded wait_event")
+        assert "Version '1', which this instance started with, is not registered" in done.stdout
+        [report] = json.loads(cli("check", "ver2", "--json").stdout)
+        assert "replayed on version '2'" in report["problem"]
+        assert "not registered" not in cli("check", "ver").stdout
+
 
 class TestInspection:
     def test_status_list_history_export(self, cli):

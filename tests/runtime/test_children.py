@@ -630,6 +630,36 @@ class TestVersioning:
             assert (await rt.status("v-only2")).version == "1"
         assert result == {"version": "1", "steps": "reserve+ship"}
 
+    async def test_parked_on_newer_code_says_its_version_is_not_registered(self, db_path):
+        """A version-1 instance that version-2 code cannot replay is parked with a reason that
+        names the missing version; registering version 1 again lets it finish.
+
+        Found by a new-user run: the reason said only that the code changed, so a deploy that
+        dropped version 1 looked like an edit of version 1's code.
+        """
+        async with Runtime(db_path, workflows=order_versions("1")) as rt:
+            await rt.start("ch_order", "wait", id="v-gone")
+            await until_recorded(rt, "v-gone", EventWaitStarted)
+
+        async def ch_breaking(label: str) -> str:
+            await flowcore.wait_event("packed")  # a new first step, not guarded by the version
+            return label
+
+        breaking = WorkflowDef(ch_breaking, name="ch_order", version="2")
+        async with Runtime(db_path, workflows=[breaking]) as rt:
+            await until_state(rt, "v-gone", WorkflowState.PARKED)
+            error = (await rt.status("v-gone")).error
+        assert error is not None
+        assert "is not deterministic at step 1" in error
+        assert (
+            "Version '1', which this instance started with, is not registered, so it replayed "
+            "on version '2'; register version '1' again"
+        ) in error
+        async with Runtime(db_path, workflows=order_versions("1", "2")) as rt:
+            await rt.send_event("v-gone", "ship", None)
+            result = await rt.handle("v-gone").result(timeout=10)
+        assert result == {"version": "1", "steps": "reserve+ship"}
+
     async def test_continue_as_new_keeps_the_version_unless_told(self, db_path):
         """A new run keeps its instance's version, or takes the one continue_as_new names."""
 
