@@ -737,11 +737,13 @@ class Core:
         inst.cancel_work()
         inst.retries.clear()
         inst.children.clear()
-        defn = self._registry.for_replay(inst.projection.name, version or inst.projection.version)
+        # default: the current run's version, even where its code is the latest's (for_replay)
+        version = version or inst.projection.version
+        defn = self._registry.for_replay(inst.projection.name, version)
         started = ev.WorkflowStarted(
             at=self._now(),
             name=defn.name,
-            version=defn.version,
+            version=version,
             input=encoded,
             parent_id=inst.projection.parent_id,
             run=(1 if inst.executor is None else inst.executor.run) + 1,

@@ -721,6 +721,32 @@ class TestVersioning:
             assert (await rt.status("kid-def")).version == "1"
         assert seen == ["1", "2", "2"]
 
+    async def test_continue_as_new_keeps_a_version_no_longer_registered(self, db_path):
+        """A version-1 instance running on version-2 code (version 1 dropped) continues as new
+        at version 1, as documented ("default: the current run's"), not at the latest.
+
+        Found by a new-user run: the next run recorded version 2, so it silently took the
+        version-2 branches its code guards with flowcore.info().version.
+        """
+
+        async def ch_looping(n: int) -> list[Any]:
+            seen = flowcore.info().version
+            if n == 0:
+                await flowcore.wait_event("go")
+                flowcore.continue_as_new(1)
+            return [n, seen]
+
+        async with Runtime(
+            db_path, workflows=[WorkflowDef(ch_looping, name="ch_loop", version="1")]
+        ) as rt:
+            await rt.start("ch_loop", 0, id="loop")
+            await until_recorded(rt, "loop", EventWaitStarted)
+        v2 = WorkflowDef(ch_looping, name="ch_loop", version="2")
+        async with Runtime(db_path, workflows=[v2]) as rt:
+            await rt.send_event("loop", "go", None)
+            assert await rt.handle("loop").result(timeout=10) == [1, "1"]
+            assert (await rt.status("loop")).version == "1"
+
     async def test_unknown_version_is_a_clear_error(self, db_path):
         """start() of an unregistered version raises UnknownVersionError listing known ones."""
         async with Runtime(db_path, workflows=order_versions("1", "2")) as rt:
