@@ -489,7 +489,12 @@ async def child(
         hint = serde.signature_hints(workflow.fn)[2]
         if version is None:  # as runtime.start(workflow) starts its version
             version = workflow.version
-    return await yield_trap(ChildTrap(name, version, payload, id, hint))
+    return await yield_trap(ChildTrap(name, version_text(version), payload, id, hint))
+
+
+def version_text(version: object) -> str | None:
+    """A requested version as registered: ``2`` names version ``"2"`` (None: the default)."""
+    return None if version is None else str(version)
 
 
 def set_status(value: Any) -> None:
@@ -517,4 +522,4 @@ def continue_as_new(payload: Any = None, *, version: str | None = None) -> NoRet
             ``max_payload_bytes``; raised here, so the workflow can catch it and go on.
     """
     encoded = _require("continue_as_new").next_run_input(payload)
-    raise ContinueAsNewSignal(encoded, version)
+    raise ContinueAsNewSignal(encoded, version_text(version))

@@ -108,7 +108,7 @@ class WorkflowDef(Generic[I, R]):
             )
         self.fn = fn
         self.name = name
-        self.version = version
+        self.version = str(version)  # as @workflow(version=2) registers "2"
         self.takes_input = bool(inspect.signature(fn).parameters)
         functools.update_wrapper(self, fn)
 

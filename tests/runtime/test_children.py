@@ -747,6 +747,29 @@ class TestVersioning:
             assert await rt.handle("loop").result(timeout=10) == [1, "1"]
             assert (await rt.status("loop")).version == "1"
 
+    async def test_a_number_names_the_same_version_as_its_text(self, db_path):
+        """start/child/continue_as_new take version=2 for "2", as @workflow(version=2) does.
+
+        Found by a new-user run: @workflow(version=2) registered "2", but start(version=2)
+        raised "no registered version 2; known versions: '1', '2'".
+        """
+
+        async def ch_numbered(n: int) -> list[Any]:
+            if n == 0:
+                flowcore.continue_as_new(1, version=2)  # type: ignore[arg-type]
+            if n == 2:
+                return [await flowcore.child("ch_num", 1, id="num-kid", version=1)]  # type: ignore[arg-type]
+            return [n, flowcore.info().version]
+
+        defs = [WorkflowDef(ch_numbered, name="ch_num", version=v) for v in (1, 2)]  # type: ignore[arg-type]
+        assert [d.version for d in defs] == ["1", "2"]
+        async with Runtime(db_path, workflows=defs) as rt:
+            hops = await (await rt.start("ch_num", 0, id="num-hop", version=1)).result(timeout=10)  # type: ignore[arg-type]
+            kid = await (await rt.start("ch_num", 2, id="num-par", version=2)).result(timeout=10)  # type: ignore[arg-type]
+            assert (await rt.status("num-kid")).version == "1"
+        assert hops == [1, "2"]
+        assert kid == [[1, "1"]]
+
     async def test_unknown_version_is_a_clear_error(self, db_path):
         """start() of an unregistered version raises UnknownVersionError listing known ones."""
         async with Runtime(db_path, workflows=order_versions("1", "2")) as rt:
