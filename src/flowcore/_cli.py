@@ -704,7 +704,7 @@ async def _serve(db: str, http: str | None = None, options: dict[str, Any] | Non
     except JournalLockedError as exc:
         raise _open_error(exc, "serve", db) from exc
     try:
-        names = ", ".join(sorted(default_registry.workflows)) or "none"
+        names = _served(default_registry.workflows)
         if web is not None:
             await web.start()
             _say(f"dashboard and API at {web.url}")
@@ -718,6 +718,16 @@ async def _serve(db: str, http: str | None = None, options: dict[str, Any] | Non
             await web.stop()
         await runtime.close()
     return EXIT_OK
+
+
+def _served(workflows: dict[str, dict[str, WorkflowDef[Any, Any]]]) -> str:
+    """``order v1/v2 (new: v2), fan v1``: each workflow's versions, and the default's if many."""
+    parts = []
+    for name in sorted(workflows):
+        versions = list(workflows[name])
+        text = f"{name} " + "/".join(f"v{v}" for v in versions)
+        parts.append(text if len(versions) == 1 else f"{text} (new: v{versions[-1]})")
+    return ", ".join(parts) or "none"
 
 
 def _http_server(runtime: Runtime, address: str) -> Any:

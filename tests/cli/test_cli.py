@@ -285,6 +285,21 @@ class TestVersions:
         assert rows == {"s1": "1", "s2": "2", "plain": "2"}
         assert cli("run", "ver:order_v1", "--payload", "1", "--id", "r1").stdout == '"1"\n'
 
+    def test_serve_names_the_versions_it_serves(self, cli):
+        """serve's banner names each workflow's versions and the one new instances get.
+
+        Found by a new-user run: it named only ``order``, so a deploy that registered the
+        versions in another order (the last registered is the default) went unnoticed.
+        """
+        (cli.cwd / "ver.py").write_text(VERSIONED_APP)
+        proc = cli.spawn("serve", "ver")
+        try:
+            wait_for(lambda: (cli.cwd / "flowcore.db").exists() and cli.sql("SELECT 1 FROM owner"),
+                     10, "serve to own the database")  # fmt: skip
+        finally:
+            _, err = stop(proc, signal.SIGINT)
+        assert "(workflows: order v1/v2 (new: v2);" in err
+
     def test_check_says_when_an_instance_version_is_not_registered(self, cli):
         """check of modules that dropped an instance's version says it replayed on another.
 
