@@ -1103,9 +1103,18 @@ class Core:
         self, inst: _Instance, executor: WorkflowExecutor, command: cmd.StartChild
     ) -> None:
         try:
-            defn = self._registry.workflow(command.workflow, command.version)
-            created = await self._start(defn, command.input, command.child_id,
-                                        if_exists="return", parent_id=inst.id)  # fmt: skip
+            try:
+                defn = self._registry.workflow(command.workflow, command.version)
+            except RegistrationError:
+                # A recorded child may run already (its version since dropped, say: it replays
+                # on the latest code): re-attach to it; only a child never started fails here.
+                if not command.recorded or not await self._exists_now(command.child_id):
+                    raise
+                defn = None
+            created = None
+            if defn is not None:
+                created = await self._start(defn, command.input, command.child_id,
+                                            if_exists="return", parent_id=inst.id)  # fmt: skip
             if created is None:
                 await self._check_own_child(inst.id, command)
             terminal, _, _ = await self._terminal_event(command.child_id)
@@ -1126,6 +1135,10 @@ class Core:
                                       message=terminal.reason or terminal.kind)  # fmt: skip
                 event = ev.ChildFailed(at=now, step=command.step, failure=failure, canceled=True)
         self._deliver_child(inst, executor, command, event)
+
+    async def _exists_now(self, wid: str) -> bool:
+        """Whether instance ``wid`` is in memory or in the journal."""
+        return wid in self._instances or await self._journal.status(wid) is not None
 
     async def _check_own_child(self, parent_id: str, command: cmd.StartChild) -> None:
         """Accept an existing child id only if this step of ``parent_id`` started it.

@@ -770,6 +770,27 @@ class TestVersioning:
         assert hops == [1, "2"]
         assert kid == [[1, "1"]]
 
+    async def test_parent_reattaches_to_a_child_whose_version_was_dropped(self, db_path):
+        """A parent recovered after a deploy that dropped its running child's version keeps
+        waiting for that child (which replays on the latest code) instead of failing it.
+
+        Found by a new-user run: the recovered parent looked the child's version up again,
+        got UnknownVersionError and took it as the child's failure, while the child ran on and
+        its result was lost to the parent.
+        """
+
+        async def ch_parent() -> str:
+            return str(await flowcore.child("ch_order", "wait", id="kid-dropped", version="1"))
+
+        parent = WorkflowDef(ch_parent, name="ch_parent", version="1")
+        async with Runtime(db_path, workflows=[*order_versions("1", "2"), parent]) as rt:
+            await rt.start(parent, id="par-dropped")
+            await until_recorded(rt, "kid-dropped", EventWaitStarted)
+        async with Runtime(db_path, workflows=[*order_versions("2"), parent]) as rt:
+            await rt.send_event("kid-dropped", "ship", None)
+            result = await rt.handle("par-dropped").result(timeout=10)
+        assert result == str({"version": "1", "steps": "reserve+ship"})
+
     async def test_unknown_version_is_a_clear_error(self, db_path):
         """start() of an unregistered version raises UnknownVersionError listing known ones."""
         async with Runtime(db_path, workflows=order_versions("1", "2")) as rt:
