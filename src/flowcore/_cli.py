@@ -605,6 +605,11 @@ def _check_resumed(
         raise UsageError(msg)
     if payload.given and payload.value != existing.input:
         _say(f"note: {wid!r} exists and keeps the input it started with; --payload is ignored")
+    if existing.version != defn.version:
+        _say(
+            f"note: {wid!r} started at version {existing.version!r} and keeps it, not version "
+            f"{defn.version!r}: it runs its version's code (the latest's if none is registered)"
+        )
 
 
 _ENDED: Final = frozenset(

@@ -285,6 +285,16 @@ class TestVersions:
         assert rows == {"s1": "1", "s2": "2", "plain": "2"}
         assert cli("run", "ver:order_v1", "--payload", "1", "--id", "r1").stdout == '"1"\n'
 
+    def test_run_id_of_another_version_says_the_instance_keeps_its_own(self, cli):
+        """run MODULE:WORKFLOW --id of an instance started at another version notes that it
+        keeps the version it started with (found by a new-user run: nothing said so)."""
+        (cli.cwd / "ver.py").write_text(VERSIONED_APP)
+        assert cli("run", "ver:order_v1", "--payload", "1", "--id", "r1").returncode == 0
+        again = cli("run", "ver:order_v2", "--id", "r1")
+        assert (again.returncode, again.stdout) == (0, '"1"\n')
+        assert "note: 'r1' started at version '1' and keeps it, not version '2'" in again.stderr
+        assert "note:" not in cli("run", "ver:order_v1", "--id", "r1").stderr
+
     def test_serve_names_the_versions_it_serves(self, cli):
         """serve's banner names each workflow's versions and the one new instances get.
 
