@@ -791,6 +791,46 @@ class TestVersioning:
             result = await rt.handle("par-dropped").result(timeout=10)
         assert result == str({"version": "1", "steps": "reserve+ship"})
 
+    async def test_a_recorded_timer_keeps_its_journaled_deadline_on_new_code(self, db_path):
+        """A timer an instance started keeps the deadline its journal recorded when a deploy
+        changes the duration the code asks for (the journal wins, as for every recorded step).
+
+        Found by a new-user run: v1 slept an hour; after a deploy whose code sleeps a second,
+        the in-flight hour-long timer fired a second after the start, while an evicted
+        instance (woken by the journal's deadline) would have slept the hour.
+        """
+
+        async def ch_nap_long() -> str:
+            await flowcore.sleep(3600)
+            await flowcore.wait_event("never", timeout=3600)
+            return "slept"
+
+        async def ch_nap_short() -> str:
+            await flowcore.sleep(1)
+            await flowcore.wait_event("never", timeout=1)
+            return "slept"
+
+        clock = VirtualClock()
+        long_def = WorkflowDef(ch_nap_long, name="ch_nap", version="1")
+        async with Runtime(db_path, workflows=[long_def], clock=clock) as rt:
+            await rt.start("ch_nap", id="nap")
+            await until_recorded(rt, "nap", TimerScheduled)
+        short_def = WorkflowDef(ch_nap_short, name="ch_nap", version="2")
+        async with Runtime(db_path, workflows=[short_def], clock=clock) as rt:
+            assert await rt.handle("nap").result(timeout=10) == "slept"  # the clock jumps
+            st = await rt.status("nap")
+        assert (st.updated_at - st.created_at).total_seconds() >= 3600
+        # and a wait's timeout recorded before the deploy: the journal's again, not the code's
+        async with Runtime(db_path, workflows=[long_def], clock=clock) as rt:
+            await rt.start("ch_nap", id="wait")
+            await until_recorded(rt, "wait", TimerScheduled)
+            clock.advance(3600)
+            await until_recorded(rt, "wait", EventWaitStarted)
+        async with Runtime(db_path, workflows=[short_def], clock=clock) as rt:
+            waited_from = clock.now()
+            assert await rt.handle("wait").result(timeout=10) == "slept"
+        assert clock.now() - waited_from >= 3600 - 1
+
     async def test_unknown_version_is_a_clear_error(self, db_path):
         """start() of an unregistered version raises UnknownVersionError listing known ones."""
         async with Runtime(db_path, workflows=order_versions("1", "2")) as rt:
