@@ -605,6 +605,11 @@ def _check_resumed(
         raise UsageError(msg)
     if payload.given and payload.value != existing.input:
         _say(f"note: {wid!r} exists and keeps the input it started with; --payload is ignored")
+    if existing.version != defn.version:
+        _say(
+            f"note: {wid!r} started at version {existing.version!r} and keeps it, not version "
+            f"{defn.version!r}: it runs its version's code (the latest's if none is registered)"
+        )
 
 
 _ENDED: Final = frozenset(
@@ -704,7 +709,7 @@ async def _serve(db: str, http: str | None = None, options: dict[str, Any] | Non
     except JournalLockedError as exc:
         raise _open_error(exc, "serve", db) from exc
     try:
-        names = ", ".join(sorted(default_registry.workflows)) or "none"
+        names = _served(default_registry.workflows)
         if web is not None:
             await web.start()
             _say(f"dashboard and API at {web.url}")
@@ -718,6 +723,16 @@ async def _serve(db: str, http: str | None = None, options: dict[str, Any] | Non
             await web.stop()
         await runtime.close()
     return EXIT_OK
+
+
+def _served(workflows: dict[str, dict[str, WorkflowDef[Any, Any]]]) -> str:
+    """``order v1/v2 (new: v2), fan v1``: each workflow's versions, and the default's if many."""
+    parts = []
+    for name in sorted(workflows):
+        versions = list(workflows[name])
+        text = f"{name} " + "/".join(f"v{v}" for v in versions)
+        parts.append(text if len(versions) == 1 else f"{text} (new: v{versions[-1]})")
+    return ", ".join(parts) or "none"
 
 
 def _http_server(runtime: Runtime, address: str) -> Any:
@@ -735,17 +750,17 @@ def _http_server(runtime: Runtime, address: str) -> Any:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    name, payload = args.name, _payload(args)
+    name, payload, version = args.name, _payload(args), args.version
     if ":" in name:
         defn = _workflow(name)
-        if args.version is not None:
-            defn = default_registry.workflow(defn.name, args.version)
+        if version is not None:
+            defn = default_registry.workflow(defn.name, version)
         _check_payload(
             defn, payload, given=args.payload is not None or args.payload_file is not None
         )
-        name = defn.name
+        name, version = defn.name, defn.version  # the version checked, as `run` starts it
     wid = check_id(args.id) if args.id is not None else new_workflow_id()
-    data = {"name": name, "version": args.version, "input": payload}
+    data = {"name": name, "version": version, "input": payload}
     _post(args.db, "start", wid, data, create=True)
     if ":" not in args.name and not _run_async(_has_run(args.db, name)):
         _say(
@@ -973,7 +988,9 @@ def _check_one(wid: str, events: list[Any]) -> dict[str, Any]:
         defn = default_registry.for_replay(started.name, started.version)
         replay(events, defn, workflow_id=wid)
     except NondeterminismError as exc:
-        found.update(problem=f"step {exc.step}: recorded {exc.recorded}, now {exc.attempted}",
+        problem = f"step {exc.step}: recorded {exc.recorded}, now {exc.attempted}"
+        note = default_registry.fallback_note(started.name, started.version)  # a dropped version
+        found.update(problem=f"{problem}.{note}" if note else problem,
                      step=exc.step, recorded=exc.recorded, now=exc.attempted)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - report every instance, whatever breaks
         found["problem"] = _one_line(exc)

@@ -470,7 +470,8 @@ async def child(
         workflow: The child's ``@workflow`` function or registered name.
         payload: Its input.
         id: The child's instance id; default ``<parent id>:<step>``.
-        version: Which registered version to run; default: the latest.
+        version: Which registered version to run; default: the version of the ``@workflow``
+            function given, or the latest for a name.
 
     Raises:
         WorkflowFailedError: the child failed.
@@ -486,7 +487,14 @@ async def child(
         from flowcore import serde  # noqa: PLC0415 - serde imports this module's siblings
 
         hint = serde.signature_hints(workflow.fn)[2]
-    return await yield_trap(ChildTrap(name, version, payload, id, hint))
+        if version is None:  # as runtime.start(workflow) starts its version
+            version = workflow.version
+    return await yield_trap(ChildTrap(name, version_text(version), payload, id, hint))
+
+
+def version_text(version: object) -> str | None:
+    """A requested version as registered: ``2`` names version ``"2"`` (None: the default)."""
+    return None if version is None else str(version)
 
 
 def set_status(value: Any) -> None:
@@ -514,4 +522,4 @@ def continue_as_new(payload: Any = None, *, version: str | None = None) -> NoRet
             ``max_payload_bytes``; raised here, so the workflow can catch it and go on.
     """
     encoded = _require("continue_as_new").next_run_input(payload)
-    raise ContinueAsNewSignal(encoded, version)
+    raise ContinueAsNewSignal(encoded, version_text(version))

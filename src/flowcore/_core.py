@@ -165,7 +165,8 @@ class Core:
             if version is None or version == workflow.version:
                 known = self._registry.workflows.get(workflow.name, {})
                 if known.get(workflow.version) is not workflow:
-                    self._registry.add_workflow(workflow)  # recovery and result() need it
+                    # recovery and result() need it; starting it leaves the default version
+                    self._registry.add_workflow(workflow, latest=False)
                 return workflow
             return self._registry.workflow(workflow.name, version)
         return self._registry.workflow(workflow, version)
@@ -736,11 +737,13 @@ class Core:
         inst.cancel_work()
         inst.retries.clear()
         inst.children.clear()
-        defn = self._registry.for_replay(inst.projection.name, version or inst.projection.version)
+        # default: the current run's version, even where its code is the latest's (for_replay)
+        version = version or inst.projection.version
+        defn = self._registry.for_replay(inst.projection.name, version)
         started = ev.WorkflowStarted(
             at=self._now(),
             name=defn.name,
-            version=defn.version,
+            version=version,
             input=encoded,
             parent_id=inst.projection.parent_id,
             run=(1 if inst.executor is None else inst.executor.run) + 1,
@@ -1100,9 +1103,18 @@ class Core:
         self, inst: _Instance, executor: WorkflowExecutor, command: cmd.StartChild
     ) -> None:
         try:
-            defn = self._registry.workflow(command.workflow, command.version)
-            created = await self._start(defn, command.input, command.child_id,
-                                        if_exists="return", parent_id=inst.id)  # fmt: skip
+            try:
+                defn = self._registry.workflow(command.workflow, command.version)
+            except RegistrationError:
+                # A recorded child may run already (its version since dropped, say: it replays
+                # on the latest code): re-attach to it; only a child never started fails here.
+                if not command.recorded or not await self._exists_now(command.child_id):
+                    raise
+                defn = None
+            created = None
+            if defn is not None:
+                created = await self._start(defn, command.input, command.child_id,
+                                            if_exists="return", parent_id=inst.id)  # fmt: skip
             if created is None:
                 await self._check_own_child(inst.id, command)
             terminal, _, _ = await self._terminal_event(command.child_id)
@@ -1123,6 +1135,10 @@ class Core:
                                       message=terminal.reason or terminal.kind)  # fmt: skip
                 event = ev.ChildFailed(at=now, step=command.step, failure=failure, canceled=True)
         self._deliver_child(inst, executor, command, event)
+
+    async def _exists_now(self, wid: str) -> bool:
+        """Whether instance ``wid`` is in memory or in the journal."""
+        return wid in self._instances or await self._journal.status(wid) is not None
 
     async def _check_own_child(self, parent_id: str, command: cmd.StartChild) -> None:
         """Accept an existing child id only if this step of ``parent_id`` started it.
@@ -1494,7 +1510,8 @@ class Core:
             executor = WorkflowExecutor(defn, inst.id, max_payload=self._max_payload)
             commands = executor.replay(history)
         except NondeterminismError as exc:
-            return self._park(inst, str(exc), exc.step)
+            note = self._registry.fallback_note(started.name, started.version)
+            return self._park(inst, str(exc) + note, exc.step)
         except FlowcoreError as exc:
             return self._park(inst, str(exc), 0)
         except Exception as exc:  # noqa: BLE001 - one broken instance must not block the others

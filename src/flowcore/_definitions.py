@@ -108,7 +108,7 @@ class WorkflowDef(Generic[I, R]):
             )
         self.fn = fn
         self.name = name
-        self.version = version
+        self.version = str(version)  # as @workflow(version=2) registers "2"
         self.takes_input = bool(inspect.signature(fn).parameters)
         try:  # called as fn(payload), or fn() without parameters
             inspect.signature(fn).bind(*([None] if self.takes_input else []))
@@ -158,8 +158,12 @@ class Registry:
     activities: dict[str, ActivityDef[..., Any]] = field(default_factory=dict)
     """name -> definition."""
 
-    def add_workflow(self, defn: WorkflowDef[Any, Any]) -> None:
+    def add_workflow(self, defn: WorkflowDef[Any, Any], *, latest: bool = True) -> None:
         """Register a workflow definition.
+
+        A version registered again keeps its place; a new one becomes the latest, unless
+        ``latest`` is false (a runtime learning a definition it was handed to start): then it
+        goes first, and the default version stays what it was.
 
         Raises:
             RegistrationError: another function already holds this name and version.
@@ -171,8 +175,10 @@ class Registry:
                 f"workflow {defn.name!r} version {defn.version!r} is already registered by "
                 f"{_origin(old.fn)}; give {_origin(defn.fn)} another name or version"
             )
-        versions.pop(defn.version, None)
-        versions[defn.version] = defn
+        if old is not None or latest:
+            versions[defn.version] = defn
+        else:
+            self.workflows[defn.name] = {defn.version: defn, **versions}
 
     def add_activity(self, defn: ActivityDef[..., Any]) -> None:
         """Register an activity definition.
@@ -219,6 +225,22 @@ class Registry:
         if versions and version in versions:
             return versions[version]
         return self.workflow(name)
+
+    def fallback_note(self, name: str, version: str) -> str:
+        """Why a divergence may be a dropped version: "" unless ``version`` is not registered.
+
+        Appended to a NondeterminismError's message where :meth:`for_replay` fell back to the
+        latest version's code.
+        """
+        versions = self.workflows.get(name)
+        if not versions or version in versions:
+            return ""
+        latest = next(reversed(versions))
+        return (
+            f" Version {version!r}, which this instance started with, is not registered, so it "
+            f"replayed on version {latest!r}; register version {version!r} again "
+            f"(@workflow(name={name!r}, version={version!r})) until its instances finish."
+        )
 
     def copy(self) -> Registry:
         """A shallow copy (for tests that need to restore the global registry)."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, final
 import anyio
 
 from flowcore import serde
+from flowcore._context import version_text
 from flowcore._core import Core, _DueTimers, check_id
 from flowcore._definitions import Registry, WorkflowDef, default_registry
 from flowcore._handle import WorkflowHandle
@@ -340,7 +341,7 @@ class Runtime(Core):
         if if_exists not in ("error", "return"):  # the hint does not bind callers from JSON
             msg = f"if_exists must be 'error' or 'return', not {if_exists!r}"
             raise InvalidArgumentError(msg)
-        defn = self._resolve(workflow, version)
+        defn = self._resolve(workflow, version_text(version))
         defn.check_payload(payload, fix="call runtime.start() without one")
         encoded = serde.encode(payload)
         wid = check_id(id) if id is not None else new_workflow_id()

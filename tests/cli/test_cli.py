@@ -246,6 +246,97 @@ class TestSteeringWithoutServer:
         assert "queued" not in cli("list", "--status", "completed").stderr
 
 
+VERSIONED_APP = """
+import flowcore
+from flowcore import workflow
+
+
+async def body(n: int) -> str:
+    return flowcore.info().version
+
+
+order_v1 = workflow(name="order", version="1")(body)
+order_v2 = workflow(name="order", version="2")(body)
+"""
+
+
+class TestVersions:
+    def test_start_module_workflow_starts_that_version(self, cli):
+        """start MODULE:WORKFLOW starts the version that definition has, as run does.
+
+        Found by a new-user run: ``start ver:order_v1`` queued a start without a version, so
+        the owner started version 2 (the latest) while ``run ver:order_v1`` started version 1.
+        """
+        (cli.cwd / "ver.py").write_text(VERSIONED_APP)
+        for args in (
+            ("ver:order_v1", "--id", "s1"),
+            ("ver:order_v1", "--version", "2", "--id", "s2"),
+            ("order", "--id", "plain"),
+        ):
+            done = cli("start", *args, "--payload", "1")
+            assert done.returncode == 0, done.stderr
+        proc = cli.spawn("serve", "ver")
+        try:
+            for wid in ("s1", "s2", "plain"):
+                cli.wait_status(wid, "completed")
+        finally:
+            stop(proc, signal.SIGINT)
+        rows = dict(cli.sql("SELECT id, version FROM workflows"))
+        assert rows == {"s1": "1", "s2": "2", "plain": "2"}
+        assert cli("run", "ver:order_v1", "--payload", "1", "--id", "r1").stdout == '"1"\n'
+
+    def test_run_id_of_another_version_says_the_instance_keeps_its_own(self, cli):
+        """run MODULE:WORKFLOW --id of an instance started at another version notes that it
+        keeps the version it started with (found by a new-user run: nothing said so)."""
+        (cli.cwd / "ver.py").write_text(VERSIONED_APP)
+        assert cli("run", "ver:order_v1", "--payload", "1", "--id", "r1").returncode == 0
+        again = cli("run", "ver:order_v2", "--id", "r1")
+        assert (again.returncode, again.stdout) == (0, '"1"\n')
+        assert "note: 'r1' started at version '1' and keeps it, not version '2'" in again.stderr
+        assert "note:" not in cli("run", "ver:order_v1", "--id", "r1").stderr
+
+    def test_serve_names_the_versions_it_serves(self, cli):
+        """serve's banner names each workflow's versions and the one new instances get.
+
+        Found by a new-user run: it named only ``order``, so a deploy that registered the
+        versions in another order (the last registered is the default) went unnoticed.
+        """
+        (cli.cwd / "ver.py").write_text(VERSIONED_APP)
+        proc = cli.spawn("serve", "ver")
+        try:
+            wait_for(lambda: (cli.cwd / "flowcore.db").exists() and cli.sql("SELECT 1 FROM owner"),
+                     10, "serve to own the database")  # fmt: skip
+        finally:
+            _, err = stop(proc, signal.SIGINT)
+        assert "(workflows: order v1/v2 (new: v2);" in err
+
+    def test_check_says_when_an_instance_version_is_not_registered(self, cli):
+        """check of modules that dropped an instance's version says it replayed on another.
+
+        Found by a new-user run: ``DIVERGES order v1`` read as if version 1's code had changed.
+        """
+        (cli.cwd / "ver.py").write_text(VERSIONED_APP.replace("return flowcore", (
+            "await flowcore.wait_event('go')\n    return flowcore")))  # fmt: skip
+        assert cli("start", "ver:order_v1", "--payload", "1", "--id", "w1").returncode == 0
+        proc = cli.spawn("serve", "ver")
+        try:
+            wait_for(lambda: cli.sql("SELECT count(*) FROM events WHERE workflow_id = 'w1'")
+                     >= [(2,)], 10, "w1 to wait")  # fmt: skip
+        finally:
+            stop(proc, signal.SIGINT)
+        (cli.cwd / "ver2.py").write_text(
+            "import flowcore\n\n\n@flowcore.workflow(name='order', version='2')\n"
+            "async def order(n: int) -> str:\n    await flowcore.sleep(1)\n    return 'x'\n"
+        )
+        done = cli("check", "ver2")
+        assert done.returncode == 1
+        assert done.stdout.startswith("DIVERGES  order v1 id w1: step 1: recorded wait_event")
+        assert "Version '1', which this instance started with, is not registered" in done.stdout
+        [report] = json.loads(cli("check", "ver2", "--json").stdout)
+        assert "replayed on version '2'" in report["problem"]
+        assert "not registered" not in cli("check", "ver").stdout
+
+
 class TestInspection:
     def test_status_list_history_export(self, cli):
         """status, list, history and export read the journal, as text or JSON."""

@@ -924,7 +924,7 @@ class TestChildren:
         ex = WorkflowExecutor(parent, "p1")
         ex.start(started("parent"))
         assert ex.apply(completed(1)) == [
-            StartChild(step=2, workflow="resize", version=None, input="a.png", child_id="p1:2")
+            StartChild(step=2, workflow="resize", version="1", input="a.png", child_id="p1:2")
         ]
 
     def test_default_child_id_does_not_depend_on_the_report_order(self):
@@ -1218,7 +1218,7 @@ class TestReplayOfNewKinds:
             StartChild(
                 step=1,
                 workflow="resize",
-                version=None,
+                version="1",
                 input="a.png",
                 child_id="p:1",
                 recorded=True,

@@ -820,7 +820,7 @@ class TestGoldenLifecycle:
             StartChild(
                 step=step,
                 workflow="make_thumbnail",
-                version=None,
+                version="1",
                 input=path,
                 child_id=f"golden-gallery:1.{step}.1",
                 recorded=True,

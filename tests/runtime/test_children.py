@@ -630,6 +630,36 @@ class TestVersioning:
             assert (await rt.status("v-only2")).version == "1"
         assert result == {"version": "1", "steps": "reserve+ship"}
 
+    async def test_parked_on_newer_code_says_its_version_is_not_registered(self, db_path):
+        """A version-1 instance that version-2 code cannot replay is parked with a reason that
+        names the missing version; registering version 1 again lets it finish.
+
+        Found by a new-user run: the reason said only that the code changed, so a deploy that
+        dropped version 1 looked like an edit of version 1's code.
+        """
+        async with Runtime(db_path, workflows=order_versions("1")) as rt:
+            await rt.start("ch_order", "wait", id="v-gone")
+            await until_recorded(rt, "v-gone", EventWaitStarted)
+
+        async def ch_breaking(label: str) -> str:
+            await flowcore.wait_event("packed")  # a new first step, not guarded by the version
+            return label
+
+        breaking = WorkflowDef(ch_breaking, name="ch_order", version="2")
+        async with Runtime(db_path, workflows=[breaking]) as rt:
+            await until_state(rt, "v-gone", WorkflowState.PARKED)
+            error = (await rt.status("v-gone")).error
+        assert error is not None
+        assert "is not deterministic at step 1" in error
+        assert (
+            "Version '1', which this instance started with, is not registered, so it replayed "
+            "on version '2'; register version '1' again"
+        ) in error
+        async with Runtime(db_path, workflows=order_versions("1", "2")) as rt:
+            await rt.send_event("v-gone", "ship", None)
+            result = await rt.handle("v-gone").result(timeout=10)
+        assert result == {"version": "1", "steps": "reserve+ship"}
+
     async def test_continue_as_new_keeps_the_version_unless_told(self, db_path):
         """A new run keeps its instance's version, or takes the one continue_as_new names."""
 
@@ -653,6 +683,153 @@ class TestVersioning:
                 clock.advance(1)
             assert await handle.result(timeout=10) == ["2"]
         assert versions == ["1", "1", "2"]
+
+    async def test_starting_an_old_version_by_its_definition_keeps_the_latest(self, db_path):
+        """start(<version-1 definition>) starts version 1 and leaves the default at version 2.
+
+        Found by a new-user run: starting one old-version instance by its definition (on a
+        runtime serving only version 2, or with another object for version 1) registered it
+        as the latest, so every later start by name silently ran version 1.
+        """
+        v1, v2 = order_versions("1", "2")
+        async with Runtime(db_path, workflows=[v2]) as rt:
+            old = await (await rt.start(v1, "now", id="pin-1")).result(timeout=10)
+            new = await (await rt.start("ch_order", "now", id="by-name")).result(timeout=10)
+        assert (old["version"], new["version"]) == ("1", "2")
+        async with Runtime(db_path, workflows=order_versions("1", "2")) as rt:
+            (again,) = order_versions("1")  # an equal definition, another object
+            old = await (await rt.start(again, "now", id="pin-1b")).result(timeout=10)
+            new = await (await rt.start("ch_order", "now", id="by-name-b")).result(timeout=10)
+        assert (old["version"], new["version"]) == ("1", "2")
+
+    async def test_child_of_a_definition_starts_that_version(self, db_path):
+        """child(<version-1 definition>) starts version 1, as runtime.start() of it does.
+
+        Found by a new-user run: the child got the latest version (2) whatever the definition.
+        """
+        v1, v2 = order_versions("1", "2")
+
+        @workflow
+        async def ch_pins_v1() -> list[str]:
+            kids = [await flowcore.child(v1, "now", id="kid-def")]
+            kids.append(await flowcore.child(v1, "now", id="kid-def-v2", version="2"))
+            kids.append(await flowcore.child("ch_order", "now", id="kid-name"))
+            return [kid["version"] for kid in kids]
+
+        async with Runtime(db_path, workflows=[v1, v2, ch_pins_v1]) as rt:
+            seen = await (await rt.start(ch_pins_v1)).result(timeout=10)
+            assert (await rt.status("kid-def")).version == "1"
+        assert seen == ["1", "2", "2"]
+
+    async def test_continue_as_new_keeps_a_version_no_longer_registered(self, db_path):
+        """A version-1 instance running on version-2 code (version 1 dropped) continues as new
+        at version 1, as documented ("default: the current run's"), not at the latest.
+
+        Found by a new-user run: the next run recorded version 2, so it silently took the
+        version-2 branches its code guards with flowcore.info().version.
+        """
+
+        async def ch_looping(n: int) -> list[Any]:
+            seen = flowcore.info().version
+            if n == 0:
+                await flowcore.wait_event("go")
+                flowcore.continue_as_new(1)
+            return [n, seen]
+
+        async with Runtime(
+            db_path, workflows=[WorkflowDef(ch_looping, name="ch_loop", version="1")]
+        ) as rt:
+            await rt.start("ch_loop", 0, id="loop")
+            await until_recorded(rt, "loop", EventWaitStarted)
+        v2 = WorkflowDef(ch_looping, name="ch_loop", version="2")
+        async with Runtime(db_path, workflows=[v2]) as rt:
+            await rt.send_event("loop", "go", None)
+            assert await rt.handle("loop").result(timeout=10) == [1, "1"]
+            assert (await rt.status("loop")).version == "1"
+
+    async def test_a_number_names_the_same_version_as_its_text(self, db_path):
+        """start/child/continue_as_new take version=2 for "2", as @workflow(version=2) does.
+
+        Found by a new-user run: @workflow(version=2) registered "2", but start(version=2)
+        raised "no registered version 2; known versions: '1', '2'".
+        """
+
+        async def ch_numbered(n: int) -> list[Any]:
+            if n == 0:
+                flowcore.continue_as_new(1, version=2)  # type: ignore[arg-type]
+            if n == 2:
+                return [await flowcore.child("ch_num", 1, id="num-kid", version=1)]  # type: ignore[arg-type]
+            return [n, flowcore.info().version]
+
+        defs = [WorkflowDef(ch_numbered, name="ch_num", version=v) for v in (1, 2)]  # type: ignore[arg-type]
+        assert [d.version for d in defs] == ["1", "2"]
+        async with Runtime(db_path, workflows=defs) as rt:
+            hops = await (await rt.start("ch_num", 0, id="num-hop", version=1)).result(timeout=10)  # type: ignore[arg-type]
+            kid = await (await rt.start("ch_num", 2, id="num-par", version=2)).result(timeout=10)  # type: ignore[arg-type]
+            assert (await rt.status("num-kid")).version == "1"
+        assert hops == [1, "2"]
+        assert kid == [[1, "1"]]
+
+    async def test_parent_reattaches_to_a_child_whose_version_was_dropped(self, db_path):
+        """A parent recovered after a deploy that dropped its running child's version keeps
+        waiting for that child (which replays on the latest code) instead of failing it.
+
+        Found by a new-user run: the recovered parent looked the child's version up again,
+        got UnknownVersionError and took it as the child's failure, while the child ran on and
+        its result was lost to the parent.
+        """
+
+        async def ch_parent() -> str:
+            return str(await flowcore.child("ch_order", "wait", id="kid-dropped", version="1"))
+
+        parent = WorkflowDef(ch_parent, name="ch_parent", version="1")
+        async with Runtime(db_path, workflows=[*order_versions("1", "2"), parent]) as rt:
+            await rt.start(parent, id="par-dropped")
+            await until_recorded(rt, "kid-dropped", EventWaitStarted)
+        async with Runtime(db_path, workflows=[*order_versions("2"), parent]) as rt:
+            await rt.send_event("kid-dropped", "ship", None)
+            result = await rt.handle("par-dropped").result(timeout=10)
+        assert result == str({"version": "1", "steps": "reserve+ship"})
+
+    async def test_a_recorded_timer_keeps_its_journaled_deadline_on_new_code(self, db_path):
+        """A timer an instance started keeps the deadline its journal recorded when a deploy
+        changes the duration the code asks for (the journal wins, as for every recorded step).
+
+        Found by a new-user run: v1 slept an hour; after a deploy whose code sleeps a second,
+        the in-flight hour-long timer fired a second after the start, while an evicted
+        instance (woken by the journal's deadline) would have slept the hour.
+        """
+
+        async def ch_nap_long() -> str:
+            await flowcore.sleep(3600)
+            await flowcore.wait_event("never", timeout=3600)
+            return "slept"
+
+        async def ch_nap_short() -> str:
+            await flowcore.sleep(1)
+            await flowcore.wait_event("never", timeout=1)
+            return "slept"
+
+        clock = VirtualClock()
+        long_def = WorkflowDef(ch_nap_long, name="ch_nap", version="1")
+        async with Runtime(db_path, workflows=[long_def], clock=clock) as rt:
+            await rt.start("ch_nap", id="nap")
+            await until_recorded(rt, "nap", TimerScheduled)
+        short_def = WorkflowDef(ch_nap_short, name="ch_nap", version="2")
+        async with Runtime(db_path, workflows=[short_def], clock=clock) as rt:
+            assert await rt.handle("nap").result(timeout=10) == "slept"  # the clock jumps
+            st = await rt.status("nap")
+        assert (st.updated_at - st.created_at).total_seconds() >= 3600
+        # and a wait's timeout recorded before the deploy: the journal's again, not the code's
+        async with Runtime(db_path, workflows=[long_def], clock=clock) as rt:
+            await rt.start("ch_nap", id="wait")
+            await until_recorded(rt, "wait", TimerScheduled)
+            clock.advance(3600)
+            await until_recorded(rt, "wait", EventWaitStarted)
+        async with Runtime(db_path, workflows=[short_def], clock=clock) as rt:
+            waited_from = clock.now()
+            assert await rt.handle("wait").result(timeout=10) == "slept"
+        assert clock.now() - waited_from >= 3600 - 1
 
     async def test_unknown_version_is_a_clear_error(self, db_path):
         """start() of an unregistered version raises UnknownVersionError listing known ones."""

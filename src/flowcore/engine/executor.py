@@ -712,20 +712,26 @@ class WorkflowExecutor:
     def _on_timer(self, task: _Task, trap: traps.TimerTrap) -> None:
         step, recorded = self._issue(ev.TimerScheduled, "", "a timer")
         task.next_op()
-        command = cmd.StartTimer(step=step, fire_at=trap.fire_at)
+        fire_at = trap.fire_at
+        if recorded and self._replay is not None:  # the journal's deadline wins over the code's
+            fire_at = self._replay.recorded[step].fire_at  # type: ignore[union-attr]
+        command = cmd.StartTimer(step=step, fire_at=fire_at)
         self._wait_on(task, _Leaf(step, "timer", task, command, recorded=recorded))
 
     def _on_wait_event(self, task: _Task, trap: traps.WaitEventTrap) -> None:
         step, recorded = self._issue(ev.EventWaitStarted, trap.name, "wait_event({!r})")
         task.next_op()
+        deadline = trap.deadline
+        if recorded and self._replay is not None:  # the journal's deadline wins over the code's
+            deadline = self._replay.recorded[step].deadline  # type: ignore[union-attr]
         queued = self._inbox.get(trap.name)
         if queued:  # an event sent earlier satisfies the wait at once
             if not recorded:
                 self._emit(cmd.WaitForEvent(step=step, name=trap.name, deadline=None))
             self._resume_with_payload(task, queued.popleft()[1], trap.hint)
             return
-        command = cmd.WaitForEvent(step=step, name=trap.name, deadline=trap.deadline)
-        leaf = _Leaf(step, "event", task, command, trap.hint, trap.name, trap.deadline, recorded)
+        command = cmd.WaitForEvent(step=step, name=trap.name, deadline=deadline)
+        leaf = _Leaf(step, "event", task, command, trap.hint, trap.name, deadline, recorded)
         self._waits.setdefault(trap.name, deque()).append(leaf)
         self._wait_on(task, leaf)
 
