@@ -155,7 +155,8 @@ class Core:
             ) from self._failure
         if self._state != "open":
             raise FlowcoreError(
-                f"the runtime is {self._state}; use 'async with Runtime(...)' or await open() first"
+                f"the runtime is {self._state}; use 'async with Runtime(...)' or await open() "
+                "first (in a web app: Starlette(lifespan=flowcore.lifespan(runtime)))"
             )
 
     def _resolve(

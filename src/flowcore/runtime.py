@@ -417,6 +417,8 @@ class Runtime(Core):
         Raises:
             WorkflowNotFoundError: no instance has this id.
         """
+        if self._state == "new":
+            self._check_open()  # says how to open it, not that its journal is not open
         row = await self._journal.status(workflow_id)
         if row is None:
             raise WorkflowNotFoundError(workflow_id)
@@ -433,6 +435,8 @@ class Runtime(Core):
         limit: int = 100,
     ) -> builtins.list[WorkflowStatus]:
         """Status records, newest first, optionally filtered by workflow name and state."""
+        if self._state == "new":
+            self._check_open()
         return await self._journal.list(name=name, status=status, limit=limit)
 
     async def history(self, workflow_id: str) -> builtins.list[ev.Event]:
@@ -441,6 +445,8 @@ class Runtime(Core):
         Raises:
             WorkflowNotFoundError: no instance has this id.
         """
+        if self._state == "new":
+            self._check_open()
         events = await self._journal.history(workflow_id)
         if not events:
             raise WorkflowNotFoundError(workflow_id)
@@ -455,6 +461,8 @@ class Runtime(Core):
             WorkflowNotFoundError: no instance has this id.
             TimeoutError: it did not finish within ``timeout`` seconds.
         """
+        if self._state == "new":
+            self._check_open()
         self._waiters += 1
         try:
             if timeout is None:  # no cancel scope on the common path: it costs ~50 us

@@ -162,6 +162,17 @@ class TestStartAndResult:
 
 
 class TestStatusListHistory:
+    async def test_inspecting_a_runtime_never_opened_says_how_to_open_it(self, db_path):
+        """status(), list(), history() and result() of a new runtime say to open it (and how
+        in a web app), as start() does; they said "journal ... is not open"."""
+        rt = Runtime(db_path)
+        calls = [rt.status("x"), rt.list(), rt.history("x"), rt.result("x")]
+        for call in calls:
+            with pytest.raises(flowcore.FlowcoreError) as info:
+                await call
+            assert str(info.value).startswith("the runtime is new; use 'async with Runtime(...)'")
+            assert "lifespan=flowcore.lifespan(runtime)" in str(info.value)
+
     async def test_status_of_completed_workflow(self, db_path):
         """status() reports name, version, state, output and timestamps."""
         async with Runtime(db_path) as rt:
