@@ -35,7 +35,6 @@ from flowcore import _cli_render as render
 from flowcore import serde
 from flowcore._core import check_id
 from flowcore._lifespan import lifespan
-from flowcore._status import WorkflowState
 from flowcore.errors import (
     FlowcoreError,
     PayloadError,
@@ -44,6 +43,7 @@ from flowcore.errors import (
     WorkflowFinishedError,
     WorkflowNotFoundError,
 )
+from flowcore.journal._batch import check_list_args
 from flowcore.web import _queries
 from flowcore.web._security import (
     ApiError,
@@ -449,12 +449,11 @@ def _check_input(fn: Callable[..., Any], payload: Any, *, takes_input: bool) -> 
 
 
 def _status_filter(text: str | None) -> str | None:
-    states = [s.value for s in WorkflowState]
-    if text is not None and text not in states:
-        raise ApiError(
-            422, f"status must be one of {', '.join(states)}, not {text!r}", "InvalidField"
-        )
-    return text
+    """The journal's own check of a status filter (the one ``list()`` makes), as a 422."""
+    try:
+        return check_list_args(text, 0)
+    except ValueError as exc:
+        raise ApiError(422, str(exc), "InvalidField") from None
 
 
 def _int(text: str, name: str, low: int, high: int | None) -> int:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 from flowcore._status import WorkflowState
 from flowcore.engine.events import decode_event, encode_event
-from flowcore.journal._batch import to_status
+from flowcore.journal._batch import check_list_args, to_status
 from flowcore.journal.base import StatusRow
 from flowcore.journal.sqlite import SqliteJournal
 
@@ -92,8 +92,7 @@ async def list_page(
     Raises:
         ValueError: an unknown status.
     """
-    if status is not None:
-        status = WorkflowState(status).value
+    status = check_list_args(status, limit)
     journal = runtime._journal  # noqa: SLF001 - the web API is part of the package
     if isinstance(journal, SqliteJournal):
         found = await _sqlite_page(journal, name, status, since, limit + 1, cursor)
