@@ -235,7 +235,7 @@ class Registry:
         versions = self.workflows.get(name)
         if not versions or version in versions:
             return ""
-        latest = next(reversed(versions))
+        latest = self.workflow(name).version
         return (
             f" Version {version!r}, which this instance started with, is not registered, so it "
             f"replayed on version {latest!r}; register version {version!r} again "
