@@ -97,6 +97,19 @@ async def cancel_on_the_page(page, expect, url: str) -> None:
     await expect(rows).to_have_count(1)
 
 
+_COUNT_API_CALLS = """() => { var api = flowcore.api; window.inFlight = 0;
+  flowcore.api = async function () {
+    window.inFlight++;
+    try {
+      var data = await api.apply(this, arguments);
+      if (data && data.stale) { window.staleAnswered = true; }
+      return data;
+    } finally { window.inFlight--; }
+  }; }"""
+"""Wraps the page's API calls: ``window.inFlight`` counts those unanswered, and
+``window.staleAnswered`` turns true once the page took an answer marked ``stale``."""
+
+
 class TestDashboard:
     async def test_approve_from_the_timeline(self, web, chromium, tmp_path):
         """List -> running workflow -> timeline -> send approval -> completed, all in the page."""
@@ -221,17 +234,7 @@ class TestDashboard:
         async with browser_page(chromium) as (page, errors):
             await page.goto(web.url + "/workflow?id=order-late")
             await expect(page.locator("#live")).to_have_text("live")
-            await page.evaluate(
-                """() => { var api = flowcore.api; window.inFlight = 0;
-                flowcore.api = async function () {
-                  window.inFlight++;
-                  try {
-                    var data = await api.apply(this, arguments);
-                    if (data && data.stale) { window.staleAnswered = true; }
-                    return data;
-                  } finally { window.inFlight--; }
-                }; }"""
-            )
+            await page.evaluate(_COUNT_API_CALLS)
             await page.route("**/api/workflows/order-late/timeline", hold_the_first)
             await web.runtime.send_event("order-late", "noise", 1)  # a refresh, held
             async with asyncio.timeout(10):
@@ -277,17 +280,7 @@ class TestDashboard:
         async with browser_page(chromium) as (page, errors):
             await page.goto(web.url + "/")
             await expect(page.locator("#workflows tbody tr")).to_have_count(3)
-            await page.evaluate(
-                """() => { var api = flowcore.api; window.inFlight = 0;
-                flowcore.api = async function () {
-                  window.inFlight++;
-                  try {
-                    var data = await api.apply(this, arguments);
-                    if (data && data.stale) { window.staleAnswered = true; }
-                    return data;
-                  } finally { window.inFlight--; }
-                }; }"""
-            )
+            await page.evaluate(_COUNT_API_CALLS)
             await page.route("**/api/workflows?*", hold_an_unfiltered_reload)
             async with asyncio.timeout(10):
                 await caught.wait()  # the next reload of the unfiltered list, held
