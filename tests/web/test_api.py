@@ -71,6 +71,20 @@ async def _finished(web, wid: str) -> dict:
     return (await web.client.get(f"/api/workflows/{wid}")).json()
 
 
+async def _order_waiting_for_approval(web, wid: str, sku: str) -> None:
+    """Start a ``web_api_order`` and wait until its typed approval wait is journaled."""
+    await web.client.post(
+        "/api/workflows",
+        json={"workflow": "web_api_order", "input": {"sku": sku, "qty": 1}, "id": wid},
+    )
+
+    async def waiting() -> bool:
+        rows = (await web.client.get(f"/api/workflows/{wid}/history")).json()
+        return any(r["kind"] == "event_wait_started" for r in rows)
+
+    await assert_eventually(waiting)
+
+
 class TestStartAndSteer:
     async def test_start_approve_complete(self, web):
         """POST starts a workflow, an event approves it, the status shows the result."""
@@ -91,16 +105,7 @@ class TestStartAndSteer:
 
     async def test_event_the_wait_cannot_take_is_422(self, web):
         """An event whose payload the pending typed wait cannot decode: 422, workflow waits on."""
-        await web.client.post(
-            "/api/workflows",
-            json={"workflow": "web_api_order", "input": {"sku": "a", "qty": 1}, "id": "o-2"},
-        )
-
-        async def waiting() -> bool:
-            rows = (await web.client.get("/api/workflows/o-2/history")).json()
-            return any(r["kind"] == "event_wait_started" for r in rows)
-
-        await assert_eventually(waiting)
+        await _order_waiting_for_approval(web, "o-2", "a")
         r = await web.client.post(
             "/api/workflows/o-2/events", json={"name": "approval", "payload": {"who": "ann"}}
         )
@@ -118,16 +123,7 @@ class TestStartAndSteer:
         Before, any event to a suspended instance was accepted (200) and, on resume, took the
         wait and failed the workflow with PayloadError; the events sent after it were lost.
         """
-        await web.client.post(
-            "/api/workflows",
-            json={"workflow": "web_api_order", "input": {"sku": "s", "qty": 1}, "id": "o-s"},
-        )
-
-        async def waiting() -> bool:
-            rows = (await web.client.get("/api/workflows/o-s/history")).json()
-            return any(r["kind"] == "event_wait_started" for r in rows)
-
-        await assert_eventually(waiting)
+        await _order_waiting_for_approval(web, "o-s", "s")
         await web.runtime.suspend("o-s")
         r = await web.client.post(
             "/api/workflows/o-s/events", json={"name": "approval", "payload": {"who": "ann"}}
