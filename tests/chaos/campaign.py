@@ -209,26 +209,7 @@ class Campaign:
                 raise CampaignError(f"acknowledged {what} for {wid} is not in the journal")
 
     def _check_no_rerun(self, journal: dict[str, list[tuple[str, dict[str, Any]]]]) -> None:
-        size = self.log.stat().st_size if self.log.exists() else 0
-        for wid, events in journal.items():
-            ops = {d["step"]: d["op"] for k, d in events if k == "activity_scheduled"}
-            for kind, data in events:
-                if kind in ("activity_completed", "activity_failed"):
-                    self.committed_at.setdefault((wid, ops[data["step"]]), size)
-        starts: Counter[str] = Counter()
-        offset = 0
-        raw = self.log.read_bytes() if self.log.exists() else b""
-        for line in raw.splitlines(keepends=True):
-            kind, wid, op, _attempt, _label, key = line.decode().split()
-            if kind == "start":
-                starts[key] += 1
-                seen = self.committed_at.get((wid, op))
-                if seen is not None and offset >= seen:
-                    raise CampaignError(
-                        f"activity {wid}/{op} started again ({line.decode().strip()}) after its "
-                        "completion was committed"
-                    )
-            offset += len(line)
+        starts = check_no_rerun(self.log, journal, self.committed_at)
         self.figures.attempts = sum(starts.values())
         self.figures.rerun = sum(n - 1 for n in starts.values())
 
@@ -241,6 +222,40 @@ class Campaign:
             want, have = expected_outcome(spec), found.get(spec.id)
             if have != want:
                 raise CampaignError(f"{spec.id} ended {have}; a crash-free run gives {want}")
+
+
+def check_no_rerun(
+    log: Path,
+    journal: dict[str, list[tuple[str, dict[str, Any]]]],
+    committed_at: dict[tuple[str, str], int],
+) -> Counter[str]:
+    """Raise if the activity log shows an activity started after its completion was committed;
+    return the starts per idempotency key.
+
+    ``committed_at`` remembers, across checks, how long the log was when each completion was
+    first seen committed: a start written beyond that offset is a re-run.
+    """
+    size = log.stat().st_size if log.exists() else 0
+    for wid, events in journal.items():
+        ops = {d["step"]: d["op"] for k, d in events if k == "activity_scheduled"}
+        for kind, data in events:
+            if kind in ("activity_completed", "activity_failed"):
+                committed_at.setdefault((wid, ops[data["step"]]), size)
+    starts: Counter[str] = Counter()
+    offset = 0
+    raw = log.read_bytes() if log.exists() else b""
+    for line in raw.splitlines(keepends=True):
+        kind, wid, op, _attempt, _label, key = line.decode().split()
+        if kind == "start":
+            starts[key] += 1
+            seen = committed_at.get((wid, op))
+            if seen is not None and offset >= seen:
+                raise CampaignError(
+                    f"activity {wid}/{op} started again ({line.decode().strip()}) after its "
+                    "completion was committed"
+                )
+        offset += len(line)
+    return starts
 
 
 def _query(db: Path, sql: str) -> list[tuple[Any, ...]]:

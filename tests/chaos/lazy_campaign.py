@@ -42,6 +42,7 @@ from typing import Any
 from flowcore import _cli
 from flowcore._verify import verify_journal
 from flowcore.journal import schema
+from tests.chaos.campaign import CampaignError, check_no_rerun
 from tests.chaos.lazy_app import BOUND, LOOP_ROUNDS, Send, Spec, build_plan, event_value
 from tests.runtime.crash_app import MODULUS, mix
 from tests.runtime.worker_process import REPO, WorkerProcess
@@ -52,10 +53,6 @@ LATENESS = 2.0
 FINISHED = frozenset({"completed", "failed", "canceled", "terminated"})
 KINDS = {"cancel": "cancel_requested", "suspend": "workflow_suspended",
          "resume": "workflow_resumed"}  # fmt: skip
-
-
-class CampaignError(AssertionError):
-    """A broken promise, with what was found."""
 
 
 @dataclass
@@ -264,24 +261,8 @@ class LazyCampaign:
                                     f"(status {status!r})")  # fmt: skip
 
     def _check_no_rerun(self, journal: dict[str, list[tuple[str, dict[str, Any]]]]) -> None:
-        size = self.log.stat().st_size if self.log.exists() else 0
-        for wid, events in journal.items():
-            ops = {d["step"]: d["op"] for k, d in events if k == "activity_scheduled"}
-            for kind, data in events:
-                if kind in ("activity_completed", "activity_failed"):
-                    self.committed_at.setdefault((wid, ops[data["step"]]), size)
-        offset, starts = 0, 0
-        raw = self.log.read_bytes() if self.log.exists() else b""
-        for line in raw.splitlines(keepends=True):
-            kind, wid, op, _attempt, _label, _key = line.decode().split()
-            if kind == "start":
-                starts += 1
-                seen = self.committed_at.get((wid, op))
-                if seen is not None and offset >= seen:
-                    raise CampaignError(f"activity {wid}/{op} started again after its completion "
-                                        f"was committed: {line.decode().strip()}")  # fmt: skip
-            offset += len(line)
-        self.figures["attempts"] = starts
+        starts = check_no_rerun(self.log, journal, self.committed_at)
+        self.figures["attempts"] = sum(starts.values())
 
     def _opened(self) -> list[tuple[float, int, int, int]]:
         lines = self.stats.read_text(encoding="utf-8").splitlines() if self.stats.exists() else []
