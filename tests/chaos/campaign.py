@@ -188,7 +188,7 @@ class Campaign:
             raise CampaignError(f"verify found {len(report.problems)} problem(s):\n{shown}")
         self.figures.instances, self.figures.events = report.workflows, report.events
         journal = _journal(self.db)
-        unfinished = _query(self.db, "SELECT count(*) FROM workflows WHERE status = 'running'")
+        unfinished = query(self.db, "SELECT count(*) FROM workflows WHERE status = 'running'")
         if not final and unfinished[0][0]:
             self.figures.kills_mid_run += 1
         self._check_acks(journal)
@@ -214,7 +214,7 @@ class Campaign:
         self.figures.rerun = sum(n - 1 for n in starts.values())
 
     def _check_outcomes(self) -> None:
-        rows = _query(self.db, "SELECT id, status, output FROM workflows")
+        rows = query(self.db, "SELECT id, status, output FROM workflows")
         found = {
             wid: (status, None if out is None else json.loads(out)) for wid, status, out in rows
         }
@@ -258,17 +258,18 @@ def check_no_rerun(
     return starts
 
 
-def _query(db: Path, sql: str) -> list[tuple[Any, ...]]:
+def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` on the journal, opened read-only (beside a worker that may write)."""
     con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=5)
     try:
-        return con.execute(sql).fetchall()
+        return con.execute(sql, params).fetchall()
     finally:
         con.close()
 
 
 def _journal(db: Path) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     journal: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    rows = _query(db, "SELECT workflow_id, kind, data FROM events ORDER BY workflow_id, seq")
+    rows = query(db, "SELECT workflow_id, kind, data FROM events ORDER BY workflow_id, seq")
     for wid, kind, data in rows:
         journal.setdefault(wid, []).append((kind, json.loads(data)))
     return journal

@@ -29,7 +29,6 @@ import contextlib
 import io
 import json
 import random
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from typing import Any
 from flowcore import _cli
 from flowcore._verify import verify_journal
 from flowcore.journal import schema
-from tests.chaos.campaign import CampaignError, check_no_rerun
+from tests.chaos.campaign import CampaignError, check_no_rerun, query
 from tests.chaos.lazy_app import BOUND, LOOP_ROUNDS, Send, Spec, build_plan, event_value
 from tests.runtime.crash_app import MODULUS, mix
 from tests.runtime.worker_process import REPO, WorkerProcess
@@ -159,7 +158,7 @@ class LazyCampaign:
     def _exists(self, wid: str) -> bool:
         if not self.db.exists() or schema.precheck(str(self.db)) is None:
             return False
-        return bool(_query(self.db, "SELECT 1 FROM workflows WHERE id = ?", (wid,)))
+        return bool(query(self.db, "SELECT 1 FROM workflows WHERE id = ?", (wid,)))
 
     def _send(self, send: Send) -> None:
         argv = ["--db", str(self.db)]
@@ -213,7 +212,7 @@ class LazyCampaign:
             shown = "\n".join(str(p) for p in report.problems[:20])
             raise CampaignError(f"verify found {len(report.problems)} problem(s):\n{shown}")
         journal = _journal(self.db)
-        inbox = _query(self.db, "SELECT workflow_id, kind, data FROM inbox")
+        inbox = query(self.db, "SELECT workflow_id, kind, data FROM inbox")
         self._check_acks(journal, inbox)
         self._check_no_rerun(journal)
         self._check_timers(journal)
@@ -305,7 +304,7 @@ class LazyCampaign:
         return late
 
     def _check_statuses(self, *, final: bool) -> None:
-        rows = _query(self.db, "SELECT id, status, output FROM workflows")
+        rows = query(self.db, "SELECT id, status, output FROM workflows")
         for wid, status, output in rows:
             before = self.seen.get(wid)
             if before is not None and before[0] in FINISHED and before != (status, output):
@@ -398,17 +397,9 @@ def _run(journal: dict[str, list[tuple[str, dict[str, Any]]]], wid: str) -> int:
     return 0
 
 
-def _query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=5)
-    try:
-        return con.execute(sql, params).fetchall()
-    finally:
-        con.close()
-
-
 def _journal(db: Path) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     journal: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    rows = _query(db, "SELECT workflow_id, kind, data, at FROM events ORDER BY workflow_id, seq")
+    rows = query(db, "SELECT workflow_id, kind, data, at FROM events ORDER BY workflow_id, seq")
     for wid, kind, data, at in rows:
         decoded = json.loads(data)
         decoded.setdefault("at", at)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.chaos import big_app
-from tests.chaos.campaign import Campaign, CampaignError, _query
+from tests.chaos.campaign import Campaign, CampaignError, query
 from tests.runtime.worker_process import run_crashing
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ RECOVERY_CRASHES = (0, 0, 1, 2, 3, 5)
 
 class _BigCampaign(Campaign):
     def _check_outcomes(self) -> None:
-        rows = _query(self.db, "SELECT id, status, output FROM workflows WHERE parent_id IS NULL")
+        rows = query(self.db, "SELECT id, status, output FROM workflows WHERE parent_id IS NULL")
         found = {w: (s, None if o is None else json.loads(o)) for w, s, o in rows}
         for wid, want in big_app.expected().items():
             if found.get(wid) != want:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.chaos import chaos_app, fresh_app
-from tests.chaos.campaign import Campaign, CampaignError, _query
+from tests.chaos.campaign import Campaign, CampaignError, query
 from tests.runtime.worker_process import run_crashing
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class _FreshCampaign(Campaign):
 
     def _check_outcomes(self) -> None:
         specs = {s.id: s for s in fresh_app.plan(self.seed, COUNT)}
-        rows = _query(self.db, "SELECT id, status, input, output FROM workflows "
+        rows = query(self.db, "SELECT id, status, input, output FROM workflows "
                       "WHERE parent_id IS NULL")  # fmt: skip
         for wid, status, raw_input, output in rows:
             spec = specs[json.loads(raw_input)["plan"]]
@@ -90,7 +90,7 @@ def early_steps(tmp_path: Path) -> int:
     step ran while their start was still committing (eager dispatch of a generated id)."""
     early = 0
     for work in tmp_path.glob("n*"):
-        stored = {wid for (wid,) in _query(work / "chaos.db", "SELECT id FROM workflows")}
+        stored = {wid for (wid,) in query(work / "chaos.db", "SELECT id FROM workflows")}
         lines = (work / "activities.log").read_text(encoding="utf-8").splitlines()
         early += sum(1 for line in lines if line.split()[1] not in stored)
     return early
